@@ -1,0 +1,116 @@
+# ztna: one GNU Makefile, explicit source lists.
+# Honours CC, CFLAGS, CPPFLAGS, LDFLAGS (as dpkg-buildflags sets them).
+
+CC ?= cc
+CLANG ?= clang
+PKG_CONFIG ?= pkg-config
+CFLAGS ?= -O2 -g
+WERROR ?=
+WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wpointer-arith $(WERROR)
+ZCFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARNINGS) -Ishm
+DAEMON_LIBS := $(shell $(PKG_CONFIG) --libs jansson libsystemd 2>/dev/null || echo -ljansson -lsystemd)
+CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
+
+B := build
+T := build/test
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+SHM_SRC := shm/siphash.c shm/reader.c shm/writer.c
+NSS_SRC := nss_ztna/nss-ztna.c
+ZTNAD_SRC := ztnad/ztnad.c ztnad/peers.c ztnad/example.c
+ZTNA_SRC := ztnad/ztna.c
+HEADERS := $(wildcard shm/*.h nss_ztna/*.h ztnad/*.h)
+
+all: $(B)/libnss_ztna.so.2 $(B)/ztnad $(B)/ztna
+
+# ---- release build ----
+$(B)/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ZCFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(B)/libshm.a: $(SHM_SRC:%.c=$(B)/%.o)
+	$(AR) rcs $@ $^
+
+# Only _nss_ztna_* exported (version script), nothing but libc in NEEDED,
+# BIND_NOW so no lazy binding runs inside a caller, nodelete so a
+# dlclose() never unmaps code another thread may be running.
+$(B)/libnss_ztna.so.2: $(NSS_SRC:%.c=$(B)/%.o) $(B)/libshm.a nss_ztna/nss-ztna.sym
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,libnss_ztna.so.2 \
+		-Wl,--version-script=nss_ztna/nss-ztna.sym -Wl,-z,nodelete \
+		-Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -Wl,--as-needed \
+		-o $@ $(NSS_SRC:%.c=$(B)/%.o) $(B)/libshm.a
+
+$(B)/ztnad/example.c: examples/tailnet.json tests/embed.sh
+	@mkdir -p $(dir $@)
+	sh tests/embed.sh ztna_example_tailnet $< > $@
+
+$(B)/ztnad/example.o: $(B)/ztnad/example.c
+	$(CC) $(CPPFLAGS) $(ZCFLAGS) $(CFLAGS) -c -o $@ $<
+
+ZTNAD_OBJ := $(B)/ztnad/ztnad.o $(B)/ztnad/peers.o $(B)/ztnad/example.o
+$(B)/ztnad: $(ZTNAD_OBJ) $(B)/libshm.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(DAEMON_LIBS)
+
+$(B)/ztna: $(ZTNA_SRC:%.c=$(B)/%.o) $(B)/libshm.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^
+
+# ---- sanitized test build (never installed, never dlopen'ed by getent) ----
+$(T)/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O1 -g $(SAN) -Itests -c -o $@ $<
+
+$(T)/libshm.a: $(SHM_SRC:%.c=$(T)/%.o)
+	$(AR) rcs $@ $^
+
+$(T)/test-shm: $(T)/shm/test-shm.o $(T)/libshm.a
+	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) -lpthread
+
+$(T)/test-nss: $(T)/nss_ztna/test-nss.o $(T)/nss_ztna/nss-ztna.o $(T)/libshm.a
+	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) -lpthread
+
+$(T)/test-peers: $(T)/ztnad/test-peers.o $(T)/ztnad/peers.o $(T)/libshm.a
+	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS)
+
+TEST_BINS := $(T)/test-shm $(T)/test-nss $(T)/test-peers
+# C getaddrinfo client for the integration tests (uninstrumented: it loads
+# the release module).
+$(B)/gai-client: tests/gai-client.c
+	$(CC) $(CPPFLAGS) $(ZCFLAGS) $(CFLAGS) -o $@ $<
+
+check test: all $(TEST_BINS) $(B)/gai-client
+	sh tests/run-tests.sh
+
+# ---- fuzzing (libFuzzer; FUZZ_SECONDS per target) ----
+FUZZ_SECONDS ?= 30
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ishm
+$(B)/fuzz/fuzz-store: tests/fuzz-store.c $(SHM_SRC) $(NSS_SRC)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_FLAGS) -o $@ $^
+$(B)/fuzz/fuzz-peers: tests/fuzz-peers.c ztnad/peers.c $(SHM_SRC)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(DAEMON_LIBS)
+
+FUZZ_BINS := $(B)/fuzz/fuzz-store $(B)/fuzz/fuzz-peers
+fuzz: $(FUZZ_BINS)
+	sh tests/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+
+# ---- benchmarks ----
+$(B)/bench/bench-nss: tests/bench-nss.c $(NSS_SRC) $(B)/libshm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $^ -lpthread
+$(B)/bench/libnss_ztnanoop.so.2: tests/nss-noop.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ZCFLAGS) -O2 -shared -Wl,-soname,libnss_ztnanoop.so.2 -o $@ $<
+
+bench: all $(B)/bench/bench-nss $(B)/bench/libnss_ztnanoop.so.2 $(B)/gai-client
+	sh tests/run-bench.sh
+
+demo: all
+	sh tests/demo.sh
+
+clean:
+	rm -rf $(B)
+
+.PHONY: all check test fuzz bench demo clean
+.DELETE_ON_ERROR:

@@ -1,0 +1,500 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The store reader. It runs inside every process that resolves a name,
+ * setuid ones included, so it treats the file as hostile input: the file
+ * is trusted only when root or the directory's system account made it,
+ * every field is read once (READ_ONCE) and checked before use, every loop is
+ * bounded. After the first mapping a lookup makes no syscall and no
+ * allocation. See shm-format.h for the latch contract.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "shm-format.h"
+#include "shm.h"
+#include "siphash.h"
+
+/* Accounts below this uid are system accounts (Debian's SYS_UID_MAX + 1). */
+#define SHM_SYSTEM_UID_LIMIT 1000u
+#define SHM_PATH_MAX 1024u
+#define SHM_FILE_MAX (UINT64_C(1) << 33)
+#define SHM_MAPPINGS_MAX 8u
+
+/* A field of the shared mapping, read exactly once: the compiler may neither
+ * tear nor repeat the load, so a value checked is the value used. */
+#define READ_ONCE(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+typedef struct ShmMapping {
+        uint32_t refs; /* 0: the slot is free; one reference is `current`'s */
+        const uint8_t *addr;
+        size_t len;
+        uint64_t region_off[2]; /* checked once at mapping time, kept here */
+        uint32_t region_size[2];
+} ShmMapping;
+
+struct ShmReader {
+        const char *path; /* NULL: $ZTNA_STORE or the default */
+        ShmMapping *current;
+        ShmMapping slots[SHM_MAPPINGS_MAX];
+        bool allocated;
+};
+
+static ShmReader default_reader;
+
+ShmReader *shm_reader_default(void) {
+        return &default_reader;
+}
+
+int shm_reader_new(const char *path, ShmReader **ret) {
+        ShmReader *r = calloc(1, sizeof(*r));
+        if (!r)
+                return -ENOMEM;
+        if (path) {
+                r->path = strdup(path);
+                if (!r->path) {
+                        free(r);
+                        return -ENOMEM;
+                }
+        }
+        r->allocated = true;
+        *ret = r;
+        return 0;
+}
+
+ShmReader *shm_reader_free(ShmReader *r) {
+        if (!r)
+                return NULL;
+        /* Only for readers no other thread uses any more. */
+        for (size_t i = 0; i < SHM_MAPPINGS_MAX; i++)
+                if (r->slots[i].refs > 0)
+                        munmap((void *) r->slots[i].addr, r->slots[i].len);
+        if (r->allocated) {
+                free((char *) r->path);
+                free(r);
+        }
+        return NULL;
+}
+
+static const char *reader_path(const ShmReader *r) {
+        if (r->path)
+                return r->path;
+        /* secure_getenv: a setuid program must not be pointed elsewhere. */
+        const char *e = secure_getenv(SHM_ENV_PATH);
+        if (e && e[0] == '/')
+                return e;
+        return SHM_DEFAULT_PATH;
+}
+
+static bool trusted_dir(const struct stat *st) {
+        return S_ISDIR(st->st_mode) && st->st_uid < SHM_SYSTEM_UID_LIMIT && !(st->st_mode & S_IWOTH);
+}
+
+static bool trusted_file(const struct stat *st, const struct stat *dir) {
+        return S_ISREG(st->st_mode) && st->st_nlink == 1 && !(st->st_mode & (S_IWGRP | S_IWOTH)) &&
+               (st->st_uid == 0 || st->st_uid == dir->st_uid);
+}
+
+/* Checks the fixed part of a freshly mapped header and keeps what it found
+ * in `m`, so later lookups never re-read these fields from the file. */
+static int header_check(ShmMapping *m) {
+        const ShmWireHeader *h = (const ShmWireHeader *) m->addr;
+        if (m->len < sizeof(ShmWireHeader))
+                return -EBADMSG;
+        if (READ_ONCE(h->magic) != SHM_MAGIC)
+                return -EBADMSG;
+        if (READ_ONCE(h->version) != SHM_VERSION)
+                return -EPROTONOSUPPORT;
+        uint32_t hs = READ_ONCE(h->header_size);
+        if (hs < sizeof(ShmWireHeader) || hs > m->len || READ_ONCE(h->file_size) != m->len)
+                return -EBADMSG;
+        for (unsigned i = 0; i < 2; i++) {
+                uint64_t off = READ_ONCE(h->region_off[i]), size = READ_ONCE(h->region_size[i]);
+                if (off < hs || off % 8 || off > m->len || size > m->len - off || size > UINT32_MAX)
+                        return -EBADMSG;
+                m->region_off[i] = off;
+                m->region_size[i] = (uint32_t) size;
+        }
+        return 0;
+}
+
+static int store_map(const char *path, ShmMapping *m) {
+        char dir[SHM_PATH_MAX];
+        const char *slash = strrchr(path, '/');
+        const char *base;
+        struct stat dst, fst;
+
+        if (!slash) {
+                strcpy(dir, ".");
+                base = path;
+        } else {
+                size_t n = slash == path ? 1 : (size_t) (slash - path);
+                if (n >= sizeof(dir))
+                        return -ENAMETOOLONG;
+                memcpy(dir, path, n);
+                dir[n] = 0;
+                base = slash + 1;
+        }
+        if (!*base)
+                return -EISDIR;
+
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return -errno;
+        if (fstat(dfd, &dst) < 0)
+                return -errno;
+        if (!trusted_dir(&dst))
+                return -EPERM;
+
+        /* O_NOFOLLOW: no symlinks; O_NONBLOCK: a FIFO planted here must not
+         * block the caller (it is then refused as not a regular file). */
+        _cleanup_close_ int fd = openat(dfd, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ELOOP ? -EPERM : -errno;
+        if (fstat(fd, &fst) < 0)
+                return -errno;
+        if (!trusted_file(&fst, &dst))
+                return -EPERM;
+        if (fst.st_size < (off_t) sizeof(ShmWireHeader) || (uint64_t) fst.st_size > SHM_FILE_MAX)
+                return -EBADMSG;
+
+        void *p = mmap(NULL, (size_t) fst.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED)
+                return -errno;
+        m->addr = p;
+        m->len = (size_t) fst.st_size;
+        int r = header_check(m);
+        if (r < 0) {
+                munmap(p, m->len);
+                return r;
+        }
+        return 0;
+}
+
+static bool mapping_tryget(ShmMapping *m) {
+        uint32_t c = __atomic_load_n(&m->refs, __ATOMIC_RELAXED);
+        do {
+                if (c == 0) /* being torn down, or free: never resurrect */
+                        return false;
+        } while (!__atomic_compare_exchange_n(&m->refs, &c, c + 1, true, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED));
+        return true;
+}
+
+static void mapping_put(ShmMapping *m) {
+        /* Read before letting go: once the count is 0 another thread may
+         * claim the slot and overwrite these. */
+        const uint8_t *addr = __atomic_load_n(&m->addr, __ATOMIC_RELAXED);
+        size_t len = __atomic_load_n(&m->len, __ATOMIC_RELAXED);
+        if (__atomic_fetch_sub(&m->refs, 1, __ATOMIC_ACQ_REL) == 1)
+                munmap((void *) addr, len);
+}
+
+/* Maps the store into a free slot, holding two references: the caller's and
+ * the one `current` will own. */
+static int mapping_open(ShmReader *r, ShmMapping **ret) {
+        ShmMapping tmp = {};
+        int e = store_map(reader_path(r), &tmp);
+        if (e < 0)
+                return e;
+        for (size_t i = 0; i < SHM_MAPPINGS_MAX; i++) {
+                ShmMapping *m = &r->slots[i];
+                uint32_t zero = 0;
+                /* A slot is claimed with the count already non-zero; a thread
+                 * still holding a stale pointer to it may take a reference
+                 * now, but it re-checks `current` before use, and `current`
+                 * is set (release) only after the fields below. */
+                if (!__atomic_compare_exchange_n(&m->refs, &zero, 2, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+                        continue;
+                __atomic_store_n(&m->addr, tmp.addr, __ATOMIC_RELAXED);
+                __atomic_store_n(&m->len, tmp.len, __ATOMIC_RELAXED);
+                memcpy(m->region_off, tmp.region_off, sizeof(tmp.region_off));
+                memcpy(m->region_size, tmp.region_size, sizeof(tmp.region_size));
+                *ret = m;
+                return 0;
+        }
+        munmap((void *) tmp.addr, tmp.len);
+        return -EBUSY; /* every slot still used by a thread */
+}
+
+/* Stops publishing `m` as current (once); the caller still holds its own. */
+static void mapping_unpublish(ShmReader *r, ShmMapping *m) {
+        ShmMapping *expected = m;
+        if (__atomic_compare_exchange_n(&r->current, &expected, NULL, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+                mapping_put(m);
+}
+
+static int mapping_acquire(ShmReader *r, ShmMapping **ret) {
+        for (unsigned tries = 0; tries < SHM_READ_TRIES; tries++) {
+                ShmMapping *m = __atomic_load_n(&r->current, __ATOMIC_ACQUIRE);
+                if (m) {
+                        if (!mapping_tryget(m))
+                                continue;
+                        if (__atomic_load_n(&r->current, __ATOMIC_ACQUIRE) != m) {
+                                mapping_put(m);
+                                continue;
+                        }
+                        const ShmWireHeader *h = (const ShmWireHeader *) m->addr;
+                        if (!__atomic_load_n(&h->retired, __ATOMIC_ACQUIRE)) {
+                                *ret = m;
+                                return 0;
+                        }
+                        /* A larger store was renamed over this one. */
+                        mapping_unpublish(r, m);
+                        mapping_put(m);
+                        continue;
+                }
+
+                ShmMapping *n;
+                int e = mapping_open(r, &n);
+                if (e < 0)
+                        return e;
+                ShmMapping *expected = NULL;
+                if (__atomic_compare_exchange_n(&r->current, &expected, n, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+                        *ret = n;
+                        return 0;
+                }
+                mapping_put(n); /* another thread mapped it first */
+                mapping_put(n);
+        }
+        return -EAGAIN;
+}
+
+static bool section_fits(uint32_t used, uint32_t off, uint32_t n, uint32_t elem) {
+        return off % 8 == 0 && off <= used && (uint64_t) n * elem <= used - off;
+}
+
+/* Copies the descriptor of the copy that `seq` names into `s`, field by
+ * field and once, and checks it. */
+static bool copy_load(const ShmMapping *m, uint32_t seq, ShmSnapshot *s) {
+        const ShmWireHeader *h = (const ShmWireHeader *) m->addr;
+        unsigned i = seq & 1;
+        const ShmWireCopy *c = &h->copy[i];
+
+        s->region = m->addr + m->region_off[i];
+        s->region_size = m->region_size[i];
+        s->generation = READ_ONCE(c->generation);
+        s->published_usec = READ_ONCE(c->published_usec);
+        s->heartbeat_usec = READ_ONCE(h->heartbeat_usec);
+        s->file_size = m->len;
+        s->hash_key[0] = READ_ONCE(c->hash_key[0]);
+        s->hash_key[1] = READ_ONCE(c->hash_key[1]);
+        s->state = READ_ONCE(c->state);
+        uint32_t used = READ_ONCE(c->used);
+        s->n_records = READ_ONCE(c->n_records);
+        s->records_off = READ_ONCE(c->records_off);
+        s->n_v4 = READ_ONCE(c->n_v4);
+        s->v4_off = READ_ONCE(c->v4_off);
+        s->n_v6 = READ_ONCE(c->n_v6);
+        s->v6_off = READ_ONCE(c->v6_off);
+        s->pool_len = READ_ONCE(c->pool_len);
+        s->pool_off = READ_ONCE(c->pool_off);
+        s->name_slots = READ_ONCE(c->name_slots);
+        s->name_idx_off = READ_ONCE(c->name_idx_off);
+        s->name_max_probe = READ_ONCE(c->name_max_probe);
+        s->addr_slots = READ_ONCE(c->addr_slots);
+        s->addr_idx_off = READ_ONCE(c->addr_idx_off);
+        s->addr_max_probe = READ_ONCE(c->addr_max_probe);
+        s->n_ranges = READ_ONCE(c->n_ranges);
+        s->domain_len = READ_ONCE(c->domain_len);
+        s->domain = c->domain;
+        s->ranges = c->ranges;
+
+        return (s->state == SHM_STATE_UP || s->state == SHM_STATE_DOWN) && used <= s->region_size &&
+               s->n_records < UINT32_MAX && section_fits(used, s->records_off, s->n_records, sizeof(ShmWireRecord)) &&
+               section_fits(used, s->v4_off, s->n_v4, 4) && section_fits(used, s->v6_off, s->n_v6, 16) &&
+               section_fits(used, s->pool_off, s->pool_len, 1) &&
+               section_fits(used, s->name_idx_off, s->name_slots, sizeof(ShmWireSlot)) &&
+               section_fits(used, s->addr_idx_off, s->addr_slots, sizeof(ShmWireSlot)) &&
+               s->name_max_probe <= s->name_slots && s->name_max_probe <= SHM_PROBE_LIMIT &&
+               s->addr_max_probe <= s->addr_slots && s->addr_max_probe <= SHM_PROBE_LIMIT &&
+               s->n_ranges <= SHM_RANGES_MAX && s->domain_len <= SHM_DOMAIN_MAX &&
+               READ_ONCE(c->domain[s->domain_len]) == '\0';
+}
+
+int shm_snapshot_begin(ShmReader *r, ShmSnapshot *ret) {
+        for (unsigned tries = 0; tries < SHM_READ_TRIES; tries++) {
+                ShmMapping *m;
+                int e = mapping_acquire(r, &m);
+                if (e < 0)
+                        return e;
+                const ShmWireHeader *h = (const ShmWireHeader *) m->addr;
+                ShmSnapshot s;
+                s.seq = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE); /* (C) */
+                s.mapping = m;
+                if (copy_load(m, s.seq, &s)) {
+                        *ret = s;
+                        return 0;
+                }
+                if (shm_snapshot_end(&s)) {
+                        /* Consistent yet invalid: the file is corrupt. Let
+                         * go of it so the next lookup maps the path again. */
+                        mapping_unpublish(r, m);
+                        return -EBADMSG;
+                }
+        }
+        return -EAGAIN;
+}
+
+bool shm_snapshot_end(ShmSnapshot *s) {
+        ShmMapping *m = s->mapping;
+        const ShmWireHeader *h = (const ShmWireHeader *) m->addr;
+        __atomic_thread_fence(__ATOMIC_ACQUIRE); /* (D) */
+        bool ok = __atomic_load_n(&h->seq, __ATOMIC_RELAXED) == s->seq;
+        mapping_put(m);
+        s->mapping = NULL;
+        return ok;
+}
+
+bool shm_snapshot_down(const ShmSnapshot *s) {
+        return s->state == SHM_STATE_DOWN;
+}
+
+bool shm_snapshot_record(const ShmSnapshot *s, uint32_t index, ShmRecordView *ret) {
+        if (index >= s->n_records)
+                return false;
+        const ShmWireRecord *w = (const ShmWireRecord *) (s->region + s->records_off) + index;
+        uint32_t name_off = READ_ONCE(w->name_off);
+        uint32_t name_len = READ_ONCE(w->name_len);
+        uint32_t v4_first = READ_ONCE(w->v4_first), n_v4 = READ_ONCE(w->n_v4);
+        uint32_t v6_first = READ_ONCE(w->v6_first), n_v6 = READ_ONCE(w->n_v6);
+        const char *pool = (const char *) s->region + s->pool_off;
+
+        if (name_len == 0 || name_len > SHM_LABEL_MAX || name_off >= s->pool_len ||
+            s->pool_len - name_off <= name_len || READ_ONCE(pool[name_off + name_len]) != '\0')
+                return false;
+        if (v4_first > s->n_v4 || n_v4 > s->n_v4 - v4_first || v6_first > s->n_v6 || n_v6 > s->n_v6 - v6_first)
+                return false;
+
+        *ret = (ShmRecordView) {
+                .name = pool + name_off,
+                .name_len = name_len,
+                .ttl = READ_ONCE(w->ttl),
+                .online = READ_ONCE(w->flags) & SHM_RECORD_ONLINE,
+                .n_v4 = n_v4,
+                .n_v6 = n_v6,
+                .v4 = s->region + s->v4_off + (size_t) v4_first * 4,
+                .v6 = s->region + s->v6_off + (size_t) v6_first * 16,
+        };
+        return true;
+}
+
+static bool ascii_caseeq(const char *a, const char *b, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (ascii_tolower(READ_ONCE(a[i])) != ascii_tolower(b[i]))
+                        return false;
+        return true;
+}
+
+static bool find_label(const ShmSnapshot *s, const char *label, size_t len, ShmRecordView *ret) {
+        if (len > SHM_LABEL_MAX || s->name_slots == 0)
+                return false;
+        uint64_t h = siphash13(s->hash_key, label, len, 1);
+        uint32_t tag = (uint32_t) (h >> 32), pos = shm_slot_start(h, s->name_slots);
+        const ShmWireSlot *slots = (const ShmWireSlot *) (s->region + s->name_idx_off);
+
+        for (uint32_t i = 0; i < s->name_max_probe; i++) {
+                uint32_t index = READ_ONCE(slots[pos].index);
+                if (index == 0)
+                        return false;
+                ShmRecordView v;
+                if (READ_ONCE(slots[pos].tag) == tag && shm_snapshot_record(s, index - 1, &v) &&
+                    v.name_len == len && ascii_caseeq(v.name, label, len)) {
+                        *ret = v;
+                        return true;
+                }
+                if (++pos == s->name_slots)
+                        pos = 0;
+        }
+        return false;
+}
+
+ShmClass shm_snapshot_lookup_name(const ShmSnapshot *s, const char *name, ShmRecordView *ret) {
+        size_t len = strnlen(name, SHM_DOMAIN_MAX + 2);
+        if (len > 0 && name[len - 1] == '.')
+                len--;
+        if (len == 0 || len > SHM_DOMAIN_MAX)
+                return SHM_NOT_OURS;
+
+        if (!memchr(name, '.', len))
+                return find_label(s, name, len, ret) ? SHM_FOUND : SHM_NOT_OURS;
+
+        size_t dl = s->domain_len;
+        if (dl == 0 || len < dl || !ascii_caseeq(s->domain, name + len - dl, dl))
+                return SHM_NOT_OURS;
+        if (len == dl)
+                return SHM_UNKNOWN; /* the tailnet domain itself */
+        if (name[len - dl - 1] != '.')
+                return SHM_NOT_OURS; /* "notyourorg.zt.net" */
+        size_t ll = len - dl - 1;
+        if (ll == 0 || memchr(name, '.', ll))
+                return SHM_UNKNOWN; /* deeper than a peer: nobody's */
+        return find_label(s, name, ll, ret) ? SHM_FOUND : SHM_UNKNOWN;
+}
+
+static void addr_key(int family, const void *addr, uint8_t key[16]) {
+        if (family == AF_INET) {
+                memset(key, 0, 10);
+                key[10] = key[11] = 0xff;
+                memcpy(key + 12, addr, 4);
+        } else
+                memcpy(key, addr, 16);
+}
+
+static bool record_has_addr(const ShmRecordView *v, int family, const void *addr) {
+        size_t n = family == AF_INET ? v->n_v4 : v->n_v6, sz = family == AF_INET ? 4 : 16;
+        const uint8_t *p = family == AF_INET ? v->v4 : v->v6;
+        for (size_t i = 0; i < n; i++)
+                if (memcmp(p + i * sz, addr, sz) == 0)
+                        return true;
+        return false;
+}
+
+static bool in_ranges(const ShmSnapshot *s, int family, const uint8_t *addr) {
+        const ShmWireRange *ranges = s->ranges;
+        unsigned want = family == AF_INET ? 4 : 6, bits = family == AF_INET ? 32 : 128;
+        for (uint32_t i = 0; i < s->n_ranges; i++) {
+                unsigned plen = READ_ONCE(ranges[i].prefixlen);
+                if (READ_ONCE(ranges[i].family) != want || plen > bits)
+                        continue;
+                uint8_t net[16];
+                memcpy(net, ranges[i].addr, 16);
+                unsigned full = plen / 8, rest = plen % 8;
+                if (memcmp(net, addr, full) != 0)
+                        continue;
+                if (rest && ((net[full] ^ addr[full]) & (uint8_t) (0xff << (8 - rest))))
+                        continue;
+                return true;
+        }
+        return false;
+}
+
+ShmClass shm_snapshot_lookup_addr(const ShmSnapshot *s, int family, const void *addr, ShmRecordView *ret) {
+        if (family != AF_INET && family != AF_INET6)
+                return SHM_NOT_OURS;
+        if (s->addr_slots > 0) {
+                uint8_t key[16];
+                addr_key(family, addr, key);
+                uint64_t h = siphash13(s->hash_key, key, sizeof(key), 0);
+                uint32_t tag = (uint32_t) (h >> 32), pos = shm_slot_start(h, s->addr_slots);
+                const ShmWireSlot *slots = (const ShmWireSlot *) (s->region + s->addr_idx_off);
+                for (uint32_t i = 0; i < s->addr_max_probe; i++) {
+                        uint32_t index = READ_ONCE(slots[pos].index);
+                        if (index == 0)
+                                break;
+                        ShmRecordView v;
+                        if (READ_ONCE(slots[pos].tag) == tag && shm_snapshot_record(s, index - 1, &v) &&
+                            record_has_addr(&v, family, addr)) {
+                                *ret = v;
+                                return SHM_FOUND;
+                        }
+                        if (++pos == s->addr_slots)
+                                pos = 0;
+                }
+        }
+        return in_ranges(s, family, addr) ? SHM_UNKNOWN : SHM_NOT_OURS;
+}

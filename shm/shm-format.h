@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The ztna record store: one file on tmpfs (/run/ztna/records), written by
+ * ztnad only and mapped read-only by every process that resolves names.
+ *
+ * Contract
+ * --------
+ * This is a seqcount *latch*, the pattern of the kernel's timekeeping
+ * (include/linux/seqlock.h, "latch sequence counters"): two complete copies of
+ * the table, and one counter whose low bit says which copy readers use. The
+ * writer never waits for readers and readers never lock, so a writer that is
+ * stopped or killed at any instant leaves one complete copy behind.
+ *
+ * Who writes: exactly one ztnad at a time (it holds flock(LOCK_EX) on
+ * "<path>.lock"). Readers never write a byte: they map the file PROT_READ.
+ *
+ * The segment holds no pointers and no `long`: fixed-width little-endian
+ * integers, and offsets relative to the start of a copy's region.
+ *
+ * The writer, publishing a new table (shm/writer.c, shm_writer_publish()):
+ *
+ *      g = seq & 1;                    // the copy readers use now
+ *      write region[!g] and copy[!g];  // readers are not looking at it
+ *      smp_store_release(&seq, seq + 1);  // (A) readers move to !g
+ *      smp_wmb();                      // (B) the bump before any write to g
+ *      write region[g] and copy[g];    // same bytes again
+ *
+ * After a kill between the two writes, seq & 1 names the complete new copy
+ * and the other one is torn; the next writer starts by rewriting the one
+ * that seq & 1 does not name, so it never bumps onto a torn copy.
+ *
+ * The reader (shm/reader.c, shm_snapshot_begin()/shm_snapshot_end()):
+ *
+ *      do {
+ *              s = smp_load_acquire(&seq);     // (C) pairs with (A)
+ *              read copy[s & 1], region[s & 1]; copy the answer out;
+ *              smp_rmb();                      // (D) pairs with (B)
+ *      } while (READ_ONCE(seq) != s && tries++ < SHM_READ_TRIES);
+ *
+ * (C)/(A): a reader that sees the new count sees the copy written before it.
+ * (D)/(B): a reader whose copy the writer began to overwrite after the bump
+ * sees the count changed and retries. A torn read is thrown away, never used;
+ * while it lasts every offset and length read from it is checked against the
+ * mapping before use and every loop is bounded, so torn or hostile bytes give
+ * "unavailable", never a fault or a hang.
+ *
+ * Growth: a file mapped by readers is never truncated (they would SIGBUS). A
+ * larger table goes into a new file, renamed over the path; then the old
+ * header's `retired` is set (release). Readers check it (acquire) on each
+ * lookup and re-open the path. Old mappings stay mapped until no thread of
+ * the process holds them (a reference count per mapping, no locks).
+ */
+
+#include <assert.h>
+#include <stdint.h>
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+/* The fields are stored little-endian in host order; a big-endian port would
+ * need byte swaps in the reader and writer. */
+#error "the ztna record store is defined as little-endian"
+#endif
+
+#define SHM_MAGIC       UINT64_C(0x3143455241544e5a) /* "ZNTAREC1" */
+#define SHM_VERSION     1u
+#define SHM_DEFAULT_PATH "/run/ztna/records"
+#define SHM_ENV_PATH    "ZTNA_STORE"
+
+#define SHM_LABEL_MAX   63u  /* RFC 1035 2.3.4 */
+#define SHM_DOMAIN_MAX  253u /* a name's text form, without the final dot */
+#define SHM_RANGES_MAX  8u
+#define SHM_PROBE_LIMIT 512u /* the writer re-keys rather than exceed this */
+#define SHM_READ_TRIES  8u
+#define SHM_ADDRS_MAX   UINT16_MAX /* per family and peer */
+
+enum {
+        SHM_STATE_UP = 1,
+        SHM_STATE_DOWN = 2,
+};
+
+enum {
+        SHM_RECORD_ONLINE = 1u << 0,
+};
+
+/* A tailnet address range: reverse lookups inside it are ours. */
+typedef struct ShmWireRange {
+        uint8_t family;   /* 4 or 6 */
+        uint8_t prefixlen;
+        uint8_t reserved[2];
+        uint8_t addr[16]; /* IPv4 in the first 4 bytes */
+} ShmWireRange;
+
+/* The descriptor of one copy, rewritten with it. Offsets are relative to the
+ * copy's region and checked against `used`, `used` against the region size. */
+typedef struct ShmWireCopy {
+        uint64_t generation;     /* publish count, goes on across restarts */
+        uint64_t published_usec; /* CLOCK_REALTIME */
+        uint64_t hash_key[2];    /* SipHash-1-3 key of both indexes */
+        uint32_t state;          /* SHM_STATE_* */
+        uint32_t used;           /* bytes of the region in use */
+        uint32_t n_records, records_off;     /* ShmWireRecord[] */
+        uint32_t n_v4, v4_off;               /* uint8_t[4][] */
+        uint32_t n_v6, v6_off;               /* uint8_t[16][] */
+        uint32_t pool_len, pool_off;         /* NUL-terminated names */
+        uint32_t name_slots, name_idx_off, name_max_probe; /* ShmWireSlot[] */
+        uint32_t addr_slots, addr_idx_off, addr_max_probe; /* ShmWireSlot[] */
+        uint32_t n_ranges;
+        uint32_t domain_len;
+        ShmWireRange ranges[SHM_RANGES_MAX];
+        char domain[256];        /* as configured, NUL-terminated */
+        uint32_t reserved[8];
+} ShmWireCopy;
+
+typedef struct ShmWireHeader {
+        uint64_t magic;
+        uint32_t version;
+        uint32_t header_size;
+        uint64_t file_size;
+        uint32_t seq;            /* the latch; atomic */
+        uint32_t retired;        /* atomic; set once, after the rename */
+        uint64_t heartbeat_usec; /* atomic; CLOCK_REALTIME of the writer's last sign of life */
+        uint64_t writer_pid;
+        uint64_t region_off[2];  /* fixed for the life of the file */
+        uint64_t region_size[2];
+        ShmWireCopy copy[2];
+} ShmWireHeader;
+
+/* One peer. The short name lives in the pool; the FQDN is name "." domain. */
+typedef struct ShmWireRecord {
+        uint32_t name_off;
+        uint32_t v4_first; /* index into the v4 array */
+        uint32_t v6_first;
+        uint16_t n_v4;
+        uint16_t n_v6;
+        uint32_t ttl;
+        uint8_t name_len;
+        uint8_t flags;     /* SHM_RECORD_* */
+        uint16_t reserved;
+} ShmWireRecord;
+
+/* Open addressing, linear probing. The slot for hash h starts at
+ * ((h & 0xffffffff) * slots) >> 32; `tag` is h >> 32 and saves most name
+ * comparisons; `index` is the record index plus one, 0 for an empty slot.
+ * A name index entry is keyed by the lower-cased short name; an address
+ * entry by the 16-byte address (IPv4 as ::ffff:a.b.c.d) and points at the
+ * record holding it. */
+typedef struct ShmWireSlot {
+        uint32_t tag;
+        uint32_t index;
+} ShmWireSlot;
+
+static_assert(sizeof(ShmWireRange) == 20, "range layout");
+static_assert(sizeof(ShmWireRecord) == 24, "record layout");
+static_assert(sizeof(ShmWireSlot) == 8, "slot layout");
+static_assert(sizeof(ShmWireCopy) % 8 == 0, "copy layout");
+static_assert(sizeof(ShmWireHeader) % 8 == 0, "header layout");
+
+#define SHM_HEADER_SIZE ((uint32_t) ((sizeof(ShmWireHeader) + 4095) & ~(size_t) 4095))
+
+static inline uint32_t shm_slot_start(uint64_t hash, uint32_t slots) {
+        return (uint32_t) (((hash & UINT64_C(0xffffffff)) * slots) >> 32);
+}

@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Public interface of the record store. The layout and the reader/writer
+ * contract are in shm-format.h. */
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- Writer (ztnad) ---- */
+
+typedef struct ShmPrefix {
+        int family; /* AF_INET or AF_INET6 */
+        unsigned prefixlen;
+        union {
+                struct in_addr in;
+                struct in6_addr in6;
+        } addr;
+} ShmPrefix;
+
+typedef struct ShmPeer {
+        const char *name; /* one DNS label, case kept */
+        uint32_t ttl;
+        bool online;
+        size_t n_v4;
+        const struct in_addr *v4;
+        size_t n_v6;
+        const struct in6_addr *v6;
+} ShmPeer;
+
+typedef struct ShmMap {
+        const char *domain; /* without the final dot */
+        size_t n_ranges;
+        const ShmPrefix *ranges;
+        size_t n_peers;
+        const ShmPeer *peers;
+} ShmMap;
+
+typedef struct ShmWriter ShmWriter;
+
+/* Takes the writer lock ("<path>.lock") and, when a valid store exists at
+ * `path`, takes it over: readers keep answering from it until the first
+ * publish. -EBUSY when another writer holds the lock. */
+int shm_writer_open(const char *path, ShmWriter **ret);
+ShmWriter *shm_writer_close(ShmWriter *w); /* NULL-safe; the file stays */
+
+/* Publishes `map` as the next generation. The map must already be valid
+ * (ztnad checks names, duplicates and addresses); this only refuses what the
+ * format cannot hold (-EINVAL, -E2BIG). */
+int shm_writer_publish(ShmWriter *w, const ShmMap *map, bool up);
+/* Marks the published map up or down without changing it. */
+int shm_writer_set_state(ShmWriter *w, bool up);
+void shm_writer_heartbeat(ShmWriter *w);
+uint64_t shm_writer_generation(const ShmWriter *w);
+uint64_t shm_writer_file_size(const ShmWriter *w);
+
+/* ---- Reader (the NSS module, ztna, tests) ---- */
+
+typedef struct ShmReader ShmReader;
+
+/* `path` NULL: $ZTNA_STORE read with secure_getenv(), else /run/ztna/records. */
+int shm_reader_new(const char *path, ShmReader **ret);
+ShmReader *shm_reader_free(ShmReader *r); /* NULL-safe */
+/* The process-wide reader of the NSS module: static storage, no malloc. */
+ShmReader *shm_reader_default(void);
+
+/* One consistent read of the store: begin, look up, copy out, end. */
+typedef struct ShmSnapshot {
+        const uint8_t *region;
+        uint32_t region_size;
+        uint32_t seq;
+        void *mapping;
+        /* validated copies of the descriptor's fields */
+        uint64_t generation, published_usec, heartbeat_usec, file_size;
+        uint64_t hash_key[2];
+        uint32_t state;
+        uint32_t n_records, records_off;
+        uint32_t n_v4, v4_off, n_v6, v6_off;
+        uint32_t pool_len, pool_off;
+        uint32_t name_slots, name_idx_off, name_max_probe;
+        uint32_t addr_slots, addr_idx_off, addr_max_probe;
+        uint32_t n_ranges;
+        uint32_t domain_len;
+        const char *domain; /* in the mapping, not NUL-terminated for you */
+        const void *ranges;
+} ShmSnapshot;
+
+typedef struct ShmRecordView {
+        const char *name; /* in the mapping; checked NUL-terminated */
+        size_t name_len;
+        uint32_t ttl;
+        bool online;
+        size_t n_v4, n_v6;
+        const uint8_t *v4; /* n_v4 * 4 bytes */
+        const uint8_t *v6; /* n_v6 * 16 bytes */
+} ShmRecordView;
+
+typedef enum ShmClass {
+        SHM_NOT_OURS = 0, /* not in the tailnet: let the next module answer */
+        SHM_FOUND,        /* a tailnet peer */
+        SHM_UNKNOWN,      /* in the tailnet domain or ranges, no such peer */
+} ShmClass;
+
+/* 0, or -ENOENT/-EACCES/-EPERM/-EBADMSG/... when the store is missing,
+ * untrusted or corrupt. On success shm_snapshot_end() must follow. */
+int shm_snapshot_begin(ShmReader *r, ShmSnapshot *ret);
+/* true when the read was consistent; releases the mapping either way. */
+bool shm_snapshot_end(ShmSnapshot *s);
+
+bool shm_snapshot_down(const ShmSnapshot *s);
+/* `name`: a host name as given to gethostbyname (one final dot allowed). */
+ShmClass shm_snapshot_lookup_name(const ShmSnapshot *s, const char *name, ShmRecordView *ret);
+/* `addr`: 4 or 16 bytes by family. */
+ShmClass shm_snapshot_lookup_addr(const ShmSnapshot *s, int family, const void *addr, ShmRecordView *ret);
+/* Records in index order, for enumeration; false past the end or when bad. */
+bool shm_snapshot_record(const ShmSnapshot *s, uint32_t index, ShmRecordView *ret);
