@@ -228,6 +228,12 @@ static void mapping_unpublish(ShmReader *r, ShmMapping *m) {
                 mapping_put(m);
 }
 
+void shm_reader_forget(ShmReader *r) {
+        ShmMapping *m = __atomic_load_n(&r->current, __ATOMIC_ACQUIRE);
+        if (m)
+                mapping_unpublish(r, m);
+}
+
 static int mapping_acquire(ShmReader *r, ShmMapping **ret) {
         for (unsigned tries = 0; tries < SHM_READ_TRIES; tries++) {
                 ShmMapping *m = __atomic_load_n(&r->current, __ATOMIC_ACQUIRE);

@@ -66,6 +66,10 @@ ShmReader *shm_reader_free(ShmReader *r); /* NULL-safe */
 /* The process-wide reader of the NSS module: static storage, no malloc. */
 ShmReader *shm_reader_default(void);
 
+/* Drops the cached mapping; the next lookup maps the path again (threads
+ * still reading the old one keep it until they are done). */
+void shm_reader_forget(ShmReader *r);
+
 /* One consistent read of the store: begin, look up, copy out, end. */
 typedef struct ShmSnapshot {
         const uint8_t *region;

@@ -1,0 +1,43 @@
+#!/bin/sh
+# The README's two commands. Run as root on Debian 12:
+#   sh dev.sh demo   install what is needed, build, and resolve the bundled
+#                    example tailnet through the module (touches nothing in /etc)
+#   sh dev.sh test   install what is needed, build, and run every test
+#                    (unit, real glibc, daemon, a short fuzz run)
+set -eu
+cd "$(dirname "$0")"
+
+PACKAGES="build-essential pkg-config check libjansson-dev libsystemd-dev liburcu-dev
+libssl-dev clang libclang-rt-14-dev valgrind python3 iproute2 util-linux"
+
+deps() {
+        missing=
+        for p in $PACKAGES; do
+                dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
+        done
+        [ -z "$missing" ] && return 0
+        if [ "$(id -u)" -ne 0 ]; then
+                echo "dev.sh: missing packages:$missing (run as root to install them)" >&2
+                exit 1
+        fi
+        echo "dev.sh: installing$missing"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+case "${1:-}" in
+demo)
+        deps
+        make -s all
+        sh tests/demo.sh
+        ;;
+test)
+        deps
+        make -s WERROR=-Werror test
+        make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
+        ;;
+*)
+        echo "usage: sh dev.sh demo|test" >&2
+        exit 2
+        ;;
+esac
