@@ -78,7 +78,12 @@ TEST_BINS := $(T)/test-shm $(T)/test-nss $(T)/test-peers
 $(B)/gai-client: tests/gai-client.c
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) $(CFLAGS) -o $@ $<
 
-check test: all $(TEST_BINS) $(B)/gai-client
+# Publishes a store from a text description, so the glibc tests need no
+# daemon (uninstrumented, like the client).
+$(B)/publish: tests/publish.c $(B)/libshm.a
+	$(CC) $(CPPFLAGS) $(ZCFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^
+
+check test: all $(TEST_BINS) $(B)/gai-client $(B)/publish
 	sh tests/run-tests.sh
 
 # ---- fuzzing (libFuzzer; FUZZ_SECONDS per target) ----
