@@ -96,8 +96,7 @@ typedef struct NameEntry {
         uint32_t peer;
 } NameEntry;
 
-#define QUOTE_MAX 96
-#define QUOTE_SHOWN 48 /* characters of a value shown before "..." */
+#define QUOTE_MAX 96 /* a quoted value in a message, cut short with "..." */
 
 static void where_format(Where w, char *buf, size_t size) {
         int n;
@@ -126,7 +125,8 @@ static const char *quote(char buf[static QUOTE_MAX], const char *s, size_t len) 
         for (size_t i = 0; i < len; i++) {
                 unsigned char c = (unsigned char) s[i];
 
-                if (i == QUOTE_SHOWN) {
+                /* Room is kept for the longest escape, "...", '"' and NUL. */
+                if (o + 4 > QUOTE_MAX - 5) {
                         memcpy(buf + o, "...", 3);
                         o += 3;
                         break;

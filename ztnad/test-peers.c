@@ -449,6 +449,20 @@ START_TEST(test_name) {
         refuses_name("'0x10'", "reads as an IPv4 address");
         /* A value with a newline must not forge a second log line. */
         refuses_name("'a\\nb'", "\"a\\x0ab\"");
+        /* A long value is cut short, escapes and all. */
+        {
+                char *name = malloc(200 * 6 + 3), *o = name;
+
+                ck_assert_ptr_nonnull(name);
+                *o++ = '\'';
+                for (int i = 0; i < 200; i++)
+                        o += sprintf(o, "\\u0001");
+                *o++ = '\'';
+                *o = '\0';
+                refuses_name(name, "\"\\x01\\x01");
+                refuses_name(name, "\\x01...\" is 200 characters long");
+                free(name);
+        }
 }
 END_TEST
 
