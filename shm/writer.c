@@ -264,8 +264,12 @@ static int serialize(uint8_t *base, const Layout *l, const ShmMap *map, bool up,
                 };
                 memcpy(pool + pool_at, p->name, nl + 1);
                 pool_at += (uint32_t) nl + 1;
-                memcpy(v4 + (size_t) n4 * 4, p->v4, p->n_v4 * 4);
-                memcpy(v6 + (size_t) n6 * 16, p->v6, p->n_v6 * 16);
+                /* A peer without addresses of a family may pass NULL, and
+                 * memcpy() from NULL is undefined even for 0 bytes. */
+                if (p->n_v4)
+                        memcpy(v4 + (size_t) n4 * 4, p->v4, p->n_v4 * 4);
+                if (p->n_v6)
+                        memcpy(v6 + (size_t) n6 * 16, p->v6, p->n_v6 * 16);
                 n4 += (uint32_t) p->n_v4;
                 n6 += (uint32_t) p->n_v6;
         }
