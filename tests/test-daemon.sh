@@ -1,0 +1,226 @@
+#!/bin/sh
+# ztnad end to end, through real glibc: getent -s picks the NSS line and
+# LD_LIBRARY_PATH finds the module, so nothing under /etc is read or changed.
+# Publishes, follows an atomic replace of the peers file, keeps the last good
+# map when a new file is bad, reloads on SIGHUP, exits 0 on SIGTERM leaving
+# the store resolvable, and refuses a second daemon on the same store.
+# Usage: B=build sh tests/test-daemon.sh
+set -eu
+
+B=${B:-build}
+case $B in
+/*) ;;
+*) B=$(pwd)/$B ;;
+esac
+
+dir=$(mktemp -d)
+# The module trusts no store in a world-writable directory (so not in /tmp
+# itself); the directory the daemon creates is 0755 under this one.
+chmod 0755 "$dir"
+store=$dir/run/records
+peers=$dir/peers.json
+log=$dir/ztnad.log
+NSS='hosts: files ztna [!UNAVAIL=return] dns'
+pid=
+
+failures=0
+
+cleanup() {
+	for p in $pid; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+ok() {
+	echo "ok - $*"
+}
+fail() {
+	echo "FAIL - $*"
+	failures=$((failures + 1))
+}
+
+resolve() {
+	LD_LIBRARY_PATH=$B ZTNA_STORE=$store getent -s "$NSS" "$@"
+}
+
+# resolves_to NAME ADDRESS: glibc lists ADDRESS among NAME's addresses.
+resolves_to() {
+	resolve ahosts "$1" 2>/dev/null | awk '{ print $1 }' | grep -qxF "$2"
+}
+
+# wait_for COMMAND...: polls for up to 5 s until COMMAND succeeds.
+wait_for() {
+	i=0
+	until "$@" >/dev/null 2>&1; do
+		i=$((i + 1))
+		[ $i -lt 100 ] || return 1
+		sleep 0.05
+	done
+}
+
+# replace FILE: its new content from stdin, put in place by rename, the way
+# a careful writer updates it.
+replace() {
+	cat >"$1.tmp"
+	mv -f "$1.tmp" "$1"
+}
+
+logged() {
+	grep -qF -- "$1" "$log"
+}
+
+generation() {
+	"$B/ztna" --store "$store" --json status | sed -n 's/.*"generation": \([0-9]*\).*/\1/p'
+}
+
+start_daemon() {
+	"$B/ztnad" --peers "$peers" --store "$store" 2>>"$log" &
+	pid=$!
+}
+
+replace "$peers" <<'EOF'
+{"domain": "yourorg.zt.net",
+ "peers": [{"name": "Win-A", "addresses": ["100.64.0.1", "fd7a:115c:a1e0::1"]},
+           {"name": "Linux-C", "addresses": ["100.64.0.3"]}]}
+EOF
+
+# ---- a bad first file: nothing to keep, so ztnad fails and says why ----
+echo '{"domain": "yourorg.zt.net", "peers": [{"name": "Win-A", "adresses": []}]}' >"$dir/bad-first.json"
+rc=0
+out=$(timeout 10 "$B/ztnad" --peers "$dir/bad-first.json" --store "$dir/unused/records" 2>&1) || rc=$?
+if [ $rc -ne 0 ] && echo "$out" | grep -qF "$dir/bad-first.json: peers[0]: unknown key \"adresses\""; then
+	ok "a bad first peers file fails ztnad (exit $rc) naming the file, path and key"
+else
+	fail "a bad first peers file: exit $rc, output: $out"
+fi
+[ ! -e "$dir/unused/records" ] && ok "nothing was published for it" || fail "a store was created for a bad first file"
+
+# ---- publish ----
+start_daemon
+if wait_for test -s "$store" && wait_for resolves_to Win-A 100.64.0.1; then
+	ok "Win-A resolves to 100.64.0.1 through glibc"
+else
+	fail "Win-A does not resolve after start; log:"
+	cat "$log"
+fi
+out=$(resolve hosts Linux-C || true)
+case $out in
+"100.64.0.3 "*Linux-C.yourorg.zt.net*) ok "getent hosts Linux-C: $out" ;;
+*) fail "getent hosts Linux-C printed '$out'" ;;
+esac
+out=$(resolve hosts 100.64.0.1 || true)
+case $out in
+*Win-A.yourorg.zt.net*) ok "reverse lookup of 100.64.0.1 names Win-A.yourorg.zt.net" ;;
+*) fail "reverse lookup of 100.64.0.1 printed '$out'" ;;
+esac
+rc=0
+resolve hosts nosuch.yourorg.zt.net >/dev/null || rc=$?
+[ $rc -eq 2 ] && ok "an unknown tailnet name is not found (getent exit 2)" || fail "unknown tailnet name: getent exit $rc"
+out=$("$B/ztna" --store "$store" dns query Win-A || true)
+echo "$out" | grep -qxF "Win-A.yourorg.zt.net -> 100.64.0.1" &&
+	ok "ztna dns query Win-A prints Win-A.yourorg.zt.net -> 100.64.0.1" || fail "ztna dns query Win-A printed '$out'"
+
+# ---- an atomic replace is picked up ----
+gen=$(generation)
+replace "$peers" <<'EOF'
+{"domain": "yourorg.zt.net",
+ "peers": [{"name": "Win-A", "addresses": ["100.64.0.11"]},
+           {"name": "Linux-C", "addresses": ["100.64.0.3"]},
+           {"name": "Mac-B", "addresses": ["100.64.0.2"]}]}
+EOF
+if wait_for resolves_to Win-A 100.64.0.11 && wait_for resolves_to Mac-B 100.64.0.2; then
+	ok "a replaced peers file is published (Win-A now 100.64.0.11, Mac-B added)"
+else
+	fail "the replaced peers file was not published within 5 s"
+fi
+resolves_to Win-A 100.64.0.1 && fail "Win-A still has its old address" || ok "Win-A's old address is gone"
+[ "$(generation)" -gt "$gen" ] && ok "the generation went up ($gen -> $(generation))" || fail "generation did not move"
+
+# ---- a bad file is refused and the last good map stays ----
+gen=$(generation)
+replace "$peers" <<'EOF'
+{"domain": "yourorg.zt.net",
+ "peers": [{"name": "Win-A", "addresses": ["100.64.0.300"]}]}
+EOF
+if wait_for logged "$peers: peers[0].addresses[0]: \"100.64.0.300\" is not an IPv4 or IPv6 address"; then
+	ok "ztnad logged the bad file with its name, JSON path and reason"
+else
+	fail "no error naming $peers in the log:"
+	cat "$log"
+fi
+resolves_to Win-A 100.64.0.11 && ok "the last good map still resolves (Win-A 100.64.0.11)" ||
+	fail "Win-A stopped resolving after a bad update"
+[ "$(generation)" = "$gen" ] && ok "nothing was published for the bad file" || fail "a bad file changed the generation"
+
+printf '{"domain": "yourorg.zt.net", "peers": [' | replace "$peers"
+wait_for logged "$peers:1:" && ok "a truncated file is logged as a syntax error at its line and column" ||
+	fail "no syntax error logged for a truncated file"
+kill -0 "$pid" 2>/dev/null && ok "ztnad is still running" || fail "ztnad died on a bad file"
+
+# ---- SIGHUP re-reads the file ----
+# The peers path becomes a symlink into a directory ztnad does not watch, so
+# a change there is seen only through SIGHUP.
+mkdir "$dir/data"
+replace "$dir/data/peers.json" <<'EOF'
+{"domain": "yourorg.zt.net", "peers": [{"name": "Win-A", "addresses": ["100.64.0.21"]}]}
+EOF
+ln -s "$dir/data/peers.json" "$peers.tmp"
+mv -f "$peers.tmp" "$peers"
+wait_for resolves_to Win-A 100.64.0.21 && ok "a symlink put in place is followed" ||
+	fail "the symlinked peers file was not published"
+replace "$dir/data/peers.json" <<'EOF'
+{"domain": "yourorg.zt.net", "peers": [{"name": "Win-A", "addresses": ["100.64.0.22"]}]}
+EOF
+sleep 0.3
+resolves_to Win-A 100.64.0.21 && ok "a change ztnad cannot see is not published on its own" ||
+	fail "the unwatched change was published without SIGHUP"
+kill -HUP "$pid"
+if wait_for resolves_to Win-A 100.64.0.22 && logged "(SIGHUP)"; then
+	ok "SIGHUP reloads the peers file"
+else
+	fail "SIGHUP did not reload; log:"
+	cat "$log"
+fi
+
+# ---- SIGTERM: exit 0, the store outlives the daemon ----
+gen=$(generation)
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+pid=
+[ $rc -eq 0 ] && ok "ztnad exits 0 on SIGTERM" || fail "ztnad exited $rc on SIGTERM"
+resolves_to Win-A 100.64.0.22 && ok "the store still resolves with ztnad stopped" ||
+	fail "Win-A stopped resolving when ztnad exited"
+"$B/ztna" --store "$store" status | grep -qx "state: *up" && ok "the store stays up across a stop" ||
+	fail "the store was marked down by SIGTERM"
+
+# ---- a restart takes the store over; a second daemon is refused ----
+start_daemon
+if wait_for logged "published generation $((gen + 1)) (start)"; then
+	ok "a restarted ztnad goes on from generation $gen"
+else
+	fail "a restarted ztnad did not publish generation $((gen + 1)); log:"
+	cat "$log"
+fi
+rc=0
+out=$(timeout 10 "$B/ztnad" --peers "$peers" --store "$store" 2>&1) || rc=$?
+if [ $rc -ne 0 ] && [ $rc -ne 124 ] && echo "$out" | grep -qF "store $store is in use by another ztnad"; then
+	ok "a second ztnad on the same store fails (exit $rc): $(echo "$out" | sed 's/^<[0-9]>//')"
+else
+	fail "a second ztnad on the same store: exit $rc, output: $out"
+fi
+resolves_to Win-A 100.64.0.22 && ok "the first ztnad's map still resolves" || fail "the second ztnad disturbed the store"
+
+if [ -n "${VERBOSE:-}" ]; then
+	echo "--- ztnad's log:"
+	cat "$log"
+fi
+if [ $failures -ne 0 ]; then
+	echo "test-daemon: $failures FAILED"
+	exit 1
+fi
+echo "test-daemon: all passed"
