@@ -323,7 +323,7 @@ static int parse_domain(const Parser *p, json_t *root, const char **ret, size_t 
         json_t *v = json_object_get(root, "domain");
         const char *s;
         size_t len, n_labels = 0, label_start = 0;
-        char q[QUOTE_MAX], why[160];
+        char q[QUOTE_MAX], why[160], copy[SHM_DOMAIN_MAX + 1];
         struct in_addr a;
         int r;
 
@@ -373,14 +373,11 @@ static int parse_domain(const Parser *p, json_t *root, const char **ret, size_t 
         /* RFC 3696 2: an all-numeric top-level label reads as an address. */
         if (all_digits(s + label_start, len - label_start))
                 return fail(p, AT("domain"), "%s ends in an all-numeric label, which reads as an IPv4 address", q);
-        {
-                char copy[SHM_DOMAIN_MAX + 1];
-
-                memcpy(copy, s, len);
-                copy[len] = '\0';
-                if (inet_aton(copy, &a))
-                        return fail(p, AT("domain"), "%s reads as an IPv4 address", q);
-        }
+        /* Hexadecimal parts too: inet_aton() takes "0x1.0x2". */
+        memcpy(copy, s, len);
+        copy[len] = '\0';
+        if (inet_aton(copy, &a))
+                return fail(p, AT("domain"), "%s reads as an IPv4 address", q);
 
         *ret = s;
         *ret_len = len;
