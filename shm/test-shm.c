@@ -614,6 +614,636 @@ START_TEST(test_format_limits) {
 }
 END_TEST
 
+/* ---- generated maps whose every answer can be checked on its own ----
+ *
+ * In generation g the map holds t_peers(g) peers "p<i>" (first letter's case
+ * from (g, i)). Peer i has t_n_v4(g, i) IPv4 addresses 100.64.0.0 + 4i + k
+ * and t_n_v6(g, i) IPv6 addresses fd7a:115c:a1e0:GGGG:GGGG:IIII:IIII:KKCC
+ * (g, i, k and a check byte), a TTL and an online flag drawn from (g, i),
+ * and the map is up unless t_up(g) says otherwise. A reader that knows the
+ * generation an answer came from knows exactly what the answer must be:
+ * which peers exist, every byte of the record, and which lookups are
+ * unknown. */
+
+#define T_DOMAIN "torture.zt.net"
+#define T_PEERS_MIN 10u
+#define T_PEERS_MAX 20000u
+#define T_ADDRS 2u /* at most, per family and peer */
+#define T_NAME_MAX 12u
+
+typedef struct TortureMap {
+        uint32_t capacity;
+        ShmPeer *peers;
+        char (*names)[T_NAME_MAX];
+        struct in_addr *v4;
+        struct in6_addr *v6;
+        ShmPrefix ranges[2];
+        ShmMap map;
+} TortureMap;
+
+static uint64_t mix64(uint64_t x) {
+        x ^= x >> 30;
+        x *= UINT64_C(0xbf58476d1ce4e5b9);
+        x ^= x >> 27;
+        x *= UINT64_C(0x94d049bb133111eb);
+        return x ^ (x >> 31);
+}
+
+static uint64_t t_mix(uint64_t g, uint32_t i) {
+        return mix64(g * UINT64_C(0x9e3779b97f4a7c15) + i + 1);
+}
+
+/* Peers of generation g: from 10 up to a cap that rises by `ramp` each
+ * generation, so the store grows again and again during a run. */
+static uint32_t t_peers(uint64_t g, uint32_t ramp) {
+        uint64_t cap = T_PEERS_MIN + (g ? g - 1 : 0) * ramp;
+        if (cap > T_PEERS_MAX)
+                cap = T_PEERS_MAX;
+        return T_PEERS_MIN + (uint32_t) (mix64(g) % (cap - T_PEERS_MIN + 1));
+}
+
+static bool t_up(uint64_t g) {
+        return (mix64(~g) & 7) != 0;
+}
+
+static unsigned t_n_v4(uint64_t g, uint32_t i) {
+        return (unsigned) ((t_mix(g, i) >> 8) % (T_ADDRS + 1));
+}
+
+static unsigned t_n_v6(uint64_t g, uint32_t i) {
+        return (unsigned) ((t_mix(g, i) >> 16) % (T_ADDRS + 1));
+}
+
+static uint32_t t_ttl(uint64_t g, uint32_t i) {
+        return (uint32_t) (t_mix(g, i) >> 32);
+}
+
+static bool t_online(uint64_t g, uint32_t i) {
+        return t_mix(g, i) & 1;
+}
+
+/* Writes "p<i>" or "P<i>"; returns the length. */
+static size_t t_name(uint64_t g, uint32_t i, char out[T_NAME_MAX]) {
+        char digits[T_NAME_MAX];
+        size_t n = 0, len = 0;
+        out[len++] = (t_mix(g, i) & 2) ? 'P' : 'p';
+        do
+                digits[n++] = (char) ('0' + i % 10);
+        while ((i /= 10) > 0);
+        while (n > 0)
+                out[len++] = digits[--n];
+        out[len] = 0;
+        return len;
+}
+
+static void t_v4(uint32_t i, unsigned k, uint8_t out[4]) {
+        uint32_t a = 0x64400000u | ((i << 2) + k); /* 100.64.0.0/10, i < 2^20 */
+        out[0] = (uint8_t) (a >> 24);
+        out[1] = (uint8_t) (a >> 16);
+        out[2] = (uint8_t) (a >> 8);
+        out[3] = (uint8_t) a;
+}
+
+static void t_v6(uint64_t g, uint32_t i, unsigned k, uint8_t out[16]) {
+        static const uint8_t prefix[6] = { 0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0 };
+        memcpy(out, prefix, sizeof(prefix));
+        for (unsigned b = 0; b < 4; b++) {
+                out[6 + b] = (uint8_t) (g >> (24 - 8 * b));
+                out[10 + b] = (uint8_t) (i >> (24 - 8 * b));
+        }
+        out[14] = (uint8_t) k;
+        out[15] = (uint8_t) (t_mix(g, i) >> (40 + 8 * k));
+}
+
+static TortureMap *t_map_new(uint32_t capacity) {
+        TortureMap *m = calloc(1, sizeof(*m));
+        if (!m)
+                return NULL;
+        m->capacity = capacity;
+        m->peers = calloc(capacity, sizeof(*m->peers));
+        m->names = calloc(capacity, sizeof(*m->names));
+        m->v4 = calloc((size_t) capacity * T_ADDRS, sizeof(*m->v4));
+        m->v6 = calloc((size_t) capacity * T_ADDRS, sizeof(*m->v6));
+        if (!m->peers || !m->names || !m->v4 || !m->v6)
+                return NULL; /* a test process: the exit frees it */
+        m->ranges[0] = (ShmPrefix) { .family = AF_INET, .prefixlen = 10, .addr.in.s_addr = htonl(0x64400000u) };
+        m->ranges[1] = (ShmPrefix) { .family = AF_INET6, .prefixlen = 48 };
+        t_v6(0, 0, 0, m->ranges[1].addr.in6.s6_addr);
+        memset(m->ranges[1].addr.in6.s6_addr + 6, 0, 10);
+        return m;
+}
+
+static void t_map_free(TortureMap *m) {
+        if (!m)
+                return;
+        free(m->peers);
+        free(m->names);
+        free(m->v4);
+        free(m->v6);
+        free(m);
+}
+
+/* Fills `m` with generation g's map of n peers. */
+static void t_build_n(TortureMap *m, uint64_t g, uint32_t n) {
+        if (n > m->capacity)
+                abort();
+        for (uint32_t i = 0; i < n; i++) {
+                ShmPeer *p = &m->peers[i];
+                struct in_addr *v4 = m->v4 + (size_t) i * T_ADDRS;
+                struct in6_addr *v6 = m->v6 + (size_t) i * T_ADDRS;
+                t_name(g, i, m->names[i]);
+                *p = (ShmPeer) { .name = m->names[i], .ttl = t_ttl(g, i), .online = t_online(g, i),
+                                 .n_v4 = t_n_v4(g, i), .v4 = v4, .n_v6 = t_n_v6(g, i), .v6 = v6 };
+                for (unsigned k = 0; k < p->n_v4; k++)
+                        t_v4(i, k, (uint8_t *) &v4[k]);
+                for (unsigned k = 0; k < p->n_v6; k++)
+                        t_v6(g, i, k, v6[k].s6_addr);
+        }
+        m->map = (ShmMap) { .domain = T_DOMAIN, .n_ranges = 2, .ranges = m->ranges, .n_peers = n, .peers = m->peers };
+}
+
+static void t_build(TortureMap *m, uint64_t g, uint32_t ramp) {
+        t_build_n(m, g, t_peers(g, ramp));
+}
+
+static ino_t inode_of(const char *path) {
+        struct stat st;
+        ck_assert_int_eq(stat(path, &st), 0);
+        return st.st_ino;
+}
+
+static off_t size_of(const char *path) {
+        struct stat st;
+        ck_assert_int_eq(stat(path, &st), 0);
+        return st.st_size;
+}
+
+/* A test's own read-only view of one store file's header, kept across the
+ * file being replaced. */
+typedef struct HeaderView {
+        const ShmWireHeader *h;
+        size_t len;
+} HeaderView;
+
+static HeaderView header_view(const char *path) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        HeaderView v = { .len = sizeof(ShmWireHeader) };
+        void *p = mmap(NULL, v.len, PROT_READ, MAP_SHARED, fd, 0);
+        ck_assert(p != MAP_FAILED);
+        close(fd);
+        v.h = p;
+        return v;
+}
+
+static void header_view_done(HeaderView *v) {
+        munmap((void *) v->h, v->len);
+}
+
+static uint32_t retired(const HeaderView *v) {
+        return __atomic_load_n(&v->h->retired, __ATOMIC_ACQUIRE);
+}
+
+/* ---- 2. takeover ---- */
+
+START_TEST(test_takeover) {
+        static BasicMap b;
+        static Answer a;
+        ShmWriter *w2 = NULL;
+        basic_map_init(&b);
+        TortureMap *m = t_map_new(100);
+        ck_assert_ptr_nonnull(m);
+
+        ShmWriter *w = writer_open();
+        for (unsigned i = 0; i < 3; i++)
+                ck_assert_int_eq(shm_writer_publish(w, &b.map, true), 0);
+        ShmReader *r = reader_new();
+        ck_assert_int_eq(class_of(r, "win-a", "Win-A"), SHM_FOUND);
+        ino_t ino = inode_of(store);
+
+        /* One writer at a time, even within one process. */
+        ck_assert_int_eq(shm_writer_open(store, &w2), -EBUSY);
+        ck_assert_ptr_null(w2);
+        w = shm_writer_close(w);
+
+        /* The file outlives its writer: lookups go on from the last map. */
+        ck_assert_int_eq(lookup_name(r, "Win-A.yourorg.zt.net", &a), 0);
+        check_win_a(&a);
+        ck_assert_uint_eq(a.generation, 3);
+
+        w2 = writer_open();
+        ck_assert_uint_eq(shm_writer_generation(w2), 3);
+        ck_assert_int_eq(shm_writer_open(store, &w), -EBUSY);
+        /* Taken over but not yet published: the old map still answers, to
+         * old readers and to new ones alike. */
+        ck_assert_int_eq(lookup_name(r, "win-a", &a), 0);
+        check_win_a(&a);
+        ck_assert_uint_eq(a.generation, 3);
+        ShmReader *r2 = reader_new();
+        ck_assert_int_eq(lookup_name(r2, "win-a", &a), 0);
+        check_win_a(&a);
+        ck_assert_uint_eq(a.generation, 3);
+
+        /* The first publish replaces the map; the generation goes on. */
+        t_build_n(m, 4, 50);
+        ck_assert_int_eq(shm_writer_publish(w2, &m->map, true), 0);
+        ck_assert_uint_eq(shm_writer_generation(w2), 4);
+        ck_assert_uint_eq(inode_of(store), ino); /* it fitted: rewritten in place */
+        for (ShmReader *x = r; x; x = x == r ? r2 : NULL) {
+                ck_assert_uint_eq(generation_of(x), 4);
+                ck_assert_int_eq(class_of(x, "win-a", NULL), SHM_NOT_OURS);
+                ck_assert_int_eq(class_of(x, "win-a.torture.zt.net", NULL), SHM_UNKNOWN);
+                ck_assert_int_eq(class_of(x, "p49.torture.zt.net", NULL), SHM_FOUND);
+                ck_assert_int_eq(class_of(x, "p50", NULL), SHM_NOT_OURS);
+        }
+        ck_assert_int_eq(shm_writer_set_state(w2, false), 0);
+        ck_assert_uint_eq(generation_of(r), 5);
+
+        /* A third writer after a clean close continues from there too. */
+        w2 = shm_writer_close(w2);
+        w = writer_open();
+        ck_assert_uint_eq(shm_writer_generation(w), 5);
+        ck_assert_int_eq(shm_writer_publish(w, &b.map, true), 0);
+        ck_assert_uint_eq(generation_of(r2), 6);
+        ck_assert_int_eq(class_of(r2, "win-a", "Win-A"), SHM_FOUND);
+        shm_writer_close(w);
+        shm_reader_free(r);
+        shm_reader_free(r2);
+        t_map_free(m);
+}
+END_TEST
+
+/* ---- 3. growth ---- */
+
+START_TEST(test_growth) {
+        /* Each step far past the last file's capacity (its used bytes plus
+         * an eighth plus 4 KiB), so each one must grow. */
+        static const uint32_t sizes[] = { 10, 1000, 10000, 100000 };
+        TortureMap *m = t_map_new(100000);
+        ck_assert_ptr_nonnull(m);
+
+        /* Rounds on fresh stores, so that each one grows from small again. */
+        for (unsigned round = 0; round < 3; round++) {
+                char name[32];
+                snprintf(name, sizeof(name), "records.%u", round);
+                path_in_dir(store, sizeof(store), name);
+                ShmWriter *w = writer_open();
+                t_build_n(m, 1, sizes[0]);
+                ck_assert_int_eq(shm_writer_publish(w, &m->map, true), 0);
+                ShmReader *r = reader_new();
+                ck_assert_int_eq(class_of(r, "p9", NULL), SHM_FOUND);
+
+                for (size_t k = 1; k < ELEMENTSOF(sizes); k++) {
+                        uint64_t g = shm_writer_generation(w) + 1;
+                        char last[T_NAME_MAX], past[T_NAME_MAX];
+                        ino_t ino = inode_of(store);
+                        off_t size = size_of(store);
+                        HeaderView old = header_view(store);
+                        ck_assert_uint_eq(retired(&old), 0);
+
+                        /* A lookup in progress over the growth: the old
+                         * file stays mapped and intact (no SIGBUS, no torn
+                         * read), so it ends consistent. */
+                        ShmSnapshot s;
+                        ShmRecordView v;
+                        ck_assert_int_eq(shm_snapshot_begin(r, &s), 0);
+                        ck_assert_uint_eq(s.generation, g - 1);
+
+                        t_build_n(m, g, sizes[k]);
+                        ck_assert_int_eq(shm_writer_publish(w, &m->map, true), 0);
+                        ck_assert_uint_eq(shm_writer_generation(w), g);
+
+                        t_name(g - 1, sizes[0] - 1, last);
+                        ck_assert_int_eq(shm_snapshot_lookup_name(&s, last, &v), SHM_FOUND);
+                        ck_assert_str_eq(v.name, last);
+                        ck_assert(shm_snapshot_end(&s));
+
+                        /* Replaced by rename, the old header retired. */
+                        ck_assert_uint_ne(inode_of(store), ino);
+                        ck_assert_int_gt(size_of(store), size);
+                        ck_assert_uint_eq((uint64_t) size_of(store), shm_writer_file_size(w));
+                        ck_assert_uint_eq(retired(&old), 1);
+                        header_view_done(&old);
+
+                        /* The same reader moves over by itself. */
+                        t_name(g, sizes[k] - 1, last);
+                        snprintf(past, sizeof(past), "p%" PRIu32, sizes[k]);
+                        ck_assert_uint_eq(generation_of(r), g);
+                        ck_assert_int_eq(class_of(r, last, last), SHM_FOUND);
+                        ck_assert_int_eq(class_of(r, past, NULL), SHM_NOT_OURS);
+                        uint8_t a4[4];
+                        char text[INET_ADDRSTRLEN];
+                        t_v4(sizes[k] - 1, 0, a4);
+                        inet_ntop(AF_INET, a4, text, sizeof(text));
+                        ck_assert_int_eq(class_of_addr(r, AF_INET, text, NULL),
+                                         t_n_v4(g, sizes[k] - 1) ? SHM_FOUND : SHM_UNKNOWN);
+
+                        /* Back to small: the big file is reused in place. */
+                        ino = inode_of(store);
+                        t_build_n(m, g + 1, sizes[0]);
+                        ck_assert_int_eq(shm_writer_publish(w, &m->map, true), 0);
+                        ck_assert_uint_eq(inode_of(store), ino);
+                        ck_assert_int_eq(class_of(r, "p10", NULL), SHM_NOT_OURS);
+                        ck_assert_int_eq(class_of(r, "p9", NULL), SHM_FOUND);
+                        ck_assert_uint_eq(generation_of(r), g + 1);
+                }
+                shm_writer_close(w);
+                shm_reader_free(r);
+        }
+        t_map_free(m);
+}
+END_TEST
+
+/* ---- 4. torture: reader threads check every answer while the writer
+ * republishes as fast as it can ---- */
+
+enum {
+        T_SHORT,
+        T_FQDN,
+        T_REV4,
+        T_REV6,
+        T_KINDS,
+};
+
+typedef struct Torture {
+        ShmReader *reader; /* one for all threads, like the NSS module's */
+        uint32_t ramp;
+        uint64_t target; /* lookups over all threads; 0: until told to stop */
+        uint64_t total;  /* atomic */
+        int stop;        /* atomic */
+} Torture;
+
+typedef struct TReader {
+        pthread_t thread;
+        Torture *t;
+        uint64_t rng;
+        uint64_t lookups, found, retries, giveups, errors, inconsistent;
+        uint64_t last_gen, gen_changes;
+        char problem[200]; /* the first inconsistency or error */
+} TReader;
+
+/* An answer copied out of the store before shm_snapshot_end(). */
+typedef struct TAnswer {
+        ShmClass cls;
+        bool down;
+        char name[SHM_LABEL_MAX + 1];
+        size_t name_len;
+        uint32_t ttl;
+        bool online;
+        size_t n_v4, n_v6;
+        uint8_t v4[T_ADDRS][4];
+        uint8_t v6[T_ADDRS][16];
+} TAnswer;
+
+static uint64_t rng_next(uint64_t *x) {
+        /* xorshift64* */
+        *x ^= *x >> 12;
+        *x ^= *x << 25;
+        *x ^= *x >> 27;
+        return *x * UINT64_C(0x2545f4914f6cdd1d);
+}
+
+/* The query for peer i: any mix of case, sometimes a final dot. */
+static void t_query(uint32_t i, bool fqdn, uint64_t bits, char *out, size_t size) {
+        char name[T_NAME_MAX];
+        t_name(0, i, name);
+        int n = snprintf(out, size, "%s%s%s", name, fqdn ? "." T_DOMAIN : "", (bits & 1) ? "." : "");
+        for (int k = 0; k < n; k++)
+                if ((bits >> (k % 60 + 1)) & 1)
+                        out[k] = (char) (out[k] >= 'a' && out[k] <= 'z' ? out[k] - 32 : out[k]);
+}
+
+/* NULL when `a` is what generation g published for the query, else why not. */
+static const char *t_verify(uint64_t g, uint32_t ramp, unsigned kind, uint32_t i, unsigned k, const TAnswer *a) {
+        bool present = i < t_peers(g, ramp);
+        if (present && kind == T_REV4)
+                present = k < t_n_v4(g, i);
+        if (present && kind == T_REV6)
+                present = k < t_n_v6(g, i);
+        if (a->down != !t_up(g))
+                return "up/down is not this generation's";
+        if (!present)
+                return a->cls == (kind == T_SHORT ? SHM_NOT_OURS : SHM_UNKNOWN) ? NULL : "wrong class for a missing peer";
+        if (a->cls != SHM_FOUND)
+                return "a published peer not found";
+
+        char want[T_NAME_MAX];
+        size_t len = t_name(g, i, want);
+        if (a->name_len != len || memcmp(a->name, want, len) != 0)
+                return "another name";
+        if (a->ttl != t_ttl(g, i) || a->online != t_online(g, i))
+                return "TTL or online flag of another generation";
+        if (a->n_v4 != t_n_v4(g, i) || a->n_v6 != t_n_v6(g, i))
+                return "address count of another generation";
+        for (unsigned x = 0; x < a->n_v4; x++) {
+                uint8_t v4[4];
+                t_v4(i, x, v4);
+                if (memcmp(a->v4[x], v4, 4) != 0)
+                        return "another IPv4 address";
+        }
+        for (unsigned x = 0; x < a->n_v6; x++) {
+                uint8_t v6[16];
+                t_v6(g, i, x, v6);
+                if (memcmp(a->v6[x], v6, 16) != 0)
+                        return "another IPv6 address";
+        }
+        return NULL;
+}
+
+static void t_problem(TReader *tr, const char *what, uint64_t g, unsigned kind, uint32_t i, unsigned k) {
+        if (tr->problem[0])
+                return;
+        snprintf(tr->problem, sizeof(tr->problem), "%s (generation %" PRIu64 ", query kind %u, peer %" PRIu32
+                 ", address %u)", what, g, kind, i, k);
+}
+
+static void t_lookup_once(TReader *tr) {
+        Torture *t = tr->t;
+        uint64_t x = rng_next(&tr->rng), y = rng_next(&tr->rng);
+        unsigned kind = (unsigned) ((x >> 32) % T_KINDS), k = (unsigned) ((x >> 40) % (T_ADDRS + 1));
+        ShmSnapshot s;
+        ShmRecordView v;
+        ShmClass cls;
+        TAnswer a;
+
+        int e = shm_snapshot_begin(t->reader, &s);
+        if (e == -EAGAIN) {
+                tr->giveups++;
+                return;
+        }
+        if (e < 0) {
+                tr->errors++;
+                t_problem(tr, strerror(-e), 0, kind, 0, k);
+                return;
+        }
+        /* Mostly peers of the map this snapshot claims, some just past it
+         * (the claim itself is what end() then confirms or refutes). */
+        uint64_t g = s.generation;
+        uint32_t n = t_peers(g, t->ramp);
+        uint32_t i = (uint32_t) (x % (n + n / 8 + 1));
+        if (kind == T_SHORT || kind == T_FQDN) {
+                char q[T_NAME_MAX + sizeof(T_DOMAIN) + 2];
+                t_query(i, kind == T_FQDN, y, q, sizeof(q));
+                cls = shm_snapshot_lookup_name(&s, q, &v);
+        } else if (kind == T_REV4) {
+                uint8_t addr[4];
+                t_v4(i, k, addr);
+                cls = shm_snapshot_lookup_addr(&s, AF_INET, addr, &v);
+        } else {
+                uint8_t addr[16];
+                t_v6(g, i, k, addr);
+                cls = shm_snapshot_lookup_addr(&s, AF_INET6, addr, &v);
+        }
+        a.cls = cls;
+        a.down = shm_snapshot_down(&s);
+        if (cls == SHM_FOUND) {
+                a.name_len = v.name_len;
+                memcpy(a.name, v.name, v.name_len <= SHM_LABEL_MAX ? v.name_len : SHM_LABEL_MAX);
+                a.ttl = v.ttl;
+                a.online = v.online;
+                a.n_v4 = v.n_v4;
+                a.n_v6 = v.n_v6;
+                memcpy(a.v4, v.v4, (v.n_v4 < T_ADDRS ? v.n_v4 : T_ADDRS) * 4);
+                memcpy(a.v6, v.v6, (v.n_v6 < T_ADDRS ? v.n_v6 : T_ADDRS) * 16);
+        }
+        if (!shm_snapshot_end(&s)) {
+                tr->retries++; /* torn: thrown away, as the NSS module does */
+                return;
+        }
+
+        tr->lookups++;
+        tr->found += cls == SHM_FOUND;
+        if (g < tr->last_gen) {
+                tr->inconsistent++;
+                t_problem(tr, "the generation went backwards", g, kind, i, k);
+        } else if (g > tr->last_gen) {
+                tr->gen_changes++;
+                tr->last_gen = g;
+        }
+        const char *bad = t_verify(g, t->ramp, kind, i, k, &a);
+        if (bad) {
+                tr->inconsistent++;
+                t_problem(tr, bad, g, kind, i, k);
+        }
+}
+
+static void *t_reader_main(void *arg) {
+        TReader *tr = arg;
+        Torture *t = tr->t;
+        while (!__atomic_load_n(&t->stop, __ATOMIC_RELAXED)) {
+                uint64_t before = tr->lookups;
+                for (unsigned n = 0; n < 512; n++)
+                        t_lookup_once(tr);
+                uint64_t total = __atomic_add_fetch(&t->total, tr->lookups - before, __ATOMIC_RELAXED);
+                if (t->target && total >= t->target)
+                        __atomic_store_n(&t->stop, 1, __ATOMIC_RELAXED);
+        }
+        return NULL;
+}
+
+static void t_readers_start(Torture *t, TReader *readers, unsigned n) {
+        uint64_t seed;
+        ck_assert_int_eq(getrandom(&seed, sizeof(seed), 0), sizeof(seed));
+        for (unsigned i = 0; i < n; i++) {
+                readers[i] = (TReader) { .t = t, .rng = mix64(seed + i) | 1 };
+                ck_assert_int_eq(pthread_create(&readers[i].thread, NULL, t_reader_main, &readers[i]), 0);
+        }
+}
+
+/* Joins the readers and adds up their counts into `sum`. */
+static void t_readers_join(TReader *readers, unsigned n, TReader *sum) {
+        *sum = (TReader) {};
+        for (unsigned i = 0; i < n; i++) {
+                TReader *tr = &readers[i];
+                ck_assert_int_eq(pthread_join(tr->thread, NULL), 0);
+                sum->lookups += tr->lookups;
+                sum->found += tr->found;
+                sum->retries += tr->retries;
+                sum->giveups += tr->giveups;
+                sum->errors += tr->errors;
+                sum->inconsistent += tr->inconsistent;
+                sum->gen_changes += tr->gen_changes;
+                if (!sum->problem[0] && tr->problem[0])
+                        memcpy(sum->problem, tr->problem, sizeof(sum->problem));
+                if (tr->gen_changes < 2)
+                        ck_abort_msg("a reader saw only %" PRIu64 " generation(s)", tr->gen_changes);
+        }
+}
+
+typedef struct TWriter {
+        pthread_t thread;
+        Torture *t;
+        ShmWriter *w;
+        TortureMap *m;
+        uint64_t publishes, growths;
+        int error;
+} TWriter;
+
+static void *t_writer_main(void *arg) {
+        TWriter *tw = arg;
+        while (!__atomic_load_n(&tw->t->stop, __ATOMIC_RELAXED)) {
+                uint64_t g = shm_writer_generation(tw->w) + 1, size = shm_writer_file_size(tw->w);
+                t_build(tw->m, g, tw->t->ramp);
+                int e = shm_writer_publish(tw->w, &tw->m->map, t_up(g));
+                if (e < 0 || shm_writer_generation(tw->w) != g) {
+                        tw->error = e < 0 ? e : -EPROTO;
+                        __atomic_store_n(&tw->t->stop, 1, __ATOMIC_RELAXED);
+                        break;
+                }
+                tw->publishes++;
+                tw->growths += shm_writer_file_size(tw->w) != size;
+        }
+        return NULL;
+}
+
+static double now_sec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+#define TORTURE_READERS 3u
+#define TORTURE_LOOKUPS UINT64_C(10000000)
+#define TORTURE_RAMP 4u /* the cap reaches T_PEERS_MAX after ~5,000 publishes */
+
+START_TEST(test_torture) {
+        static TReader readers[TORTURE_READERS];
+        Torture t = { .ramp = TORTURE_RAMP, .target = TORTURE_LOOKUPS };
+        TWriter tw = { .t = &t, .m = t_map_new(T_PEERS_MAX) };
+        TReader sum;
+        ck_assert_ptr_nonnull(tw.m);
+
+        tw.w = writer_open();
+        t_build(tw.m, 1, t.ramp);
+        ck_assert_int_eq(shm_writer_publish(tw.w, &tw.m->map, t_up(1)), 0);
+        uint64_t first_size = shm_writer_file_size(tw.w);
+        t.reader = reader_new();
+
+        double start = now_sec();
+        t_readers_start(&t, readers, TORTURE_READERS);
+        ck_assert_int_eq(pthread_create(&tw.thread, NULL, t_writer_main, &tw), 0);
+        t_readers_join(readers, TORTURE_READERS, &sum);
+        __atomic_store_n(&t.stop, 1, __ATOMIC_RELAXED);
+        ck_assert_int_eq(pthread_join(tw.thread, NULL), 0);
+        double secs = now_sec() - start;
+
+        printf("torture: %" PRIu64 " lookups (%" PRIu64 " found) by %u threads, %" PRIu64 " retries, %" PRIu64
+               " give-ups, %" PRIu64 " errors, %" PRIu64 " inconsistent; %" PRIu64 " publishes, %" PRIu64
+               " growths (%" PRIu64 " -> %" PRIu64 " bytes), %" PRIu64 " generation changes seen; %.1f s\n",
+               sum.lookups, sum.found, TORTURE_READERS, sum.retries, sum.giveups, sum.errors, sum.inconsistent,
+               tw.publishes, tw.growths, first_size, shm_writer_file_size(tw.w), sum.gen_changes, secs);
+        fflush(stdout);
+        ck_assert_msg(tw.error == 0, "publish failed: %s", strerror(-tw.error));
+        ck_assert_msg(sum.inconsistent == 0 && sum.errors == 0, "%s", sum.problem);
+        ck_assert_uint_ge(sum.lookups, TORTURE_LOOKUPS);
+        ck_assert_uint_ge(tw.publishes, 100);
+        ck_assert_uint_ge(tw.growths, 3); /* the file was replaced under the readers */
+        shm_reader_free(t.reader);
+        shm_writer_close(tw.w);
+        t_map_free(tw.m);
+}
+END_TEST
+
 /* ---- main ---- */
 
 int main(void) {
@@ -630,6 +1260,19 @@ int main(void) {
         tcase_add_test(tc, test_empty_map);
         tcase_add_test(tc, test_domain_limits);
         tcase_add_test(tc, test_format_limits);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("lifecycle");
+        tcase_add_checked_fixture(tc, dir_setup, dir_teardown);
+        tcase_set_timeout(tc, 120);
+        tcase_add_test(tc, test_takeover);
+        tcase_add_test(tc, test_growth);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("torture");
+        tcase_add_checked_fixture(tc, dir_setup, dir_teardown);
+        tcase_set_timeout(tc, 240);
+        tcase_add_test(tc, test_torture);
         suite_add_tcase(s, tc);
 
         SRunner *sr = srunner_create(s);
