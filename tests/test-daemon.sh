@@ -124,6 +124,26 @@ out=$("$B/ztna" --store "$store" dns query Win-A || true)
 echo "$out" | grep -qxF "Win-A.yourorg.zt.net -> 100.64.0.1" &&
 	ok "ztna dns query Win-A prints Win-A.yourorg.zt.net -> 100.64.0.1" || fail "ztna dns query Win-A printed '$out'"
 
+# exit_is WANT COMMAND...: COMMAND exits with status WANT.
+exit_is() {
+	want=$1
+	shift
+	rc=0
+	"$@" >/dev/null 2>&1 || rc=$?
+	[ $rc -eq "$want" ] && ok "exit $want: $*" || fail "exit $rc, not $want: $*"
+}
+exit_is 0 "$B/ztna" --store "$store" dns query win-a.yourorg.zt.net
+exit_is 1 "$B/ztna" --store "$store" dns query nosuch
+exit_is 1 "$B/ztna" --store "$store" dns query 100.64.9.9
+exit_is 2 "$B/ztna" --store "$store" dns
+exit_is 3 "$B/ztna" --store "$dir/run/missing" status
+out=$("$B/ztna" --store "$store" --json dns list || true)
+case $out in
+*'{"name": "Win-A", "fqdn": "Win-A.yourorg.zt.net", "online": true, "ttl": 60, "addresses": ["100.64.0.1", "fd7a:115c:a1e0::1"]}'*)
+	ok "ztna --json dns list shows Win-A" ;;
+*) fail "ztna --json dns list printed '$out'" ;;
+esac
+
 # ---- an atomic replace is picked up ----
 gen=$(generation)
 replace "$peers" <<'EOF'
