@@ -25,34 +25,34 @@ HEADERS := $(wildcard shm/*.h nss_ztna/*.h ztnad/*.h)
 all: $(B)/libnss_ztna.so.2 $(B)/ztnad $(B)/ztna
 
 # ---- release build ----
-$(B)/%.o: %.c $(HEADERS)
+$(B)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(B)/libshm.a: $(SHM_SRC:%.c=$(B)/%.o)
+$(B)/libshm.a: $(SHM_SRC:%.c=$(B)/obj/%.o)
 	$(AR) rcs $@ $^
 
 # Only _nss_ztna_* exported (version script), nothing but libc in NEEDED,
 # BIND_NOW so no lazy binding runs inside a caller, nodelete so a
 # dlclose() never unmaps code another thread may be running.
-$(B)/libnss_ztna.so.2: $(NSS_SRC:%.c=$(B)/%.o) $(B)/libshm.a nss_ztna/nss-ztna.sym
+$(B)/libnss_ztna.so.2: $(NSS_SRC:%.c=$(B)/obj/%.o) $(B)/libshm.a nss_ztna/nss-ztna.sym
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,libnss_ztna.so.2 \
 		-Wl,--version-script=nss_ztna/nss-ztna.sym -Wl,-z,nodelete \
 		-Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -Wl,--as-needed \
-		-o $@ $(NSS_SRC:%.c=$(B)/%.o) $(B)/libshm.a
+		-o $@ $(NSS_SRC:%.c=$(B)/obj/%.o) $(B)/libshm.a
 
-$(B)/ztnad/example.c: examples/tailnet.json tests/embed.sh
+$(B)/obj/ztnad/example.c: examples/tailnet.json tests/embed.sh
 	@mkdir -p $(dir $@)
 	sh tests/embed.sh ztna_example_tailnet $< > $@
 
-$(B)/ztnad/example.o: $(B)/ztnad/example.c
+$(B)/obj/ztnad/example.o: $(B)/obj/ztnad/example.c
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) $(CFLAGS) -c -o $@ $<
 
-ZTNAD_OBJ := $(B)/ztnad/ztnad.o $(B)/ztnad/peers.o $(B)/ztnad/example.o
+ZTNAD_OBJ := $(B)/obj/ztnad/ztnad.o $(B)/obj/ztnad/peers.o $(B)/obj/ztnad/example.o
 $(B)/ztnad: $(ZTNAD_OBJ) $(B)/libshm.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(DAEMON_LIBS)
 
-$(B)/ztna: $(ZTNA_SRC:%.c=$(B)/%.o) $(B)/libshm.a
+$(B)/ztna: $(ZTNA_SRC:%.c=$(B)/obj/%.o) $(B)/libshm.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^
 
 # ---- sanitized test build (never installed, never dlopen'ed by getent) ----
@@ -101,14 +101,18 @@ fuzz: $(FUZZ_BINS)
 	sh tests/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
 # ---- benchmarks ----
-$(B)/bench/bench-nss: tests/bench-nss.c $(NSS_SRC) $(B)/libshm.a
+$(B)/bench/bench-nss: tests/bench-nss.c $(NSS_SRC) $(B)/libshm.a tests/bench-peers.h $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $^ -lpthread
-$(B)/bench/libnss_ztnanoop.so.2: tests/nss-noop.c
+	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $(filter-out %.h,$^) -lpthread
+$(B)/bench/libnss_ztnanoop.so.2: tests/nss-noop.c tests/bench-peers.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ZCFLAGS) -O2 -shared -Wl,-soname,libnss_ztnanoop.so.2 -o $@ $<
+$(B)/bench/bench-gai: tests/bench-gai.c tests/bench-peers.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $<
 
-bench: all $(B)/bench/bench-nss $(B)/bench/libnss_ztnanoop.so.2 $(B)/gai-client
+# Only the module is needed, not the daemon.
+bench: $(B)/libnss_ztna.so.2 $(B)/bench/bench-nss $(B)/bench/libnss_ztnanoop.so.2 $(B)/bench/bench-gai
 	sh tests/run-bench.sh
 
 demo: all
