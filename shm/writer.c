@@ -73,8 +73,10 @@ static void adopt_existing(ShmWriter *w) {
         if (p == MAP_FAILED)
                 return;
         const ShmWireHeader *h = p;
+        /* `retired` may be set: a writer died between retiring the file and
+         * renaming its successor over it. It is still the store. */
         bool ok = h->magic == SHM_MAGIC && h->version == SHM_VERSION && h->header_size == SHM_HEADER_SIZE &&
-                  h->file_size == (uint64_t) st.st_size && !h->retired;
+                  h->file_size == (uint64_t) st.st_size;
         for (unsigned i = 0; ok && i < 2; i++)
                 ok = h->region_off[i] >= SHM_HEADER_SIZE && h->region_off[i] <= h->file_size &&
                      h->region_size[i] <= h->file_size - h->region_off[i] && h->region_size[i] <= UINT32_MAX;
@@ -86,6 +88,7 @@ static void adopt_existing(ShmWriter *w) {
         w->map_len = (size_t) st.st_size;
         w->fd = TAKE_FD(fd);
         w->generation = h->copy[0].generation > h->copy[1].generation ? h->copy[0].generation : h->copy[1].generation;
+        __atomic_store_n(&header(w)->retired, 0, __ATOMIC_RELEASE); /* readers may keep it again */
 }
 
 int shm_writer_open(const char *path, ShmWriter **ret) {
@@ -378,15 +381,22 @@ static int create_store(ShmWriter *w, const Layout *l, const ShmMap *map, bool u
         h->seq = 0;
         h->magic = SHM_MAGIC;
 
+        /* Retire the old file before the rename, not after: a writer killed
+         * in between (SIGKILL during rename() lets the rename finish) would
+         * leave it unlinked and never retired, and every process that maps
+         * it would answer from it for good. Until the rename, readers that
+         * see the flag re-open the path and find the same, intact file;
+         * after it, the new one. */
+        if (w->map)
+                __atomic_store_n(&header(w)->retired, 1, __ATOMIC_RELEASE);
         if (rename(tmp, w->path) < 0) {
                 e = -errno;
+                if (w->map)
+                        __atomic_store_n(&header(w)->retired, 0, __ATOMIC_RELEASE);
                 munmap(p, size);
                 unlink(tmp);
                 return e;
         }
-        /* Readers of the old file move over on their next lookup. */
-        if (w->map)
-                __atomic_store_n(&header(w)->retired, 1, __ATOMIC_RELEASE);
         unmap_store(w);
         w->map = p;
         w->map_len = size;
