@@ -158,6 +158,11 @@ static int store_map(const char *path, ShmMapping *m) {
                 return errno == ELOOP ? -EPERM : -errno;
         if (fstat(fd, &fst) < 0)
                 return -errno;
+        /* Unlinked since we opened it: the writer renamed a larger store
+         * over it just now. Not untrusted, just stale: open the path again
+         * (an -EPERM here would send a tailnet name to the next module). */
+        if (S_ISREG(fst.st_mode) && fst.st_nlink == 0)
+                return -EAGAIN;
         if (!trusted_file(&fst, &dst))
                 return -EPERM;
         if (fst.st_size < (off_t) sizeof(ShmWireHeader) || (uint64_t) fst.st_size > SHM_FILE_MAX)
@@ -257,6 +262,8 @@ static int mapping_acquire(ShmReader *r, ShmMapping **ret) {
 
                 ShmMapping *n;
                 int e = mapping_open(r, &n);
+                if (e == -EAGAIN)
+                        continue;
                 if (e < 0)
                         return e;
                 ShmMapping *expected = NULL;
