@@ -41,6 +41,8 @@ run hosts Win-A
 run ahosts win-a.yourorg.zt.net
 run hosts 100.64.0.1
 run hosts nosuchpeer.yourorg.zt.net
-run hosts
+echo "\$ getent -s hosts:ztna hosts     # enumerate: the tailnet alone"
+LD_LIBRARY_PATH=$B ZTNA_STORE=$store getent -s hosts:ztna hosts
+echo
 echo "\$ ztna dns list"
 ZTNA_STORE=$store "$B/ztna" dns list
