@@ -13,6 +13,7 @@
  */
 #include <arpa/inet.h>
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1244,6 +1245,791 @@ START_TEST(test_torture) {
 }
 END_TEST
 
+/* ---- 5. writers killed at random moments ----
+ *
+ * The writers are children of a supervisor process forked before any
+ * reader thread exists, so no process forks while it has threads. Each
+ * writer takes the store over (the kernel drops the dead one's lock) and
+ * republishes as fast as it can until SIGKILL, 0-20 ms after it started;
+ * map sizes rise with the generation, so many kills land during growth.
+ * The test process's reader threads check every answer throughout. */
+
+#define KILLS 150u
+#define KILL_DELAY_USEC 20000u
+#define KILL_RAMP 16u
+
+typedef struct KillReport {
+        uint32_t kills;
+        int failure; /* 0, else what went wrong in the supervisor */
+        uint64_t final_generation;
+        uint64_t delay_usec;
+} KillReport;
+
+static _Noreturn void kill_writer_main(uint32_t ramp) {
+        ShmWriter *w;
+        TortureMap *m = t_map_new(T_PEERS_MAX);
+        if (!m || shm_writer_open(store, &w) < 0)
+                _exit(2);
+        for (;;) {
+                uint64_t g = shm_writer_generation(w) + 1;
+                t_build(m, g, ramp);
+                if (shm_writer_publish(w, &m->map, t_up(g)) < 0 || shm_writer_generation(w) != g)
+                        _exit(3);
+        }
+}
+
+static _Noreturn void kill_supervisor_main(unsigned kills, uint32_t ramp, int fd) {
+        KillReport rep = {};
+        uint64_t rng;
+        if (getrandom(&rng, sizeof(rng), 0) != sizeof(rng))
+                rng = (uint64_t) getpid();
+        rng |= 1;
+
+        for (unsigned n = 0; n < kills && !rep.failure; n++) {
+                pid_t pid = fork();
+                if (pid < 0) {
+                        rep.failure = 1;
+                        break;
+                }
+                if (pid == 0)
+                        kill_writer_main(ramp);
+                uint64_t delay = rng_next(&rng) % (KILL_DELAY_USEC + 1);
+                struct timespec ts = { .tv_sec = 0, .tv_nsec = (long) delay * 1000 };
+                int st;
+                (void) nanosleep(&ts, NULL);
+                if (kill(pid, SIGKILL) < 0 || waitpid(pid, &st, 0) != pid)
+                        rep.failure = 2;
+                else if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
+                        rep.failure = 100 + (WIFEXITED(st) ? WEXITSTATUS(st) : 99); /* died on its own */
+                else
+                        rep.kills++;
+                rep.delay_usec += delay;
+        }
+
+        /* A last writer that finishes: every reader must end up on its map. */
+        ShmWriter *w;
+        TortureMap *m = t_map_new(T_PEERS_MAX);
+        if (!rep.failure && (!m || shm_writer_open(store, &w) < 0))
+                rep.failure = 3;
+        if (!rep.failure) {
+                uint64_t g = shm_writer_generation(w) + 1;
+                t_build(m, g, ramp);
+                if (shm_writer_publish(w, &m->map, t_up(g)) < 0)
+                        rep.failure = 4;
+                rep.final_generation = shm_writer_generation(w);
+                shm_writer_close(w);
+        }
+        if (write(fd, &rep, sizeof(rep)) != sizeof(rep))
+                _exit(1);
+        _exit(0);
+}
+
+/* Temporary files a writer left in the store's directory. */
+static unsigned temp_files(void) {
+        char pattern[PATH_MAX];
+        unsigned n = 0;
+        path_in_dir(pattern, sizeof(pattern), "records.");
+        const char *base = strrchr(pattern, '/') + 1;
+        DIR *d = opendir(test_dir);
+        ck_assert_ptr_nonnull(d);
+        for (struct dirent *de; (de = readdir(d));)
+                if (strncmp(de->d_name, base, strlen(base)) == 0 && strcmp(de->d_name, "records.lock") != 0)
+                        n++;
+        closedir(d);
+        return n;
+}
+
+START_TEST(test_kill_writer) {
+        static TReader readers[TORTURE_READERS];
+        Torture t = { .ramp = KILL_RAMP };
+        TortureMap *m = t_map_new(T_PEERS_MAX);
+        KillReport rep;
+        TReader sum;
+        int fds[2], st;
+        ck_assert_ptr_nonnull(m);
+
+        ShmWriter *w = writer_open();
+        t_build(m, 1, t.ramp);
+        ck_assert_int_eq(shm_writer_publish(w, &m->map, t_up(1)), 0);
+        shm_writer_close(w);
+        t_map_free(m);
+
+        ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+        double start = now_sec();
+        pid_t sup = fork();
+        ck_assert_int_ge(sup, 0);
+        if (sup == 0) {
+                close(fds[0]);
+                kill_supervisor_main(KILLS, t.ramp, fds[1]);
+        }
+        close(fds[1]);
+
+        t.reader = reader_new();
+        t_readers_start(&t, readers, TORTURE_READERS);
+        ssize_t n = read(fds[0], &rep, sizeof(rep));
+        __atomic_store_n(&t.stop, 1, __ATOMIC_RELAXED);
+        t_readers_join(readers, TORTURE_READERS, &sum);
+        double secs = now_sec() - start;
+        close(fds[0]);
+        ck_assert_int_eq(waitpid(sup, &st, 0), sup);
+        ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        ck_assert_int_eq(n, sizeof(rep));
+
+        /* After the last, clean writer: the readers' shared reader is on
+         * its map, not stranded on an older file. */
+        uint64_t g = generation_of(t.reader);
+        unsigned temps = temp_files();
+        printf("kill: %" PRIu32 " writers killed (mean delay %.1f ms), final generation %" PRIu64 "; %" PRIu64
+               " lookups (%" PRIu64 " found) by %u threads, %" PRIu64 " retries, %" PRIu64 " give-ups, %" PRIu64
+               " errors, %" PRIu64 " inconsistent, %" PRIu64 " generation changes seen; %u temporary files left; "
+               "%.1f s\n",
+               rep.kills, rep.kills ? (double) rep.delay_usec / rep.kills / 1000 : 0.0, rep.final_generation,
+               sum.lookups, sum.found, TORTURE_READERS, sum.retries, sum.giveups, sum.errors, sum.inconsistent,
+               sum.gen_changes, temps, secs);
+        fflush(stdout);
+        ck_assert_msg(rep.failure == 0, "supervisor failure %d", rep.failure);
+        ck_assert_uint_ge(rep.kills, 100);
+        ck_assert_msg(sum.inconsistent == 0 && sum.errors == 0, "%s", sum.problem);
+        ck_assert_uint_gt(sum.lookups, 100000);
+        ck_assert_uint_eq(g, rep.final_generation);
+        ck_assert_int_eq(class_of(t.reader, "p0", NULL), SHM_FOUND);
+        shm_reader_free(t.reader);
+}
+END_TEST
+
+/* ---- 5b. a writer killed exactly at the rename of a growth ---- */
+
+static bool is_rename(uint64_t nr) {
+#ifdef SYS_rename
+        if (nr == SYS_rename)
+                return true;
+#endif
+        return nr == SYS_renameat || nr == SYS_renameat2;
+}
+
+/* Publishes `map` from a traced child writer and kills the child with
+ * SIGKILL as it enters (after == false) or leaves (after == true) the
+ * rename(2) of a growth. */
+static void publish_killed_at_rename(const ShmMap *map, bool after) {
+        int st, sig = 0;
+        bool in_rename = false;
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                ShmWriter *w;
+                if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) < 0 || raise(SIGSTOP) != 0 ||
+                    shm_writer_open(store, &w) < 0)
+                        _exit(2);
+                (void) shm_writer_publish(w, map, true);
+                _exit(3);
+        }
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert(WIFSTOPPED(st) && WSTOPSIG(st) == SIGSTOP);
+        ck_assert_int_eq(ptrace(PTRACE_SETOPTIONS, pid, NULL, (void *) (PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)),
+                         0);
+        for (;;) {
+                ck_assert_int_eq(ptrace(PTRACE_SYSCALL, pid, NULL, (void *) (long) sig), 0);
+                ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+                ck_assert_msg(WIFSTOPPED(st), "the writer ended (status %#x) before its rename", (unsigned) st);
+                sig = 0;
+                if (WSTOPSIG(st) != (SIGTRAP | 0x80)) {
+                        sig = WSTOPSIG(st); /* a signal of its own: pass it on */
+                        continue;
+                }
+                struct __ptrace_syscall_info info;
+                ck_assert_int_gt(ptrace(PTRACE_GET_SYSCALL_INFO, pid, (void *) sizeof(info), &info), 0);
+                if (info.op == PTRACE_SYSCALL_INFO_ENTRY) {
+                        in_rename = is_rename(info.entry.nr);
+                        if (in_rename && !after)
+                                break;
+                } else if (info.op == PTRACE_SYSCALL_INFO_EXIT && in_rename) {
+                        ck_assert_int_eq(info.exit.rval, 0);
+                        break;
+                }
+        }
+        ck_assert_int_eq(kill(pid, SIGKILL), 0);
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+}
+
+START_TEST(test_killed_after_rename) {
+        static BasicMap b;
+        basic_map_init(&b);
+        TortureMap *m = t_map_new(5000);
+        ck_assert_ptr_nonnull(m);
+        ShmWriter *w = writer_open();
+        ck_assert_int_eq(shm_writer_publish(w, &b.map, true), 0);
+        w = shm_writer_close(w);
+        ShmReader *r = reader_new();
+        ck_assert_int_eq(class_of(r, "win-a", "Win-A"), SHM_FOUND); /* the old file is mapped */
+        ino_t ino = inode_of(store);
+
+        t_build_n(m, 2, 5000);
+        publish_killed_at_rename(&m->map, true);
+        ck_assert_uint_ne(inode_of(store), ino);
+
+        /* The new file is in place though its writer never came back:
+         * readers must move to it, now and after the next writer. */
+        ck_assert_uint_eq(generation_of(r), 2);
+        ck_assert_int_eq(class_of(r, "p4999", NULL), SHM_FOUND);
+        ck_assert_int_eq(class_of(r, "win-a", NULL), SHM_NOT_OURS);
+        w = writer_open();
+        ck_assert_uint_eq(shm_writer_generation(w), 2);
+        ck_assert_int_eq(shm_writer_publish(w, &b.map, true), 0);
+        ck_assert_uint_eq(generation_of(r), 3);
+        ck_assert_int_eq(class_of(r, "win-a", "Win-A"), SHM_FOUND);
+        ck_assert_uint_eq(temp_files(), 0);
+        shm_writer_close(w);
+        shm_reader_free(r);
+        t_map_free(m);
+}
+END_TEST
+
+START_TEST(test_killed_before_rename) {
+        static BasicMap b;
+        basic_map_init(&b);
+        TortureMap *m = t_map_new(5000);
+        ck_assert_ptr_nonnull(m);
+        ShmWriter *w = writer_open();
+        ck_assert_int_eq(shm_writer_publish(w, &b.map, true), 0);
+        w = shm_writer_close(w);
+        ShmReader *r = reader_new();
+        ck_assert_int_eq(class_of(r, "win-a", "Win-A"), SHM_FOUND);
+        ino_t ino = inode_of(store);
+
+        t_build_n(m, 2, 5000);
+        publish_killed_at_rename(&m->map, false);
+        ck_assert_uint_eq(inode_of(store), ino);
+
+        /* The old map goes on answering, to old and new readers. */
+        ShmReader *r2 = reader_new();
+        for (unsigned i = 0; i < 3; i++) {
+                ck_assert_uint_eq(generation_of(r), 1);
+                ck_assert_int_eq(class_of(r, "win-a", "Win-A"), SHM_FOUND);
+                ck_assert_int_eq(class_of(r2, "win-a.yourorg.zt.net", "Win-A"), SHM_FOUND);
+        }
+        /* The next writer takes it over: the generation goes on, and its
+         * growth reaches the readers. */
+        w = writer_open();
+        ck_assert_uint_eq(shm_writer_generation(w), 1);
+        ck_assert_int_eq(shm_writer_publish(w, &m->map, true), 0);
+        ck_assert_uint_eq(shm_writer_generation(w), 2);
+        ck_assert_uint_ne(inode_of(store), ino);
+        ck_assert_uint_eq(generation_of(r), 2);
+        ck_assert_uint_eq(generation_of(r2), 2);
+        ck_assert_int_eq(class_of(r, "p4999", NULL), SHM_FOUND);
+        ck_assert_int_eq(shm_writer_publish(w, &b.map, true), 0);
+        ck_assert_int_eq(class_of(r2, "win-a", "Win-A"), SHM_FOUND);
+        ck_assert_uint_eq(generation_of(r2), 3);
+        shm_writer_close(w);
+        shm_reader_free(r);
+        shm_reader_free(r2);
+        t_map_free(m);
+}
+END_TEST
+
+/* ---- 6. hostile stores: an error or a miss, never a crash or a hang ---- */
+
+/* A valid store of the basic map at `path`, published twice so that the
+ * latch has moved (seq 1: readers use copy 1) and both copies are full. */
+static void store_write_valid(const char *path) {
+        static BasicMap b;
+        ShmWriter *w = NULL;
+        basic_map_init(&b);
+        ck_assert_int_eq(shm_writer_open(path, &w), 0);
+        ck_assert_int_eq(shm_writer_publish(w, &b.map, true), 0);
+        ck_assert_int_eq(shm_writer_publish(w, &b.map, true), 0);
+        shm_writer_close(w);
+}
+
+/* Renames a fresh valid store over `store`, as a writer's growth would;
+ * `retire` marks the replaced file retired, as the writer does. */
+static void store_replace_valid(bool retire) {
+        char fresh[PATH_MAX], lock[PATH_MAX];
+        path_in_dir(fresh, sizeof(fresh), "fresh");
+        path_in_dir(lock, sizeof(lock), "fresh.lock");
+        store_write_valid(fresh);
+        ck_assert_int_eq(unlink(lock), 0);
+        int fd = retire ? open(store, O_RDWR | O_CLOEXEC) : -1;
+        ck_assert_int_eq(rename(fresh, store), 0);
+        if (retire) {
+                ck_assert_int_ge(fd, 0);
+                ShmWireHeader *h = mmap(NULL, sizeof(*h), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+                ck_assert(h != MAP_FAILED);
+                __atomic_store_n(&h->retired, 1, __ATOMIC_RELEASE);
+                munmap(h, sizeof(*h));
+                close(fd);
+        }
+}
+
+/* The store's bytes, writable, through a mapping of the test's own. */
+typedef struct StoreBytes {
+        uint8_t *p;
+        size_t len;
+        ShmWireHeader *h;
+} StoreBytes;
+
+static StoreBytes store_bytes(void) {
+        int fd = open(store, O_RDWR | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        StoreBytes b = { .len = (size_t) size_of(store) };
+        b.p = mmap(NULL, b.len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        ck_assert(b.p != MAP_FAILED);
+        close(fd);
+        b.h = (ShmWireHeader *) b.p;
+        return b;
+}
+
+static uint8_t *region_of(StoreBytes *b, unsigned i) {
+        return b->p + b->h->region_off[i];
+}
+
+static ShmWireRecord *records_of(StoreBytes *b, unsigned i) {
+        return (ShmWireRecord *) (region_of(b, i) + b->h->copy[i].records_off);
+}
+
+/* Index of the record named `name` in copy i (the writer wrote it: trusted). */
+static uint32_t record_index(StoreBytes *b, unsigned i, const char *name) {
+        const ShmWireCopy *c = &b->h->copy[i];
+        const char *pool = (const char *) region_of(b, i) + c->pool_off;
+        for (uint32_t k = 0; k < c->n_records; k++)
+                if (strcmp(pool + records_of(b, i)[k].name_off, name) == 0)
+                        return k;
+        ck_abort_msg("no record %s", name);
+}
+
+static ShmWireSlot *name_slots_of(StoreBytes *b, unsigned i) {
+        return (ShmWireSlot *) (region_of(b, i) + b->h->copy[i].name_idx_off);
+}
+
+/* The slot of `name` in copy i's name index. */
+static ShmWireSlot *name_slot(StoreBytes *b, unsigned i, const char *name) {
+        const ShmWireCopy *c = &b->h->copy[i];
+        uint32_t index = record_index(b, i, name) + 1;
+        for (uint32_t k = 0; k < c->name_slots; k++)
+                if (name_slots_of(b, i)[k].index == index)
+                        return &name_slots_of(b, i)[k];
+        ck_abort_msg("no slot for %s", name);
+}
+
+static uint32_t name_tag(StoreBytes *b, unsigned i, const char *name) {
+        return (uint32_t) (siphash13(b->h->copy[i].hash_key, name, strlen(name), 1) >> 32);
+}
+
+/* Damage done to a valid store, in the header (`copy` < 0, once) or to each
+ * copy `copy` of the two. */
+typedef void (*Damage)(StoreBytes *b, unsigned copy);
+
+#define DAMAGE(fn, ...)                                             \
+        static void fn(StoreBytes *b, unsigned i) {                 \
+                ShmWireHeader *h = b->h;                            \
+                ShmWireCopy *c = &h->copy[i];                       \
+                (void) h, (void) c;                                 \
+                __VA_ARGS__;                                        \
+        }
+
+/* Header: refused before anything is read through it. */
+DAMAGE(d_magic, h->magic = SHM_MAGIC ^ 0xff)
+DAMAGE(d_version, h->version = SHM_VERSION + 1)
+DAMAGE(d_version0, h->version = 0)
+DAMAGE(d_header_small, h->header_size = sizeof(ShmWireHeader) - 8)
+DAMAGE(d_header_big, h->header_size = (uint32_t) b->len + 8)
+DAMAGE(d_file_size_big, h->file_size = b->len + 4096)
+DAMAGE(d_file_size_small, h->file_size = b->len - 8)
+DAMAGE(d_region_past, h->region_off[1] = b->len + 8)
+DAMAGE(d_region_huge, h->region_off[0] = UINT64_MAX - 7)
+DAMAGE(d_region_in_header, h->region_off[0] = h->header_size - 8)
+DAMAGE(d_region_unaligned, h->region_off[1] += 4)
+DAMAGE(d_region_size, h->region_size[1] = b->len - h->region_off[1] + 8)
+DAMAGE(d_region_size_huge, h->region_size[0] = UINT64_MAX)
+/* A copy's descriptor: consistent but invalid, so -EBADMSG. */
+DAMAGE(d_state, c->state = 0)
+DAMAGE(d_state3, c->state = SHM_STATE_DOWN + 1)
+DAMAGE(d_used, c->used = (uint32_t) h->region_size[i] + 8)
+DAMAGE(d_records_past, c->records_off = c->used + 8)
+DAMAGE(d_records_unaligned, c->records_off += 4)
+DAMAGE(d_records_many, c->n_records = c->used / sizeof(ShmWireRecord) + 1)
+DAMAGE(d_records_max, c->n_records = UINT32_MAX)
+DAMAGE(d_v4_past, c->v4_off = c->used + 8)
+DAMAGE(d_v4_many, c->n_v4 = UINT32_MAX / 4 + 1)
+DAMAGE(d_v6_many, c->n_v6 = c->used / 16 + 1)
+DAMAGE(d_pool_past, c->pool_len = c->used - c->pool_off + 1)
+DAMAGE(d_name_idx_past, c->name_idx_off = c->used)
+DAMAGE(d_name_slots, c->name_slots = UINT32_MAX)
+DAMAGE(d_name_probe, c->name_max_probe = c->name_slots + 1)
+DAMAGE(d_addr_probe, c->addr_max_probe = c->addr_slots + 1)
+DAMAGE(d_addr_slots, c->addr_slots = c->used / sizeof(ShmWireSlot) + 1)
+DAMAGE(d_ranges, c->n_ranges = SHM_RANGES_MAX + 1)
+DAMAGE(d_domain_len, c->domain_len = SHM_DOMAIN_MAX + 1)
+DAMAGE(d_domain_nul, c->domain_len = 3)
+/* Records: the store opens, the damaged record is never an answer. */
+DAMAGE(d_name_len0, records_of(b, i)[record_index(b, i, "Win-A")].name_len = 0)
+DAMAGE(d_name_len64, records_of(b, i)[record_index(b, i, "Win-A")].name_len = SHM_LABEL_MAX + 1)
+DAMAGE(d_name_len_short, records_of(b, i)[record_index(b, i, "Win-A")].name_len = 4)
+DAMAGE(d_name_off_past, records_of(b, i)[record_index(b, i, "Win-A")].name_off = c->pool_len)
+DAMAGE(d_name_off_huge, records_of(b, i)[record_index(b, i, "Win-A")].name_off = UINT32_MAX)
+DAMAGE(d_name_unterminated, {
+        ShmWireRecord *r = &records_of(b, i)[record_index(b, i, "Win-A")];
+        ((char *) region_of(b, i) + c->pool_off)[r->name_off + r->name_len] = 'x';
+})
+DAMAGE(d_v4_first_past, records_of(b, i)[record_index(b, i, "Win-A")].v4_first = c->n_v4)
+DAMAGE(d_v4_first_huge, records_of(b, i)[record_index(b, i, "Win-A")].v4_first = UINT32_MAX)
+DAMAGE(d_n_v4_past, records_of(b, i)[record_index(b, i, "Win-A")].n_v4 = UINT16_MAX)
+DAMAGE(d_n_v6_past, records_of(b, i)[record_index(b, i, "Win-A")].n_v6 = (uint16_t) (c->n_v6 + 1))
+/* Indexes: every loop bounded, every hit re-checked. */
+DAMAGE(d_names_full, {
+        uint32_t tag = name_tag(b, i, "Win-A") ^ 1;
+        for (uint32_t k = 0; k < c->name_slots; k++)
+                name_slots_of(b, i)[k] = (ShmWireSlot) { .tag = tag, .index = 1 };
+        c->name_max_probe = c->name_slots; /* a few: within SHM_PROBE_LIMIT */
+})
+DAMAGE(d_addrs_full, {
+        ShmWireSlot *slots = (ShmWireSlot *) (region_of(b, i) + c->addr_idx_off);
+        for (uint32_t k = 0; k < c->addr_slots; k++)
+                slots[k] = (ShmWireSlot) { .tag = k, .index = 1 + k % c->n_records };
+        c->addr_max_probe = c->addr_slots < SHM_PROBE_LIMIT ? c->addr_slots : SHM_PROBE_LIMIT;
+})
+DAMAGE(d_slot_other_record, name_slot(b, i, "Win-A")->index = record_index(b, i, "linux-b") + 1)
+DAMAGE(d_slot_index_past, name_slot(b, i, "Win-A")->index = c->n_records + 1)
+DAMAGE(d_slot_index_max, name_slot(b, i, "Win-A")->index = UINT32_MAX)
+
+typedef struct Hostile {
+        const char *what;
+        Damage damage;
+        bool header; /* damage the header once, not each copy */
+        int error;   /* from shm_snapshot_begin(); 0: it opens */
+        ShmClass name, addr; /* when it opens: "Win-A" and 100.64.0.1 */
+} Hostile;
+
+static const Hostile hostile[] = {
+        { "bad magic", d_magic, true, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "newer version", d_version, true, -EPROTONOSUPPORT, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "version 0", d_version0, true, -EPROTONOSUPPORT, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "header_size below the header", d_header_small, true, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "header_size past the file", d_header_big, true, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "file_size past the file", d_file_size_big, true, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "file_size short of the file", d_file_size_small, true, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "region past the file", d_region_past, true, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "region offset wraps", d_region_huge, true, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "region inside the header", d_region_in_header, true, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "region unaligned", d_region_unaligned, true, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "region runs past the file", d_region_size, true, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "region size huge", d_region_size_huge, true, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "state 0", d_state, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "state 3", d_state3, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "used past the region", d_used, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "records past used", d_records_past, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "records unaligned", d_records_unaligned, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "n_records past used", d_records_many, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "n_records UINT32_MAX", d_records_max, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "v4 array past used", d_v4_past, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "n_v4 overflowing 32 bits", d_v4_many, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "n_v6 past used", d_v6_many, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "pool past used", d_pool_past, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "name index past used", d_name_idx_past, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "name_slots huge", d_name_slots, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "name probe beyond the slots", d_name_probe, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "address probe beyond the slots", d_addr_probe, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "addr_slots past used", d_addr_slots, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "too many ranges", d_ranges, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "domain too long", d_domain_len, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "domain not terminated at its length", d_domain_nul, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "name_len 0", d_name_len0, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
+        { "name_len 64", d_name_len64, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
+        { "name_len short of the NUL", d_name_len_short, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
+        { "name past the pool", d_name_off_past, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
+        { "name offset huge", d_name_off_huge, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
+        { "name not NUL-terminated", d_name_unterminated, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
+        { "v4_first past the array", d_v4_first_past, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
+        { "v4_first huge", d_v4_first_huge, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
+        { "n_v4 past the array", d_n_v4_past, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
+        { "n_v6 past the array", d_n_v6_past, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
+        { "every name slot taken, no tag matches", d_names_full, false, 0, SHM_NOT_OURS, SHM_FOUND },
+        { "every address slot taken, none matches", d_addrs_full, false, 0, SHM_FOUND, SHM_UNKNOWN },
+        { "name slot pointing at another record", d_slot_other_record, false, 0, SHM_NOT_OURS, SHM_FOUND },
+        { "name slot pointing past the records", d_slot_index_past, false, 0, SHM_NOT_OURS, SHM_FOUND },
+        { "name slot index UINT32_MAX", d_slot_index_max, false, 0, SHM_NOT_OURS, SHM_FOUND },
+};
+
+START_TEST(test_hostile_bytes) {
+        const Hostile *c = &hostile[_i];
+        static Answer a;
+        ShmSnapshot s;
+        ShmRecordView v;
+
+        store_write_valid(store);
+        StoreBytes b = store_bytes();
+        ck_assert_uint_eq(b.h->seq, 1); /* readers use copy 1; damage both */
+        if (c->header)
+                c->damage(&b, 0);
+        else
+                for (unsigned i = 0; i < 2; i++)
+                        c->damage(&b, i);
+        munmap(b.p, b.len);
+
+        ShmReader *r = reader_new();
+        int e = shm_snapshot_begin(r, &s);
+        ck_assert_msg(e == c->error, "%s: shm_snapshot_begin() = %d, not %d", c->what, e, c->error);
+        if (e == 0) {
+                /* Every record that is still sound stays usable. */
+                ck_assert_int_eq(shm_snapshot_lookup_name(&s, "Win-A", &v), c->name);
+                ck_assert_int_eq(shm_snapshot_lookup_name(&s, "win-a.yourorg.zt.net", &v),
+                                 c->name == SHM_FOUND ? SHM_FOUND : SHM_UNKNOWN);
+                uint8_t addr[4] = { 100, 64, 0, 1 };
+                ck_assert_int_eq(shm_snapshot_lookup_addr(&s, AF_INET, addr, &v), c->addr);
+                ck_assert_int_eq(shm_snapshot_lookup_name(&s, "nobody.yourorg.zt.net", &v), SHM_UNKNOWN);
+                if (c->damage != d_names_full)
+                        ck_assert_int_eq(shm_snapshot_lookup_name(&s, "v6only", &v), SHM_FOUND);
+                for (uint32_t k = 0; k < s.n_records; k++)
+                        if (shm_snapshot_record(&s, k, &v))
+                                ck_assert_uint_eq(strlen(v.name), v.name_len);
+                ck_assert(shm_snapshot_end(&s));
+        }
+        /* Again: the verdict does not change, nothing was left behind. */
+        e = shm_snapshot_begin(r, &s);
+        ck_assert_int_eq(e, c->error);
+        if (e == 0)
+                ck_assert(shm_snapshot_end(&s));
+
+        /* A good store renamed in place: the same reader recovers. */
+        store_replace_valid(c->error == 0);
+        ck_assert_int_eq(lookup_name(r, "win-a", &a), 0);
+        check_win_a(&a);
+        shm_reader_free(r);
+}
+END_TEST
+
+/* The damage only the copy that the latch does not name: harmless; only
+ * the one it names: refused. Shows which copy readers use. */
+START_TEST(test_hostile_one_copy) {
+        static Answer a;
+        ShmSnapshot s;
+        store_write_valid(store);
+        StoreBytes b = store_bytes();
+        unsigned used = b.h->seq & 1;
+        d_state(&b, !used);
+        d_name_len0(&b, !used);
+        ShmReader *r = reader_new();
+        ck_assert_int_eq(lookup_name(r, "win-a", &a), 0);
+        check_win_a(&a);
+        d_state(&b, used);
+        ck_assert_int_eq(shm_snapshot_begin(r, &s), -EBADMSG);
+        munmap(b.p, b.len);
+        store_replace_valid(false);
+        ck_assert_int_eq(lookup_name(r, "win-a", &a), 0);
+        check_win_a(&a);
+        shm_reader_free(r);
+}
+END_TEST
+
+/* Files and directories the reader must not trust. */
+enum {
+        BAD_OWNER,
+        BAD_OWNER_SYSTEM,
+        BAD_GROUP_WRITABLE,
+        BAD_WORLD_WRITABLE,
+        BAD_SYMLINK,
+        BAD_HARD_LINK,
+        BAD_FIFO,
+        BAD_DIRECTORY,
+        BAD_DIR_WORLD_WRITABLE,
+        BAD_DIR_STICKY,
+        BAD_DIR_OWNER,
+        BAD_MISSING,
+        BAD_EMPTY,
+        BAD_SHORT_HEADER,
+        BAD_TRUNCATED,
+        BAD_EXTENDED,
+        GOOD_SYSTEM_ACCOUNT,
+        N_BAD_FILES,
+};
+
+static const struct {
+        const char *what;
+        int error;
+} bad_files[N_BAD_FILES] = {
+        [BAD_OWNER] = { "file owned by an ordinary user", -EPERM },
+        [BAD_OWNER_SYSTEM] = { "file owned by a system account not owning the directory", -EPERM },
+        [BAD_GROUP_WRITABLE] = { "file group-writable", -EPERM },
+        [BAD_WORLD_WRITABLE] = { "file world-writable", -EPERM },
+        [BAD_SYMLINK] = { "a symlink to a valid store", -EPERM },
+        [BAD_HARD_LINK] = { "a second hard link", -EPERM },
+        [BAD_FIFO] = { "a FIFO", -EPERM },
+        [BAD_DIRECTORY] = { "a directory", -EPERM },
+        [BAD_DIR_WORLD_WRITABLE] = { "directory world-writable", -EPERM },
+        [BAD_DIR_STICKY] = { "directory world-writable and sticky", -EPERM },
+        [BAD_DIR_OWNER] = { "directory owned by an ordinary user", -EPERM },
+        [BAD_MISSING] = { "no file", -ENOENT },
+        [BAD_EMPTY] = { "an empty file", -EBADMSG },
+        [BAD_SHORT_HEADER] = { "shorter than the header", -EBADMSG },
+        [BAD_TRUNCATED] = { "truncated below file_size", -EBADMSG },
+        [BAD_EXTENDED] = { "extended past file_size", -EBADMSG },
+        [GOOD_SYSTEM_ACCOUNT] = { "file and directory of a system account", 0 },
+};
+
+START_TEST(test_hostile_files) {
+        char other[PATH_MAX];
+        static Answer a;
+        ShmSnapshot s;
+        off_t size;
+
+        path_in_dir(other, sizeof(other), "other");
+        store_write_valid(store);
+        size = size_of(store);
+        switch (_i) {
+        case BAD_OWNER:
+                ck_assert_int_eq(chown(store, NOBODY_UID, NOBODY_UID), 0);
+                break;
+        case BAD_OWNER_SYSTEM:
+                ck_assert_int_eq(chown(store, DAEMON_UID, 0), 0);
+                break;
+        case BAD_GROUP_WRITABLE:
+                ck_assert_int_eq(chmod(store, 0664), 0);
+                break;
+        case BAD_WORLD_WRITABLE:
+                ck_assert_int_eq(chmod(store, 0646), 0);
+                break;
+        case BAD_SYMLINK:
+                ck_assert_int_eq(rename(store, other), 0);
+                ck_assert_int_eq(symlink("other", store), 0);
+                break;
+        case BAD_HARD_LINK:
+                ck_assert_int_eq(link(store, other), 0);
+                break;
+        case BAD_FIFO:
+                ck_assert_int_eq(unlink(store), 0);
+                ck_assert_int_eq(mkfifo(store, 0644), 0); /* opening it must not block */
+                break;
+        case BAD_DIRECTORY:
+                ck_assert_int_eq(unlink(store), 0);
+                ck_assert_int_eq(mkdir(store, 0755), 0);
+                break;
+        case BAD_DIR_WORLD_WRITABLE:
+                ck_assert_int_eq(chmod(test_dir, 0777), 0);
+                break;
+        case BAD_DIR_STICKY:
+                ck_assert_int_eq(chmod(test_dir, 01777), 0);
+                break;
+        case BAD_DIR_OWNER:
+                ck_assert_int_eq(chown(test_dir, NOBODY_UID, NOBODY_UID), 0);
+                break;
+        case BAD_MISSING:
+                ck_assert_int_eq(unlink(store), 0);
+                break;
+        case BAD_EMPTY:
+                ck_assert_int_eq(truncate(store, 0), 0);
+                break;
+        case BAD_SHORT_HEADER:
+                ck_assert_int_eq(truncate(store, sizeof(ShmWireHeader) - 1), 0);
+                break;
+        case BAD_TRUNCATED:
+                ck_assert_int_eq(truncate(store, size - 4096), 0);
+                break;
+        case BAD_EXTENDED:
+                ck_assert_int_eq(truncate(store, size + 4096), 0);
+                break;
+        case GOOD_SYSTEM_ACCOUNT: /* ztnad's own account, as the design allows */
+                ck_assert_int_eq(chown(test_dir, DAEMON_UID, 0), 0);
+                ck_assert_int_eq(chown(store, DAEMON_UID, 0), 0);
+                break;
+        }
+
+        ShmReader *r = reader_new();
+        for (unsigned n = 0; n < 2; n++) {
+                int e = shm_snapshot_begin(r, &s);
+                ck_assert_msg(e == bad_files[_i].error, "%s: shm_snapshot_begin() = %d, not %d", bad_files[_i].what, e,
+                              bad_files[_i].error);
+                if (e == 0) {
+                        ShmRecordView v;
+                        ck_assert_int_eq(shm_snapshot_lookup_name(&s, "win-a", &v), SHM_FOUND);
+                        ck_assert(shm_snapshot_end(&s));
+                }
+        }
+
+        /* Put right: the directory back as it was, a valid store renamed
+         * over whatever is at the path. The same reader recovers. */
+        ck_assert_int_eq(chmod(test_dir, 0755), 0);
+        ck_assert_int_eq(chown(test_dir, 0, 0), 0);
+        if (_i == BAD_DIRECTORY)
+                ck_assert_int_eq(rmdir(store), 0);
+        store_replace_valid(false);
+        ck_assert_int_eq(lookup_name(r, "win-a", &a), 0);
+        check_win_a(&a);
+        shm_reader_free(r);
+
+        /* A path that cannot be a store at all. */
+        ck_assert_int_eq(shm_reader_new("/nonexistent-ztna-dir/records", &r), 0);
+        ck_assert_int_eq(shm_snapshot_begin(r, &s), -ENOENT);
+        shm_reader_free(r);
+        ck_assert_int_eq(shm_reader_new(test_dir, &r), 0); /* a directory */
+        ck_assert_int_lt(shm_snapshot_begin(r, &s), 0);
+        shm_reader_free(r);
+}
+END_TEST
+
+/* ---- 7. SipHash-1-3 ---- */
+
+/* Known answers from an independent implementation: CPython 3.11 hashes
+ * bytes with SipHash-1-3 (sys.hash_info.algorithm == 'siphash13'). With
+ * PYTHONHASHSEED=0 its key is all zero; with PYTHONHASHSEED=1234 it is the
+ * second key below (bytes 0-15 of CPython's lcg_urandom(1234), read
+ * little-endian). Each value is hash(b"...") & 0xffffffffffffffff. The
+ * lengths cross the 8-byte block boundaries. */
+static const struct {
+        const char *msg;
+        uint64_t zero_key, seed_key;
+} siphash_kat[] = {
+        { "a", UINT64_C(0x407448d2b89b1813), UINT64_C(0x317595167ee0981a) },
+        { "Win-A", UINT64_C(0x711906b908c60981), UINT64_C(0x19ec9ffd4542cb95) },
+        { "win-a", UINT64_C(0x31c43d8fab91814d), UINT64_C(0x3fc3b032f08aa63e) },
+        { "abcdefg", UINT64_C(0x6db12aae9070f506), UINT64_C(0xe0968c19329a83a3) },
+        { "abcdefgh", UINT64_C(0x3f7b849c0b8e35ea), UINT64_C(0x9528114e6ec8f952) },
+        { "abcdefghi", UINT64_C(0xf89b34a3d11eb6e5), UINT64_C(0xd69c0c795a9b86a1) },
+        { "0123456789abcde", UINT64_C(0x26f4d862282d8fcb), UINT64_C(0x08b96b7ecbfbd843) },
+        { "0123456789abcdef", UINT64_C(0x1d42b30f7e060c24), UINT64_C(0xe30605c535756dbd) },
+        { "0123456789abcdefg", UINT64_C(0x3323a4f8b8d9776b), UINT64_C(0xecd443b1bec35a55) },
+        { "the quick brown fox jumps over the lazy dog, 64 bytes long.....!", UINT64_C(0xa1f69b75c9456329),
+          UINT64_C(0x285c87ecdabf54da) },
+};
+
+START_TEST(test_siphash) {
+        static const uint64_t zero[2] = { 0, 0 };
+        static const uint64_t seeded[2] = { UINT64_C(0xbcaa251036d9d5e4), UINT64_C(0x35628fc316e9f8d8) };
+
+        for (size_t i = 0; i < ELEMENTSOF(siphash_kat); i++) {
+                const char *m = siphash_kat[i].msg;
+                ck_assert_uint_eq(siphash13(zero, m, strlen(m), 0), siphash_kat[i].zero_key);
+                ck_assert_uint_eq(siphash13(seeded, m, strlen(m), 0), siphash_kat[i].seed_key);
+        }
+        ck_assert_uint_eq(strlen(siphash_kat[ELEMENTSOF(siphash_kat) - 1].msg), 64);
+
+        /* Folding: any case hashes as lower case, and only ASCII letters
+         * fold ('@' and '[' sit either side of 'A'..'Z'). */
+        ck_assert_uint_eq(siphash13(seeded, "Win-A", 5, 1), siphash_kat[2].seed_key);
+        ck_assert_uint_eq(siphash13(seeded, "WIN-A", 5, 1), siphash13(seeded, "win-a", 5, 1));
+        ck_assert_uint_ne(siphash13(seeded, "Win-A", 5, 0), siphash13(seeded, "win-a", 5, 0));
+        ck_assert_uint_eq(siphash13(zero, "ABCDEFGHIJKLMNOPQ", 17, 1), siphash13(zero, "abcdefghijklmnopq", 17, 0));
+        ck_assert_uint_ne(siphash13(zero, "@[", 2, 1), siphash13(zero, "`{", 2, 1));
+        ck_assert_uint_eq(siphash13(zero, "@[", 2, 1), siphash13(zero, "@[", 2, 0));
+
+        /* Another key, another hash; one bit of the message changes it. */
+        ck_assert_uint_ne(siphash13(zero, "win-a", 5, 1), siphash13(seeded, "win-a", 5, 1));
+        uint64_t k1[2] = { 0, 1 };
+        ck_assert_uint_ne(siphash13(zero, "win-a", 5, 0), siphash13(k1, "win-a", 5, 0));
+        ck_assert_uint_ne(siphash13(zero, "win-a", 5, 0), siphash13(zero, "win-b", 5, 0));
+        /* Length is part of the input: a trailing NUL is not nothing. */
+        ck_assert_uint_ne(siphash13(zero, "a\0", 2, 0), siphash13(zero, "a", 1, 0));
+
+        /* Unaligned input hashes the same. */
+        char buf[80];
+        const char *m = siphash_kat[9].msg;
+        for (size_t off = 1; off < 8; off++) {
+                memcpy(buf + off, m, 64);
+                ck_assert_uint_eq(siphash13(zero, buf + off, 64, 0), siphash_kat[9].zero_key);
+        }
+}
+END_TEST
+
 /* ---- main ---- */
 
 int main(void) {
@@ -1273,6 +2059,26 @@ int main(void) {
         tcase_add_checked_fixture(tc, dir_setup, dir_teardown);
         tcase_set_timeout(tc, 240);
         tcase_add_test(tc, test_torture);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("crash");
+        tcase_add_checked_fixture(tc, dir_setup, dir_teardown);
+        tcase_set_timeout(tc, 120);
+        tcase_add_test(tc, test_kill_writer);
+        tcase_add_test(tc, test_killed_after_rename);
+        tcase_add_test(tc, test_killed_before_rename);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("hostile");
+        tcase_add_checked_fixture(tc, dir_setup, dir_teardown);
+        tcase_set_timeout(tc, 30);
+        tcase_add_loop_test(tc, test_hostile_bytes, 0, ELEMENTSOF(hostile));
+        tcase_add_test(tc, test_hostile_one_copy);
+        tcase_add_loop_test(tc, test_hostile_files, 0, N_BAD_FILES);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("siphash");
+        tcase_add_test(tc, test_siphash);
         suite_add_tcase(s, tc);
 
         SRunner *sr = srunner_create(s);
