@@ -30,6 +30,9 @@
  * tear nor repeat the load, so a value checked is the value used. */
 #define READ_ONCE(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
+/* `refs` of a slot being filled in: no reference can be taken yet. */
+#define SHM_MAPPING_CLAIMED UINT32_MAX
+
 typedef struct ShmMapping {
         uint32_t refs; /* 0: the slot is free; one reference is `current`'s */
         const uint8_t *addr;
@@ -184,7 +187,8 @@ static int store_map(const char *path, ShmMapping *m) {
 static bool mapping_tryget(ShmMapping *m) {
         uint32_t c = __atomic_load_n(&m->refs, __ATOMIC_RELAXED);
         do {
-                if (c == 0) /* being torn down, or free: never resurrect */
+                /* Being torn down, free, or being filled: never take it. */
+                if (c == 0 || c == SHM_MAPPING_CLAIMED)
                         return false;
         } while (!__atomic_compare_exchange_n(&m->refs, &c, c + 1, true, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED));
         return true;
@@ -209,16 +213,21 @@ static int mapping_open(ShmReader *r, ShmMapping **ret) {
         for (size_t i = 0; i < SHM_MAPPINGS_MAX; i++) {
                 ShmMapping *m = &r->slots[i];
                 uint32_t zero = 0;
-                /* A slot is claimed with the count already non-zero; a thread
-                 * still holding a stale pointer to it may take a reference
-                 * now, but it re-checks `current` before use, and `current`
-                 * is set (release) only after the fields below. */
-                if (!__atomic_compare_exchange_n(&m->refs, &zero, 2, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+                /* A slot is claimed with a count no reference can be taken
+                 * on, filled, and only then given its count (release). A
+                 * thread still holding a stale pointer to it could otherwise
+                 * take a reference before the fields are written and, were
+                 * its mapping_put() the last, munmap() the slot's previous
+                 * (already unmapped) range. Such a thread may take one
+                 * after the release; it re-checks `current` before use. */
+                if (!__atomic_compare_exchange_n(&m->refs, &zero, SHM_MAPPING_CLAIMED, false, __ATOMIC_ACQUIRE,
+                                                 __ATOMIC_RELAXED))
                         continue;
                 __atomic_store_n(&m->addr, tmp.addr, __ATOMIC_RELAXED);
                 __atomic_store_n(&m->len, tmp.len, __ATOMIC_RELAXED);
                 memcpy(m->region_off, tmp.region_off, sizeof(tmp.region_off));
                 memcpy(m->region_size, tmp.region_size, sizeof(tmp.region_size));
+                __atomic_store_n(&m->refs, 2, __ATOMIC_RELEASE);
                 *ret = m;
                 return 0;
         }
