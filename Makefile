@@ -115,11 +115,55 @@ $(B)/bench/bench-gai: tests/bench-gai.c tests/bench-peers.h
 bench: $(B)/libnss_ztna.so.2 $(B)/bench/bench-nss $(B)/bench/libnss_ztnanoop.so.2 $(B)/bench/bench-gai
 	sh tests/run-bench.sh
 
+# ---- installation ----
+# DESTDIR stages the tree; nothing is started, reloaded or run on the host
+# (no systemctl, systemd-sysusers or ldconfig: packaging does that).
+PREFIX ?= /usr
+INSTALL ?= install
+bindir = $(PREFIX)/bin
+sbindir = $(PREFIX)/sbin
+mandir = $(PREFIX)/share/man
+sysconfdir = /etc
+# glibc finds NSS modules in the multiarch directories on Debian
+# (/lib/<triplet> and /usr/lib/<triplet>, one directory with merged /usr).
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+libdir = $(PREFIX)/lib$(if $(MULTIARCH),/$(MULTIARCH))
+# Debian 12 says /lib/systemd/system; the fallbacks are its values.
+systemdsystemunitdir := $(or $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
+sysusersdir := $(or $(shell $(PKG_CONFIG) --variable=sysusersdir systemd 2>/dev/null),/usr/lib/sysusers.d)
+tmpfilesdir := $(or $(shell $(PKG_CONFIG) --variable=tmpfilesdir systemd 2>/dev/null),/usr/lib/tmpfiles.d)
+MAN_PAGES := $(wildcard man/*.1 man/*.5 man/*.8)
+
+# The example configuration is installed only where none exists: an
+# operator's file is never overwritten.
+install: all
+	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(sbindir) $(DESTDIR)$(libdir) \
+		$(DESTDIR)$(systemdsystemunitdir) $(DESTDIR)$(sysusersdir) $(DESTDIR)$(tmpfilesdir) \
+		$(DESTDIR)$(sysconfdir)/ztna
+	$(INSTALL) -m 0755 $(B)/ztna $(DESTDIR)$(bindir)/ztna
+	$(INSTALL) -m 0755 $(B)/ztnad $(DESTDIR)$(sbindir)/ztnad
+	$(INSTALL) -m 0644 $(B)/libnss_ztna.so.2 $(DESTDIR)$(libdir)/libnss_ztna.so.2
+	sed 's|^ExecStart=/usr/sbin/ztnad$$|ExecStart=$(sbindir)/ztnad|' systemd/ztnad.service >$(B)/ztnad.service
+	$(INSTALL) -m 0644 $(B)/ztnad.service systemd/ztnad.socket $(DESTDIR)$(systemdsystemunitdir)/
+	$(INSTALL) -m 0644 systemd/ztna.sysusers $(DESTDIR)$(sysusersdir)/ztna.conf
+	$(INSTALL) -m 0644 systemd/ztna.tmpfiles $(DESTDIR)$(tmpfilesdir)/ztna.conf
+	for page in $(MAN_PAGES); do \
+		$(INSTALL) -d $(DESTDIR)$(mandir)/man$${page##*.} && \
+		$(INSTALL) -m 0644 $$page $(DESTDIR)$(mandir)/man$${page##*.}/ || exit 1; \
+	done
+	if [ -f examples/ztnad.conf ] && [ ! -e $(DESTDIR)$(sysconfdir)/ztna/ztnad.conf ]; then \
+		$(INSTALL) -m 0644 examples/ztnad.conf $(DESTDIR)$(sysconfdir)/ztna/ztnad.conf; \
+	fi
+
+# The units, sysusers.d/tmpfiles.d files and the daemon's sd_notify side.
+units-check: $(B)/ztnad $(B)/libnss_ztna.so.2
+	bash tests/test-units.sh
+
 demo: all
 	sh tests/demo.sh
 
 clean:
 	rm -rf $(B)
 
-.PHONY: all check test fuzz bench demo clean
+.PHONY: all check test fuzz bench demo clean install units-check
 .DELETE_ON_ERROR:
