@@ -6,6 +6,7 @@
  * other copy level; see the contract in shm-format.h.
  */
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -91,6 +92,26 @@ static void adopt_existing(ShmWriter *w) {
         __atomic_store_n(&header(w)->retired, 0, __ATOMIC_RELEASE); /* readers may keep it again */
 }
 
+/* A writer killed while growing the store leaves its "<path>.XXXXXX"
+ * (mkostemp) behind; on tmpfs that is memory. Only the lock holder may make
+ * them, so under the lock every such name is a leftover. */
+static void remove_leftovers(const char *path) {
+        const char *slash = strrchr(path, '/');
+        _cleanup_free_ char *dir = slash ? strndup(path, slash == path ? 1 : (size_t) (slash - path)) : strdup(".");
+        const char *base = slash ? slash + 1 : path;
+        size_t bl = strlen(base);
+        if (!dir)
+                return;
+        DIR *d = opendir(dir);
+        if (!d)
+                return;
+        for (struct dirent *de; (de = readdir(d));)
+                if (strlen(de->d_name) == bl + 7 && strncmp(de->d_name, base, bl) == 0 && de->d_name[bl] == '.' &&
+                    strspn(de->d_name + bl + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") == 6)
+                        (void) unlinkat(dirfd(d), de->d_name, 0);
+        closedir(d);
+}
+
 int shm_writer_open(const char *path, ShmWriter **ret) {
         _cleanup_free_ char *lock_path = NULL;
         if (asprintf(&lock_path, "%s.lock", path) < 0)
@@ -112,6 +133,7 @@ int shm_writer_open(const char *path, ShmWriter **ret) {
                 shm_writer_close(w);
                 return e;
         }
+        remove_leftovers(path);
         adopt_existing(w);
         *ret = w;
         return 0;
