@@ -123,6 +123,7 @@ INSTALL ?= install
 bindir = $(PREFIX)/bin
 sbindir = $(PREFIX)/sbin
 mandir = $(PREFIX)/share/man
+docdir = $(PREFIX)/share/doc/ztnad
 sysconfdir = /etc
 # glibc finds NSS modules in the multiarch directories on Debian
 # (/lib/<triplet> and /usr/lib/<triplet>, one directory with merged /usr).
@@ -134,8 +135,8 @@ sysusersdir := $(or $(shell $(PKG_CONFIG) --variable=sysusersdir systemd 2>/dev/
 tmpfilesdir := $(or $(shell $(PKG_CONFIG) --variable=tmpfilesdir systemd 2>/dev/null),/usr/lib/tmpfiles.d)
 MAN_PAGES := $(wildcard man/*.1 man/*.5 man/*.8)
 
-# The example configuration is installed only where none exists: an
-# operator's file is never overwritten.
+# The example configuration goes to the documentation, and to /etc only
+# where no configuration exists: an operator's file is never overwritten.
 install: all
 	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(sbindir) $(DESTDIR)$(libdir) \
 		$(DESTDIR)$(systemdsystemunitdir) $(DESTDIR)$(sysusersdir) $(DESTDIR)$(tmpfilesdir) \
@@ -151,8 +152,11 @@ install: all
 		$(INSTALL) -d $(DESTDIR)$(mandir)/man$${page##*.} && \
 		$(INSTALL) -m 0644 $$page $(DESTDIR)$(mandir)/man$${page##*.}/ || exit 1; \
 	done
-	if [ -f examples/ztnad.conf ] && [ ! -e $(DESTDIR)$(sysconfdir)/ztna/ztnad.conf ]; then \
-		$(INSTALL) -m 0644 examples/ztnad.conf $(DESTDIR)$(sysconfdir)/ztna/ztnad.conf; \
+	if [ -f examples/ztnad.conf ]; then \
+		$(INSTALL) -d $(DESTDIR)$(docdir)/examples && \
+		$(INSTALL) -m 0644 examples/ztnad.conf $(DESTDIR)$(docdir)/examples/ && \
+		{ [ -e $(DESTDIR)$(sysconfdir)/ztna/ztnad.conf ] || \
+		  $(INSTALL) -m 0644 examples/ztnad.conf $(DESTDIR)$(sysconfdir)/ztna/ztnad.conf; }; \
 	fi
 
 # The units, sysusers.d/tmpfiles.d files and the daemon's sd_notify side.
