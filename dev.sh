@@ -8,7 +8,8 @@ set -eu
 cd "$(dirname "$0")"
 
 PACKAGES="build-essential pkg-config check libjansson-dev libsystemd-dev liburcu-dev
-libssl-dev clang libclang-rt-14-dev valgrind python3 iproute2 util-linux"
+libssl-dev libcurl4-openssl-dev clang libclang-rt-14-dev valgrind python3 iproute2 util-linux
+strace groff-base man-db systemd openssl"
 
 deps() {
         missing=
