@@ -83,6 +83,11 @@ $(B)/gai-client: tests/gai-client.c
 $(B)/publish: tests/publish.c $(B)/libshm.a
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
+# The control socket over real sockets (clients run as nobody: needs root).
+$(T)/test-control: $(T)/ztnad/test-control.o $(T)/ztnad/control.o $(T)/ztnad/peers.o $(T)/libshm.a
+	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) -lpthread
+TEST_BINS += $(T)/test-control
+
 check test: all $(TEST_BINS) $(B)/gai-client $(B)/publish
 	sh tests/run-tests.sh
 
