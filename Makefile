@@ -102,6 +102,10 @@ $(B)/fuzz/fuzz-peers: tests/fuzz-peers.c ztnad/peers.c $(SHM_SRC)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(DAEMON_LIBS)
 
 FUZZ_BINS := $(B)/fuzz/fuzz-store $(B)/fuzz/fuzz-peers
+$(B)/fuzz/fuzz-control: tests/fuzz-control.c ztnad/control.c
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(DAEMON_LIBS)
+FUZZ_BINS += $(B)/fuzz/fuzz-control
 fuzz: $(FUZZ_BINS)
 	sh tests/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
