@@ -11,6 +11,7 @@ WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 ZCFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARNINGS) -Ishm
 DAEMON_LIBS := $(shell $(PKG_CONFIG) --libs jansson libsystemd 2>/dev/null || echo -ljansson -lsystemd)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
+CURL_LIBS := $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
 
 B := build
 T := build/test
@@ -72,7 +73,11 @@ $(T)/test-nss: $(T)/nss_ztna/test-nss.o $(T)/nss_ztna/nss-ztna.o $(T)/libshm.a
 $(T)/test-peers: $(T)/ztnad/test-peers.o $(T)/ztnad/peers.o $(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS)
 
-TEST_BINS := $(T)/test-shm $(T)/test-nss $(T)/test-peers
+# Drives the control plane client against tests/cp-server.py.
+$(T)/test-sync: $(T)/ztnad/test-sync.o $(T)/ztnad/sync.o $(T)/ztnad/controlplane.o $(T)/ztnad/peers.o $(T)/libshm.a
+	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(CURL_LIBS)
+
+TEST_BINS := $(T)/test-shm $(T)/test-nss $(T)/test-peers $(T)/test-sync
 # C getaddrinfo client for the integration tests (uninstrumented: it loads
 # the release module).
 $(B)/gai-client: tests/gai-client.c

@@ -18,6 +18,7 @@ build/test/test-nss
 build/test/test-peers
 tests/test-glibc.sh
 tests/test-daemon.sh
+tests/test-controlplane.sh
 tests/test-units.sh
 "
 if [ $# -gt 0 ]; then
