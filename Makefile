@@ -76,8 +76,10 @@ $(T)/test-peers: $(T)/ztnad/test-peers.o $(T)/ztnad/peers.o $(T)/libshm.a
 # Drives the control plane client against tests/cp-server.py.
 $(T)/test-sync: $(T)/ztnad/test-sync.o $(T)/ztnad/sync.o $(T)/ztnad/controlplane.o $(T)/ztnad/peers.o $(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(CURL_LIBS)
+$(T)/test-controlplane: $(T)/ztnad/test-controlplane.o $(T)/ztnad/controlplane.o $(T)/ztnad/peers.o $(T)/libshm.a
+	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) $(CURL_LIBS)
 
-TEST_BINS := $(T)/test-shm $(T)/test-nss $(T)/test-peers $(T)/test-sync
+TEST_BINS := $(T)/test-shm $(T)/test-nss $(T)/test-peers $(T)/test-sync $(T)/test-controlplane
 # C getaddrinfo client for the integration tests (uninstrumented: it loads
 # the release module).
 $(B)/gai-client: tests/gai-client.c

@@ -16,6 +16,7 @@ TESTS="
 build/test/test-shm
 build/test/test-nss
 build/test/test-peers
+build/test/test-controlplane
 tests/test-glibc.sh
 tests/test-daemon.sh
 tests/test-controlplane.sh
