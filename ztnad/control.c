@@ -13,8 +13,10 @@
  * ends the loop.
  */
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <strings.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1037,4 +1039,90 @@ int control_set_limits(Control *c, const ControlLimits *limits) {
 
 size_t control_connections(const Control *c) {
         return c ? c->n_connections : 0;
+}
+
+/* ---- the protocol's objects for a map ---- */
+
+static json_t *map_peer_json(const ShmMap *m, const ShmPeer *p) {
+        char text[INET6_ADDRSTRLEN];
+        json_t *addresses = json_array(), *fqdn;
+
+        if (!addresses)
+                return NULL;
+        for (size_t i = 0; i < p->n_v4; i++)
+                if (inet_ntop(AF_INET, &p->v4[i], text, sizeof text))
+                        json_array_append_new(addresses, json_string(text));
+        for (size_t i = 0; i < p->n_v6; i++)
+                if (inet_ntop(AF_INET6, &p->v6[i], text, sizeof text))
+                        json_array_append_new(addresses, json_string(text));
+        fqdn = json_sprintf("%s.%s", p->name, m->domain);
+        /* "o" takes addresses and fqdn even when packing fails. */
+        return json_pack("{s:s, s:o, s:b, s:I, s:o}", "name", p->name, "fqdn", fqdn, "online", p->online, "ttl",
+                         (json_int_t) p->ttl, "addresses", addresses);
+}
+
+int control_map_list(const ShmMap *m, json_t **ret) {
+        json_t *peers = json_array(), *list;
+
+        if (!peers)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->n_peers; i++)
+                if (json_array_append_new(peers, map_peer_json(m, &m->peers[i])) < 0) {
+                        json_decref(peers);
+                        return -ENOMEM;
+                }
+        list = json_pack("{s:s, s:o}", "domain", m->domain, "peers", peers);
+        if (!list)
+                return -ENOMEM;
+        *ret = list;
+        return 0;
+}
+
+/* "Win-A", "win-a.yourorg.zt.net" or "win-a.yourorg.zt.net." for `p`. */
+static bool map_peer_named(const ShmMap *m, const ShmPeer *p, const char *name, size_t len) {
+        size_t n = strlen(p->name), d = strlen(m->domain);
+
+        if (len > 0 && name[len - 1] == '.')
+                len--;
+        if (len == n)
+                return strncasecmp(name, p->name, n) == 0;
+        return len == n + 1 + d && strncasecmp(name, p->name, n) == 0 && name[n] == '.' &&
+               strncasecmp(name + n + 1, m->domain, d) == 0;
+}
+
+int control_map_query(const ShmMap *m, const char *name, json_t **ret) {
+        union {
+                struct in_addr in;
+                struct in6_addr in6;
+        } addr;
+        int family = 0;
+        size_t len = strlen(name);
+
+        if (inet_pton(AF_INET, name, &addr.in) == 1)
+                family = AF_INET;
+        else if (inet_pton(AF_INET6, name, &addr.in6) == 1)
+                family = AF_INET6;
+
+        for (size_t i = 0; i < m->n_peers; i++) {
+                const ShmPeer *p = &m->peers[i];
+                bool match = false;
+
+                if (family == AF_INET)
+                        for (size_t k = 0; k < p->n_v4 && !match; k++)
+                                match = p->v4[k].s_addr == addr.in.s_addr;
+                else if (family == AF_INET6)
+                        for (size_t k = 0; k < p->n_v6 && !match; k++)
+                                match = memcmp(&p->v6[k], &addr.in6, sizeof addr.in6) == 0;
+                else
+                        match = map_peer_named(m, p, name, len);
+                if (match) {
+                        json_t *j = map_peer_json(m, p);
+
+                        if (!j)
+                                return -ENOMEM;
+                        *ret = j;
+                        return 0;
+                }
+        }
+        return -ENOENT;
 }
