@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * ztnad's configuration file, /etc/ztna/ztnad.conf (ztnad.conf(5)).
+ *
+ *     # a comment (';' too), only at the start of a line
+ *     store = /run/ztna/records
+ *     [dns]
+ *     upstream = 9.9.9.9:853#dns.quad9.net
+ *
+ * Every key has a default that serves a first run. Keys belong to a section,
+ * [ztnad] (the default before any header) or [dns]; a key in the wrong
+ * section, an unknown key or section, a key given twice and a bad value are
+ * errors naming the file, the line and the key. Whitespace around keys and
+ * values is trimmed; a value may be double-quoted (escapes \" and \\) to keep
+ * its outer whitespace. '#' inside a value is part of it (upstream names use
+ * it), so there are no trailing comments.
+ *
+ * A parse always builds a new configuration and never touches another one:
+ * on SIGHUP the daemon parses into a fresh ZtnadConfig and switches to it
+ * only when it is valid.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "macro.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/ztna/ztnad.conf"
+
+/* Far above any real file; a runaway one is refused before it is read. */
+#define CONFIG_FILE_MAX ((size_t) 1 << 20)
+#define CONFIG_LINE_MAX 4096u /* bytes, without the line ending */
+
+#define CONFIG_LISTEN_MAX 8u
+#define CONFIG_UPSTREAM_MAX 8u
+#define CONFIG_PINS_MAX 16u
+#define CONFIG_BLOCKLIST_MAX 64u
+#define CONFIG_TLS_NAME_MAX 253u /* RFC 1035 2.3.4, text form */
+#define CONFIG_SHA256_SIZE 32u
+
+#define CONFIG_USEC_PER_MSEC UINT64_C(1000)
+#define CONFIG_USEC_PER_SEC UINT64_C(1000000)
+
+/* An address to listen on or to forward to. */
+typedef struct ConfigAddress {
+        /* AF_INET or AF_INET6 with the port set: ready for bind()/connect(). */
+        struct sockaddr_storage sa;
+        socklen_t sa_len;
+        uint16_t port; /* host byte order, the same as in sa */
+        /* The name the server's certificate must carry (upstream only, never
+         * empty there); "" for a listen address. */
+        char tls_name[CONFIG_TLS_NAME_MAX + 1];
+} ConfigAddress;
+
+typedef struct ConfigAddresses {
+        ConfigAddress *items;
+        size_t n;
+} ConfigAddresses;
+
+/* The SHA-256 of a certificate's SubjectPublicKeyInfo (RFC 7469 2.4). */
+typedef struct ConfigPin {
+        uint8_t sha256[CONFIG_SHA256_SIZE];
+} ConfigPin;
+
+typedef struct ConfigPins {
+        ConfigPin *items;
+        size_t n;
+} ConfigPins;
+
+typedef struct ConfigPaths {
+        char **items; /* absolute paths */
+        size_t n;
+} ConfigPaths;
+
+typedef enum ConfigOfflinePeers {
+        CONFIG_OFFLINE_SHOW, /* offline peers resolve like online ones */
+        CONFIG_OFFLINE_HIDE, /* offline peers are left out of the store */
+} ConfigOfflinePeers;
+
+/* The effective configuration. Optional paths and strings that are not set
+ * are NULL, never "". Durations are in microseconds. */
+typedef struct ZtnadConfig {
+        /* [ztnad] */
+        char *store;
+        char *state_dir;
+        char *peers_file; /* NULL: no peers file */
+        ConfigOfflinePeers offline_peers;
+        char *control_url; /* NULL: no control plane; otherwise https:// */
+        char *org_id;      /* set whenever control_url is */
+        char *token_file;
+        char *ca_file; /* NULL: the system's CAs */
+        uint64_t sync_interval_usec;
+        char *control_socket;
+        char *control_group;
+
+        /* [dns] */
+        bool stub;
+        ConfigAddresses listen;   /* loopback only; not empty when stub is on */
+        ConfigAddresses upstream; /* tls_name set; not empty when stub is on */
+        char *tls_ca_file;        /* NULL: the system's CAs */
+        ConfigPins spki_pins;
+        bool allow_plaintext_fallback;
+        ConfigPaths blocklist;
+        uint64_t cache_size; /* bytes; 0: no cache */
+        bool serve_stale;
+        uint64_t upstream_timeout_usec;
+} ZtnadConfig;
+
+#define CONFIG_SOURCE_MAX 256
+#define CONFIG_KEY_MAX 64
+#define CONFIG_ERROR_MAX 512
+
+typedef struct ConfigError {
+        char file[CONFIG_SOURCE_MAX]; /* the source, cut short if longer */
+        unsigned line;                /* 1-based; 0 when no line is at fault */
+        char key[CONFIG_KEY_MAX];     /* "" when no key is at fault */
+        /* "FILE:LINE: key 'K': PROBLEM" (or "FILE:LINE: PROBLEM", or
+         * "FILE: PROBLEM"), one line of printable ASCII, ready for the log. */
+        char message[CONFIG_ERROR_MAX];
+} ConfigError;
+
+/* Every key at its default. Returns 0 or -ENOMEM. */
+int config_defaults(ZtnadConfig **ret);
+
+/* Parses `len` bytes of `data` (need not be NUL-terminated; NULL with len 0
+ * is an empty file). `source` names the input in messages. On failure `err`
+ * (may be NULL) says why and *ret is left alone.
+ * Returns 0, -EBADMSG for an invalid file, -E2BIG above CONFIG_FILE_MAX,
+ * -ENOMEM. */
+int config_parse(const char *data, size_t len, const char *source, ZtnadConfig **ret, ConfigError *err);
+
+/* Reads and parses a regular file (never blocks on a FIFO). `path` NULL
+ * means CONFIG_DEFAULT_PATH, whose absence is no error: then *ret gets the
+ * defaults and 1 is returned. A path given explicitly must exist.
+ * Returns 0 (or 1, see above), the errors of config_parse(), or -errno of
+ * open/read. */
+int config_load(const char *path, ZtnadConfig **ret, ConfigError *err);
+
+ZtnadConfig *config_free(ZtnadConfig *c); /* NULL-safe, returns NULL */
+
+/* Whether two configurations would make the daemon behave the same. */
+bool config_equal(const ZtnadConfig *a, const ZtnadConfig *b);
+
+/* Every key as "key = value" under its section header: a file that
+ * config_parse() reads back to an equal configuration. */
+void config_print(const ZtnadConfig *c, FILE *f);
+
+/* The shipped examples/ztnad.conf: every key commented out at its default,
+ * each under a one-line description. */
+void config_print_example(FILE *f);
+
+static inline void config_freep(ZtnadConfig **c) {
+        config_free(*c);
+}
+#define _cleanup_config_ _cleanup_(config_freep)
