@@ -96,6 +96,10 @@ $(T)/test-control: $(T)/ztnad/test-control.o $(T)/ztnad/control.o $(T)/ztnad/pee
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) -lpthread
 TEST_BINS += $(T)/test-control
 
+$(T)/test-config: $(T)/ztnad/test-config.o $(T)/ztnad/config.o
+	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
+TEST_BINS += $(T)/test-config
+
 check test: all $(TEST_BINS) $(B)/gai-client $(B)/publish
 	sh tests/run-tests.sh
 
