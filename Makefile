@@ -118,6 +118,10 @@ $(B)/fuzz/fuzz-control: tests/fuzz-control.c ztnad/control.c
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(DAEMON_LIBS)
 FUZZ_BINS += $(B)/fuzz/fuzz-control
+$(B)/fuzz/fuzz-config: tests/fuzz-config.c ztnad/config.c
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_FLAGS) -o $@ $^
+FUZZ_BINS += $(B)/fuzz/fuzz-config
 fuzz: $(FUZZ_BINS)
 	sh tests/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
