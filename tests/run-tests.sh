@@ -17,6 +17,7 @@ build/test/test-shm
 build/test/test-nss
 build/test/test-peers
 build/test/test-controlplane
+build/test/test-config
 tests/test-glibc.sh
 tests/test-daemon.sh
 tests/test-controlplane.sh
