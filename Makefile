@@ -95,6 +95,10 @@ $(B)/publish: tests/publish.c $(B)/libshm.a
 $(T)/test-control: $(T)/ztnad/test-control.o $(T)/ztnad/control.o $(T)/ztnad/peers.o $(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) -lpthread
 TEST_BINS += $(T)/test-control
+# A stand-in daemon serving the control socket, for tests/test-control.sh.
+$(T)/control-harness: $(T)/tests/control-harness.o $(T)/ztnad/control.o $(T)/ztnad/peers.o $(T)/libshm.a
+	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS)
+TEST_BINS += $(T)/control-harness
 
 $(T)/test-config: $(T)/ztnad/test-config.o $(T)/ztnad/config.o
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)

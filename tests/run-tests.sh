@@ -18,9 +18,11 @@ build/test/test-nss
 build/test/test-peers
 build/test/test-controlplane
 build/test/test-config
+build/test/test-control
 tests/test-glibc.sh
 tests/test-daemon.sh
 tests/test-controlplane.sh
+tests/test-control.sh
 tests/test-units.sh
 "
 if [ $# -gt 0 ]; then

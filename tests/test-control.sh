@@ -1,0 +1,181 @@
+#!/bin/sh
+# The ztna command against a real control socket: build/test/control-harness
+# serves it with ops that publish to a real record store (as ztnad's do), and
+# ztna runs as root, as nobody (setpriv --clear-groups) and as nobody in the
+# admin group (setpriv --groups). Checks output, --json and every exit code.
+# Needs root. Usage: B=build sh tests/test-control.sh
+set -eu
+
+B=${B:-build}
+case $B in
+/*) ;;
+*) B=$(pwd)/$B ;;
+esac
+ADMIN_GID=4242
+
+dir=$(mktemp -d)
+# nobody must reach the socket and run the binary from here.
+chmod 0755 "$dir"
+mkdir -m 0755 "$dir/run"
+sock=$dir/run/control.sock
+store=$dir/run/records
+log=$dir/harness.log
+pid=
+failures=0
+
+cleanup() {
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+ok() { echo "ok - $*"; }
+fail() {
+	echo "FAIL - $*"
+	failures=$((failures + 1))
+}
+
+ztna() { "$B/ztna" --socket "$sock" "$@"; }
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+as_admin() { setpriv --reuid=65534 --regid=65534 --groups=$ADMIN_GID "$@"; }
+
+# exit_is WANT COMMAND...: COMMAND exits with status WANT.
+exit_is() {
+	want=$1
+	shift
+	rc=0
+	"$@" >"$dir/out" 2>"$dir/err" || rc=$?
+	[ $rc -eq "$want" ] && ok "exit $want: $*" || fail "exit $rc, not $want: $* ($(cat "$dir/err"))"
+}
+
+cat >"$dir/peers.json" <<'EOF'
+{"domain": "yourorg.zt.net",
+ "peers": [{"name": "Win-A", "addresses": ["100.64.0.1", "fd7a:115c:a1e0::1"]},
+           {"name": "Linux-C", "addresses": ["100.64.0.3"], "online": false}]}
+EOF
+
+# ---- unreachable first: nothing listens yet ----
+exit_is 3 ztna status
+grep -q "not reachable at $sock" "$dir/out" && ok "status says ztnad is not reachable" ||
+	fail "status did not say so: $(cat "$dir/out")"
+exit_is 3 ztna dns query Win-A
+exit_is 3 ztna dns list
+exit_is 3 ztna down
+exit_is 3 ztna --json dns flush
+grep -q '"code": "unreachable"' "$dir/out" && ok "--json says unreachable" || fail "--json: $(cat "$dir/out")"
+
+"$B/test/control-harness" --socket "$sock" --store "$store" --peers "$dir/peers.json" \
+	--admin-gid $ADMIN_GID 2>"$log" &
+pid=$!
+i=0
+until [ -S "$sock" ]; do
+	i=$((i + 1))
+	[ $i -lt 200 ] || {
+		fail "the harness did not start: $(cat "$log")"
+		exit 1
+	}
+	sleep 0.05
+done
+mode=$(stat -c %a "$sock")
+[ "$mode" = 666 ] && ok "the socket is mode 0666" || fail "the socket is mode $mode"
+
+# ---- reading, as anyone ----
+out=$(ztna dns query Win-A)
+[ "$out" = "Win-A.yourorg.zt.net -> 100.64.0.1
+Win-A.yourorg.zt.net -> fd7a:115c:a1e0::1" ] && ok "dns query Win-A: one line per address" ||
+	fail "dns query Win-A printed '$out'"
+out=$(as_nobody "$B/ztna" --socket "$sock" dns query win-a.yourorg.zt.net.)
+echo "$out" | grep -qxF "Win-A.yourorg.zt.net -> 100.64.0.1" && ok "nobody may query" ||
+	fail "nobody's query printed '$out'"
+out=$(ztna dns query 100.64.0.3)
+[ "$out" = "100.64.0.3 -> Linux-C.yourorg.zt.net" ] && ok "dns query by address: $out" || fail "by address: '$out'"
+exit_is 1 ztna dns query nosuch
+grep -qF "nosuch: no such peer in the tailnet" "$dir/err" && ok "not found says so" || fail "not found: $(cat "$dir/err")"
+exit_is 1 ztna --json dns query nosuch
+grep -qF '"found": false' "$dir/out" && ok "--json not found: found false" || fail "--json: $(cat "$dir/out")"
+out=$(ztna --json dns query Win-A)
+case $out in
+*'"peer": {"name": "Win-A", "fqdn": "Win-A.yourorg.zt.net", "online": true, "ttl": 60, "addresses": ["100.64.0.1", "fd7a:115c:a1e0::1"]}, "source": "daemon"}') ok "--json dns query" ;;
+*) fail "--json dns query printed '$out'" ;;
+esac
+out=$(as_nobody "$B/ztna" --socket "$sock" dns list)
+echo "$out" | grep -qxF "Linux-C.yourorg.zt.net 100.64.0.3 (offline)" && ok "nobody may list; offline shown" ||
+	fail "dns list printed '$out'"
+# The daemon and the store agree.
+a=$(ztna --json dns list)
+b=$("$B/ztna" --store "$store" --json dns list)
+[ "$a" = "$b" ] && ok "dns list through ztnad and --local are the same JSON" || fail "differ: '$a' vs '$b'"
+out=$(ztna status)
+echo "$out" | grep -q "^daemon: *running" && echo "$out" | grep -q "^  generation: *1$" &&
+	echo "$out" | grep -qx "state: *up" && ok "status shows ztnad, then the store" || fail "status printed '$out'"
+exit_is 0 ztna status
+
+# ---- changes: refused to nobody, allowed to the admin group and root ----
+exit_is 4 as_nobody "$B/ztna" --socket "$sock" down
+grep -qF "not authorised: changes need root or the ztna group" "$dir/err" && ok "the refusal says why" ||
+	fail "refusal: $(cat "$dir/err")"
+exit_is 4 as_nobody "$B/ztna" --socket "$sock" dns flush
+exit_is 4 as_nobody "$B/ztna" --socket "$sock" peers push "$dir/peers.json"
+exit_is 4 as_nobody "$B/ztna" --socket "$sock" --json up
+grep -qF '"code": "not-authorised"' "$dir/out" && ok "--json refusal has its code" || fail "--json: $(cat "$dir/out")"
+"$B/ztna" --store "$store" status | grep -qx "state: *up" && ok "nobody's down changed nothing" ||
+	fail "the store went down for nobody"
+
+exit_is 0 as_admin "$B/ztna" --socket "$sock" down
+"$B/ztna" --store "$store" status | grep -qx "state: *down" && ok "the admin group's down marks the store down" ||
+	fail "the store is not down"
+exit_is 0 ztna up
+"$B/ztna" --store "$store" status | grep -qx "state: *up" && ok "root's up marks it up" || fail "not up"
+exit_is 0 ztna dns flush
+
+# ---- push ----
+gen=$(ztna --json status | sed -n 's/.*"generation": \([0-9]*\).*/\1/p')
+cat >"$dir/new.json" <<'EOF'
+{"domain": "yourorg.zt.net",
+ "peers": [{"name": "Win-A", "addresses": ["100.64.0.11"]},
+           {"name": "Mac-B", "addresses": ["100.64.0.2"]}]}
+EOF
+exit_is 0 as_admin "$B/ztna" --socket "$sock" peers push "$dir/new.json"
+grep -q "accepted; ztnad publishes generation $((gen + 1))" "$dir/out" && ok "push reports the new generation" ||
+	fail "push printed '$(cat "$dir/out")'"
+out=$("$B/ztna" --store "$store" dns query Mac-B)
+[ "$out" = "Mac-B.yourorg.zt.net -> 100.64.0.2" ] && ok "the pushed map is in the store" || fail "store: '$out'"
+
+printf '{"domain": "yourorg.zt.net",\n "peers": [{"name": "Win-A", "addresses": ["100.64.0.300"]}]}\n' |
+	{ exit_is 5 ztna peers push -; }
+grep -qF 'peers[0].addresses[0]: "100.64.0.300" is not an IPv4 or IPv6 address' "$dir/err" &&
+	ok "a bad push is rejected with the JSON path and reason" || fail "rejection: $(cat "$dir/err")"
+printf '{"domain": "yourorg.zt.net",\n "peers": [\n' >"$dir/trunc.json"
+exit_is 5 ztna peers push "$dir/trunc.json"
+grep -qF 'push:3:' "$dir/err" && ok "a syntax error points at the file's line" || fail "syntax: $(cat "$dir/err")"
+out=$(ztna dns query Mac-B)
+[ "$out" = "Mac-B.yourorg.zt.net -> 100.64.0.2" ] && ok "the last good map stays" || fail "after bad push: '$out'"
+printf 'not \377 utf-8' >"$dir/bin.json"
+exit_is 5 ztna peers push "$dir/bin.json"
+exit_is 5 ztna peers push "$dir/missing.json"
+# A large push from nobody is refused as unauthorised, not cut off.
+head -c 300000 /dev/zero | tr '\0' ' ' >"$dir/big.json"
+exit_is 4 as_nobody "$B/ztna" --socket "$sock" peers push "$dir/big.json"
+
+# ---- usage ----
+exit_is 2 ztna
+exit_is 2 ztna dns
+exit_is 2 ztna dns query
+exit_is 2 ztna peers push
+exit_is 2 "$B/ztna" --store "$store" down
+exit_is 2 ztna --timeout 0 status
+exit_is 0 ztna --help
+grep -q "4  not authorised" "$dir/out" && ok "--help lists the exit codes" || fail "--help: no exit codes"
+
+kill -0 "$pid" && ok "the harness is still running" || fail "the harness died"
+if grep -q "ERROR: AddressSanitizer\|runtime error" "$log"; then
+	fail "sanitizer reports in the harness log:"
+	cat "$log"
+fi
+
+if [ $failures -ne 0 ]; then
+	echo "test-control: $failures FAILED"
+	exit 1
+fi
+echo "test-control: all passed"
