@@ -1,0 +1,354 @@
+#!/bin/sh
+# The lookup benchmarks of ztna, run side by side in one go, ending in a
+# markdown table (fit for README.md) with each target's PASS or FAIL.
+# A missed target is reported, not fatal: the exit status is 0 unless a
+# benchmark itself broke (wrong answers, a tool failing).
+#
+#   1. _nss_ztna_gethostbyname4_r called directly, 10 vs 100,000 records
+#      (one worker process per store, run alternately; hot-set and
+#      full-random names), plus instructions per lookup under callgrind
+#      when valgrind is installed.
+#   2. getaddrinfo through "hosts: ztna", a no-op module and "hosts: files",
+#      round-robin. Each variant is a server process in a private mount
+#      namespace with a temporary nsswitch.conf and hosts file bind-mounted
+#      over /etc's (tests/bench-mountns.sh), so the host's files are never
+#      written; they are compared with copies afterwards.
+#   3. Publishing 100,000 peers, and lookup latency while a writer thread
+#      republishes them continuously on the other CPU.
+#   4. Bytes of store per peer.
+#
+# Environment: B (build dir, default build), BENCH_QUICK=1 for a short smoke
+# run with the same steps and fewer repetitions.
+set -eu
+
+B=${B:-build}
+BENCH=$B/bench
+SMALL=10
+LARGE=100000
+# BENCH_GAI_PEER and BENCH_GAI_NAME of tests/bench-peers.h
+GAI_PEER=12345
+GAI_NAME=host-012345.yourorg.zt.net
+
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+	PUBLISH_REPS=3 DIRECT_BLOCKS=50 CG_CALLS=2000 CONTEND_PAIRS=1 CONTEND_MS=100
+	GAI_ROUNDS=3 GAI_CALLS=20 GAI_WARMUP=20
+else
+	PUBLISH_REPS=15 DIRECT_BLOCKS=2000 CG_CALLS=20000 CONTEND_PAIRS=20 CONTEND_MS=150
+	GAI_ROUNDS=200 GAI_CALLS=50 GAI_WARMUP=200
+fi
+
+say() {
+	printf 'bench: %s\n' "$*" >&2
+}
+
+for f in bench-nss bench-gai libnss_ztnanoop.so.2; do
+	if [ ! -e "$BENCH/$f" ]; then
+		say "$BENCH/$f is missing; run 'make bench'"
+		exit 1
+	fi
+done
+absb=$(cd "$B" && pwd)
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+# The reader trusts a store only in a directory nobody else may write:
+# a private directory, 0755, on tmpfs like /run/ztna when there is one.
+if [ -d /dev/shm ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+	work=$(mktemp -d -p /dev/shm ztna-bench.XXXXXX)
+else
+	work=$(mktemp -d)
+fi
+cleanup() {
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+chmod 0755 "$work"
+mkdir -m 0755 "$work/small" "$work/large"
+res=$work/results
+: > "$res"
+
+put() {
+	printf '%s=%s\n' "$1" "$2" >> "$res"
+}
+
+# usage: step NAME COMMAND... -- runs COMMAND, its output to the results; a
+# step that breaks is noted and the run goes on, so the table still shows
+# what the others measured.
+step() {
+	name=$1
+	shift
+	if ! "$@" >> "$res"; then
+		say "$name failed"
+		put "step.failed.$name" 1
+	fi
+}
+
+put bench.cpus "$(nproc)"
+put bench.cpu "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+put bench.glibc "$(getconf GNU_LIBC_VERSION 2>/dev/null | sed 's/^glibc //' || echo unknown)"
+put bench.store_fs "$(stat -f -c %T "$work")"
+put bench.quick "${BENCH_QUICK:-0}"
+start=$(date +%s)
+
+# ---- 4 and 3a: the stores, publish times, size ----
+say "publishing $LARGE peers ($PUBLISH_REPS times each way)"
+step store "$BENCH/bench-nss" store "$work/small/records" "$SMALL"
+step publish "$BENCH/bench-nss" publish "$work/large" "$LARGE" "$PUBLISH_REPS"
+
+# ---- 1: the entry point, both store sizes, alternating workers ----
+say "direct calls, $SMALL vs $LARGE records ($DIRECT_BLOCKS blocks each)"
+step direct "$BENCH/bench-nss" direct "$work/small/records" "$SMALL" "$work/large/records" "$LARGE" \
+	"$DIRECT_BLOCKS"
+
+if command -v valgrind > /dev/null 2>&1; then
+	for n in $SMALL $LARGE; do
+		if [ "$n" = "$SMALL" ]; then store=$work/small/records; else store=$work/large/records; fi
+		say "callgrind, $n records"
+		if ! ZTNA_STORE=$store valgrind --tool=callgrind --toggle-collect=_nss_ztna_gethostbyname4_r \
+			--callgrind-out-file="$work/callgrind.$n" "$BENCH/bench-nss" count "$n" "$CG_CALLS" \
+			> "$work/callgrind.$n.out" 2> "$work/callgrind.$n.log" ||
+			! grep -q "^count.$n.failures=0\$" "$work/callgrind.$n.out"; then
+			say "callgrind run failed:"
+			tail -n 5 "$work/callgrind.$n.log" >&2
+			put callgrind.failed 1
+			continue
+		fi
+		ir=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$work/callgrind.$n")
+		put "callgrind.$n.ir_per_lookup" "$(awk -v ir="$ir" -v n="$CG_CALLS" 'BEGIN { printf "%.0f", ir / n }')"
+	done
+else
+	say "valgrind not installed: no instruction counts"
+fi
+
+# ---- 3b: latency while a writer republishes ----
+say "lookups while republishing ($CONTEND_PAIRS x idle/busy, ${CONTEND_MS} ms phases)"
+step contend env ZTNA_STORE="$work/large/records" "$BENCH/bench-nss" contend "$LARGE" "$CONTEND_PAIRS" "$CONTEND_MS"
+
+# ---- 2: getaddrinfo through glibc, one private mount namespace a server ----
+gai_sums() {
+	for f in /etc/nsswitch.conf /etc/hosts; do
+		if [ -e "$f" ]; then sha256sum < "$f"; else echo "$f absent"; fi
+	done
+}
+
+gai=$work/gai
+mkdir "$gai"
+printf 'hosts: ztna\n' > "$gai/nss.ztna"
+printf 'hosts: ztnanoop\n' > "$gai/nss.noop"
+printf 'hosts: files\n' > "$gai/nss.files"
+"$BENCH/bench-nss" hosts "$GAI_PEER" 1 > "$gai/hosts.2"
+"$BENCH/bench-nss" hosts 0 "$LARGE" > "$gai/hosts.all"
+chmod 0644 "$gai"/*
+
+# One line a variant: NAME BATCHES COMMAND. Each command is a server that
+# bench-gai compare keeps alive for the whole run, inside its own private
+# mount namespace (tests/bench-mountns.sh refuses to run outside one).
+# usage: gai_variant NAME NSSWITCH HOSTS FAMILY WARMUP CALLS
+gai_variant() {
+	printf "%s 1 unshare -m --propagation private sh '%s' '%s' '%s' '%s' env 'ZTNA_STORE=%s' " \
+		"$1" "$here/tests/bench-mountns.sh" "$outer_ns" "$gai/$2" "$gai/$3" "$work/large/records"
+	printf "'LD_LIBRARY_PATH=%s' '%s' serve '%s' %s %s %s\n" \
+		"$absb:$absb/bench" "$absb/bench/bench-gai" "$GAI_NAME" "$4" "$5" "$6"
+}
+outer_ns=$(readlink /proc/self/ns/mnt)
+{
+	gai_variant ztna nss.ztna hosts.2 unspec "$GAI_WARMUP" "$GAI_CALLS"
+	gai_variant noop nss.noop hosts.2 unspec "$GAI_WARMUP" "$GAI_CALLS"
+	gai_variant files2 nss.files hosts.2 unspec "$GAI_WARMUP" "$GAI_CALLS"
+	gai_variant filesall nss.files hosts.all unspec 1 1
+	gai_variant ztna4 nss.ztna hosts.2 inet "$GAI_WARMUP" "$GAI_CALLS"
+	gai_variant noop4 nss.noop hosts.2 inet "$GAI_WARMUP" "$GAI_CALLS"
+	gai_variant files24 nss.files hosts.2 inet "$GAI_WARMUP" "$GAI_CALLS"
+} > "$gai/variants"
+
+case $here$work$absb in
+*"'"*)
+	say "a path holds a single quote: getaddrinfo skipped"
+	put gai.skipped 1 ;;
+*)
+	if [ "$(id -u)" != 0 ] || ! unshare -m --propagation private true 2> /dev/null; then
+		say "no private mount namespace (needs root and unshare): getaddrinfo skipped"
+		put gai.skipped 1
+	fi ;;
+esac
+if ! grep -q '^gai.skipped=' "$res"; then
+	cp /etc/nsswitch.conf "$gai/etc-nsswitch.before"
+	cp /etc/hosts "$gai/etc-hosts.before"
+	before=$(gai_sums)
+	say "getaddrinfo, $(wc -l < "$gai/variants") variants round-robin ($GAI_ROUNDS rounds)"
+	"$BENCH/bench-gai" compare "$GAI_ROUNDS" "$gai/variants" >> "$res" || put gai.failed "bench-gai"
+	after=$(gai_sums)
+	if [ "$before" = "$after" ] && cmp -s /etc/nsswitch.conf "$gai/etc-nsswitch.before" &&
+		cmp -s /etc/hosts "$gai/etc-hosts.before"; then
+		put gai.etc_unchanged yes
+	else
+		put gai.etc_unchanged NO
+	fi
+fi
+put bench.seconds "$(($(date +%s) - start))"
+
+# ---- the table ----
+awk -F= -v gai_name="$GAI_NAME" -v gai_calls="$GAI_CALLS" '
+{ v[$1] = substr($0, length($1) + 2) }
+
+function has(k) { return (k in v) && v[k] != "" }
+function num(k) { return v[k] + 0 }
+function row(n, what, value, target, verdict) {
+	printf "| %s | %s | %s | %s | %s |\n", n, what, value, target, verdict
+}
+# "PASS"/"FAIL" for x <= limit, "n/a" when x is missing.
+function le(ok, x, limit) { return !ok ? "n/a" : (x <= limit ? "PASS" : "**FAIL**") }
+function ratio(a, b) { return has(a) && has(b) && num(b) > 0 }
+
+END {
+	S = 10; L = 100000; SL = "10"; LL = "100,000"
+	print "| # | Measurement | Result | Target | Verdict |"
+	print "|---|---|---|---|---|"
+
+	# 1. direct calls
+	split("hot random", wl, " ")
+	desc["hot"] = "hot set (1,000 names)"; desc["random"] = "full random (all names)"
+	for (i = 1; i <= 2; i++) {
+		w = wl[i]
+		for (j = 0; j < 2; j++) {
+			n = j ? L : S
+			k = "direct." w "." n
+			val = has(k ".median_ns") ? sprintf("%.1f ns (single call p50 %d, p99 %d ns)", \
+				num(k ".median_ns"), num(k ".single_p50_ns"), num(k ".single_p99_ns")) : "n/a"
+			if (n == L)
+				row(1, "`_nss_ztna_gethostbyname4_r`, " desc[w] ", " LL " records: median per call", \
+					val, "<= 150 ns", le(has(k ".median_ns"), num(k ".median_ns"), 150))
+			else
+				row(1, "`_nss_ztna_gethostbyname4_r`, " desc[w] ", " SL " records: median per call", \
+					val, "", "")
+		}
+		a = "direct." w "." L ".median_ns"; b = "direct." w "." S ".median_ns"
+		ok = ratio(a, b)
+		row(1, desc[w] ": " LL " / " SL " records", ok ? sprintf("%.2f", num(a) / num(b)) : "n/a", \
+			"<= 1.3", le(ok, ok ? num(a) / num(b) : 0, 1.3))
+	}
+	a = "callgrind." L ".ir_per_lookup"; b = "callgrind." S ".ir_per_lookup"
+	if (ratio(a, b))
+		row(1, "instructions per lookup (callgrind), " SL " / " LL " records", \
+			sprintf("%d / %d (ratio %.3f)", num(b), num(a), num(a) / num(b)), "", "")
+	else
+		row(1, "instructions per lookup (callgrind)", "n/a (no valgrind)", "", "")
+
+	# 2. getaddrinfo
+	if (has("gai.skipped")) {
+		row(2, "getaddrinfo", "skipped: no private mount namespace", "", "n/a")
+	} else {
+		gname["ztna"] = "`hosts: ztna`"
+		gname["noop"] = "`hosts: ztnanoop` (no-op module, fixed answer)"
+		gname["files2"] = "`hosts: files`, 2-line hosts file"
+		gname["filesall"] = "`hosts: files`, 100,000 peers (200,000 lines)"
+		split("ztna noop files2 filesall", gv, " ")
+		for (i = 1; i <= 4; i++) {
+			k = "gai." gv[i] ".median_ns"
+			row(2, "getaddrinfo(AF_UNSPEC) via " gname[gv[i]] ": median per call", \
+				has(k) ? sprintf("%.2f us", num(k) / 1000) : "n/a", "", "")
+		}
+		ok = ratio("gai.ztna.median_ns", "gai.noop.median_ns")
+		x = ok ? num("gai.ztna.median_ns") / num("gai.noop.median_ns") : 0
+		row(2, "getaddrinfo(AF_UNSPEC): ztna / no-op", ok ? sprintf("%.3f", x) : "n/a", "<= 1.10", le(ok, x, 1.10))
+		ok = ratio("gai.ztna.median_ns", "gai.files2.median_ns")
+		x = ok ? num("gai.ztna.median_ns") / num("gai.files2.median_ns") : 0
+		row(2, "getaddrinfo(AF_UNSPEC): ztna / files (2 lines)", ok ? sprintf("%.3f", x) : "n/a", \
+			"<= 0.5", le(ok, x, 0.5))
+		ok = ratio("gai.noop.median_ns", "gai.files2.median_ns")
+		x = ok ? num("gai.noop.median_ns") / num("gai.files2.median_ns") : 0
+		row(2, "getaddrinfo(AF_UNSPEC): no-op / files (2 lines), the floor of the line above", \
+			ok ? sprintf("%.3f", x) : "n/a", "", "")
+		# What each module adds on top of the no-op run (glibc alone).
+		if (ok && has("gai.ztna.median_ns")) {
+			z = num("gai.ztna.median_ns") - num("gai.noop.median_ns")
+			f = num("gai.files2.median_ns") - num("gai.noop.median_ns")
+			row(2, "getaddrinfo(AF_UNSPEC): cost above the no-op floor, ztna / files (2 lines)", \
+				sprintf("%+.2f / %+.2f us", z / 1000, f / 1000), "", "")
+		}
+		if (has("gai.ztna4.median_ns") && has("gai.noop4.median_ns") && has("gai.files24.median_ns"))
+			row(2, "getaddrinfo(AF_INET) via ztna / no-op / files (2 lines), no address sorting", \
+				sprintf("%.2f / %.2f / %.2f us (ztna/no-op %.3f, ztna/files %.3f)", \
+					num("gai.ztna4.median_ns") / 1000, num("gai.noop4.median_ns") / 1000, \
+					num("gai.files24.median_ns") / 1000, \
+					num("gai.ztna4.median_ns") / num("gai.noop4.median_ns"), \
+					num("gai.ztna4.median_ns") / num("gai.files24.median_ns")), "", "")
+		if (has("gai.failed"))
+			row(2, "getaddrinfo runs that failed", v["gai.failed"], "none", "**FAIL**")
+		row(2, "host /etc/nsswitch.conf and /etc/hosts byte-identical afterwards", \
+			has("gai.etc_unchanged") ? v["gai.etc_unchanged"] : "n/a", "yes", \
+			v["gai.etc_unchanged"] == "yes" ? "PASS" : "**FAIL**")
+	}
+
+	# 3. publishing
+	p = "publish." L
+	row(3, "publish " LL " peers, first publish (creates the file)", \
+		has(p ".first_ms") ? sprintf("%.1f ms", num(p ".first_ms")) : "n/a", "<= 100 ms", \
+		le(has(p ".first_ms"), num(p ".first_ms"), 100))
+	row(3, "publish " LL " peers into a new file: median (max) of " num(p ".reps") + 1, \
+		has(p ".create_median_ms") ? sprintf("%.1f ms (%.1f)", num(p ".create_median_ms"), \
+			num(p ".create_max_ms")) : "n/a", "<= 100 ms", \
+		le(has(p ".create_median_ms"), num(p ".create_median_ms"), 100))
+	row(3, "publish " LL " peers into the existing store: median (max) of " num(p ".reps"), \
+		has(p ".update_median_ms") ? sprintf("%.1f ms (%.1f)", num(p ".update_median_ms"), \
+			num(p ".update_max_ms")) : "n/a", "<= 100 ms", \
+		le(has(p ".update_median_ms"), num(p ".update_median_ms"), 100))
+	for (i = 1; i <= 2; i++) {
+		w = wl[i]
+		a = "contend.busy." w; b = "contend.idle." w
+		ok = ratio(a ".p999_ns", b ".p999_ns")
+		row(3, "lookup p99.9, " desc[w] ", " LL " records: idle / writer republishing", \
+			ok ? sprintf("%d / %d ns (p99 %d / %d ns)", num(b ".p999_ns"), num(a ".p999_ns"), \
+				num(b ".p99_ns"), num(a ".p99_ns")) : "n/a", "", "")
+		row(3, "lookup p99.9 ratio republishing / idle, " desc[w], \
+			ok ? sprintf("%.2f", num(a ".p999_ns") / num(b ".p999_ns")) : "n/a", "<= 2", \
+			le(ok, ok ? num(a ".p999_ns") / num(b ".p999_ns") : 0, 2))
+	}
+	if (has("contend.busy.failures"))
+		row(3, "wrong or failed answers while republishing (" num("contend.publishes") " publishes)", \
+			num("contend.busy.failures") + num("contend.idle.failures"), "0", \
+			num("contend.busy.failures") + num("contend.idle.failures") == 0 ? "PASS" : "**FAIL**")
+
+	# 4. size
+	k = "store." L
+	row(4, "store size per peer (" LL " peers, one IPv4 + one IPv6 each)", \
+		has(k ".bytes_per_record") ? sprintf("%.1f B (file %d B)", num(k ".bytes_per_record"), \
+			num(k ".size_bytes")) : "n/a", "<= 200 B", \
+		le(has(k ".bytes_per_record"), num(k ".bytes_per_record"), 200))
+
+	broken = ""
+	for (k in v)
+		if (k ~ /^step\.failed\./)
+			broken = broken " " substr(k, 13)
+	if (broken != "")
+		row("-", "benchmark steps that broke (their rows say n/a)", broken, "none", "**FAIL**")
+
+	print ""
+	printf "Measured on %s CPU(s) (%s), glibc %s, store on %s; whole run %s s%s.\n", \
+		v["bench.cpus"], v["bench.cpu"], v["bench.glibc"], v["bench.store_fs"], v["bench.seconds"], \
+		v["bench.quick"] == "1" ? " (BENCH_QUICK: few repetitions, numbers indicative only)" : ""
+	printf "\n"
+	printf "Direct calls: names asked as FQDNs, the way getaddrinfo passes them; one warm worker " \
+		"process per store size, the two running blocks alternately; a block is a batch of " \
+		"%d calls (its mean is one sample; the medians are of %d samples per size and workload) " \
+		"and %d single calls timed one by one (percentiles, less the %d ns of a clock_gettime pair).\n", \
+		num("direct.batch_calls"), num("direct.batches"), num("direct.single_calls"), num("direct.timer_ns")
+	printf "\n"
+	printf "getaddrinfo: name `%s`, SOCK_STREAM hints, getaddrinfo + freeaddrinfo timed; one warm " \
+		"server per variant, each in its own private mount namespace with its own nsswitch.conf " \
+		"and hosts file, asked for batches round-robin (%d batches of %d calls per variant, " \
+		"1 call for the 100,000-peer hosts file).\n", \
+		gai_name, num("gai.ztna.batches"), gai_calls
+	printf "\n"
+	printf "Republishing: a writer thread pinned to the other CPU publishing %s peers back to back " \
+		"(median %.1f ms a publish, %d publishes), the reader pinned to CPU 0 timing single calls; " \
+		"idle and busy phases of %d ms alternate.\n", LL, num("contend.publish_median_ms"), \
+		num("contend.publishes"), num("contend.phase_ms")
+}' "$res"
+
+# A benchmark that broke (not a target missed) fails the run.
+if grep -qE '^(step\.failed\.|callgrind\.failed=|direct\.[0-9]+\.failures=[1-9]|contend\.(idle|busy)\.failures=[1-9]|gai\.failed=|gai\.etc_unchanged=NO)' "$res"; then
+	say "a benchmark gave wrong answers or failed (see the table)"
+	exit 1
+fi
+exit 0
