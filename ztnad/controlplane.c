@@ -95,8 +95,8 @@ int controlplane_endpoint(const ControlPlaneConfig *c, char **ret_url, char *err
                 goto finish;
         }
         if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK || strcasecmp(scheme, "https") != 0) {
-                r = fail(err, errlen, -EINVAL, "control_url \"%s\" is not https://; the token is only ever sent over TLS",
-                         c->control_url);
+                r = fail(err, errlen, -EINVAL,
+                         "control_url \"%s\" is not https://; the token is only ever sent over TLS", c->control_url);
                 goto finish;
         }
         if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host[0]) {
@@ -350,7 +350,8 @@ static int request_headers(ControlPlaneRequest *q, const char *token, const char
  * get wrong for a bearer token, so none is left to libcurl's defaults. */
 static int request_options(ControlPlaneRequest *q, const ControlPlaneConfig *c, const char *body) {
         uint64_t timeout = c->timeout_usec ? c->timeout_usec : CONTROLPLANE_TIMEOUT_USEC_DEFAULT;
-        uint64_t connect = timeout < CONTROLPLANE_CONNECT_TIMEOUT_USEC_MAX ? timeout : CONTROLPLANE_CONNECT_TIMEOUT_USEC_MAX;
+        uint64_t connect =
+                timeout < CONTROLPLANE_CONNECT_TIMEOUT_USEC_MAX ? timeout : CONTROLPLANE_CONNECT_TIMEOUT_USEC_MAX;
         CURL *h = q->easy;
         CURLcode rc = CURLE_OK;
 
@@ -497,8 +498,9 @@ static int transport_error(const ControlPlaneRequest *q, CURLcode result, char *
         case CURLE_WRITE_ERROR:
         case CURLE_FILESIZE_EXCEEDED:
                 if (result == CURLE_FILESIZE_EXCEEDED || q->too_big)
-                        return fail(err, errlen, -EFBIG, "control plane at %s sent more than %zu bytes; response refused",
-                                    q->url, (size_t) CONTROLPLANE_RESPONSE_MAX);
+                        return fail(err, errlen, -EFBIG,
+                                    "control plane at %s sent more than %zu bytes; response refused", q->url,
+                                    (size_t) CONTROLPLANE_RESPONSE_MAX);
                 return fail(err, errlen, -ENOMEM, "out of memory reading the response of %s", q->url);
         case CURLE_PEER_FAILED_VERIFICATION:
                 return fail(err, errlen, -EPERM, "control plane at %s is not trusted: %s", q->url, text);
@@ -637,7 +639,8 @@ int controlplane_parse_answer(const char *body, size_t len, const char *query, C
         addrs = json_object_get(root, "addresses");
         if (!json_is_string(name) || !json_is_string(fqdn) || !json_is_array(addrs)) {
                 r = fail(err, errlen, -EBADMSG,
-                         "control plane's resolve answer lacks \"name\", \"fqdn\" (strings) or \"addresses\" (an array)");
+                         "control plane's resolve answer lacks \"name\", \"fqdn\" (strings) "
+                         "or \"addresses\" (an array)");
                 goto finish;
         }
         ns = json_string_value(name);
@@ -661,8 +664,9 @@ int controlplane_parse_answer(const char *body, size_t len, const char *query, C
         }
         n = json_array_size(addrs);
         if (n > CONTROLPLANE_ADDRESSES_MAX) {
-                r = fail(err, errlen, -EBADMSG, "control plane's resolve answer has %zu addresses; at most %u are taken",
-                         n, CONTROLPLANE_ADDRESSES_MAX);
+                r = fail(err, errlen, -EBADMSG,
+                         "control plane's resolve answer has %zu addresses; at most %u are taken", n,
+                         CONTROLPLANE_ADDRESSES_MAX);
                 goto finish;
         }
 
@@ -679,8 +683,8 @@ int controlplane_parse_answer(const char *body, size_t len, const char *query, C
                 const char *s = json_string_value(v);
 
                 if (!s) {
-                        r = fail(err, errlen, -EBADMSG, "control plane's resolve answer: addresses[%zu] is not a string",
-                                 i);
+                        r = fail(err, errlen, -EBADMSG,
+                                 "control plane's resolve answer: addresses[%zu] is not a string", i);
                         goto finish;
                 }
                 if (inet_pton(AF_INET, s, &ad->in) == 1)
@@ -696,7 +700,8 @@ int controlplane_parse_answer(const char *body, size_t len, const char *query, C
                         goto finish;
                 }
                 if (!inet_ntop(ad->family, &ad->in6, ad->text, sizeof ad->text)) {
-                        r = fail(err, errlen, -EBADMSG, "control plane's resolve answer: addresses[%zu] unprintable", i);
+                        r = fail(err, errlen, -EBADMSG,
+                                 "control plane's resolve answer: addresses[%zu] unprintable", i);
                         goto finish;
                 }
         }

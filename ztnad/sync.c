@@ -245,7 +245,7 @@ static void sync_start(Sync *s) {
         if (mc != CURLM_OK) {
                 controlplane_request_free(q);
                 message_format(err, sizeof err, "control plane: cannot start a transfer: %s",
-                                curl_multi_strerror(mc));
+                               curl_multi_strerror(mc));
                 sync_failed(s, -EIO, err);
                 return;
         }
@@ -307,7 +307,8 @@ static void sync_finished(Sync *s, CURLcode result) {
                 sync_succeeded(s, "not modified");
         else if (r >= 0) {
                 message_format(err, sizeof err, "control plane %s answered HTTP %d to \"list\"%s", s->url, r,
-                                r == CONTROLPLANE_NOT_MODIFIED ? " without If-None-Match" : " (are control_url and org_id right?)");
+                               r == CONTROLPLANE_NOT_MODIFIED ? " without If-None-Match"
+                                                              : " (are control_url and org_id right?)");
                 sync_failed(s, -EPROTO, err);
         } else
                 sync_failed(s, r, err);
@@ -465,6 +466,8 @@ int sync_new(sd_event *e, const SyncConfig *c, sync_update_fn on_update, void *u
         Sync *s;
         int r;
 
+        if (!e || !c || !on_update || !ret)
+                return -EINVAL;
         s = calloc(1, sizeof *s);
         if (!s)
                 return -ENOMEM;

@@ -255,7 +255,8 @@ START_TEST(test_answer_invalid) {
                 { "{\"name\":\"x\",\"fqdn\":\"z.y\",\"addresses\":[]}", "x", "invalid \"fqdn\"" },
                 { "{\"name\":\"x\",\"fqdn\":\"xx.y\",\"addresses\":[]}", "x", "invalid \"fqdn\"" },
                 { "{\"name\":\"x\",\"fqdn\":\"x..y\",\"addresses\":[]}", "x", "invalid \"fqdn\"" },
-                { "{\"name\":\"x\",\"fqdn\":\"x.y\",\"addresses\":[]}", "z", "answered for \"x.y\" when asked for \"z\"" },
+                { "{\"name\":\"x\",\"fqdn\":\"x.y\",\"addresses\":[]}", "z",
+                  "answered for \"x.y\" when asked for \"z\"" },
                 { "{\"name\":\"x\",\"fqdn\":\"x.y\",\"addresses\":[]}", "x.z", "answered for" },
                 { "{\"name\":\"x\",\"fqdn\":\"x.y\",\"addresses\":[1]}", "x", "addresses[0] is not a string" },
                 { "{\"name\":\"x\",\"fqdn\":\"x.y\",\"addresses\":[\"1.2.3.4\",\"1.2.3\"]}", "x",
@@ -285,7 +286,8 @@ START_TEST(test_answer_address_count) {
                 size_t len = 0;
                 int r;
 
-                len += (size_t) snprintf(json + len, sizeof json - len, "{\"name\":\"x\",\"fqdn\":\"x.y\",\"addresses\":[");
+                len += (size_t) snprintf(json + len, sizeof json - len,
+                                         "{\"name\":\"x\",\"fqdn\":\"x.y\",\"addresses\":[");
                 for (unsigned i = 0; i < n; i++)
                         len += (size_t) snprintf(json + len, sizeof json - len, "%s\"100.64.1.%u\"", i ? "," : "", i);
                 (void) snprintf(json + len, sizeof json - len, "]}");
