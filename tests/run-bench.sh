@@ -31,10 +31,10 @@ GAI_NAME=host-012345.yourorg.zt.net
 
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
 	PUBLISH_REPS=3 DIRECT_BLOCKS=50 CG_CALLS=2000 CONTEND_PAIRS=1 CONTEND_MS=100
-	GAI_ROUNDS=3 GAI_CALLS=20 GAI_WARMUP=20
+	GAI_ROUNDS=3 GAI_CALLS=20 GAI_WARMUP=20 GAI_CG=100
 else
 	PUBLISH_REPS=15 DIRECT_BLOCKS=2000 CG_CALLS=20000 CONTEND_PAIRS=20 CONTEND_MS=150
-	GAI_ROUNDS=200 GAI_CALLS=50 GAI_WARMUP=200
+	GAI_ROUNDS=200 GAI_CALLS=50 GAI_WARMUP=200 GAI_CG=1000
 fi
 
 say() {
@@ -177,6 +177,30 @@ if ! grep -q '^gai.skipped=' "$res"; then
 	before=$(gai_sums)
 	say "getaddrinfo, $(wc -l < "$gai/variants") variants round-robin ($GAI_ROUNDS rounds)"
 	"$BENCH/bench-gai" compare "$GAI_ROUNDS" "$gai/variants" >> "$res" || put gai.failed "bench-gai"
+	# Instructions per getaddrinfo in user space, repeatable where times
+	# are not: the slope between runs of GAI_CG and 2 * GAI_CG calls, so
+	# the first call (loading the module) and start-up cancel out.
+	if command -v valgrind > /dev/null 2>&1; then
+		say "callgrind of getaddrinfo"
+		for v in ztna noop files2; do
+			nss=nss.files
+			[ "$v" = files2 ] || nss=nss.$v
+			for n in "$GAI_CG" "$((2 * GAI_CG))"; do
+				printf b | unshare -m --propagation private sh "$here/tests/bench-mountns.sh" "$outer_ns" \
+					"$gai/$nss" "$gai/hosts.2" env ZTNA_STORE="$work/large/records" \
+					LD_LIBRARY_PATH="$absb:$absb/bench" valgrind --tool=callgrind \
+					--toggle-collect=getaddrinfo --toggle-collect=freeaddrinfo \
+					--callgrind-out-file="$gai/cg.$v.$n" "$absb/bench/bench-gai" serve "$GAI_NAME" \
+					unspec 1 "$n" > /dev/null 2>&1 || :
+			done
+			a=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$gai/cg.$v.$GAI_CG" 2> /dev/null)
+			b=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$gai/cg.$v.$((2 * GAI_CG))" 2> /dev/null)
+			if [ -n "$a" ] && [ -n "$b" ]; then
+				put "gai.$v.ir_per_call" "$(awk -v a="$a" -v b="$b" -v n="$GAI_CG" \
+					'BEGIN { printf "%.0f", (b - a) / n }')"
+			fi
+		done
+	fi
 	after=$(gai_sums)
 	if [ "$before" = "$after" ] && cmp -s /etc/nsswitch.conf "$gai/etc-nsswitch.before" &&
 		cmp -s /etc/hosts "$gai/etc-hosts.before"; then
@@ -266,6 +290,13 @@ END {
 			row(2, "getaddrinfo(AF_UNSPEC): cost above the no-op floor, ztna / files (2 lines)", \
 				sprintf("%+.2f / %+.2f us", z / 1000, f / 1000), "", "")
 		}
+		if (has("gai.ztna.ir_per_call") && has("gai.noop.ir_per_call") && has("gai.files2.ir_per_call"))
+			row(2, "getaddrinfo(AF_UNSPEC) + freeaddrinfo, user-space instructions per call " \
+				"(callgrind), ztna / no-op / files (2 lines)", \
+				sprintf("%d / %d / %d (ztna/no-op %.3f, ztna/files %.3f)", num("gai.ztna.ir_per_call"), \
+					num("gai.noop.ir_per_call"), num("gai.files2.ir_per_call"), \
+					num("gai.ztna.ir_per_call") / num("gai.noop.ir_per_call"), \
+					num("gai.ztna.ir_per_call") / num("gai.files2.ir_per_call")), "", "")
 		if (has("gai.ztna4.median_ns") && has("gai.noop4.median_ns") && has("gai.files24.median_ns"))
 			row(2, "getaddrinfo(AF_INET) via ztna / no-op / files (2 lines), no address sorting", \
 				sprintf("%.2f / %.2f / %.2f us (ztna/no-op %.3f, ztna/files %.3f)", \
