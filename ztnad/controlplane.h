@@ -132,7 +132,8 @@ const char *controlplane_request_etag(const ControlPlaneRequest *q);
  * Parses a resolve answer: {"name":..., "fqdn":..., "addresses":[...]}, or
  * {"error":"not found"}. `query` is the name asked for; the answer must be
  * for it (its short name or its FQDN, any case, one final dot allowed).
- * Returns 0, -ENOENT (not found) or -EBADMSG with a message in `err`.
+ * Returns 0, -ENOENT (not found), -EPROTO (another "error" from the
+ * server), -EBADMSG (not a valid answer) or -ENOMEM, with a message in `err`.
  */
 int controlplane_parse_answer(const char *body, size_t len, const char *query, ControlPlaneAnswer **ret,
                               char *err, size_t errlen);
