@@ -390,7 +390,7 @@ static json_t *request_answer(const ControlOps *ops, void *userdata, const Contr
         reply = request_check(req, &cmd);
         if (!reply) {
                 if (cmd->change && !peer->admin)
-                        reply = refusal(CONTROL_CODE_NOT_AUTHORISED, CONTROL_NOT_AUTHORISED_MESSAGE);
+                        reply = refusal(CONTROL_CODE_NOT_AUTHORISED, "%s", CONTROL_NOT_AUTHORISED_MESSAGE);
                 else
                         reply = cmd->func(cmd, ops, userdata, peer, req);
                 if (reply && cmd->change)
