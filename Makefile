@@ -20,7 +20,8 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 
 SHM_SRC := shm/siphash.c shm/reader.c shm/writer.c
 NSS_SRC := nss_ztna/nss-ztna.c
-ZTNAD_SRC := ztnad/ztnad.c ztnad/peers.c ztnad/example.c
+ZTNAD_SRC := ztnad/ztnad.c ztnad/daemon.c ztnad/peers.c ztnad/config.c ztnad/control.c ztnad/sync.c \
+	ztnad/controlplane.c
 ZTNA_SRC := ztnad/ztna.c
 HEADERS := $(wildcard shm/*.h nss_ztna/*.h ztnad/*.h)
 
@@ -50,9 +51,9 @@ $(B)/obj/ztnad/example.c: examples/tailnet.json tests/embed.sh
 $(B)/obj/ztnad/example.o: $(B)/obj/ztnad/example.c
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) $(CFLAGS) -c -o $@ $<
 
-ZTNAD_OBJ := $(B)/obj/ztnad/ztnad.o $(B)/obj/ztnad/peers.o $(B)/obj/ztnad/example.o
+ZTNAD_OBJ := $(ZTNAD_SRC:%.c=$(B)/obj/%.o) $(B)/obj/ztnad/example.o
 $(B)/ztnad: $(ZTNAD_OBJ) $(B)/libshm.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(DAEMON_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(DAEMON_LIBS) $(CURL_LIBS)
 
 $(B)/ztna: $(ZTNA_SRC:%.c=$(B)/obj/%.o) $(B)/libshm.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(ZTNA_LIBS)

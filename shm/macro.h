@@ -54,3 +54,8 @@ static inline void closep(int *fd) {
 static inline char ascii_tolower(char c) {
         return (c >= 'A' && c <= 'Z') ? (char) (c + ('a' - 'A')) : c;
 }
+
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
+}

@@ -52,6 +52,9 @@ ShmWriter *shm_writer_close(ShmWriter *w); /* NULL-safe; the file stays */
 int shm_writer_publish(ShmWriter *w, const ShmMap *map, bool up);
 /* Marks the published map up or down without changing it. */
 int shm_writer_set_state(ShmWriter *w, bool up);
+/* The state the store shows now (true with no store yet): a restarted
+ * daemon keeps what `ztna down` set. */
+bool shm_writer_state_up(const ShmWriter *w);
 void shm_writer_heartbeat(ShmWriter *w);
 uint64_t shm_writer_generation(const ShmWriter *w);
 uint64_t shm_writer_file_size(const ShmWriter *w);

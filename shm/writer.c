@@ -465,6 +465,13 @@ int shm_writer_set_state(ShmWriter *w, bool up) {
         return 0;
 }
 
+bool shm_writer_state_up(const ShmWriter *w) {
+        if (!w->map)
+                return true;
+        const ShmWireHeader *h = header(w);
+        return h->copy[h->seq & 1].state != SHM_STATE_DOWN;
+}
+
 void shm_writer_heartbeat(ShmWriter *w) {
         if (w->map)
                 __atomic_store_n(&header(w)->heartbeat_usec, now_usec(), __ATOMIC_RELAXED);

@@ -15,7 +15,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-"$B/ztnad" --store "$store" 2>"$dir/ztnad.log" &
+# Every path of ztnad's inside the private directory.
+printf 'store = %s\nstate_dir = %s\ncontrol_socket = %s\n' "$store" "$dir/state" "$dir/control.sock" \
+        >"$dir/ztnad.conf"
+"$B/ztnad" -c "$dir/ztnad.conf" --example 2>"$dir/ztnad.log" &
 pid=$!
 i=0
 until [ -s "$store" ]; do
@@ -45,4 +48,7 @@ echo "\$ getent -s hosts:ztna hosts     # enumerate: the tailnet alone"
 LD_LIBRARY_PATH=$B ZTNA_STORE=$store getent -s hosts:ztna hosts
 echo
 echo "\$ ztna dns list"
-ZTNA_STORE=$store "$B/ztna" dns list
+"$B/ztna" --socket "$dir/control.sock" dns list
+echo
+echo "\$ ztna dns query Win-A"
+"$B/ztna" --socket "$dir/control.sock" dns query Win-A

@@ -886,7 +886,7 @@ int peers_parse(const char *data, size_t len, const char *source, PeerMap **ret_
         return 0;
 }
 
-int peers_load_file(const char *path, PeerMap **ret_map, PeersError *err) {
+int peers_read_file(const char *path, char **ret_data, size_t *ret_len, PeersError *err) {
         Parser p = { .source = path, .err = err };
         _cleanup_close_ int fd = -1;
         _cleanup_free_ char *buf = NULL;
@@ -925,7 +925,17 @@ int peers_load_file(const char *path, PeerMap **ret_map, PeersError *err) {
         }
         if (n > size)
                 return fail_code(&p, -EAGAIN, AT_ROOT, "changed while it was read");
+        *ret_data = TAKE_PTR(buf);
+        *ret_len = n;
+        return 0;
+}
 
+int peers_load_file(const char *path, PeerMap **ret_map, PeersError *err) {
+        _cleanup_free_ char *buf = NULL;
+        size_t n;
+        int r = peers_read_file(path, &buf, &n, err);
+        if (r < 0)
+                return r;
         return peers_parse(buf, n, path, ret_map, err);
 }
 

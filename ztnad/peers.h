@@ -50,6 +50,10 @@ typedef struct PeerMap PeerMap;
  * -ENOMEM. */
 int peers_parse(const char *data, size_t len, const char *source, PeerMap **ret_map, PeersError *err);
 
+/* Reads a regular file of at most PEERS_INPUT_MAX bytes without blocking on
+ * a FIFO or a device; the bytes are the caller's to free. */
+int peers_read_file(const char *path, char **ret_data, size_t *ret_len, PeersError *err);
+
 /* Reads a regular file (never blocks on a FIFO or a device) and parses it
  * with its path as the source. Also returns -errno of open/read. */
 int peers_load_file(const char *path, PeerMap **ret_map, PeersError *err);

@@ -1,160 +1,44 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * ztnad: publishes the tailnet's peer map into the record store that every
- * process on the machine resolves from.
+ * process on the machine resolves from, keeps it current from its sources
+ * (a watched peers file, pushes over the control socket, an HTTPS control
+ * plane), and answers the `ztna` command.
  *
- * One sd-event loop. The peers file is validated whole before anything is
- * published; a bad update is logged (file, JSON path, reason) and the last
- * good map simply stays in the store. The store outlives the daemon: on
- * SIGTERM it is left as it is, so names keep resolving through a restart.
+ * One sd-event loop: signals, timers, inotify, sockets, the watchdog. The
+ * store outlives the daemon: on SIGTERM it is left as it is, so names keep
+ * resolving through a restart; a restarted ztnad takes the store over.
  */
 
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
-#include <time.h>
 
-#include "example.h"
+#include "config.h"
+#include "control.h"
+#include "daemon.h"
 #include "macro.h"
-#include "peers.h"
 #include "shm-format.h"
 #include "shm.h"
+#include "sync.h"
 #include "version.h"
 
 #define USEC_PER_SEC UINT64_C(1000000)
-#define USEC_PER_MSEC UINT64_C(1000)
-
 /* Readers judge the daemon alive by the heartbeat; a few seconds apart is
  * plenty and costs one store per period. */
 #define HEARTBEAT_USEC (5 * USEC_PER_SEC)
-/* A file that appears by creation (not rename) is usually still being
- * written; its IN_CLOSE_WRITE normally follows at once and wins. The delay
- * only matters for a file made by link(), which sends nothing else. */
-#define CREATE_SETTLE_USEC (200 * USEC_PER_MSEC)
 
-#define EXAMPLE_SOURCE "built-in example tailnet"
-
-typedef struct Daemon {
-        sd_event *event;
-        ShmWriter *writer;
-        const char *store_path;
-        const char *peers_path; /* NULL: the built-in example */
-        char *watch_dir;        /* the peers file's directory and name in it */
-        const char *watch_name;
-        sd_event_source *inotify, *heartbeat, *settle;
-        bool published;
-        size_t n_peers; /* of the map in the store */
-} Daemon;
-
-__attribute__((format(printf, 2, 3)))
-static void log_line(const char *priority, const char *fmt, ...) {
-        char line[1024];
-        va_list ap;
-
-        va_start(ap, fmt);
-        (void) vsnprintf(line, sizeof line, fmt, ap);
-        va_end(ap);
-        /* One call, one line: stderr is unbuffered and the journal reads
-         * the <N> prefix as the priority. */
-        fprintf(stderr, "%s%s\n", priority, line);
-}
-
-static const char *daemon_source(const Daemon *d) {
-        return d->peers_path ? d->peers_path : EXAMPLE_SOURCE;
-}
-
-static int daemon_load(const Daemon *d, PeerMap **ret, PeersError *err) {
-        if (d->peers_path)
-                return peers_load_file(d->peers_path, ret, err);
-        return peers_parse((const char *) ztna_example_tailnet, ztna_example_tailnet_len, EXAMPLE_SOURCE, ret, err);
-}
-
-static int daemon_publish(Daemon *d, const PeerMap *m, const char *why) {
-        ShmMap map;
-        uint64_t generation;
-        int r;
-
-        peer_map_to_shm(m, &map);
-        r = shm_writer_publish(d->writer, &map, true);
-        if (r < 0) {
-                log_line(SD_ERR, "%s: cannot publish to %s: %s%s", daemon_source(d), d->store_path, strerror(-r),
-                         d->published ? "; the last good map stays published" : "");
-                return r;
-        }
-        generation = shm_writer_generation(d->writer);
-        d->published = true;
-        d->n_peers = map.n_peers;
-        log_line(SD_NOTICE, "published generation %" PRIu64 " (%s): %zu peers of %s from %s", generation, why,
-                 map.n_peers, map.domain, daemon_source(d));
-        (void) sd_notifyf(0, "STATUS=Publishing %zu peers of %s from %s (generation %" PRIu64 ")", map.n_peers,
-                          map.domain, daemon_source(d), generation);
-        return 0;
-}
-
-/* Reads the peers again and publishes them if they are valid. Otherwise
- * nothing is written: the store keeps answering from the last good map. */
-static void daemon_reload(Daemon *d, const char *why) {
-        _cleanup_peer_map_ PeerMap *m = NULL;
-        PeersError err;
-        int r;
-
-        r = daemon_load(d, &m, &err);
-        if (r < 0) {
-                log_line(SD_ERR, "%s; keeping generation %" PRIu64 " published", err.message,
-                         shm_writer_generation(d->writer));
-                (void) sd_notifyf(0, "STATUS=Update rejected, still publishing %zu peers: %s", d->n_peers,
-                                  err.message);
-                return;
-        }
-        (void) daemon_publish(d, m, why);
-}
-
-static int on_inotify(sd_event_source *s, const struct inotify_event *ev, void *userdata) {
-        Daemon *d = userdata;
-
-        (void) s;
-        if (ev->mask & IN_Q_OVERFLOW) {
-                log_line(SD_WARNING, "inotify queue overflowed; reloading %s", d->peers_path);
-                daemon_reload(d, "inotify overflow");
-                return 0;
-        }
-        if (ev->mask & IN_IGNORED) {
-                log_line(SD_WARNING, "%s is gone; no longer watching %s (SIGHUP still reloads)", d->watch_dir,
-                         d->peers_path);
-                return 0;
-        }
-        if (ev->len == 0 || strcmp(ev->name, d->watch_name) != 0)
-                return 0;
-
-        /* Replaced by rename (the atomic way) or written in place. */
-        if (ev->mask & (IN_MOVED_TO | IN_CLOSE_WRITE)) {
-                (void) sd_event_source_set_enabled(d->settle, SD_EVENT_OFF);
-                daemon_reload(d, "file changed");
-        } else if (ev->mask & IN_CREATE) {
-                (void) sd_event_source_set_time_relative(d->settle, CREATE_SETTLE_USEC);
-                (void) sd_event_source_set_enabled(d->settle, SD_EVENT_ONESHOT);
-        } else if (ev->mask & (IN_DELETE | IN_MOVED_FROM))
-                log_line(SD_WARNING, "%s was removed; keeping generation %" PRIu64 " published", d->peers_path,
-                         shm_writer_generation(d->writer));
-        return 0;
-}
-
-static int on_settle(sd_event_source *s, uint64_t usec, void *userdata) {
-        (void) s;
-        (void) usec;
-        daemon_reload(userdata, "file created");
-        return 0;
-}
+/* sysexits.h's EX_CONFIG: the unit does not restart on it. */
+#define EXIT_CONFIG 78
+#define EXIT_USAGE 2
 
 static int on_heartbeat(sd_event_source *s, uint64_t usec, void *userdata) {
         Daemon *d = userdata;
@@ -166,32 +50,14 @@ static int on_heartbeat(sd_event_source *s, uint64_t usec, void *userdata) {
         if (r >= 0)
                 r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         if (r < 0)
-                log_line(SD_ERR, "cannot re-arm the heartbeat timer: %s", strerror(-r));
+                daemon_log(SD_ERR, "cannot re-arm the heartbeat timer: %s", strerror(-r));
         return 0;
 }
 
-static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
-        (void) s;
-        (void) si;
-        daemon_reload(userdata, "SIGHUP");
-        return 0;
-}
-
-static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
-        Daemon *d = userdata;
-
-        /* Not marked down: lookups keep answering from the store while the
-         * daemon is restarted; "down" is for an explicit disconnect. */
-        log_line(SD_NOTICE, "received %s; exiting, %s stays published",
-                 si->ssi_signo == SIGINT ? "SIGINT" : "SIGTERM", d->store_path);
-        (void) sd_notify(0, "STOPPING=1");
-        return sd_event_exit(sd_event_source_get_event(s), 0);
-}
-
-/* The store's directory, made 0755 when missing: every process on the
- * machine must be able to reach the store. One level only. */
-static int make_store_dir(const char *store_path) {
-        _cleanup_free_ char *dir = strdup(store_path);
+/* The directory a socket or the store lives in, made 0755 when missing:
+ * every process on the machine must be able to reach it. One level only. */
+static int make_parent_dir(const char *path) {
+        _cleanup_free_ char *dir = strdup(path);
         char *slash;
 
         if (!dir)
@@ -202,106 +68,178 @@ static int make_store_dir(const char *store_path) {
         *slash = '\0';
         if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
                 int r = -errno;
-
-                log_line(SD_ERR, "cannot create %s: %s", dir, strerror(-r));
+                daemon_log(SD_ERR, "cannot create %s: %s", dir, strerror(-r));
                 return r;
         }
         return 0;
 }
 
-/* Watches the peers file's directory, not the file: writers replace the file
- * by rename, which a watch on the old inode would never see. */
-static int daemon_watch(Daemon *d) {
-        char *slash;
+int daemon_control_start(Daemon *d) {
+        const char *path = d->config->control_socket;
+        gid_t gid = (gid_t) -1;
+        struct group *g = getgrnam(d->config->control_group);
         int r;
 
-        d->watch_dir = strdup(d->peers_path);
-        if (!d->watch_dir)
-                return -ENOMEM;
-        slash = strrchr(d->watch_dir, '/');
-        if (!slash) {
-                d->watch_name = d->peers_path;
-                strcpy(d->watch_dir, ".");
-        } else {
-                d->watch_name = d->peers_path + (slash - d->watch_dir) + 1;
-                if (slash == d->watch_dir)
-                        slash[1] = '\0'; /* "/peers.json": the root */
-                else
-                        *slash = '\0';
-        }
-        if (d->watch_name[0] == '\0') {
-                log_line(SD_ERR, "%s: not a file name", d->peers_path);
-                return -EINVAL;
-        }
-
-        r = sd_event_add_inotify(d->event, &d->inotify, d->watch_dir,
-                                 IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR,
-                                 on_inotify, d);
-        if (r < 0) {
-                log_line(SD_ERR, "cannot watch %s for changes to %s: %s", d->watch_dir, d->peers_path, strerror(-r));
-                return r;
-        }
-        /* Armed by IN_CREATE only. */
-        r = sd_event_add_time_relative(d->event, &d->settle, CLOCK_MONOTONIC, CREATE_SETTLE_USEC, USEC_PER_MSEC,
-                                       on_settle, d);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(d->settle, SD_EVENT_OFF);
+        if (g)
+                gid = g->gr_gid;
+        else
+                daemon_log(SD_WARNING, "group %s does not exist: only root may change things through %s",
+                           d->config->control_group, path);
+        r = make_parent_dir(path);
         if (r < 0)
-                log_line(SD_ERR, "cannot set up a timer: %s", strerror(-r));
+                return r;
+        r = control_new(d->event, path, -1, gid, &daemon_control_ops, d, &d->control);
+        if (r < 0)
+                daemon_log(SD_ERR, "cannot listen on %s: %s", path, strerror(-r));
         return r;
 }
 
+static bool streq_ptr(const char *a, const char *b) {
+        return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* SIGHUP: parse the configuration into a fresh one and switch only if it is
+ * valid; then read the peers again and resync the control plane. */
+static void daemon_reload(Daemon *d) {
+        _cleanup_config_ ZtnadConfig *c = NULL;
+        ConfigError err;
+        int r;
+
+        r = config_load(d->config_path, &c, &err);
+        if (r < 0) {
+                daemon_log(SD_ERR, "%s; keeping the running configuration", err.message);
+                (void) sd_notifyf(0, "STATUS=Configuration rejected: %s", err.message);
+        } else {
+                ZtnadConfig *old = d->config;
+                bool watch = !streq_ptr(old->peers_file, c->peers_file);
+                bool sync = !streq_ptr(old->control_url, c->control_url) || !streq_ptr(old->org_id, c->org_id) ||
+                            !streq_ptr(old->token_file, c->token_file) || !streq_ptr(old->ca_file, c->ca_file) ||
+                            old->sync_interval_usec != c->sync_interval_usec;
+                bool control = !streq_ptr(old->control_socket, c->control_socket) ||
+                               !streq_ptr(old->control_group, c->control_group);
+                if (!streq_ptr(old->store, c->store) || !streq_ptr(old->state_dir, c->state_dir))
+                        daemon_log(SD_WARNING, "store and state_dir changes take effect at the next start");
+                /* Keep what cannot change under a running daemon. */
+                char *keep_store = c->store, *keep_state = c->state_dir;
+                c->store = old->store;
+                c->state_dir = old->state_dir;
+                old->store = keep_store;
+                old->state_dir = keep_state;
+                d->config = TAKE_PTR(c);
+                c = old; /* freed on return */
+
+                if (watch && !d->peers_override) {
+                        daemon_watch_stop(d);
+                        (void) daemon_watch_start(d);
+                }
+                if (sync) {
+                        d->sync = sync_free(d->sync);
+                        (void) daemon_sync_start(d);
+                }
+                if (control) {
+                        d->control = control_free(d->control);
+                        (void) daemon_control_start(d);
+                }
+                daemon_log(SD_NOTICE, "configuration reloaded");
+        }
+
+        if (daemon_peers_path(d))
+                (void) daemon_reload_file(d, "SIGHUP");
+        if (d->sync)
+                sync_now(d->sync);
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        (void) s;
+        (void) si;
+        daemon_reload(userdata);
+        return 0;
+}
+
+static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Daemon *d = userdata;
+
+        /* Not marked down: lookups keep answering from the store while the
+         * daemon is restarted; "down" is for an explicit `ztna down`. */
+        daemon_log(SD_NOTICE, "received %s; exiting, %s stays published",
+                   si->ssi_signo == SIGINT ? "SIGINT" : "SIGTERM", daemon_store_path(d));
+        (void) sd_notify(0, "STOPPING=1");
+        return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
 static void daemon_done(Daemon *d) {
-        sd_event_source_disable_unref(d->inotify);
-        sd_event_source_disable_unref(d->heartbeat);
-        sd_event_source_disable_unref(d->settle);
-        sd_event_unref(d->event);
+        daemon_watch_stop(d);
+        d->heartbeat = sd_event_source_disable_unref(d->heartbeat);
+        d->sync = sync_free(d->sync);
+        d->control = control_free(d->control);
+        d->event = sd_event_unref(d->event);
         /* Releases the lock; the store file stays for the readers. */
-        shm_writer_close(d->writer);
-        free(d->watch_dir);
+        d->writer = shm_writer_close(d->writer);
+        d->reader = shm_reader_free(d->reader);
+        d->config = config_free(d->config);
 }
 
 static void help(void) {
         printf("Usage: ztnad [OPTIONS]\n"
                "\n"
                "Publishes the tailnet's peers into the record store that the ztna NSS\n"
-               "module resolves from, and republishes them when the peers file changes\n"
-               "or on SIGHUP. A bad update is logged and the last good map stays.\n"
+               "module resolves from, keeps it current from a watched peers file, pushes\n"
+               "over the control socket and an HTTPS control plane, and answers the ztna\n"
+               "command. A bad update is logged and the last good map stays.\n"
                "\n"
-               "  -p, --peers FILE   peers JSON to publish and watch (default: the built-in\n"
-               "                     example tailnet)\n"
-               "  -s, --store PATH   record store (default: " SHM_DEFAULT_PATH ")\n"
+               "  -c, --config FILE  configuration (default: " CONFIG_DEFAULT_PATH ")\n"
+               "      --check-config print the effective configuration and exit\n"
+               "  -p, --peers FILE   peers JSON to publish and watch (overrides peers_file)\n"
+               "  -s, --store PATH   record store (overrides store; default " SHM_DEFAULT_PATH ")\n"
+               "      --example      publish the built-in example tailnet\n"
                "  -f, --foreground   run in the foreground (the default and only mode)\n"
                "  -h, --help         show this help\n"
                "      --version      show the version\n"
                "\n"
-               "Exit status: 0 after SIGTERM or SIGINT, 1 when the first map cannot be\n"
-               "loaded or published or the store cannot be opened, 2 on a usage error.\n");
+               "Signals: SIGHUP reloads the configuration and the peers; SIGTERM and\n"
+               "SIGINT exit and leave the store published.\n"
+               "\n"
+               "Exit status: 0 after SIGTERM or SIGINT; 1 when the store cannot be opened\n"
+               "or no map can be published; 2 on a usage error; 78 on a configuration error.\n");
 }
 
 int main(int argc, char **argv) {
-        enum { OPT_VERSION = 0x100 };
+        enum { OPT_VERSION = 0x100, OPT_CHECK, OPT_EXAMPLE };
         static const struct option options[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "check-config", no_argument, NULL, OPT_CHECK },
                 { "peers", required_argument, NULL, 'p' },
                 { "store", required_argument, NULL, 's' },
+                { "example", no_argument, NULL, OPT_EXAMPLE },
                 { "foreground", no_argument, NULL, 'f' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, OPT_VERSION },
                 {},
         };
-        Daemon d = { .store_path = SHM_DEFAULT_PATH };
-        _cleanup_peer_map_ PeerMap *m = NULL;
-        PeersError err;
+        Daemon d = { .up = true };
+        bool check = false;
+        ConfigError cerr;
         sigset_t mask;
         int c, r, ret = EXIT_FAILURE;
 
-        while ((c = getopt_long(argc, argv, "p:s:fh", options, NULL)) >= 0)
+        for (unsigned k = 0; k < _SOURCE_MAX; k++)
+                d.sources[k].name = NULL;
+        while ((c = getopt_long(argc, argv, "c:p:s:fh", options, NULL)) >= 0)
                 switch (c) {
+                case 'c':
+                        d.config_path = optarg;
+                        break;
+                case OPT_CHECK:
+                        check = true;
+                        break;
                 case 'p':
-                        d.peers_path = optarg;
+                        d.peers_override = optarg;
                         break;
                 case 's':
-                        d.store_path = optarg;
+                        d.store_override = optarg;
+                        break;
+                case OPT_EXAMPLE:
+                        d.example = true;
                         break;
                 case 'f':
                         break;
@@ -313,15 +251,26 @@ int main(int argc, char **argv) {
                         return EXIT_SUCCESS;
                 default:
                         fprintf(stderr, "Try 'ztnad --help'.\n");
-                        return 2;
+                        return EXIT_USAGE;
                 }
         if (optind < argc) {
                 fprintf(stderr, "ztnad: unexpected argument '%s'. Try 'ztnad --help'.\n", argv[optind]);
-                return 2;
+                return EXIT_USAGE;
         }
-        if (d.store_path[0] == '\0' || (d.peers_path && d.peers_path[0] == '\0')) {
-                fprintf(stderr, "ztnad: empty path. Try 'ztnad --help'.\n");
-                return 2;
+        if ((d.store_override && d.store_override[0] != '/') || (d.peers_override && !d.peers_override[0])) {
+                fprintf(stderr, "ztnad: --store needs an absolute path, --peers a file. Try 'ztnad --help'.\n");
+                return EXIT_USAGE;
+        }
+
+        r = config_load(d.config_path, &d.config, &cerr);
+        if (r < 0) {
+                daemon_log(SD_ERR, "%s", cerr.message);
+                return EXIT_CONFIG;
+        }
+        if (check) {
+                config_print(d.config, stdout);
+                d.config = config_free(d.config);
+                return EXIT_SUCCESS;
         }
 
         /* The store must stay readable by every process whatever umask
@@ -329,55 +278,49 @@ int main(int argc, char **argv) {
         umask(0022);
 
         /* Signals arrive through the loop (signalfd), so they must be
-         * blocked before any thread or handler could take them. */
+         * blocked before any thread (libcurl's resolver) could take them. */
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
-                log_line(SD_ERR, "cannot block signals: %s", strerror(errno));
-                return EXIT_FAILURE;
+                daemon_log(SD_ERR, "cannot block signals: %s", strerror(errno));
+                goto finish;
         }
+        /* A client that hangs up mid-reply must not kill the daemon. */
+        signal(SIGPIPE, SIG_IGN);
 
         r = sd_event_default(&d.event);
         if (r < 0) {
-                log_line(SD_ERR, "cannot create the event loop: %s", strerror(-r));
+                daemon_log(SD_ERR, "cannot create the event loop: %s", strerror(-r));
                 goto finish;
         }
+
+        r = make_parent_dir(daemon_store_path(&d));
+        if (r < 0)
+                goto finish;
+        r = shm_writer_open(daemon_store_path(&d), &d.writer);
+        if (r == -EBUSY) {
+                daemon_log(SD_ERR, "store %s is in use by another ztnad (it holds %s.lock)", daemon_store_path(&d),
+                           daemon_store_path(&d));
+                goto finish;
+        }
+        if (r < 0) {
+                daemon_log(SD_ERR, "cannot open store %s: %s", daemon_store_path(&d), strerror(-r));
+                goto finish;
+        }
+        /* A restart keeps the state `ztna down` left in the store. */
+        d.up = shm_writer_state_up(d.writer);
 
         /* Watch before reading: a change made while the first load runs
          * still triggers a reload afterwards. */
-        if (d.peers_path) {
-                r = daemon_watch(&d);
-                if (r < 0)
-                        goto finish;
-        }
-
-        r = daemon_load(&d, &m, &err);
-        if (r < 0) {
-                log_line(SD_ERR, "%s; nothing published", err.message);
-                (void) sd_notifyf(0, "STATUS=Invalid peers: %s", err.message);
+        if (daemon_watch_start(&d) < 0)
+                goto finish;
+        r = daemon_load_initial(&d);
+        if (r < 0 && !d.config->control_url) {
+                daemon_log(SD_ERR, "no valid peer map to publish; exiting");
                 goto finish;
         }
-
-        r = make_store_dir(d.store_path);
-        if (r < 0)
-                goto finish;
-        r = shm_writer_open(d.store_path, &d.writer);
-        if (r == -EBUSY) {
-                log_line(SD_ERR, "store %s is in use by another ztnad (it holds %s.lock)", d.store_path,
-                         d.store_path);
-                goto finish;
-        }
-        if (r < 0) {
-                log_line(SD_ERR, "cannot open store %s: %s", d.store_path, strerror(-r));
-                goto finish;
-        }
-
-        r = daemon_publish(&d, m, "start");
-        if (r < 0)
-                goto finish;
-        m = peer_map_free(m);
 
         if (sd_event_add_signal(d.event, NULL, SIGTERM, on_exit_signal, &d) < 0 ||
             sd_event_add_signal(d.event, NULL, SIGINT, on_exit_signal, &d) < 0 ||
@@ -385,17 +328,21 @@ int main(int argc, char **argv) {
             sd_event_add_time_relative(d.event, &d.heartbeat, CLOCK_MONOTONIC, HEARTBEAT_USEC, USEC_PER_SEC,
                                        on_heartbeat, &d) < 0 ||
             sd_event_set_watchdog(d.event, true) < 0) {
-                log_line(SD_ERR, "cannot set up the event loop");
+                daemon_log(SD_ERR, "cannot set up the event loop");
                 goto finish;
         }
+        if (daemon_control_start(&d) < 0 || daemon_sync_start(&d) < 0)
+                goto finish;
 
-        (void) sd_notify(0, "READY=1");
-        if (d.peers_path)
-                log_line(SD_INFO, "watching %s for changes", d.peers_path);
+        /* With only a control plane and nothing saved, READY=1 waits for
+         * its first map (daemon_notify_ready() from the update). */
+        daemon_notify_ready(&d);
+        if (!d.ready)
+                (void) sd_notify(0, "STATUS=Waiting for the first map from the control plane");
 
         r = sd_event_loop(d.event);
         if (r < 0) {
-                log_line(SD_ERR, "event loop failed: %s", strerror(-r));
+                daemon_log(SD_ERR, "event loop failed: %s", strerror(-r));
                 goto finish;
         }
         ret = r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The daemon's state, shared by its parts: ztnad.c (start, signals,
+ * configuration), daemon.c (record sources, publishing, the control
+ * socket's verbs).
+ *
+ * Every record source hands over a whole peers document. It is validated
+ * whole (peers_parse), published in one go, and saved as the last good map
+ * under state_dir so a cold start without the source still resolves; a bad
+ * document is logged, shown in `ztna status`, and changes nothing.
+ */
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "control.h"
+#include "shm.h"
+#include "sync.h"
+
+#define DAEMON_ERROR_MAX 512
+#define STATE_FILE_NAME "peers.json"
+
+typedef enum SourceKind {
+        SOURCE_FILE,    /* peers_file, watched */
+        SOURCE_PUSH,    /* the control socket */
+        SOURCE_CONTROL, /* the HTTPS control plane */
+        SOURCE_SAVED,   /* the last good map, at start */
+        SOURCE_EXAMPLE, /* the built-in example tailnet */
+        _SOURCE_MAX,
+} SourceKind;
+
+typedef struct Source {
+        const char *name;
+        uint64_t last_success_usec; /* CLOCK_REALTIME; 0: never */
+        uint64_t last_error_usec;
+        uint64_t updates;
+        char last_error[DAEMON_ERROR_MAX]; /* "" after a success */
+} Source;
+
+typedef struct Daemon {
+        sd_event *event;
+        ZtnadConfig *config;
+        const char *config_path;   /* NULL: the default path */
+        const char *peers_override; /* --peers */
+        const char *store_override; /* --store */
+        bool example;               /* --example: the built-in tailnet */
+
+        ShmWriter *writer;
+        ShmReader *reader; /* the daemon's own view, for list/query */
+        bool up;
+        bool published;
+        SourceKind current; /* where the published map came from */
+        size_t n_peers;
+        uint64_t published_usec;
+
+        Source sources[_SOURCE_MAX];
+
+        /* peers file watch */
+        char *watch_dir;
+        const char *watch_name;
+        sd_event_source *inotify, *settle;
+
+        sd_event_source *heartbeat;
+        Sync *sync;
+        Control *control;
+        bool ready;
+} Daemon;
+
+__attribute__((format(printf, 2, 3))) void daemon_log(const char *priority, const char *fmt, ...);
+
+const char *daemon_store_path(const Daemon *d);
+const char *daemon_peers_path(const Daemon *d);
+
+/* Validates and publishes a whole document from `kind`; on failure the
+ * reason is logged, recorded for `ztna status` and copied to `err`. */
+int daemon_apply(Daemon *d, SourceKind kind, const char *data, size_t len, const char *origin, char *err,
+                 size_t errlen);
+int daemon_reload_file(Daemon *d, const char *why);
+int daemon_load_initial(Daemon *d);
+int daemon_set_state(Daemon *d, bool up);
+
+int daemon_watch_start(Daemon *d);
+void daemon_watch_stop(Daemon *d);
+int daemon_sync_start(Daemon *d);
+int daemon_control_start(Daemon *d);
+void daemon_notify_ready(Daemon *d);
+
+extern const ControlOps daemon_control_ops;
