@@ -105,6 +105,16 @@ $(T)/test-config: $(T)/ztnad/test-config.o $(T)/ztnad/config.o
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
 TEST_BINS += $(T)/test-config
 
+# The DNS-over-TLS upstream: unit tests, and the harness that
+# tests/test-upstream.sh drives against unbound.
+SSL_LIBS := $(shell $(PKG_CONFIG) --libs libssl libcrypto 2>/dev/null || echo -lssl -lcrypto)
+UPSTREAM_SRC := ztnad/upstream.c ztnad/upstream-tls.c ztnad/upstream-plain.c ztnad/resolvconf.c ztnad/dns-wire.c
+$(T)/test-upstream: $(T)/ztnad/test-upstream.o $(UPSTREAM_SRC:%.c=$(T)/%.o)
+	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(SSL_LIBS)
+$(T)/test-upstream-unit: $(T)/ztnad/test-upstream-unit.o $(UPSTREAM_SRC:%.c=$(T)/%.o)
+	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) $(SSL_LIBS)
+TEST_BINS += $(T)/test-upstream $(T)/test-upstream-unit
+
 check test: all $(TEST_BINS) $(B)/gai-client $(B)/publish
 	sh tests/run-tests.sh
 
