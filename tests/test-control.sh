@@ -103,8 +103,8 @@ out=$(as_nobody "$B/ztna" --socket "$sock" dns list)
 echo "$out" | grep -qxF "Linux-C.yourorg.zt.net 100.64.0.3 (offline)" && ok "nobody may list; offline shown" ||
 	fail "dns list printed '$out'"
 # The daemon and the store agree.
-a=$(ztna --json dns list)
-b=$("$B/ztna" --store "$store" --json dns list)
+a=$(ztna --json dns list) || true
+b=$("$B/ztna" --store "$store" --json dns list) || true
 [ "$a" = "$b" ] && ok "dns list through ztnad and --local are the same JSON" || fail "differ: '$a' vs '$b'"
 out=$(ztna status)
 echo "$out" | grep -q "^daemon: *running" && echo "$out" | grep -q "^  generation: *1$" &&
