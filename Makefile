@@ -115,6 +115,11 @@ $(T)/test-upstream-unit: $(T)/ztnad/test-upstream-unit.o $(UPSTREAM_SRC:%.c=$(T)
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) $(SSL_LIBS)
 TEST_BINS += $(T)/test-upstream $(T)/test-upstream-unit
 
+# The DNS wire cursor and builder, over the packets in tests/data/dns.
+$(T)/test-dns-wire: $(T)/ztnad/test-dns-wire.o $(T)/ztnad/dns-wire.o
+	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
+TEST_BINS += $(T)/test-dns-wire
+
 check test: all $(TEST_BINS) $(B)/gai-client $(B)/publish
 	sh tests/run-tests.sh
 
@@ -137,6 +142,15 @@ $(B)/fuzz/fuzz-config: tests/fuzz-config.c ztnad/config.c
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^
 FUZZ_BINS += $(B)/fuzz/fuzz-config
+# Seeded with the hex packets of tests/data/dns, turned into binary files.
+$(B)/fuzz/fuzz-dns: tests/fuzz-dns.c ztnad/dns-wire.c ztnad/dns-wire.h $(wildcard tests/data/dns/*.hex)
+	@mkdir -p $(dir $@) $(B)/fuzz/corpus/fuzz-dns
+	for f in tests/data/dns/*.hex; do \
+		env printf "$$(sed 's/#.*//' $$f | tr -d ' \t\n' | sed 's/../\\x&/g')" \
+			>$(B)/fuzz/corpus/fuzz-dns/seed-$$(basename $$f .hex) || exit 1; \
+	done
+	$(CLANG) $(FUZZ_FLAGS) -Iztnad -o $@ tests/fuzz-dns.c ztnad/dns-wire.c
+FUZZ_BINS += $(B)/fuzz/fuzz-dns
 fuzz: $(FUZZ_BINS)
 	sh tests/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 

@@ -19,6 +19,7 @@ build/test/test-peers
 build/test/test-controlplane
 build/test/test-config
 build/test/test-control
+build/test/test-dns-wire
 tests/test-glibc.sh
 tests/test-daemon.sh
 tests/test-controlplane.sh

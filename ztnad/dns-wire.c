@@ -90,32 +90,36 @@ void dns_cursor_seek(DnsCursor *c, size_t pos) {
 /* On entry the cursor is at the name's first byte; on exit after the name
  * in place: after its root label, or after its first compression pointer.
  *
- * A pointer must land on a name start inside the message body (never the
- * header) and strictly before the start of the label run it ends: the first
- * run starts where the name starts, the next where the pointer led. So every
- * jump goes further back than the last one and no chain can loop; the jump
+ * A compressor points at a name it wrote earlier, so a pointer must land in
+ * the message body (never the header), strictly before the start of the
+ * label run it ends, and the labels found there must end before that start
+ * too: the first run starts where the name starts, the next where the
+ * pointer led. Every jump goes further back than the last and reads only
+ * bytes below it, so no chain can loop, and a name never depends on bytes
+ * after the place it is used (a prefix of a message parses alone). The jump
  * cap and the 255-byte cap bound it further. */
 static int cursor_name(DnsCursor *c, DnsName *ret, bool allow_pointers) {
         if (c->error != 0)
                 return c->error;
 
         DnsName n;
-        size_t out = 0, p = c->pos, floor = c->pos, end = 0;
+        size_t out = 0, p = c->pos, floor = c->pos, limit = c->len, end = 0;
         unsigned labels = 0, jumps = 0;
 
         for (;;) {
-                if (p >= c->len)
+                if (p >= limit)
                         return dns_cursor_fail(c);
                 uint8_t b = c->msg[p];
 
                 if ((b & 0xc0) == 0xc0) {
-                        if (!allow_pointers || p + 1 >= c->len)
+                        if (!allow_pointers || p + 1 >= limit)
                                 return dns_cursor_fail(c);
                         size_t target = (size_t) (b & 0x3f) << 8 | c->msg[p + 1];
                         if (jumps == 0)
                                 end = p + 2;
                         if (++jumps > DNS_POINTERS_MAX || target < DNS_HEADER_SIZE || target >= floor)
                                 return dns_cursor_fail(c);
+                        limit = floor;
                         floor = p = target;
                         continue;
                 }
@@ -131,7 +135,7 @@ static int cursor_name(DnsCursor *c, DnsName *ret, bool allow_pointers) {
                         break;
                 }
                 /* The label, and room left for at least the root after it. */
-                if (out + 1 + b + 1 > DNS_NAME_MAX || b > c->len - p - 1)
+                if (out + 1 + b + 1 > DNS_NAME_MAX || b >= limit - p - 1)
                         return dns_cursor_fail(c);
                 memcpy(n.wire + out, c->msg + p, 1 + (size_t) b);
                 out += 1 + (size_t) b;
@@ -741,6 +745,7 @@ int dns_wire_adapt_answer(const uint8_t *query, size_t qlen, const DnsMessage *q
         unsigned kept_ar = 0;
 
         if (!q->has_question || !a->has_question || !dns_name_equal(&q->qname, &a->qname) ||
+            q->qtype != a->qtype || q->qclass != a->qclass ||
             q->question_end - q->question_off != a->question_end - a->question_off ||
             q->question_off != a->question_off || q->question_end > qlen)
                 return -EBADMSG;

@@ -8,9 +8,9 @@
  * first error sticks: after a failed read every further read fails too and
  * returns zeroes, so a parse function may read a whole record and check once.
  * The remaining length is checked before every read; compression pointers
- * may only point backwards into the message, to a name start earlier than
- * the one being read, and at most DNS_POINTERS_MAX of them are followed per
- * name; a label is at most 63 bytes and a name at most 255 (RFC 1035 2.3.4);
+ * may only point backwards into the message body, at a name lying wholly
+ * before the one being read, and at most DNS_POINTERS_MAX of them are
+ * followed per name; a label is at most 63 bytes and a name at most 255 (RFC 1035 2.3.4);
  * counts the remaining bytes cannot hold and bytes after the last record are
  * refused. There is one error code: -EBADMSG. Only the stub turns it into
  * FORMERR (or a dropped datagram).
