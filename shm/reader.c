@@ -308,13 +308,9 @@ static bool copy_load(const ShmMapping *m, uint32_t seq, ShmSnapshot *s) {
         s->state = READ_ONCE(c->state);
         uint32_t used = READ_ONCE(c->used);
         s->n_records = READ_ONCE(c->n_records);
-        s->records_off = READ_ONCE(c->records_off);
-        s->n_v4 = READ_ONCE(c->n_v4);
-        s->v4_off = READ_ONCE(c->v4_off);
-        s->n_v6 = READ_ONCE(c->n_v6);
-        s->v6_off = READ_ONCE(c->v6_off);
-        s->pool_len = READ_ONCE(c->pool_len);
-        s->pool_off = READ_ONCE(c->pool_off);
+        s->index_off = READ_ONCE(c->index_off);
+        s->entries_len = READ_ONCE(c->entries_len);
+        s->entries_off = READ_ONCE(c->entries_off);
         s->name_slots = READ_ONCE(c->name_slots);
         s->name_idx_off = READ_ONCE(c->name_idx_off);
         s->name_max_probe = READ_ONCE(c->name_max_probe);
@@ -324,18 +320,18 @@ static bool copy_load(const ShmMapping *m, uint32_t seq, ShmSnapshot *s) {
         s->n_ranges = READ_ONCE(c->n_ranges);
         s->domain_len = READ_ONCE(c->domain_len);
         s->domain = c->domain;
+        s->domain_lc = c->domain_lc;
         s->ranges = c->ranges;
 
         return (s->state == SHM_STATE_UP || s->state == SHM_STATE_DOWN) && used <= s->region_size &&
-               s->n_records < UINT32_MAX && section_fits(used, s->records_off, s->n_records, sizeof(ShmWireRecord)) &&
-               section_fits(used, s->v4_off, s->n_v4, 4) && section_fits(used, s->v6_off, s->n_v6, 16) &&
-               section_fits(used, s->pool_off, s->pool_len, 1) &&
+               section_fits(used, s->index_off, s->n_records, sizeof(uint32_t)) &&
+               section_fits(used, s->entries_off, s->entries_len, 1) &&
                section_fits(used, s->name_idx_off, s->name_slots, sizeof(ShmWireSlot)) &&
                section_fits(used, s->addr_idx_off, s->addr_slots, sizeof(ShmWireSlot)) &&
                s->name_max_probe <= s->name_slots && s->name_max_probe <= SHM_PROBE_LIMIT &&
                s->addr_max_probe <= s->addr_slots && s->addr_max_probe <= SHM_PROBE_LIMIT &&
                s->n_ranges <= SHM_RANGES_MAX && s->domain_len <= SHM_DOMAIN_MAX &&
-               READ_ONCE(c->domain[s->domain_len]) == '\0';
+               READ_ONCE(c->domain[s->domain_len]) == '\0' && READ_ONCE(c->domain_lc[s->domain_len]) == '\0';
 }
 
 int shm_snapshot_begin(ShmReader *r, ShmSnapshot *ret) {
@@ -376,56 +372,65 @@ bool shm_snapshot_down(const ShmSnapshot *s) {
         return s->state == SHM_STATE_DOWN;
 }
 
-bool shm_snapshot_record(const ShmSnapshot *s, uint32_t index, ShmRecordView *ret) {
-        if (index >= s->n_records)
+/* The entry at byte `off` of the entries section, checked whole: its name
+ * NUL-terminated where its length says, its addresses inside the section. */
+static bool entry_view(const ShmSnapshot *s, uint32_t off, ShmRecordView *ret) {
+        if (off % SHM_ENTRY_ALIGN || off > s->entries_len || s->entries_len - off < sizeof(ShmWireEntry))
                 return false;
-        const ShmWireRecord *w = (const ShmWireRecord *) (s->region + s->records_off) + index;
-        uint32_t name_off = READ_ONCE(w->name_off);
-        uint32_t name_len = READ_ONCE(w->name_len);
-        uint32_t v4_first = READ_ONCE(w->v4_first), n_v4 = READ_ONCE(w->n_v4);
-        uint32_t v6_first = READ_ONCE(w->v6_first), n_v6 = READ_ONCE(w->n_v6);
-        const char *pool = (const char *) s->region + s->pool_off;
-
-        if (name_len == 0 || name_len > SHM_LABEL_MAX || name_off >= s->pool_len ||
-            s->pool_len - name_off <= name_len || READ_ONCE(pool[name_off + name_len]) != '\0')
+        const uint8_t *p = s->region + s->entries_off + off;
+        const ShmWireEntry *e = (const ShmWireEntry *) p;
+        uint32_t name_len = READ_ONCE(e->name_len), n_v4 = READ_ONCE(e->n_v4), n_v6 = READ_ONCE(e->n_v6);
+        if (name_len == 0 || name_len > SHM_LABEL_MAX ||
+            shm_entry_size(name_len, n_v4, n_v6) > s->entries_len - off || READ_ONCE(e->name[name_len]) != '\0')
                 return false;
-        if (v4_first > s->n_v4 || n_v4 > s->n_v4 - v4_first || v6_first > s->n_v6 || n_v6 > s->n_v6 - v6_first)
-                return false;
-
+        uint32_t a = shm_entry_addrs_off(name_len);
         *ret = (ShmRecordView) {
-                .name = pool + name_off,
+                .name = e->name,
                 .name_len = name_len,
-                .ttl = READ_ONCE(w->ttl),
-                .online = READ_ONCE(w->flags) & SHM_RECORD_ONLINE,
+                .ttl = READ_ONCE(e->ttl),
+                .online = READ_ONCE(e->flags) & SHM_RECORD_ONLINE,
                 .n_v4 = n_v4,
                 .n_v6 = n_v6,
-                .v4 = s->region + s->v4_off + (size_t) v4_first * 4,
-                .v6 = s->region + s->v6_off + (size_t) v6_first * 16,
+                .v4 = p + a,
+                .v6 = p + a + n_v4 * 4u,
         };
         return true;
 }
 
-static bool ascii_caseeq(const char *a, const char *b, size_t n) {
+/* A slot's reference: (offset / 8) + 1, 0 for none. */
+static bool slot_entry(const ShmSnapshot *s, uint32_t ref, ShmRecordView *ret) {
+        return ref != 0 && ref - 1 <= UINT32_MAX / SHM_ENTRY_ALIGN && entry_view(s, (ref - 1) * SHM_ENTRY_ALIGN, ret);
+}
+
+bool shm_snapshot_record(const ShmSnapshot *s, uint32_t index, ShmRecordView *ret) {
+        if (index >= s->n_records)
+                return false;
+        const uint32_t *offs = (const uint32_t *) (s->region + s->index_off);
+        return entry_view(s, READ_ONCE(offs[index]), ret);
+}
+
+/* `lc` is lower-case already; the stored name keeps its case. */
+static bool name_eq(const char *stored, const char *lc, size_t n) {
         for (size_t i = 0; i < n; i++)
-                if (ascii_tolower(READ_ONCE(a[i])) != ascii_tolower(b[i]))
+                if (ascii_tolower(READ_ONCE(stored[i])) != lc[i])
                         return false;
         return true;
 }
 
-static bool find_label(const ShmSnapshot *s, const char *label, size_t len, ShmRecordView *ret) {
+static bool find_label(const ShmSnapshot *s, const char *lc, size_t len, ShmRecordView *ret) {
         if (len > SHM_LABEL_MAX || s->name_slots == 0)
                 return false;
-        uint64_t h = siphash13(s->hash_key, label, len, 1);
+        uint64_t h = siphash13(s->hash_key, lc, len, 0);
         uint32_t tag = (uint32_t) (h >> 32), pos = shm_slot_start(h, s->name_slots);
         const ShmWireSlot *slots = (const ShmWireSlot *) (s->region + s->name_idx_off);
 
         for (uint32_t i = 0; i < s->name_max_probe; i++) {
-                uint32_t index = READ_ONCE(slots[pos].index);
-                if (index == 0)
+                uint32_t ref = READ_ONCE(slots[pos].entry);
+                if (ref == 0)
                         return false;
                 ShmRecordView v;
-                if (READ_ONCE(slots[pos].tag) == tag && shm_snapshot_record(s, index - 1, &v) &&
-                    v.name_len == len && ascii_caseeq(v.name, label, len)) {
+                if (READ_ONCE(slots[pos].tag) == tag && slot_entry(s, ref, &v) && v.name_len == len &&
+                    name_eq(v.name, lc, len)) {
                         *ret = v;
                         return true;
                 }
@@ -436,26 +441,31 @@ static bool find_label(const ShmSnapshot *s, const char *label, size_t len, ShmR
 }
 
 ShmClass shm_snapshot_lookup_name(const ShmSnapshot *s, const char *name, ShmRecordView *ret) {
+        char lc[SHM_DOMAIN_MAX + 1];
         size_t len = strnlen(name, SHM_DOMAIN_MAX + 2);
         if (len > 0 && name[len - 1] == '.')
                 len--;
         if (len == 0 || len > SHM_DOMAIN_MAX)
                 return SHM_NOT_OURS;
+        /* Lower-cased once; hashing and comparing then work on bytes. */
+        for (size_t i = 0; i < len; i++)
+                lc[i] = ascii_tolower(name[i]);
 
-        if (!memchr(name, '.', len))
-                return find_label(s, name, len, ret) ? SHM_FOUND : SHM_NOT_OURS;
+        const char *dot = memchr(lc, '.', len);
+        if (!dot)
+                return find_label(s, lc, len, ret) ? SHM_FOUND : SHM_NOT_OURS;
 
         size_t dl = s->domain_len;
-        if (dl == 0 || len < dl || !ascii_caseeq(s->domain, name + len - dl, dl))
+        if (dl == 0 || len < dl || memcmp(s->domain_lc, lc + len - dl, dl) != 0)
                 return SHM_NOT_OURS;
         if (len == dl)
                 return SHM_UNKNOWN; /* the tailnet domain itself */
-        if (name[len - dl - 1] != '.')
+        if (lc[len - dl - 1] != '.')
                 return SHM_NOT_OURS; /* "notyourorg.zt.net" */
         size_t ll = len - dl - 1;
-        if (ll == 0 || memchr(name, '.', ll))
+        if (ll == 0 || (size_t) (dot - lc) != ll)
                 return SHM_UNKNOWN; /* deeper than a peer: nobody's */
-        return find_label(s, name, ll, ret) ? SHM_FOUND : SHM_UNKNOWN;
+        return find_label(s, lc, ll, ret) ? SHM_FOUND : SHM_UNKNOWN;
 }
 
 static void addr_key(int family, const void *addr, uint8_t key[16]) {
@@ -505,11 +515,11 @@ ShmClass shm_snapshot_lookup_addr(const ShmSnapshot *s, int family, const void *
                 uint32_t tag = (uint32_t) (h >> 32), pos = shm_slot_start(h, s->addr_slots);
                 const ShmWireSlot *slots = (const ShmWireSlot *) (s->region + s->addr_idx_off);
                 for (uint32_t i = 0; i < s->addr_max_probe; i++) {
-                        uint32_t index = READ_ONCE(slots[pos].index);
-                        if (index == 0)
+                        uint32_t ref = READ_ONCE(slots[pos].entry);
+                        if (ref == 0)
                                 break;
                         ShmRecordView v;
-                        if (READ_ONCE(slots[pos].tag) == tag && shm_snapshot_record(s, index - 1, &v) &&
+                        if (READ_ONCE(slots[pos].tag) == tag && slot_entry(s, ref, &v) &&
                             record_has_addr(&v, family, addr)) {
                                 *ret = v;
                                 return SHM_FOUND;

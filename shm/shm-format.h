@@ -99,16 +99,15 @@ typedef struct ShmWireCopy {
         uint64_t hash_key[2];    /* SipHash-1-3 key of both indexes */
         uint32_t state;          /* SHM_STATE_* */
         uint32_t used;           /* bytes of the region in use */
-        uint32_t n_records, records_off;     /* ShmWireRecord[] */
-        uint32_t n_v4, v4_off;               /* uint8_t[4][] */
-        uint32_t n_v6, v6_off;               /* uint8_t[16][] */
-        uint32_t pool_len, pool_off;         /* NUL-terminated names */
+        uint32_t n_records, index_off;       /* uint32_t[n_records]: entry offsets, in order */
+        uint32_t entries_len, entries_off;   /* the records, see ShmWireEntry */
         uint32_t name_slots, name_idx_off, name_max_probe; /* ShmWireSlot[] */
         uint32_t addr_slots, addr_idx_off, addr_max_probe; /* ShmWireSlot[] */
         uint32_t n_ranges;
         uint32_t domain_len;
         ShmWireRange ranges[SHM_RANGES_MAX];
         char domain[256];        /* as configured, NUL-terminated */
+        char domain_lc[256];     /* the same, lower-cased: what names are matched against */
         uint32_t reserved[8];
 } ShmWireCopy;
 
@@ -126,32 +125,45 @@ typedef struct ShmWireHeader {
         ShmWireCopy copy[2];
 } ShmWireHeader;
 
-/* One peer. The short name lives in the pool; the FQDN is name "." domain. */
-typedef struct ShmWireRecord {
-        uint32_t name_off;
-        uint32_t v4_first; /* index into the v4 array */
-        uint32_t v6_first;
+/* One peer, everything a lookup needs in one place (one or two cache lines
+ * rather than one per array): this header, the short name as configured
+ * (name_len bytes and a NUL), zero padding to a multiple of 4, n_v4 IPv4
+ * addresses (4 bytes each), n_v6 IPv6 addresses (16 bytes each), zero
+ * padding to a multiple of 8. The FQDN is name "." domain. */
+typedef struct ShmWireEntry {
+        uint32_t ttl;
         uint16_t n_v4;
         uint16_t n_v6;
-        uint32_t ttl;
         uint8_t name_len;
         uint8_t flags;     /* SHM_RECORD_* */
         uint16_t reserved;
-} ShmWireRecord;
+        char name[];
+} ShmWireEntry;
 
 /* Open addressing, linear probing. The slot for hash h starts at
  * ((h & 0xffffffff) * slots) >> 32; `tag` is h >> 32 and saves most name
- * comparisons; `index` is the record index plus one, 0 for an empty slot.
- * A name index entry is keyed by the lower-cased short name; an address
- * entry by the 16-byte address (IPv4 as ::ffff:a.b.c.d) and points at the
- * record holding it. */
+ * comparisons; `entry` is the entry's offset in the entries section divided
+ * by 8, plus one; 0 marks an empty slot. A name index entry is keyed by the
+ * lower-cased short name; an address entry by the 16-byte address (IPv4 as
+ * ::ffff:a.b.c.d) and refers to the entry holding it. */
 typedef struct ShmWireSlot {
         uint32_t tag;
-        uint32_t index;
+        uint32_t entry;
 } ShmWireSlot;
 
+#define SHM_ENTRY_ALIGN 8u
+
+static inline uint32_t shm_entry_addrs_off(uint32_t name_len) {
+        return (uint32_t) ((sizeof(ShmWireEntry) + name_len + 1 + 3) & ~3u);
+}
+
+static inline uint32_t shm_entry_size(uint32_t name_len, uint32_t n_v4, uint32_t n_v6) {
+        return (shm_entry_addrs_off(name_len) + n_v4 * 4u + n_v6 * 16u + SHM_ENTRY_ALIGN - 1) &
+               ~(SHM_ENTRY_ALIGN - 1);
+}
+
 static_assert(sizeof(ShmWireRange) == 20, "range layout");
-static_assert(sizeof(ShmWireRecord) == 24, "record layout");
+static_assert(sizeof(ShmWireEntry) == 12, "entry layout");
 static_assert(sizeof(ShmWireSlot) == 8, "slot layout");
 static_assert(sizeof(ShmWireCopy) % 8 == 0, "copy layout");
 static_assert(sizeof(ShmWireHeader) % 8 == 0, "header layout");

@@ -83,14 +83,14 @@ typedef struct ShmSnapshot {
         uint64_t generation, published_usec, heartbeat_usec, file_size;
         uint64_t hash_key[2];
         uint32_t state;
-        uint32_t n_records, records_off;
-        uint32_t n_v4, v4_off, n_v6, v6_off;
-        uint32_t pool_len, pool_off;
+        uint32_t n_records, index_off;
+        uint32_t entries_len, entries_off;
         uint32_t name_slots, name_idx_off, name_max_probe;
         uint32_t addr_slots, addr_idx_off, addr_max_probe;
         uint32_t n_ranges;
         uint32_t domain_len;
-        const char *domain; /* in the mapping, not NUL-terminated for you */
+        const char *domain;    /* in the mapping, not NUL-terminated for you */
+        const char *domain_lc; /* the same, lower-cased */
         const void *ranges;
 } ShmSnapshot;
 

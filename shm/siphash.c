@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+#include <string.h>
+
 #include "siphash.h"
 
 #define ROTL(x, b) (uint64_t) (((x) << (b)) | ((x) >> (64 - (b))))
@@ -38,8 +40,11 @@ uint64_t siphash13(const uint64_t key[2], const void *data, size_t len, int fold
          * be unaligned and the result must not depend on the host. */
         for (; i + 8 <= len; i += 8) {
                 uint64_t m = 0;
-                for (unsigned k = 0; k < 8; k++)
-                        m |= (uint64_t) fold_byte(p[i + k], fold) << (8 * k);
+                if (!fold)
+                        memcpy(&m, p + i, 8); /* little-endian hosts only, as the store */
+                else
+                        for (unsigned k = 0; k < 8; k++)
+                                m |= (uint64_t) fold_byte(p[i + k], fold) << (8 * k);
                 v3 ^= m;
                 SIPROUND(v0, v1, v2, v3);
                 v0 ^= m;

@@ -1589,18 +1589,24 @@ static uint8_t *region_of(StoreBytes *b, unsigned i) {
         return b->p + b->h->region_off[i];
 }
 
-static ShmWireRecord *records_of(StoreBytes *b, unsigned i) {
-        return (ShmWireRecord *) (region_of(b, i) + b->h->copy[i].records_off);
+static uint32_t *index_of(StoreBytes *b, unsigned i) {
+        return (uint32_t *) (region_of(b, i) + b->h->copy[i].index_off);
 }
 
-/* Index of the record named `name` in copy i (the writer wrote it: trusted). */
-static uint32_t record_index(StoreBytes *b, unsigned i, const char *name) {
+/* Byte offset in the entries section of the peer named `name` in copy i
+ * (the writer wrote it: trusted). */
+static uint32_t entry_off(StoreBytes *b, unsigned i, const char *name) {
         const ShmWireCopy *c = &b->h->copy[i];
-        const char *pool = (const char *) region_of(b, i) + c->pool_off;
-        for (uint32_t k = 0; k < c->n_records; k++)
-                if (strcmp(pool + records_of(b, i)[k].name_off, name) == 0)
-                        return k;
+        for (uint32_t k = 0; k < c->n_records; k++) {
+                const ShmWireEntry *e = (const ShmWireEntry *) (region_of(b, i) + c->entries_off + index_of(b, i)[k]);
+                if (strcmp(e->name, name) == 0)
+                        return index_of(b, i)[k];
+        }
         ck_abort_msg("no record %s", name);
+}
+
+static ShmWireEntry *entry_of(StoreBytes *b, unsigned i, const char *name) {
+        return (ShmWireEntry *) (region_of(b, i) + b->h->copy[i].entries_off + entry_off(b, i, name));
 }
 
 static ShmWireSlot *name_slots_of(StoreBytes *b, unsigned i) {
@@ -1610,9 +1616,9 @@ static ShmWireSlot *name_slots_of(StoreBytes *b, unsigned i) {
 /* The slot of `name` in copy i's name index. */
 static ShmWireSlot *name_slot(StoreBytes *b, unsigned i, const char *name) {
         const ShmWireCopy *c = &b->h->copy[i];
-        uint32_t index = record_index(b, i, name) + 1;
+        uint32_t ref = entry_off(b, i, name) / SHM_ENTRY_ALIGN + 1;
         for (uint32_t k = 0; k < c->name_slots; k++)
-                if (name_slots_of(b, i)[k].index == index)
+                if (name_slots_of(b, i)[k].entry == ref)
                         return &name_slots_of(b, i)[k];
         ck_abort_msg("no slot for %s", name);
 }
@@ -1651,14 +1657,14 @@ DAMAGE(d_region_size_huge, h->region_size[0] = UINT64_MAX)
 DAMAGE(d_state, c->state = 0)
 DAMAGE(d_state3, c->state = SHM_STATE_DOWN + 1)
 DAMAGE(d_used, c->used = (uint32_t) h->region_size[i] + 8)
-DAMAGE(d_records_past, c->records_off = c->used + 8)
-DAMAGE(d_records_unaligned, c->records_off += 4)
-DAMAGE(d_records_many, c->n_records = c->used / sizeof(ShmWireRecord) + 1)
+DAMAGE(d_records_past, c->index_off = c->used + 8)
+DAMAGE(d_records_unaligned, c->index_off += 4)
+DAMAGE(d_records_many, c->n_records = c->used / sizeof(uint32_t) + 1)
 DAMAGE(d_records_max, c->n_records = UINT32_MAX)
-DAMAGE(d_v4_past, c->v4_off = c->used + 8)
-DAMAGE(d_v4_many, c->n_v4 = UINT32_MAX / 4 + 1)
-DAMAGE(d_v6_many, c->n_v6 = c->used / 16 + 1)
-DAMAGE(d_pool_past, c->pool_len = c->used - c->pool_off + 1)
+DAMAGE(d_v4_past, c->entries_off = c->used + 8)
+DAMAGE(d_v4_many, c->entries_len = UINT32_MAX)
+DAMAGE(d_v6_many, c->entries_off += 4)
+DAMAGE(d_pool_past, c->entries_len = c->used - c->entries_off + 1)
 DAMAGE(d_name_idx_past, c->name_idx_off = c->used)
 DAMAGE(d_name_slots, c->name_slots = UINT32_MAX)
 DAMAGE(d_name_probe, c->name_max_probe = c->name_slots + 1)
@@ -1668,35 +1674,35 @@ DAMAGE(d_ranges, c->n_ranges = SHM_RANGES_MAX + 1)
 DAMAGE(d_domain_len, c->domain_len = SHM_DOMAIN_MAX + 1)
 DAMAGE(d_domain_nul, c->domain_len = 3)
 /* Records: the store opens, the damaged record is never an answer. */
-DAMAGE(d_name_len0, records_of(b, i)[record_index(b, i, "Win-A")].name_len = 0)
-DAMAGE(d_name_len64, records_of(b, i)[record_index(b, i, "Win-A")].name_len = SHM_LABEL_MAX + 1)
-DAMAGE(d_name_len_short, records_of(b, i)[record_index(b, i, "Win-A")].name_len = 4)
-DAMAGE(d_name_off_past, records_of(b, i)[record_index(b, i, "Win-A")].name_off = c->pool_len)
-DAMAGE(d_name_off_huge, records_of(b, i)[record_index(b, i, "Win-A")].name_off = UINT32_MAX)
+DAMAGE(d_name_len0, entry_of(b, i, "Win-A")->name_len = 0)
+DAMAGE(d_name_len64, entry_of(b, i, "Win-A")->name_len = SHM_LABEL_MAX + 1)
+DAMAGE(d_name_len_short, entry_of(b, i, "Win-A")->name_len = 4)
+DAMAGE(d_name_off_past, name_slot(b, i, "Win-A")->entry = c->entries_len / SHM_ENTRY_ALIGN)
+DAMAGE(d_name_off_huge, name_slot(b, i, "Win-A")->entry = UINT32_MAX / SHM_ENTRY_ALIGN + 2)
 DAMAGE(d_name_unterminated, {
-        ShmWireRecord *r = &records_of(b, i)[record_index(b, i, "Win-A")];
-        ((char *) region_of(b, i) + c->pool_off)[r->name_off + r->name_len] = 'x';
+        ShmWireEntry *e = entry_of(b, i, "Win-A");
+        e->name[e->name_len] = 'x';
 })
-DAMAGE(d_v4_first_past, records_of(b, i)[record_index(b, i, "Win-A")].v4_first = c->n_v4)
-DAMAGE(d_v4_first_huge, records_of(b, i)[record_index(b, i, "Win-A")].v4_first = UINT32_MAX)
-DAMAGE(d_n_v4_past, records_of(b, i)[record_index(b, i, "Win-A")].n_v4 = UINT16_MAX)
-DAMAGE(d_n_v6_past, records_of(b, i)[record_index(b, i, "Win-A")].n_v6 = (uint16_t) (c->n_v6 + 1))
+DAMAGE(d_v4_first_past, index_of(b, i)[0] = c->entries_len)
+DAMAGE(d_v4_first_huge, index_of(b, i)[0] += 4)
+DAMAGE(d_n_v4_past, entry_of(b, i, "Win-A")->n_v4 = UINT16_MAX)
+DAMAGE(d_n_v6_past, entry_of(b, i, "Win-A")->n_v6 = (uint16_t) (c->entries_len / 16))
 /* Indexes: every loop bounded, every hit re-checked. */
 DAMAGE(d_names_full, {
         uint32_t tag = name_tag(b, i, "Win-A") ^ 1;
         for (uint32_t k = 0; k < c->name_slots; k++)
-                name_slots_of(b, i)[k] = (ShmWireSlot) { .tag = tag, .index = 1 };
+                name_slots_of(b, i)[k] = (ShmWireSlot) { .tag = tag, .entry = 1 };
         c->name_max_probe = c->name_slots; /* a few: within SHM_PROBE_LIMIT */
 })
 DAMAGE(d_addrs_full, {
         ShmWireSlot *slots = (ShmWireSlot *) (region_of(b, i) + c->addr_idx_off);
         for (uint32_t k = 0; k < c->addr_slots; k++)
-                slots[k] = (ShmWireSlot) { .tag = k, .index = 1 + k % c->n_records };
+                slots[k] = (ShmWireSlot) { .tag = k, .entry = index_of(b, i)[k % c->n_records] / SHM_ENTRY_ALIGN + 1 };
         c->addr_max_probe = c->addr_slots < SHM_PROBE_LIMIT ? c->addr_slots : SHM_PROBE_LIMIT;
 })
-DAMAGE(d_slot_other_record, name_slot(b, i, "Win-A")->index = record_index(b, i, "linux-b") + 1)
-DAMAGE(d_slot_index_past, name_slot(b, i, "Win-A")->index = c->n_records + 1)
-DAMAGE(d_slot_index_max, name_slot(b, i, "Win-A")->index = UINT32_MAX)
+DAMAGE(d_slot_other_record, name_slot(b, i, "Win-A")->entry = entry_off(b, i, "linux-b") / SHM_ENTRY_ALIGN + 1)
+DAMAGE(d_slot_index_past, name_slot(b, i, "Win-A")->entry = c->entries_len / SHM_ENTRY_ALIGN + 1)
+DAMAGE(d_slot_index_max, name_slot(b, i, "Win-A")->entry = UINT32_MAX)
 
 typedef struct Hostile {
         const char *what;
@@ -1723,14 +1729,14 @@ static const Hostile hostile[] = {
         { "state 0", d_state, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
         { "state 3", d_state3, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
         { "used past the region", d_used, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
-        { "records past used", d_records_past, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
-        { "records unaligned", d_records_unaligned, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "record index past used", d_records_past, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "record index unaligned", d_records_unaligned, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
         { "n_records past used", d_records_many, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
         { "n_records UINT32_MAX", d_records_max, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
-        { "v4 array past used", d_v4_past, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
-        { "n_v4 overflowing 32 bits", d_v4_many, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
-        { "n_v6 past used", d_v6_many, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
-        { "pool past used", d_pool_past, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "entries past used", d_v4_past, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "entries_len UINT32_MAX", d_v4_many, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "entries unaligned", d_v6_many, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
+        { "entries one past used", d_pool_past, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
         { "name index past used", d_name_idx_past, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
         { "name_slots huge", d_name_slots, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
         { "name probe beyond the slots", d_name_probe, false, -EBADMSG, SHM_NOT_OURS, SHM_NOT_OURS },
@@ -1742,13 +1748,13 @@ static const Hostile hostile[] = {
         { "name_len 0", d_name_len0, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
         { "name_len 64", d_name_len64, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
         { "name_len short of the NUL", d_name_len_short, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
-        { "name past the pool", d_name_off_past, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
-        { "name offset huge", d_name_off_huge, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
+        { "name slot at the end of the entries", d_name_off_past, false, 0, SHM_NOT_OURS, SHM_FOUND },
+        { "name slot offset overflowing", d_name_off_huge, false, 0, SHM_NOT_OURS, SHM_FOUND },
         { "name not NUL-terminated", d_name_unterminated, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
-        { "v4_first past the array", d_v4_first_past, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
-        { "v4_first huge", d_v4_first_huge, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
-        { "n_v4 past the array", d_n_v4_past, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
-        { "n_v6 past the array", d_n_v6_past, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
+        { "record index entry past the entries", d_v4_first_past, false, 0, SHM_FOUND, SHM_FOUND },
+        { "record index entry unaligned", d_v4_first_huge, false, 0, SHM_FOUND, SHM_FOUND },
+        { "n_v4 past the entries", d_n_v4_past, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
+        { "n_v6 past the entries", d_n_v6_past, false, 0, SHM_NOT_OURS, SHM_UNKNOWN },
         { "every name slot taken, no tag matches", d_names_full, false, 0, SHM_NOT_OURS, SHM_FOUND },
         { "every address slot taken, none matches", d_addrs_full, false, 0, SHM_FOUND, SHM_UNKNOWN },
         { "name slot pointing at another record", d_slot_other_record, false, 0, SHM_NOT_OURS, SHM_FOUND },

@@ -37,8 +37,8 @@ struct ShmWriter {
 
 /* Where each section of a copy goes, computed before anything is written. */
 typedef struct Layout {
-        uint32_t n_records, n_v4, n_v6, pool_len, name_slots, addr_slots;
-        uint32_t records_off, v4_off, v6_off, pool_off, name_idx_off, addr_idx_off;
+        uint32_t n_records, entries_len, name_slots, addr_slots;
+        uint32_t index_off, entries_off, name_idx_off, addr_idx_off;
         uint32_t used;
 } Layout;
 
@@ -177,15 +177,16 @@ static uint64_t slots_for(uint64_t n) {
 }
 
 static int layout_compute(const ShmMap *map, Layout *ret) {
-        uint64_t n_v4 = 0, n_v6 = 0, pool = 0, off = 0;
+        uint64_t n_addrs = 0, entries = 0, off = 0;
         for (size_t i = 0; i < map->n_peers; i++) {
-                n_v4 += map->peers[i].n_v4;
-                n_v6 += map->peers[i].n_v6;
-                pool += strlen(map->peers[i].name) + 1;
+                const ShmPeer *p = &map->peers[i];
+                n_addrs += p->n_v4 + p->n_v6;
+                entries += shm_entry_size((uint32_t) strlen(p->name), (uint32_t) p->n_v4, (uint32_t) p->n_v6);
         }
-        uint64_t name_slots = slots_for(map->n_peers), addr_slots = slots_for(n_v4 + n_v6);
-        uint64_t sizes[] = { map->n_peers * sizeof(ShmWireRecord), n_v4 * 4, n_v6 * 16, name_slots * sizeof(ShmWireSlot),
-                             addr_slots * sizeof(ShmWireSlot), pool };
+        uint64_t name_slots = slots_for(map->n_peers), addr_slots = slots_for(n_addrs);
+        /* Entries first: their offsets / 8 must fit a slot's reference. */
+        uint64_t sizes[] = { entries, map->n_peers * sizeof(uint32_t), name_slots * sizeof(ShmWireSlot),
+                             addr_slots * sizeof(ShmWireSlot) };
         uint64_t offs[ELEMENTSOF(sizes)];
         for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
                 offs[i] = off;
@@ -195,28 +196,24 @@ static int layout_compute(const ShmMap *map, Layout *ret) {
                 return -E2BIG;
         *ret = (Layout) {
                 .n_records = (uint32_t) map->n_peers,
-                .n_v4 = (uint32_t) n_v4,
-                .n_v6 = (uint32_t) n_v6,
-                .pool_len = (uint32_t) pool,
+                .entries_len = (uint32_t) entries,
                 .name_slots = (uint32_t) name_slots,
                 .addr_slots = (uint32_t) addr_slots,
-                .records_off = (uint32_t) offs[0],
-                .v4_off = (uint32_t) offs[1],
-                .v6_off = (uint32_t) offs[2],
-                .name_idx_off = (uint32_t) offs[3],
-                .addr_idx_off = (uint32_t) offs[4],
-                .pool_off = (uint32_t) offs[5],
+                .entries_off = (uint32_t) offs[0],
+                .index_off = (uint32_t) offs[1],
+                .name_idx_off = (uint32_t) offs[2],
+                .addr_idx_off = (uint32_t) offs[3],
                 .used = (uint32_t) off,
         };
         return 0;
 }
 
-/* Inserts record `index` for `hash`; returns the probe length it took. */
-static uint32_t slot_insert(ShmWireSlot *slots, uint32_t n, uint64_t hash, uint32_t index) {
+/* Inserts a reference for `hash`; returns the probe length it took. */
+static uint32_t slot_insert(ShmWireSlot *slots, uint32_t n, uint64_t hash, uint32_t ref) {
         uint32_t pos = shm_slot_start(hash, n);
         for (uint32_t probe = 1;; probe++) {
-                if (slots[pos].index == 0) {
-                        slots[pos] = (ShmWireSlot) { .tag = (uint32_t) (hash >> 32), .index = index + 1 };
+                if (slots[pos].entry == 0) {
+                        slots[pos] = (ShmWireSlot) { .tag = (uint32_t) (hash >> 32), .entry = ref };
                         return probe;
                 }
                 if (++pos == n)
@@ -230,20 +227,25 @@ static void addr_key4(const struct in_addr *a, uint8_t key[16]) {
         memcpy(key + 12, a, 4);
 }
 
-/* Builds the indexes; false when a probe chain would pass SHM_PROBE_LIMIT
- * (the caller then picks another key). */
+/* Builds the indexes over the entries already written; false when a probe
+ * chain would pass SHM_PROBE_LIMIT (the caller then picks another key). */
 static bool build_indexes(uint8_t *base, const Layout *l, const ShmMap *map, const uint64_t key[2],
                           uint32_t *ret_name_probe, uint32_t *ret_addr_probe) {
         ShmWireSlot *names = (ShmWireSlot *) (base + l->name_idx_off);
         ShmWireSlot *addrs = (ShmWireSlot *) (base + l->addr_idx_off);
+        const uint32_t *offs = (const uint32_t *) (base + l->index_off);
         uint32_t name_probe = 0, addr_probe = 0;
         memset(names, 0, (size_t) l->name_slots * sizeof(ShmWireSlot));
         memset(addrs, 0, (size_t) l->addr_slots * sizeof(ShmWireSlot));
 
         for (size_t i = 0; i < map->n_peers; i++) {
                 const ShmPeer *p = &map->peers[i];
-                uint64_t h = siphash13(key, p->name, strlen(p->name), 1);
-                uint32_t probe = slot_insert(names, l->name_slots, h, (uint32_t) i);
+                uint32_t ref = offs[i] / SHM_ENTRY_ALIGN + 1;
+                char lc[SHM_LABEL_MAX];
+                size_t nl = strlen(p->name);
+                for (size_t k = 0; k < nl; k++)
+                        lc[k] = ascii_tolower(p->name[k]);
+                uint32_t probe = slot_insert(names, l->name_slots, siphash13(key, lc, nl, 0), ref);
                 if (probe > name_probe)
                         name_probe = probe;
                 for (size_t k = 0; k < p->n_v4 + p->n_v6; k++) {
@@ -252,7 +254,7 @@ static bool build_indexes(uint8_t *base, const Layout *l, const ShmMap *map, con
                                 addr_key4(&p->v4[k], ak);
                         else
                                 memcpy(ak, &p->v6[k - p->n_v4], 16);
-                        probe = slot_insert(addrs, l->addr_slots, siphash13(key, ak, 16, 0), (uint32_t) i);
+                        probe = slot_insert(addrs, l->addr_slots, siphash13(key, ak, 16, 0), ref);
                         if (probe > addr_probe)
                                 addr_probe = probe;
                 }
@@ -268,35 +270,34 @@ static bool build_indexes(uint8_t *base, const Layout *l, const ShmMap *map, con
  * and fills the descriptor; the latch is the caller's business. */
 static int serialize(uint8_t *base, const Layout *l, const ShmMap *map, bool up, uint64_t generation,
                      ShmWireCopy *c) {
-        ShmWireRecord *rec = (ShmWireRecord *) (base + l->records_off);
-        uint8_t *v4 = base + l->v4_off, *v6 = base + l->v6_off;
-        char *pool = (char *) base + l->pool_off;
-        uint32_t n4 = 0, n6 = 0, pool_at = 0;
+        uint8_t *entries = base + l->entries_off;
+        uint32_t *offs = (uint32_t *) (base + l->index_off);
+        uint32_t at = 0;
         uint64_t key[2];
 
         for (size_t i = 0; i < map->n_peers; i++) {
                 const ShmPeer *p = &map->peers[i];
-                size_t nl = strlen(p->name);
-                rec[i] = (ShmWireRecord) {
-                        .name_off = pool_at,
-                        .v4_first = n4,
-                        .v6_first = n6,
+                uint32_t nl = (uint32_t) strlen(p->name);
+                uint32_t size = shm_entry_size(nl, (uint32_t) p->n_v4, (uint32_t) p->n_v6);
+                uint8_t *e = entries + at;
+                memset(e, 0, size); /* the padding too: no stale bytes */
+                *(ShmWireEntry *) e = (ShmWireEntry) {
+                        .ttl = p->ttl,
                         .n_v4 = (uint16_t) p->n_v4,
                         .n_v6 = (uint16_t) p->n_v6,
-                        .ttl = p->ttl,
                         .name_len = (uint8_t) nl,
                         .flags = p->online ? SHM_RECORD_ONLINE : 0,
                 };
-                memcpy(pool + pool_at, p->name, nl + 1);
-                pool_at += (uint32_t) nl + 1;
+                memcpy(e + sizeof(ShmWireEntry), p->name, nl);
+                uint8_t *a = e + shm_entry_addrs_off(nl);
                 /* A peer without addresses of a family may pass NULL, and
                  * memcpy() from NULL is undefined even for 0 bytes. */
                 if (p->n_v4)
-                        memcpy(v4 + (size_t) n4 * 4, p->v4, p->n_v4 * 4);
+                        memcpy(a, p->v4, p->n_v4 * 4);
                 if (p->n_v6)
-                        memcpy(v6 + (size_t) n6 * 16, p->v6, p->n_v6 * 16);
-                n4 += (uint32_t) p->n_v4;
-                n6 += (uint32_t) p->n_v6;
+                        memcpy(a + p->n_v4 * 4, p->v6, p->n_v6 * 16);
+                offs[i] = at;
+                at += size;
         }
 
         uint32_t name_probe = 0, addr_probe = 0;
@@ -317,13 +318,9 @@ static int serialize(uint8_t *base, const Layout *l, const ShmMap *map, bool up,
         c->state = up ? SHM_STATE_UP : SHM_STATE_DOWN;
         c->used = l->used;
         c->n_records = l->n_records;
-        c->records_off = l->records_off;
-        c->n_v4 = l->n_v4;
-        c->v4_off = l->v4_off;
-        c->n_v6 = l->n_v6;
-        c->v6_off = l->v6_off;
-        c->pool_len = l->pool_len;
-        c->pool_off = l->pool_off;
+        c->index_off = l->index_off;
+        c->entries_len = l->entries_len;
+        c->entries_off = l->entries_off;
         c->name_slots = l->name_slots;
         c->name_idx_off = l->name_idx_off;
         c->name_max_probe = name_probe;
@@ -339,6 +336,8 @@ static int serialize(uint8_t *base, const Layout *l, const ShmMap *map, bool up,
         }
         c->domain_len = (uint32_t) strlen(map->domain);
         memcpy(c->domain, map->domain, c->domain_len + 1);
+        for (uint32_t i = 0; i <= c->domain_len; i++)
+                c->domain_lc[i] = ascii_tolower(map->domain[i]);
         return 0;
 }
 
@@ -356,7 +355,8 @@ static void latch_commit(ShmWriter *w, unsigned from) {
 }
 
 static int create_store(ShmWriter *w, const Layout *l, const ShmMap *map, bool up) {
-        uint64_t cap = ALIGN_TO((uint64_t) l->used + l->used / 8 + 4096, 4096);
+        /* Room for a few more peers before the next growth. */
+        uint64_t cap = ALIGN_TO((uint64_t) l->used + l->used / 16 + 4096, 4096);
         uint64_t size = SHM_HEADER_SIZE + 2 * cap;
         if (cap > UINT32_MAX)
                 return -E2BIG;
