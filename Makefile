@@ -22,7 +22,7 @@ SHM_SRC := shm/siphash.c shm/reader.c shm/writer.c
 NSS_SRC := nss_ztna/nss-ztna.c
 ZTNAD_SRC := ztnad/ztnad.c ztnad/daemon.c ztnad/peers.c ztnad/config.c ztnad/control.c ztnad/sync.c \
 	ztnad/controlplane.c
-ZTNA_SRC := ztnad/ztna.c
+ZTNA_SRC := ztnad/ztna.c ztnad/config.c ztnad/controlplane.c
 HEADERS := $(wildcard shm/*.h nss_ztna/*.h ztnad/*.h)
 
 all: $(B)/libnss_ztna.so.2 $(B)/ztnad $(B)/ztna
@@ -56,7 +56,7 @@ $(B)/ztnad: $(ZTNAD_OBJ) $(B)/libshm.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(DAEMON_LIBS) $(CURL_LIBS)
 
 $(B)/ztna: $(ZTNA_SRC:%.c=$(B)/obj/%.o) $(B)/libshm.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(ZTNA_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(ZTNA_LIBS) $(CURL_LIBS)
 
 # ---- sanitized test build (never installed, never dlopen'ed by getent) ----
 $(T)/%.o: %.c $(HEADERS)
@@ -220,8 +220,39 @@ units-check: $(B)/ztnad $(B)/libnss_ztna.so.2
 demo: all
 	sh tests/demo.sh
 
+# ---- Debian packages and the SELinux policy module ----
+# The policy module, built with the reference policy's development files
+# (selinux-policy-dev) in a copy under $(B): that Makefile writes next to
+# its sources.
+SELINUX_DEVEL ?= /usr/share/selinux/devel/Makefile
+$(B)/selinux/ztnad.pp: selinux/ztnad.te selinux/ztnad.if selinux/ztnad.fc
+	@mkdir -p $(B)/selinux
+	cp selinux/ztnad.te selinux/ztnad.if selinux/ztnad.fc $(B)/selinux/
+	$(MAKE) -C $(B)/selinux -f $(SELINUX_DEVEL) ztnad.pp
+selinux: $(B)/selinux/ztnad.pp
+
+# dpkg-buildpackage writes into the parent directory; the files its
+# .changes lists are moved to $(B)/deb, then lintian checks them.
+deb:
+	dpkg-buildpackage -us -uc -b
+	rm -rf $(B)/deb && mkdir -p $(B)/deb
+	changes=../ztna_$$(dpkg-parsechangelog -SVersion | sed 's/^[0-9]*://')_$$(dpkg-architecture -qDEB_HOST_ARCH).changes && \
+	for f in $$(awk '/^Files:/ { on = 1; next } /^[^ ]/ { on = 0 } on { print $$5 }' "$$changes"); do \
+		mv "../$$f" $(B)/deb/ || exit 1; \
+	done && mv "$$changes" $(B)/deb/
+	lintian --fail-on error,warning $(B)/deb/*.changes
+
+# Installs the packages into a throwaway Debian 12 root (debootstrap,
+# needs root and the Debian mirror); slow, so not part of "make test".
+deb-test: deb
+	bash tests/test-deb.sh
+
+# The policy module's rules and labels, checked with setools.
+selinux-check: selinux deb
+	bash tests/test-selinux.sh
+
 clean:
 	rm -rf $(B)
 
-.PHONY: all check test fuzz bench demo clean install units-check
+.PHONY: all check test fuzz bench demo clean install units-check selinux deb deb-test selinux-check
 .DELETE_ON_ERROR:

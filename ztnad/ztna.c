@@ -27,7 +27,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "control.h"
+#include "controlplane.h"
 #include "macro.h"
 #include "shm-format.h"
 #include "shm.h"
@@ -55,6 +57,7 @@ enum {
 #define SNAPSHOT_TRIES 5
 
 typedef struct Args {
+        const char *config; /* -c, NULL for the default path */
         const char *store;  /* --store, NULL for the reader's default */
         const char *socket; /* --socket, NULL for the default */
         bool json;
@@ -834,10 +837,50 @@ static QueryOutcome query_daemon(const Args *a, const char *query, json_t **ret,
         return QUERY_REFUSED;
 }
 
+/* The control plane, asked over HTTPS the way the earlier client did (the
+ * guide's ST3): it answers while ztnad is stopped. Used only when ztnad.conf
+ * names one; when it cannot be reached, the daemon is asked instead. */
+static QueryOutcome query_controlplane(const Args *a, const char *query, json_t **ret, char *err, size_t errlen) {
+        _cleanup_config_ ZtnadConfig *cfg = NULL;
+        _cleanup_controlplane_answer_ ControlPlaneAnswer *ans = NULL;
+        ConfigError cerr;
+        bool exposed = false;
+
+        if (config_load(a->config, &cfg, &cerr) < 0) {
+                fprintf(stderr, "ztna: %s; not asking the control plane\n", cerr.message);
+                return QUERY_UNAVAILABLE;
+        }
+        if (!cfg->control_url)
+                return QUERY_UNAVAILABLE;
+        ControlPlaneConfig cp = {
+                .control_url = cfg->control_url,
+                .org_id = cfg->org_id,
+                .token_file = cfg->token_file,
+                .ca_file = cfg->ca_file,
+        };
+        int r = controlplane_resolve(&cp, query, &ans, &exposed, err, errlen);
+        if (exposed)
+                fprintf(stderr, "ztna: warning: %s is readable by other users\n", cfg->token_file);
+        if (r == -ENOENT)
+                return QUERY_NOT_FOUND;
+        if (r < 0) {
+                fprintf(stderr, "ztna: control plane: %s; asking ztnad instead\n", err);
+                return QUERY_UNAVAILABLE;
+        }
+        json_t *addrs = json_array();
+        if (!addrs)
+                return QUERY_UNAVAILABLE;
+        for (size_t i = 0; i < ans->n_addresses; i++)
+                json_array_append_new(addrs, json_string(ans->addresses[i].text));
+        *ret = json_pack("{s:s, s:s, s:o}", "name", ans->name, "fqdn", ans->fqdn, "addresses", addrs);
+        return *ret ? QUERY_FOUND : QUERY_UNAVAILABLE;
+}
+
 static const QueryWay query_way_store = { "store", query_store };
 static const QueryWay query_way_daemon = { "daemon", query_daemon };
+static const QueryWay query_way_controlplane = { "control plane", query_controlplane };
 static const QueryWay *const query_ways_local[] = { &query_way_store, NULL };
-static const QueryWay *const query_ways_default[] = { &query_way_daemon, /* control plane: here */ NULL };
+static const QueryWay *const query_ways_default[] = { &query_way_controlplane, &query_way_daemon, NULL };
 
 static bool is_address(const char *s) {
         unsigned char buf[sizeof(struct in6_addr)];
@@ -1066,6 +1109,10 @@ static void help(void) {
                "Changes (flush, up, down, push) need root or the ztna group.\n"
                "\n"
                "Options:\n"
+               "  -c, --config FILE   ztnad.conf to take the control plane from (default\n"
+               "                      " CONFIG_DEFAULT_PATH "); when it names control_url,\n"
+               "                      dns query asks the control plane over HTTPS first,\n"
+               "                      so it works with ztnad stopped\n"
                "  -l, --local         read the record store directly instead of asking ztnad\n"
                "                      (status, dns list, dns query)\n"
                "  -s, --store PATH    the record store (default: $" SHM_ENV_PATH " for tests, else\n"
@@ -1096,6 +1143,7 @@ static int usage_error(const char *msg) {
 int main(int argc, char **argv) {
         enum { OPT_VERSION = 0x100, OPT_SOCKET };
         static const struct option options[] = {
+                { "config", required_argument, NULL, 'c' },
                 { "local", no_argument, NULL, 'l' },
                 { "store", required_argument, NULL, 's' },
                 { "socket", required_argument, NULL, OPT_SOCKET },
@@ -1110,8 +1158,11 @@ int main(int argc, char **argv) {
         unsigned long secs;
         int n, c;
 
-        while ((c = getopt_long(argc, argv, "ls:t:jh", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "c:ls:t:jh", options, NULL)) >= 0)
                 switch (c) {
+                case 'c':
+                        a.config = optarg;
+                        break;
                 case 'l':
                         a.local = true;
                         break;
