@@ -20,10 +20,12 @@ build/test/test-controlplane
 build/test/test-config
 build/test/test-control
 build/test/test-dns-wire
+build/test/test-upstream-unit
 tests/test-glibc.sh
 tests/test-daemon.sh
 tests/test-controlplane.sh
 tests/test-control.sh
+tests/test-upstream.sh
 tests/test-units.sh
 "
 if [ $# -gt 0 ]; then

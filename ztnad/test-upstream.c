@@ -140,7 +140,7 @@ static void print_answer(const Harness *h, unsigned i, const uint8_t *answer, si
                             (rr.type == DNS_TYPE_AAAA && rr.rdlength == 16)) {
                                 (void) inet_ntop(rr.type == DNS_TYPE_A ? AF_INET : AF_INET6, answer + rr.rdata_off, a,
                                                  sizeof a);
-                                if (used < sizeof addrs - 64)
+                                if (count <= 4 && used < sizeof addrs - 64)
                                         used += (size_t) snprintf(addrs + used, sizeof addrs - used, "%s%s",
                                                                   used ? "," : "", a);
                         }

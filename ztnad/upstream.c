@@ -443,16 +443,19 @@ void query_complete(Query *q, uint8_t *msg, size_t len) {
         upstream_done_fn done = q->done;
         void *userdata = q->userdata;
         bool probe = q->probe != NULL;
+        /* `msg` may be in the fallback's buffer: it goes after the call. */
+        Plain *plain = TAKE_PTR(q->plain);
         uint16_t rcode;
 
         msg[DNS_OFF_ID] = (uint8_t) (q->client_id >> 8);
         msg[DNS_OFF_ID + 1] = (uint8_t) q->client_id;
         rcode = (uint16_t) (msg[DNS_OFF_FLAGS + 1] & DNS_RCODE_MASK);
         query_free(q);
-        if (probe)
-                return;
-        u->n_answered++;
-        done(userdata, msg, len, rcode, -1, NULL);
+        if (!probe) {
+                u->n_answered++;
+                done(userdata, msg, len, rcode, -1, NULL);
+        }
+        plain_free(plain);
 }
 
 void attempt_answered(Attempt *a, uint8_t *msg, size_t len) {

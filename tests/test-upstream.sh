@@ -1,0 +1,295 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# The DNS-over-TLS upstream (ztnad/upstream*.c) against real servers:
+# Debian's unbound serving DoT on loopback with certificates from a
+# throwaway CA (tests/unbound-dot.sh), a relay that counts connections and
+# a black hole that accepts and never answers (tests/tcp-proxy.py). The
+# harness build/test/test-upstream sends the queries through
+# upstream_resolve() and prints answers, EDEs, timings and server state.
+#
+# Everything runs in a network namespace of its own (loopback only), so the
+# ports never clash with the host's and the iptables rules of the ST2-style
+# tests (port 853 of a server dropped, then both) touch only that
+# namespace, never the host's firewall.
+#
+# Shown: an answer over DoT; 300 parallel queries pipelined on one
+# connection; TLS session resumption on the next connection; a black-holed
+# first server answered by the second within a few hundred ms and then
+# skipped (p99 small); a silently dropped first server (SYN dropped)
+# answered by the second well before 3 s; both dead: SERVFAIL with an EDE
+# and the "plaintext fallback disabled" log line; with the fallback
+# allowed: plain UDP, and TCP after TC; a certificate for another name,
+# an expired one, a self-signed one and a wrong SPKI pin refused with a
+# SERVFAIL and no downgrade; a right pin accepted; a server killed with
+# queries in flight: the queries answered by the other server.
+# Prints the figures asked for in the report.
+#
+# Usage: B=build bash tests/test-upstream.sh   (root: ip netns, iptables)
+set -eu
+
+B=${B:-build}
+case $B in
+/*) ;;
+*) B=$(pwd)/$B ;;
+esac
+HERE=$(cd "$(dirname "$0")" && pwd)
+HARNESS=$B/test/test-upstream
+PYTHON=/usr/bin/python3
+
+for tool in unbound unbound-checkconf openssl ip iptables; do
+	if ! command -v "$tool" >/dev/null 2>&1; then
+		echo "test-upstream: $tool is missing (apt-get install unbound openssl iproute2 iptables)"
+		exit 1
+	fi
+done
+if [ ! -x "$HARNESS" ]; then
+	echo "test-upstream: $HARNESS is missing (make $HARNESS)"
+	exit 1
+fi
+
+# Into a namespace of our own first.
+if [ -z "${ZTNA_UPSTREAM_NETNS:-}" ]; then
+	ns=ztna-upstream-$$
+	ip netns add "$ns"
+	rc=0
+	ip netns exec "$ns" env ZTNA_UPSTREAM_NETNS="$ns" B="$B" bash "$0" "$@" || rc=$?
+	ip netns del "$ns"
+	exit $rc
+fi
+ip link set lo up
+
+dir=$(mktemp -d)
+pids=
+failures=0
+
+cleanup() {
+	for p in $pids; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in $pids; do
+		wait "$p" 2>/dev/null || true
+	done
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+ok() {
+	echo "ok - $*"
+}
+fail() {
+	echo "FAIL - $*"
+	failures=$((failures + 1))
+}
+check() { # description, then a command
+	local what=$1
+	shift
+	if "$@"; then ok "$what"; else fail "$what"; fi
+}
+
+# Ports: the namespace is ours, so fixed ones are free.
+A_TLS=8853 # unbound A: good certificate, plain DNS on A_PLAIN
+A_PLAIN=8053
+B_TLS=8854 # unbound B: good certificate, slow.test answered locally
+X_TLS=8855 # expired certificate
+S_TLS=8856 # self-signed certificate
+M_TLS=8857 # slow.test forwarded to nowhere: queries stay in flight
+O_TLS=8858 # certificate for other.test
+RELAY=8860
+HOLE=8861
+CLOSED=8862 # nothing listens here
+
+sh "$HERE/unbound-dot.sh" certs "$dir/pki"
+CA=$dir/pki/ca.pem
+
+# slow.test: B answers it, M forwards it to a port nobody answers.
+cat >"$dir/b.extra" <<EOF
+	local-zone: "slow.test." static
+	local-data: "q.slow.test. 300 IN A 192.0.2.2"
+EOF
+cat >"$dir/m.extra" <<EOF
+	local-zone: "slow.test." transparent
+forward-zone:
+	name: "slow.test."
+	forward-addr: 127.0.0.1@9
+EOF
+
+last_pid=
+start_unbound() { # name tls_port cert plain_port extra
+	sh "$HERE/unbound-dot.sh" run "$dir/$1" "$2" "$dir/pki/$3.pem" "$dir/pki/$3.key" "$4" "$5" \
+		>"$dir/$1.log" 2>&1 &
+	last_pid=$! # unbound itself: the script execs it
+	pids="$pids $last_pid"
+}
+start_unbound a $A_TLS server $A_PLAIN ""
+start_unbound b $B_TLS server "" "$dir/b.extra"
+start_unbound x $X_TLS expired "" ""
+start_unbound s $S_TLS selfsigned "" ""
+start_unbound m $M_TLS server "" "$dir/m.extra"
+pid_m=$last_pid
+start_unbound o $O_TLS other "" ""
+$PYTHON "$HERE/tcp-proxy.py" --listen $RELAY --connect $A_TLS --count-file "$dir/relay.count" &
+pids="$pids $!"
+$PYTHON "$HERE/tcp-proxy.py" --listen $HOLE --blackhole --count-file "$dir/hole.count" &
+pids="$pids $!"
+
+wait_port() {
+	for _ in $(seq 100); do
+		if ss -Hltn "sport = :$1" | grep -q .; then
+			return 0
+		fi
+		sleep 0.05
+	done
+	echo "port $1 never opened"
+	cat "$dir"/*.log
+	exit 1
+}
+for p in $A_TLS $A_PLAIN $B_TLS $X_TLS $S_TLS $M_TLS $O_TLS $RELAY $HOLE; do
+	wait_port "$p"
+done
+
+A=127.0.0.1@$A_TLS#dns.test
+Bs=127.0.0.1@$B_TLS#dns.test
+out=$dir/out
+err=$dir/err
+
+run() { # harness arguments
+	"$HARNESS" --ca "$CA" "$@" >"$out" 2>"$err" || {
+		echo "harness failed: $*"
+		cat "$out" "$err"
+		return 1
+	}
+}
+field() { # line-pattern key: the value of key= on the first matching line
+	grep -m1 -- "$1" "$out" | tr ' ' '\n' | sed -n "s/^$2=//p"
+}
+ms_lt() { # a b: a < b, decimals allowed
+	awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'
+}
+
+# ---- answers over DoT ----
+run -s "$A" --repeat 200 www.example.test
+check "an answer over DoT" grep -q "^answer 0 www.example.test rcode=NOERROR .*addr=192.0.2.1 " "$out"
+check "200 sequential queries, one connection" grep -q "^server 0 .* connections=1 .*answers=200 " "$out"
+fresh=$(field "^answer 0 " ms)
+warm=$(field "^summary" median_ms)
+check "the server is logged up once" test "$(grep -c 'is up' "$err")" = 1
+
+run -s "127.0.0.1@$RELAY#dns.test" --repeat 300 --parallel www.example.test big.example.test
+check "300 parallel queries all answered" grep -q "^summary sent=600 answered=600 servfail=0" "$out"
+check "pipelined on one TCP connection (the relay counted $(cat "$dir/relay.count"))" \
+	test "$(cat "$dir/relay.count")" = 1
+check "answers matched to their questions" \
+	test "$(grep -c 'big.example.test rcode=NOERROR .*count=100 ' "$out")" = 300
+
+run -s "$A" --repeat 3 --interval-ms 300 --idle-ms 100 www.example.test
+check "idle connections closed, sessions resumed on the next" \
+	grep -q "^server 0 .* connections=3 resumed=2 " "$out"
+
+# ---- plain UDP to the same unbound, through the fallback path ----
+run -s "127.0.0.1@$CLOSED#dns.test" --allow-fallback --fallback "127.0.0.1@$A_PLAIN" --repeat 200 www.example.test
+check "fallback allowed: answered over plain UDP" \
+	test "$(grep -c 'rcode=NOERROR .*addr=192.0.2.1' "$out")" = 200
+check "the fallback is logged" grep -q "DNS-over-TLS failed, falling back to plaintext DNS" "$err"
+plain=$(field "^summary" median_ms)
+run -s "127.0.0.1@$CLOSED#dns.test" --allow-fallback --fallback "127.0.0.1@$A_PLAIN" big.example.test
+check "fallback: a truncated UDP answer is asked again over TCP" \
+	grep -q "^answer 0 big.example.test rcode=NOERROR .*count=100 " "$out"
+run -s "127.0.0.1@$CLOSED#dns.test" --allow-fallback --fallback "127.0.0.1@$CLOSED" www.example.test
+check "fallback that fails too: SERVFAIL naming both" \
+	grep -q 'rcode=SERVFAIL ede=22 .*Connection refused; plaintext fallback: 127.0.0.1:8862: Connection refused' "$out"
+
+# ---- failover ----
+run -s "127.0.0.1@$HOLE#dns.test" -s "$Bs" --repeat 100 --interval-ms 10 www.example.test
+hole_first=$(field "^answer 0 " ms)
+hole_p99=$(field "^summary" p99_ms)
+hole_max=$(field "^summary" max_ms)
+check "black-holed first server: answered by the second in ${hole_first} ms (< 1000)" ms_lt "$hole_first" 1000
+check "all 100 answered, p99 ${hole_p99} ms" grep -q "^summary sent=100 answered=100 servfail=0" "$out"
+# Later queries skip it: only the first one waited.
+later=$(grep '^answer ' "$out" | sed 1d | tr ' ' '\n' | sed -n 's/^ms=//p' | sort -g | tail -1)
+check "later queries skip the silent server (slowest after the first: ${later} ms < 50)" ms_lt "$later" 50
+
+run -s "127.0.0.1@$HOLE#dns.test" -s "127.0.0.1@$CLOSED#dns.test" --repeat 5 www.example.test
+check "both dead: SERVFAIL with EDE 22" grep -q "^answer 0 www.example.test rcode=SERVFAIL ede=22 " "$out"
+check "the EDE text names each server's failure" \
+	grep -q 'text="TLS handshake with 127.0.0.1:8861 timed out; connecting to 127.0.0.1:8862: Connection refused"' "$out"
+first_sf=$(field "^answer 0 " ms)
+check "the first within the timeout ($first_sf ms)" ms_lt "$first_sf" 3300
+check "later ones at once, servers in back-off" \
+	ms_lt "$(field '^answer 4 ' ms)" 50
+check "logged: plaintext fallback disabled (once, rate-limited)" \
+	test "$(grep -c '^<4>DNS-over-TLS failed, plaintext fallback disabled -- returning SERVFAIL$' "$err")" = 1
+check "each server's failure logged once" \
+	test "$(grep -c 'failed: ' "$err")" = 2
+
+# ---- certificates: refused, never downgraded ----
+run -s "127.0.0.1@$A_TLS#wrong.test" www.example.test
+check "a certificate for another name: SERVFAIL" \
+	grep -q 'rcode=SERVFAIL ede=23 .*text="TLS certificate verification failed for wrong.test: hostname mismatch' "$out"
+run -s "127.0.0.1@$O_TLS#dns.test" www.example.test
+check "the server shows a certificate for other.test: refused" \
+	grep -q 'rcode=SERVFAIL ede=23 .*verification failed for dns.test: hostname mismatch' "$out"
+run -s "127.0.0.1@$X_TLS#dns.test" www.example.test
+check "an expired certificate: refused" \
+	grep -q 'rcode=SERVFAIL ede=23 .*verification failed for dns.test: certificate has expired' "$out"
+run -s "127.0.0.1@$S_TLS#dns.test" www.example.test
+check "a self-signed certificate: refused" \
+	grep -q 'rcode=SERVFAIL ede=23 .*verification failed for dns.test: self-signed certificate' "$out"
+run -s "127.0.0.1@$A_TLS" www.example.test
+check "no name: the certificate's IP address is checked, and matches" grep -q 'rcode=NOERROR' "$out"
+"$HARNESS" -s "$A" www.example.test >"$out" 2>"$err" || true
+check "without our CA (the system store): refused" \
+	grep -q 'rcode=SERVFAIL ede=23 .*unable to get local issuer certificate' "$out"
+run -s "127.0.0.1@$S_TLS#dns.test" -s "$A" www.example.test
+check "a refused certificate fails over to the next server" grep -q 'rcode=NOERROR .*addr=192.0.2.1' "$out"
+
+pin() {
+	openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary |
+		openssl base64
+}
+run -s "$A" --pin "$(pin "$dir/pki/server.pem")" www.example.test
+check "the server's SPKI pin: accepted" grep -q 'rcode=NOERROR' "$out"
+run -s "$A" --pin "$(pin "$dir/pki/ca.pem")" www.example.test
+check "the CA's SPKI pin: accepted" grep -q 'rcode=NOERROR' "$out"
+run -s "$A" --pin "$(pin "$dir/pki/other.pem")" www.example.test
+check "a pin of another key: refused" grep -q 'rcode=SERVFAIL ede=23 .*matches no SPKI pin' "$out"
+
+# ---- a server dying with queries in flight ----
+# M holds slow.test queries (forwarded to nowhere); it is killed 30 ms in,
+# before the 100 ms hedge: the queries must be sent again to B.
+run -s "127.0.0.1@$M_TLS#dns.test" -s "$Bs" --repeat 20 --parallel --kill "$pid_m" --kill-after-ms 30 q.slow.test
+kill_max=$(field "^summary" max_ms)
+check "killed mid-stream: all 20 answered by the other server" \
+	test "$(grep -c 'q.slow.test rcode=NOERROR .*addr=192.0.2.2' "$out")" = 20
+check "resent at once, not after a hedge or timeout (slowest ${kill_max} ms < 100)" ms_lt "$kill_max" 100
+
+# ---- ST2: DoT failover with port 853 traffic dropped (iptables, this namespace only) ----
+iptables -A OUTPUT -p tcp --dport $A_TLS -j DROP
+run -s "$A" -s "$Bs" --repeat 50 --interval-ms 20 www.example.test
+drop_first=$(field "^answer 0 " ms)
+drop_p99=$(field "^summary" p99_ms)
+check "first server dropped: answered by the second in ${drop_first} ms (< 1500)" ms_lt "$drop_first" 1500
+check "all answered" grep -q "^summary sent=50 answered=50 servfail=0" "$out"
+iptables -A OUTPUT -p tcp --dport $B_TLS -j DROP
+run -s "$A" -s "$Bs" www.example.test
+check "both dropped: SERVFAIL, EDE 22 (no reachable authority)" \
+	grep -q 'rcode=SERVFAIL ede=22 .*connecting to 127.0.0.1:8853 timed out; connecting to 127.0.0.1:8854 timed out' "$out"
+check "logged: DNS-over-TLS failed, plaintext fallback disabled -- returning SERVFAIL" \
+	grep -q 'DNS-over-TLS failed, plaintext fallback disabled -- returning SERVFAIL' "$err"
+dead_worst=$(field "^summary" max_ms)
+run -s "$A" -s "$Bs" --allow-fallback --fallback "127.0.0.1@$A_PLAIN" www.example.test
+check "both dropped, fallback allowed: answered over plain UDP" grep -q 'rcode=NOERROR .*addr=192.0.2.1' "$out"
+iptables -D OUTPUT -p tcp --dport $A_TLS -j DROP
+iptables -D OUTPUT -p tcp --dport $B_TLS -j DROP
+
+echo "figures: fresh connection first answer ${fresh} ms; warm DoT median ${warm} ms vs plain UDP median ${plain} ms;" \
+	"black hole first/p99/max ${hole_first}/${hole_p99}/${hole_max} ms; SYN dropped first ${drop_first} ms, p99 ${drop_p99} ms;" \
+	"both dead worst ${dead_worst} ms; killed mid-stream max ${kill_max} ms"
+
+if [ "$failures" -gt 0 ]; then
+	echo "test-upstream: $failures failed"
+	exit 1
+fi
+echo "test-upstream: all passed"
