@@ -119,6 +119,9 @@ TEST_BINS += $(T)/test-upstream $(T)/test-upstream-unit
 $(T)/test-dns-wire: $(T)/ztnad/test-dns-wire.o $(T)/ztnad/dns-wire.o
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
 TEST_BINS += $(T)/test-dns-wire
+$(T)/test-blocklist: $(T)/ztnad/test-blocklist.o $(T)/ztnad/blocklist.o $(T)/ztnad/dns-wire.o $(T)/libshm.a
+	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
+TEST_BINS += $(T)/test-blocklist
 
 check test: all $(TEST_BINS) $(B)/gai-client $(B)/publish
 	sh tests/run-tests.sh
