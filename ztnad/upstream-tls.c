@@ -546,7 +546,8 @@ int conn_enqueue(Server *s, Attempt *a) {
 /* The hedging delay of queries that waited for the connection counts from
  * when it opened, now that the TCP handshake measured the path. */
 static void conn_rehedge(Conn *c, uint64_t now) {
-        uint64_t at = now + server_hedge_delay(c->server);
+        /* The TLS handshake's round trip is still ahead. */
+        uint64_t at = now + server_hedge_delay(c->server) + c->server->srtt;
 
         for (Attempt *a = c->wait_head; a; a = a->wait_next)
                 if (!a->hedged && a->hedge_at > at) {

@@ -342,6 +342,10 @@ static int attempt_start(Query *q, Attempt *a) {
                 message_format(a->error, sizeof a->error, "%s: %s", s->label, strerror(-r));
                 return r;
         }
+        /* A connection still to be opened costs two more round trips
+         * (TCP, then TLS 1.3) before the query's own. */
+        if (a->conn && a->conn->state != CONN_READY && a->hedge_at + 2 * s->srtt < a->deadline)
+                a->hedge_at += 2 * s->srtt;
         (void) query_rearm(q);
         return 0;
 }
