@@ -12,7 +12,9 @@
  *
  * then "summary ..." with the latency median, p99 and maximum, and one
  * "server ..." line per DoT server from upstream_get_status(). upstream.c
- * logs on stderr. Exit 0 when every query got its callback exactly once.
+ * logs on stderr. --udp ADDR@PORT sends the same queries over plain UDP
+ * straight to a server instead (one socket, one query at a time): the
+ * baseline for latency figures. Exit 0 when every query got its callback exactly once.
  */
 
 #include <arpa/inet.h>
@@ -23,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 #include <systemd/sd-event.h>
 #include <time.h>
 
@@ -46,6 +50,11 @@ typedef struct Harness {
         uint64_t *latency;       /* per query, usec */
         unsigned n_servfail;
         sd_event_source *next;
+        /* --udp: plain UDP straight to a server, not through upstream.c: a
+         * baseline for the latency figures. */
+        int udp_fd;
+        sd_event_source *udp_io;
+        uint16_t udp_id;
         pid_t kill_pid;
         uint64_t kill_after_usec;
         sd_event_source *killer;
@@ -211,11 +220,36 @@ static void send_one(Harness *h) {
         *p = (Pending) { .h = h, .index = i };
         h->sent++;
         h->started[i] = mono_usec();
+        if (h->udp_fd >= 0) {
+                /* One at a time: the reply handler finds it by the ID. */
+                h->udp_id = (uint16_t) (buf[DNS_OFF_ID] << 8 | buf[DNS_OFF_ID + 1]);
+                (void) sd_event_source_set_userdata(h->udp_io, p);
+                if (send(h->udp_fd, buf, len, 0) < 0) {
+                        fprintf(stderr, "send: %s\n", strerror(errno));
+                        exit(1);
+                }
+                return;
+        }
         r = upstream_resolve(h->upstream, buf, len, on_done, p);
         if (r < 0) {
                 fprintf(stderr, "upstream_resolve: %s\n", strerror(-r));
                 exit(1);
         }
+}
+
+static int on_udp(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Pending *p = userdata;
+        uint8_t buf[65536];
+        ssize_t n;
+
+        (void) s;
+        (void) revents;
+        n = recv(fd, buf, sizeof buf, 0);
+        if (n < (ssize_t) DNS_HEADER_SIZE || !p || (uint16_t) (buf[0] << 8 | buf[1]) != p->h->udp_id)
+                return 0;
+        (void) sd_event_source_set_userdata(s, NULL);
+        on_done(p, buf, (size_t) n, buf[DNS_OFF_FLAGS + 1] & DNS_RCODE_MASK, -1, NULL);
+        return 0;
 }
 
 static int on_next(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -304,6 +338,7 @@ int main(int argc, char **argv) {
                 OPT_KILL,
                 OPT_KILL_AFTER,
                 OPT_NO_EDNS,
+                OPT_UDP,
         };
         static const struct option options[] = {
                 { "server", required_argument, NULL, 's' },
@@ -320,13 +355,16 @@ int main(int argc, char **argv) {
                 { "kill", required_argument, NULL, OPT_KILL },
                 { "kill-after-ms", required_argument, NULL, OPT_KILL_AFTER },
                 { "no-edns", no_argument, NULL, OPT_NO_EDNS },
+                { "udp", required_argument, NULL, OPT_UDP },
                 {},
         };
         static UpstreamServer servers[UPSTREAM_SERVERS_MAX];
         static struct sockaddr_storage fallback[UPSTREAM_FALLBACK_MAX];
         const char *pins[UPSTREAM_PINS_MAX];
         UpstreamConfig cfg = {};
-        Harness h = { .repeat = 1, .edns = true };
+        Harness h = { .repeat = 1, .edns = true, .udp_fd = -1 };
+        struct sockaddr_storage udp_addr = {};
+        bool udp = false;
         int c, r, ret = 1;
 
         while ((c = getopt_long(argc, argv, "s:", options, NULL)) >= 0)
@@ -386,6 +424,13 @@ int main(int argc, char **argv) {
                 case OPT_NO_EDNS:
                         h.edns = false;
                         break;
+                case OPT_UDP:
+                        if (parse_server(optarg, &udp_addr, NULL, 0) < 0) {
+                                fprintf(stderr, "bad address %s (ADDR@PORT)\n", optarg);
+                                return 2;
+                        }
+                        udp = true;
+                        break;
                 default:
                         return 2;
                 }
@@ -424,6 +469,16 @@ int main(int argc, char **argv) {
         if (sd_event_add_time_relative(h.event, &h.next, CLOCK_MONOTONIC, 0, 1000, on_next, &h) < 0 ||
             sd_event_source_set_enabled(h.next, SD_EVENT_OFF) < 0)
                 return 1;
+        if (udp) {
+                h.udp_fd = socket(udp_addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+                if (h.udp_fd < 0 ||
+                    connect(h.udp_fd, (struct sockaddr *) &udp_addr,
+                            udp_addr.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)) <
+                            0 ||
+                    sd_event_add_io(h.event, &h.udp_io, h.udp_fd, EPOLLIN, on_udp, NULL) < 0)
+                        return 1;
+                h.parallel = false;
+        }
         if (h.kill_pid > 0 &&
             sd_event_add_time_relative(h.event, &h.killer, CLOCK_MONOTONIC, h.kill_after_usec, 1, on_kill, &h) < 0)
                 return 1;
@@ -445,6 +500,9 @@ int main(int argc, char **argv) {
         h.upstream = upstream_free(h.upstream);
         sd_event_source_disable_unref(h.next);
         sd_event_source_disable_unref(h.killer);
+        sd_event_source_disable_unref(h.udp_io);
+        if (h.udp_fd >= 0)
+                close(h.udp_fd);
         sd_event_unref(h.event);
         free(h.calls);
         free(h.started);
