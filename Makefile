@@ -122,6 +122,11 @@ TEST_BINS += $(T)/test-dns-wire
 $(T)/test-blocklist: $(T)/ztnad/test-blocklist.o $(T)/ztnad/blocklist.o $(T)/ztnad/dns-wire.o $(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
 TEST_BINS += $(T)/test-blocklist
+# The stub's shared answer cache (liburcu's lock-free hash table).
+URCU_LIBS := $(shell $(PKG_CONFIG) --libs liburcu-memb liburcu-cds 2>/dev/null || echo -lurcu-memb -lurcu-common -lurcu-cds)
+$(T)/test-cache: $(T)/ztnad/test-cache.o $(T)/ztnad/cache.o $(T)/ztnad/dns-wire.o $(T)/libshm.a
+	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(URCU_LIBS) -lpthread
+TEST_BINS += $(T)/test-cache
 
 check test: all $(TEST_BINS) $(B)/gai-client $(B)/publish
 	sh tests/run-tests.sh

@@ -21,6 +21,7 @@ build/test/test-config
 build/test/test-control
 build/test/test-dns-wire
 build/test/test-blocklist
+build/test/test-cache
 build/test/test-upstream-unit
 tests/test-glibc.sh
 tests/test-daemon.sh
