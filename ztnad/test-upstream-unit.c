@@ -189,13 +189,13 @@ START_TEST(test_pins) {
         uint8_t pin[32];
 
         /* sha256 of "" in base64: a well-formed pin. */
-        ck_assert_int_eq(tls_pin_decode("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", pin), 0);
+        ck_assert_int_eq(upstream_pin_decode("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", pin), 0);
         ck_assert_uint_eq(pin[0], 0xe3);
         ck_assert_uint_eq(pin[31], 0x55);
-        ck_assert_int_eq(tls_pin_decode("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU", pin), -EINVAL);
-        ck_assert_int_eq(tls_pin_decode("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU==", pin), -EINVAL);
-        ck_assert_int_eq(tls_pin_decode("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hS!FU=", pin), -EINVAL);
-        ck_assert_int_eq(tls_pin_decode("", pin), -EINVAL);
+        ck_assert_int_eq(upstream_pin_decode("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU", pin), -EINVAL);
+        ck_assert_int_eq(upstream_pin_decode("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU==", pin), -EINVAL);
+        ck_assert_int_eq(upstream_pin_decode("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hS!FU=", pin), -EINVAL);
+        ck_assert_int_eq(upstream_pin_decode("", pin), -EINVAL);
 }
 END_TEST
 

@@ -156,7 +156,7 @@ struct Server {
         char address[64];
         UpstreamServerState state;
         unsigned failures;
-        unsigned fail_epoch; /* bumped by every server_failed() */
+        unsigned fail_epoch; /* bumped by every upstream_server_failed() */
         uint64_t backoff_until, last_change, suspect_until, last_probe, failed_at;
         uint64_t srtt, rttvar; /* 0: not measured */
         FailKind last_fail;
@@ -199,40 +199,40 @@ struct Upstream {
 
 /* upstream.c */
 __attribute__((format(printf, 2, 3))) void upstream_log(const char *priority, const char *fmt, ...);
-__attribute__((format(printf, 3, 4))) void message_format(char *buf, size_t len, const char *fmt, ...);
+__attribute__((format(printf, 3, 4))) void upstream_format(char *buf, size_t len, const char *fmt, ...);
 uint64_t upstream_now(const Upstream *u);
 uint16_t upstream_random16(Upstream *u);
-uint64_t server_hedge_delay(const Server *s);
-void server_rtt_sample(Server *s, uint64_t rtt);
-void server_failed(Server *s, FailKind kind, int err, const char *msg);
-void server_answered(Server *s);
-void attempt_fail(Attempt *a, FailKind kind, const char *msg);
-void attempt_answered(Attempt *a, uint8_t *msg, size_t len);
-void query_complete(Query *q, uint8_t *msg, size_t len);
-void query_fail(Query *q, int ede_code, const char *text);
+uint64_t upstream_server_hedge_delay(const Server *s);
+void upstream_server_rtt_sample(Server *s, uint64_t rtt);
+void upstream_server_failed(Server *s, FailKind kind, int err, const char *msg);
+void upstream_server_answered(Server *s);
+void upstream_attempt_fail(Attempt *a, FailKind kind, const char *msg);
+void upstream_attempt_answered(Attempt *a, uint8_t *msg, size_t len);
+void upstream_query_complete(Query *q, uint8_t *msg, size_t len);
+void upstream_query_fail(Query *q, int ede_code, const char *text);
 /* Why every DoT server failed, server by server; returns the EDE code. */
-int query_failure(const Query *q, char *buf, size_t len);
-int query_rearm(Query *q);
+int upstream_query_failure(const Query *q, char *buf, size_t len);
+int upstream_query_rearm(Query *q);
 /* The query with RFC 8467 padding, in a new buffer (for the unit tests). */
 int upstream_pad_query(const uint8_t *msg, size_t len, uint8_t **ret, size_t *ret_len);
-bool answer_matches(const Query *q, const uint8_t *msg, size_t len);
+bool upstream_answer_matches(const Query *q, const uint8_t *msg, size_t len);
 
 /* upstream-tls.c */
-int tls_ctx_new(const UpstreamConfig *c, SSL_CTX **ret);
-int tls_pin_decode(const char *b64, uint8_t ret[32]);
+int upstream_tls_ctx_new(const UpstreamConfig *c, SSL_CTX **ret);
+int upstream_pin_decode(const char *b64, uint8_t ret[32]);
 BIO_METHOD *upstream_bio_method_new(void);
-int conn_enqueue(Server *s, Attempt *a);
-void conn_dequeue(Attempt *a);
-Conn *conn_free(Conn *c);
-void conn_close(Conn *c, FailKind kind, const char *msg);
+int dot_conn_enqueue(Server *s, Attempt *a);
+void dot_conn_dequeue(Attempt *a);
+Conn *dot_conn_free(Conn *c);
+void dot_conn_close(Conn *c, FailKind kind, const char *msg);
 /* FAIL_TIMEOUT of a silent server, from a query's timer. */
-bool conn_silent_since(const Conn *c, uint64_t t);
+bool dot_conn_silent_since(const Conn *c, uint64_t t);
 
 /* upstream-plain.c */
-void plain_start(Query *q);
-Plain *plain_free(Plain *p);
-void plain_timeout(Query *q);
-uint64_t plain_deadline(const Query *q);
+void upstream_plain_start(Query *q);
+Plain *upstream_plain_free(Plain *p);
+void upstream_plain_timeout(Query *q);
+uint64_t upstream_plain_deadline(const Query *q);
 
-const char *fail_kind_to_string(FailKind k);
-void sockaddr_format(const struct sockaddr_storage *a, char *buf, size_t len);
+const char *upstream_fail_kind_to_string(FailKind k);
+void upstream_sockaddr_format(const struct sockaddr_storage *a, char *buf, size_t len);

@@ -37,7 +37,7 @@ struct Plain {
         char errors[DNS_EDE_TEXT_MAX];
 };
 
-static void plain_close_socket(Plain *p) {
+static void upstream_plain_close_socket(Plain *p) {
         p->io = sd_event_source_disable_unref(p->io);
         p->fd = safe_close(p->fd);
         p->len = 0;
@@ -45,41 +45,41 @@ static void plain_close_socket(Plain *p) {
         p->connected = false;
 }
 
-Plain *plain_free(Plain *p) {
+Plain *upstream_plain_free(Plain *p) {
         if (!p)
                 return NULL;
-        plain_close_socket(p);
+        upstream_plain_close_socket(p);
         free(p->buf);
         free(p->out);
         free(p);
         return NULL;
 }
 
-uint64_t plain_deadline(const Query *q) {
+uint64_t upstream_plain_deadline(const Query *q) {
         return q->plain ? q->plain->deadline : UINT64_MAX;
 }
 
-static void plain_error(Query *q, const char *what) {
+static void upstream_plain_error(Query *q, const char *what) {
         Plain *p = q->plain;
         char addr[64];
         size_t used = strlen(p->errors);
 
-        sockaddr_format(&q->u->fallback[p->index], addr, sizeof addr);
+        upstream_sockaddr_format(&q->u->fallback[p->index], addr, sizeof addr);
         if (used < sizeof p->errors - 1)
-                message_format(p->errors + used, sizeof p->errors - used, "%s%s: %s", used ? "; " : "", addr, what);
+                upstream_format(p->errors + used, sizeof p->errors - used, "%s%s: %s", used ? "; " : "", addr, what);
 }
 
-static void plain_give_up(Query *q) {
+static void upstream_plain_give_up(Query *q) {
         char dot[DNS_EDE_TEXT_MAX], text[DNS_EDE_TEXT_MAX];
 
-        (void) query_failure(q, dot, sizeof dot);
-        message_format(text, sizeof text, "%s; plaintext fallback: %s", dot, q->plain->errors);
-        query_fail(q, DNS_EDE_NO_REACHABLE_AUTHORITY, text);
+        (void) upstream_query_failure(q, dot, sizeof dot);
+        upstream_format(text, sizeof text, "%s; plaintext fallback: %s", dot, q->plain->errors);
+        upstream_query_fail(q, DNS_EDE_NO_REACHABLE_AUTHORITY, text);
 }
 
 static int on_plain_io(sd_event_source *es, int fd, uint32_t revents, void *userdata);
 
-static int plain_socket(Query *q, int type) {
+static int upstream_plain_socket(Query *q, int type) {
         Plain *p = q->plain;
         const struct sockaddr_storage *a = &q->u->fallback[p->index];
         socklen_t alen = a->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
@@ -100,17 +100,17 @@ static int plain_socket(Query *q, int type) {
 
 /* Sends over UDP to the current server, or moves on to the next while one
  * cannot even be sent to. Finishes the query when none is left. */
-static void plain_try(Query *q) {
+static void upstream_plain_try(Query *q) {
         Plain *p = q->plain;
         Upstream *u = q->u;
 
         for (; p->index < u->n_fallback; p->index++) {
                 int r;
 
-                plain_close_socket(p);
+                upstream_plain_close_socket(p);
                 p->tcp = false;
                 p->deadline = upstream_now(u) + u->timeout_usec;
-                r = plain_socket(q, SOCK_DGRAM);
+                r = upstream_plain_socket(q, SOCK_DGRAM);
                 if (r >= 0) {
                         memcpy(p->buf, q->orig, q->orig_len);
                         p->id = (uint16_t) arc4random();
@@ -120,15 +120,15 @@ static void plain_try(Query *q) {
                                 r = -errno;
                 }
                 if (r >= 0) {
-                        (void) query_rearm(q);
+                        (void) upstream_query_rearm(q);
                         return;
                 }
-                plain_error(q, strerror(-r));
+                upstream_plain_error(q, strerror(-r));
         }
-        plain_give_up(q);
+        upstream_plain_give_up(q);
 }
 
-void plain_start(Query *q) {
+void upstream_plain_start(Query *q) {
         Plain *p = calloc(1, sizeof *p);
 
         if (p)
@@ -136,43 +136,43 @@ void plain_start(Query *q) {
         if (!p || !p->buf) {
                 if (p)
                         free(p);
-                query_fail(q, DNS_EDE_OTHER, "out of memory");
+                upstream_query_fail(q, DNS_EDE_OTHER, "out of memory");
                 return;
         }
         p->fd = -1;
         q->plain = p;
-        plain_try(q);
+        upstream_plain_try(q);
 }
 
-void plain_timeout(Query *q) {
-        plain_error(q, q->plain->tcp ? "no answer over TCP" : "timed out");
+void upstream_plain_timeout(Query *q) {
+        upstream_plain_error(q, q->plain->tcp ? "no answer over TCP" : "timed out");
         q->plain->index++;
-        plain_try(q);
+        upstream_plain_try(q);
 }
 
 /* The answer to our ID and question, or not ours. */
-static bool plain_ours(const Query *q, const uint8_t *msg, size_t len) {
+static bool upstream_plain_ours(const Query *q, const uint8_t *msg, size_t len) {
         return len >= DNS_HEADER_SIZE && ((unsigned) msg[DNS_OFF_ID] << 8 | msg[DNS_OFF_ID + 1]) == q->plain->id &&
-               (((unsigned) msg[DNS_OFF_FLAGS] << 8) & DNS_FLAG_QR) && answer_matches(q, msg, len);
+               (((unsigned) msg[DNS_OFF_FLAGS] << 8) & DNS_FLAG_QR) && upstream_answer_matches(q, msg, len);
 }
 
-static void plain_next(Query *q, const char *why) {
-        plain_error(q, why);
+static void upstream_plain_next(Query *q, const char *why) {
+        upstream_plain_error(q, why);
         q->plain->index++;
-        plain_try(q);
+        upstream_plain_try(q);
 }
 
-static void plain_switch_to_tcp(Query *q) {
+static void upstream_plain_switch_to_tcp(Query *q) {
         Plain *p = q->plain;
         int r;
 
-        plain_close_socket(p);
+        upstream_plain_close_socket(p);
         p->tcp = true;
         p->deadline = upstream_now(q->u) + q->u->timeout_usec;
         free(p->out);
         p->out = malloc(TCP_LENGTH_SIZE + q->orig_len);
         if (!p->out) {
-                plain_next(q, "out of memory");
+                upstream_plain_next(q, "out of memory");
                 return;
         }
         p->id = (uint16_t) arc4random();
@@ -182,15 +182,15 @@ static void plain_switch_to_tcp(Query *q) {
         p->out[TCP_LENGTH_SIZE + DNS_OFF_ID] = (uint8_t) (p->id >> 8);
         p->out[TCP_LENGTH_SIZE + DNS_OFF_ID + 1] = (uint8_t) p->id;
         p->out_len = TCP_LENGTH_SIZE + q->orig_len;
-        r = plain_socket(q, SOCK_STREAM);
+        r = upstream_plain_socket(q, SOCK_STREAM);
         if (r < 0) {
-                plain_next(q, strerror(-r));
+                upstream_plain_next(q, strerror(-r));
                 return;
         }
-        (void) query_rearm(q);
+        (void) upstream_query_rearm(q);
 }
 
-static void plain_udp_readable(Query *q) {
+static void upstream_plain_udp_readable(Query *q) {
         Plain *p = q->plain;
 
         for (;;) {
@@ -200,21 +200,21 @@ static void plain_udp_readable(Query *q) {
                         if (errno == EAGAIN || errno == EINTR)
                                 return;
                         /* ICMP port unreachable and the like. */
-                        plain_next(q, strerror(errno));
+                        upstream_plain_next(q, strerror(errno));
                         return;
                 }
-                if (!plain_ours(q, p->buf, (size_t) n))
+                if (!upstream_plain_ours(q, p->buf, (size_t) n))
                         continue;
                 if (((unsigned) p->buf[DNS_OFF_FLAGS] << 8) & DNS_FLAG_TC) {
-                        plain_switch_to_tcp(q);
+                        upstream_plain_switch_to_tcp(q);
                         return;
                 }
-                query_complete(q, p->buf, (size_t) n);
+                upstream_query_complete(q, p->buf, (size_t) n);
                 return;
         }
 }
 
-static void plain_tcp_event(Query *q, uint32_t revents) {
+static void upstream_plain_tcp_event(Query *q, uint32_t revents) {
         Plain *p = q->plain;
 
         if (!p->connected) {
@@ -226,7 +226,7 @@ static void plain_tcp_event(Query *q, uint32_t revents) {
                 if (err == 0 && (revents & (EPOLLERR | EPOLLHUP)))
                         err = ECONNREFUSED;
                 if (err != 0) {
-                        plain_next(q, strerror(err));
+                        upstream_plain_next(q, strerror(err));
                         return;
                 }
                 p->connected = true;
@@ -238,7 +238,7 @@ static void plain_tcp_event(Query *q, uint32_t revents) {
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 return;
-                        plain_next(q, strerror(errno));
+                        upstream_plain_next(q, strerror(errno));
                         return;
                 }
                 p->out_off += (size_t) n;
@@ -252,22 +252,22 @@ static void plain_tcp_event(Query *q, uint32_t revents) {
                 if (p->len >= TCP_LENGTH_SIZE)
                         want += (size_t) p->buf[0] << 8 | p->buf[1];
                 if (p->len == want && want > TCP_LENGTH_SIZE) {
-                        if (!plain_ours(q, p->buf + TCP_LENGTH_SIZE, want - TCP_LENGTH_SIZE)) {
-                                plain_next(q, "answer over TCP does not match the query");
+                        if (!upstream_plain_ours(q, p->buf + TCP_LENGTH_SIZE, want - TCP_LENGTH_SIZE)) {
+                                upstream_plain_next(q, "answer over TCP does not match the query");
                                 return;
                         }
-                        query_complete(q, p->buf + TCP_LENGTH_SIZE, want - TCP_LENGTH_SIZE);
+                        upstream_query_complete(q, p->buf + TCP_LENGTH_SIZE, want - TCP_LENGTH_SIZE);
                         return;
                 }
                 n = recv(p->fd, p->buf + p->len, want - p->len, 0);
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 return;
-                        plain_next(q, strerror(errno));
+                        upstream_plain_next(q, strerror(errno));
                         return;
                 }
                 if (n == 0) {
-                        plain_next(q, "connection closed over TCP");
+                        upstream_plain_next(q, "connection closed over TCP");
                         return;
                 }
                 p->len += (size_t) n;
@@ -280,8 +280,8 @@ static int on_plain_io(sd_event_source *es, int fd, uint32_t revents, void *user
         (void) es;
         (void) fd;
         if (q->plain->tcp)
-                plain_tcp_event(q, revents);
+                upstream_plain_tcp_event(q, revents);
         else
-                plain_udp_readable(q);
+                upstream_plain_udp_readable(q);
         return 0;
 }

@@ -16,7 +16,7 @@
  *
  * Failures: a connect or handshake that fails or does not finish within the
  * timeout, a certificate that does not verify or matches no pin, and a
- * broken answer make the server failed (server_failed() closes the
+ * broken answer make the server failed (upstream_server_failed() closes the
  * connection). An established connection that closes is only "lost": its
  * queries are sent again elsewhere and the next query reconnects.
  */
@@ -127,15 +127,15 @@ static void openssl_error(char *buf, size_t len, const char *what) {
         char reason[200];
 
         if (e == 0) {
-                message_format(buf, len, "%s", what);
+                upstream_format(buf, len, "%s", what);
                 return;
         }
         ERR_error_string_n(e, reason, sizeof reason);
-        message_format(buf, len, "%s: %s", what, reason);
+        upstream_format(buf, len, "%s: %s", what, reason);
         ERR_clear_error();
 }
 
-int tls_ctx_new(const UpstreamConfig *c, SSL_CTX **ret) {
+int upstream_tls_ctx_new(const UpstreamConfig *c, SSL_CTX **ret) {
         SSL_CTX *ctx;
         char msg[256];
 
@@ -173,7 +173,7 @@ int tls_ctx_new(const UpstreamConfig *c, SSL_CTX **ret) {
         return 0;
 }
 
-int tls_pin_decode(const char *b64, uint8_t ret[32]) {
+int upstream_pin_decode(const char *b64, uint8_t ret[32]) {
         /* 32 bytes are 44 base64 characters, one '=' of padding. */
         uint8_t out[48];
         size_t n = strlen(b64);
@@ -188,15 +188,15 @@ int tls_pin_decode(const char *b64, uint8_t ret[32]) {
 
 /* ---- connections ---- */
 
-static uint64_t conn_now(const Conn *c) {
+static uint64_t dot_conn_now(const Conn *c) {
         return upstream_now(c->server->u);
 }
 
-static bool conn_idle(const Conn *c) {
+static bool dot_conn_idle(const Conn *c) {
         return c->n_used == 0 && !c->wait_head;
 }
 
-static int conn_arm_timer(Conn *c) {
+static int dot_conn_arm_timer(Conn *c) {
         Upstream *u = c->server->u;
         uint64_t when;
         int r;
@@ -205,7 +205,7 @@ static int conn_arm_timer(Conn *c) {
                 when = 1; /* in the past: at once */
         else if (c->state != CONN_READY)
                 when = c->opened + u->timeout_usec;
-        else if (conn_idle(c))
+        else if (dot_conn_idle(c))
                 when = (c->last_rx > c->ready ? c->last_rx : c->ready) + u->idle_timeout_usec;
         else
                 return sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
@@ -215,7 +215,7 @@ static int conn_arm_timer(Conn *c) {
         return r;
 }
 
-static void conn_update_events(Conn *c) {
+static void dot_conn_update_events(Conn *c) {
         uint32_t ev = 0;
 
         switch (c->state) {
@@ -235,16 +235,16 @@ static void conn_update_events(Conn *c) {
 }
 
 /* Called where closing is not safe: the timer closes it, at once. */
-static void conn_defer_fail(Conn *c, FailKind kind, int err, const char *msg) {
+static void dot_conn_defer_fail(Conn *c, FailKind kind, int err, const char *msg) {
         if (c->pending_fail != FAIL_NONE)
                 return;
         c->pending_fail = kind;
         c->pending_errno = err;
-        message_format(c->pending_error, sizeof c->pending_error, "%s", msg);
-        (void) conn_arm_timer(c);
+        upstream_format(c->pending_error, sizeof c->pending_error, "%s", msg);
+        (void) dot_conn_arm_timer(c);
 }
 
-Conn *conn_free(Conn *c) {
+Conn *dot_conn_free(Conn *c) {
         if (!c)
                 return NULL;
         if (c->ssl)
@@ -260,7 +260,7 @@ Conn *conn_free(Conn *c) {
 
 /* Closes the connection and fails whatever was queued or in flight on it
  * with `kind`/`msg`; those queries move on. */
-void conn_close(Conn *c, FailKind kind, const char *msg) {
+void dot_conn_close(Conn *c, FailKind kind, const char *msg) {
         Server *s = c->server;
         Attempt *list = NULL, **tail = &list, *a, *next;
 
@@ -288,21 +288,21 @@ void conn_close(Conn *c, FailKind kind, const char *msg) {
                 ERR_clear_error();
                 (void) SSL_shutdown(c->ssl);
         }
-        conn_free(c);
+        dot_conn_free(c);
 
         for (a = list; a; a = next) {
                 next = a->wait_next;
                 a->wait_next = NULL;
                 a->conn = NULL;
-                attempt_fail(a, kind == FAIL_NONE ? FAIL_LOST : kind, msg);
+                upstream_attempt_fail(a, kind == FAIL_NONE ? FAIL_LOST : kind, msg);
         }
 }
 
-bool conn_silent_since(const Conn *c, uint64_t t) {
+bool dot_conn_silent_since(const Conn *c, uint64_t t) {
         return c->last_rx < t;
 }
 
-static int conn_slot_new(Conn *c, uint16_t *ret_id) {
+static int dot_conn_slot_new(Conn *c, uint16_t *ret_id) {
         Upstream *u = c->server->u;
         int free_slot = -1;
         uint16_t id;
@@ -330,7 +330,7 @@ static int conn_slot_new(Conn *c, uint16_t *ret_id) {
         return free_slot;
 }
 
-static int conn_out_reserve(Conn *c, size_t more) {
+static int dot_conn_out_reserve(Conn *c, size_t more) {
         size_t need = c->out_len + more;
         uint8_t *p;
 
@@ -350,7 +350,7 @@ static int conn_out_reserve(Conn *c, size_t more) {
 
 /* Hands whole frames to SSL_write until the socket is full. Never closes:
  * a write error is deferred to the timer. */
-static void conn_flush(Conn *c) {
+static void dot_conn_flush(Conn *c) {
         char msg[ATTEMPT_ERROR_MAX];
 
         if (c->state != CONN_READY || c->pending_fail != FAIL_NONE)
@@ -391,34 +391,34 @@ static void conn_flush(Conn *c) {
                         break;
                 }
                 if (e == SSL_ERROR_SYSCALL && errno != 0)
-                        message_format(msg, sizeof msg, "writing to %s: %s", c->server->label, strerror(errno));
+                        upstream_format(msg, sizeof msg, "writing to %s: %s", c->server->label, strerror(errno));
                 else
                         openssl_error(msg, sizeof msg, "TLS write failed");
-                conn_defer_fail(c, FAIL_LOST, -EIO, msg);
+                dot_conn_defer_fail(c, FAIL_LOST, -EIO, msg);
                 return;
         }
-        conn_update_events(c);
+        dot_conn_update_events(c);
 }
 
 /* Moves waiting queries into free slots and writes them. */
-static void conn_pump(Conn *c) {
+static void dot_conn_pump(Conn *c) {
         Server *s = c->server;
         uint64_t now;
 
         if (c->state != CONN_READY || c->pending_fail != FAIL_NONE)
                 return;
-        now = conn_now(c);
+        now = dot_conn_now(c);
         while (c->wait_head && c->n_used < UPSTREAM_INFLIGHT_MAX) {
                 Attempt *a = c->wait_head;
                 Query *q = a->query;
                 uint16_t id;
                 int slot;
 
-                if (conn_out_reserve(c, TCP_LENGTH_SIZE + q->wire_len) < 0) {
-                        conn_defer_fail(c, FAIL_LOST, -ENOMEM, "out of memory");
+                if (dot_conn_out_reserve(c, TCP_LENGTH_SIZE + q->wire_len) < 0) {
+                        dot_conn_defer_fail(c, FAIL_LOST, -ENOMEM, "out of memory");
                         return;
                 }
-                slot = conn_slot_new(c, &id);
+                slot = dot_conn_slot_new(c, &id);
                 if (slot < 0)
                         break;
                 c->wait_head = a->wait_next;
@@ -444,11 +444,11 @@ static void conn_pump(Conn *c) {
                 c->out[c->out_len + TCP_LENGTH_SIZE + DNS_OFF_ID + 1] = (uint8_t) id;
                 c->out_len += TCP_LENGTH_SIZE + q->wire_len;
         }
-        conn_flush(c);
-        (void) conn_arm_timer(c);
+        dot_conn_flush(c);
+        (void) dot_conn_arm_timer(c);
 }
 
-void conn_dequeue(Attempt *a) {
+void dot_conn_dequeue(Attempt *a) {
         Conn *c = a->conn;
 
         if (!c)
@@ -472,7 +472,7 @@ void conn_dequeue(Attempt *a) {
 static int on_conn_io(sd_event_source *es, int fd, uint32_t revents, void *userdata);
 static int on_conn_timer(sd_event_source *es, uint64_t usec, void *userdata);
 
-static int conn_open(Server *s, Conn **ret) {
+static int dot_conn_open(Server *s, Conn **ret) {
         Upstream *u = s->u;
         Conn *c;
         int r, one = 1;
@@ -491,20 +491,20 @@ static int conn_open(Server *s, Conn **ret) {
         r = sd_event_add_time(u->event, &c->timer, CLOCK_MONOTONIC, c->opened + u->timeout_usec,
                               TIMER_ACCURACY_USEC, on_conn_timer, c);
         if (r < 0) {
-                conn_free(c);
+                dot_conn_free(c);
                 return r;
         }
         c->fd = socket(s->cfg.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
         if (c->fd < 0) {
                 r = -errno;
-                conn_free(c);
+                dot_conn_free(c);
                 return r;
         }
         /* Queries are small and each goes out whole: no Nagle. */
         (void) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         r = sd_event_add_io(u->event, &c->io, c->fd, EPOLLOUT, on_conn_io, c);
         if (r < 0) {
-                conn_free(c);
+                dot_conn_free(c);
                 return r;
         }
         s->n_connections++;
@@ -513,19 +513,19 @@ static int conn_open(Server *s, Conn **ret) {
                 int e = errno;
 
                 /* Reported from the timer, like any other failure. */
-                message_format(msg, sizeof msg, "connecting to %s: %s", s->address, strerror(e));
-                conn_defer_fail(c, FAIL_UNREACHABLE, -e, msg);
+                upstream_format(msg, sizeof msg, "connecting to %s: %s", s->address, strerror(e));
+                dot_conn_defer_fail(c, FAIL_UNREACHABLE, -e, msg);
         }
         *ret = c;
         return 0;
 }
 
-int conn_enqueue(Server *s, Attempt *a) {
+int dot_conn_enqueue(Server *s, Attempt *a) {
         Conn *c = s->conn;
         int r;
 
         if (!c) {
-                r = conn_open(s, &c);
+                r = dot_conn_open(s, &c);
                 if (r < 0)
                         return r;
                 s->conn = c;
@@ -539,20 +539,20 @@ int conn_enqueue(Server *s, Attempt *a) {
         else
                 c->wait_head = a;
         c->wait_tail = a;
-        conn_pump(c);
+        dot_conn_pump(c);
         return 0;
 }
 
 /* The hedging delay of queries that waited for the connection counts from
  * when it opened, now that the TCP handshake measured the path. */
-static void conn_rehedge(Conn *c, uint64_t now) {
+static void dot_conn_rehedge(Conn *c, uint64_t now) {
         /* The TLS handshake's round trip is still ahead. */
-        uint64_t at = now + server_hedge_delay(c->server) + c->server->srtt;
+        uint64_t at = now + upstream_server_hedge_delay(c->server) + c->server->srtt;
 
         for (Attempt *a = c->wait_head; a; a = a->wait_next)
                 if (!a->hedged && a->hedge_at > at) {
                         a->hedge_at = at;
-                        (void) query_rearm(a->query);
+                        (void) upstream_query_rearm(a->query);
                 }
 }
 
@@ -577,7 +577,7 @@ static bool pin_match(const Upstream *u, X509 *cert) {
 }
 
 /* RFC 7858 4.2: any certificate of the validated chain may match. */
-static bool conn_pins_ok(const Conn *c) {
+static bool dot_conn_pins_ok(const Conn *c) {
         const Upstream *u = c->server->u;
         STACK_OF(X509) *chain;
         X509 *leaf;
@@ -595,7 +595,7 @@ static bool conn_pins_ok(const Conn *c) {
         return leaf && pin_match(u, leaf);
 }
 
-static int conn_start_tls(Conn *c) {
+static int dot_conn_start_tls(Conn *c) {
         Server *s = c->server;
         Upstream *u = s->u;
         BIO *bio;
@@ -636,13 +636,13 @@ static int conn_start_tls(Conn *c) {
         return 0;
 }
 
-static const char *conn_identity(const Server *s) {
+static const char *dot_conn_identity(const Server *s) {
         return s->cfg.tls_name[0] ? s->cfg.tls_name : s->address;
 }
 
 /* 1: READY, 0: in progress, < 0: failed (the server has been failed and
  * the connection freed). */
-static int conn_handshake(Conn *c) {
+static int dot_conn_handshake(Conn *c) {
         Server *s = c->server;
         char msg[ATTEMPT_ERROR_MAX];
         long vr;
@@ -651,18 +651,18 @@ static int conn_handshake(Conn *c) {
         ERR_clear_error();
         r = SSL_connect(c->ssl);
         if (r == 1) {
-                if (!conn_pins_ok(c)) {
+                if (!dot_conn_pins_ok(c)) {
                         /* Neither this session nor its tickets are ours
                          * to resume. */
                         SSL_SESSION_free(s->session);
                         s->session = NULL;
-                        message_format(msg, sizeof msg, "TLS certificate of %s matches no SPKI pin",
-                                       conn_identity(s));
-                        server_failed(s, FAIL_TLS, -EPERM, msg);
+                        upstream_format(msg, sizeof msg, "TLS certificate of %s matches no SPKI pin",
+                                       dot_conn_identity(s));
+                        upstream_server_failed(s, FAIL_TLS, -EPERM, msg);
                         return -EPERM;
                 }
                 c->state = CONN_READY;
-                c->ready = conn_now(c);
+                c->ready = dot_conn_now(c);
                 c->read_wants_write = false;
                 if (SSL_session_reused(c->ssl))
                         s->n_resumed++;
@@ -671,31 +671,31 @@ static int conn_handshake(Conn *c) {
         e = SSL_get_error(c->ssl, r);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
                 c->read_wants_write = e == SSL_ERROR_WANT_WRITE;
-                conn_update_events(c);
+                dot_conn_update_events(c);
                 return 0;
         }
         vr = SSL_get_verify_result(c->ssl);
         if (vr != X509_V_OK)
-                message_format(msg, sizeof msg, "TLS certificate verification failed for %s: %s",
-                               conn_identity(s), X509_verify_cert_error_string(vr));
+                upstream_format(msg, sizeof msg, "TLS certificate verification failed for %s: %s",
+                               dot_conn_identity(s), X509_verify_cert_error_string(vr));
         else if (e == SSL_ERROR_SYSCALL && errno != 0)
-                message_format(msg, sizeof msg, "TLS handshake with %s: %s", s->address, strerror(errno));
+                upstream_format(msg, sizeof msg, "TLS handshake with %s: %s", s->address, strerror(errno));
         else if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN)
-                message_format(msg, sizeof msg, "TLS handshake with %s: connection closed by the server",
+                upstream_format(msg, sizeof msg, "TLS handshake with %s: connection closed by the server",
                                s->address);
         else {
                 char what[96];
 
-                message_format(what, sizeof what, "TLS handshake with %s failed", s->address);
+                upstream_format(what, sizeof what, "TLS handshake with %s failed", s->address);
                 openssl_error(msg, sizeof msg, what);
         }
         ERR_clear_error();
-        server_failed(s, FAIL_TLS, -EPROTO, msg);
+        upstream_server_failed(s, FAIL_TLS, -EPROTO, msg);
         return -EPROTO;
 }
 
 /* One complete frame. Returns 0, or < 0 when the connection was closed. */
-static int conn_frame(Conn *c, uint8_t *msg, size_t len) {
+static int dot_conn_frame(Conn *c, uint8_t *msg, size_t len) {
         Server *s = c->server;
         char err[ATTEMPT_ERROR_MAX];
         uint16_t id;
@@ -705,8 +705,8 @@ static int conn_frame(Conn *c, uint8_t *msg, size_t len) {
 
         if (dns_wire_question_span(msg, len, &id, &qoff, &qlen) < 0 ||
             !(((unsigned) msg[DNS_OFF_FLAGS] << 8) & DNS_FLAG_QR)) {
-                message_format(err, sizeof err, "malformed answer from %s", s->label);
-                server_failed(s, FAIL_PROTOCOL, -EBADMSG, err);
+                upstream_format(err, sizeof err, "malformed answer from %s", s->label);
+                upstream_server_failed(s, FAIL_PROTOCOL, -EBADMSG, err);
                 return -EBADMSG;
         }
         for (unsigned i = 0; i < UPSTREAM_INFLIGHT_MAX; i++)
@@ -715,31 +715,31 @@ static int conn_frame(Conn *c, uint8_t *msg, size_t len) {
                         break;
                 }
         if (!slot) {
-                message_format(err, sizeof err, "answer from %s to a query never sent (ID %u)", s->label, id);
-                server_failed(s, FAIL_PROTOCOL, -EBADMSG, err);
+                upstream_format(err, sizeof err, "answer from %s to a query never sent (ID %u)", s->label, id);
+                upstream_server_failed(s, FAIL_PROTOCOL, -EBADMSG, err);
                 return -EBADMSG;
         }
         a = slot->attempt;
-        if (a && !answer_matches(a->query, msg, len)) {
-                message_format(err, sizeof err, "answer from %s does not match its query's question", s->label);
-                server_failed(s, FAIL_PROTOCOL, -EBADMSG, err);
+        if (a && !upstream_answer_matches(a->query, msg, len)) {
+                upstream_format(err, sizeof err, "answer from %s does not match its query's question", s->label);
+                upstream_server_failed(s, FAIL_PROTOCOL, -EBADMSG, err);
                 return -EBADMSG;
         }
         *slot = (Slot) {};
         c->n_used--;
-        server_answered(s);
+        upstream_server_answered(s);
         if (!a)
                 return 0; /* its query was answered elsewhere */
         if (a->sent)
-                server_rtt_sample(s, conn_now(c) - a->sent);
+                upstream_server_rtt_sample(s, dot_conn_now(c) - a->sent);
         a->conn = NULL;
-        attempt_answered(a, msg, len);
+        upstream_attempt_answered(a, msg, len);
         return 0;
 }
 
 /* Reads and handles every frame available. Returns 0, or < 0 when the
  * connection was closed. */
-static int conn_read(Conn *c) {
+static int dot_conn_read(Conn *c) {
         Server *s = c->server;
         char msg[ATTEMPT_ERROR_MAX];
 
@@ -759,25 +759,25 @@ static int conn_read(Conn *c) {
                                 return 0;
                         }
                         if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0))
-                                message_format(msg, sizeof msg, "connection closed by %s", s->label);
+                                upstream_format(msg, sizeof msg, "connection closed by %s", s->label);
                         else if (e == SSL_ERROR_SYSCALL)
-                                message_format(msg, sizeof msg, "connection to %s: %s", s->label, strerror(errno));
+                                upstream_format(msg, sizeof msg, "connection to %s: %s", s->label, strerror(errno));
                         else
                                 openssl_error(msg, sizeof msg, "TLS read failed");
                         ERR_clear_error();
                         /* Quietly when idle: servers close idle
                          * connections (RFC 7766 6.2.3). */
-                        conn_close(c, conn_idle(c) ? FAIL_NONE : FAIL_LOST, msg);
+                        dot_conn_close(c, dot_conn_idle(c) ? FAIL_NONE : FAIL_LOST, msg);
                         return -ECONNRESET;
                 }
-                c->last_rx = conn_now(c);
+                c->last_rx = dot_conn_now(c);
                 c->in_len += (size_t) n;
                 while (c->in_len - off >= TCP_LENGTH_SIZE) {
                         size_t flen = (size_t) c->in[off] << 8 | c->in[off + 1];
 
                         if (c->in_len - off < TCP_LENGTH_SIZE + flen)
                                 break;
-                        if (conn_frame(c, c->in + off + TCP_LENGTH_SIZE, flen) < 0)
+                        if (dot_conn_frame(c, c->in + off + TCP_LENGTH_SIZE, flen) < 0)
                                 return -EBADMSG;
                         off += TCP_LENGTH_SIZE + flen;
                         /* A callback may have queued more; the connection
@@ -810,43 +810,43 @@ static int on_conn_io(sd_event_source *es, int fd, uint32_t revents, void *userd
                 if (err != 0 || (revents & (EPOLLERR | EPOLLHUP))) {
                         if (err == 0)
                                 err = ECONNREFUSED;
-                        message_format(msg, sizeof msg, "connecting to %s: %s", s->address, strerror(err));
-                        server_failed(s, FAIL_UNREACHABLE, -err, msg);
+                        upstream_format(msg, sizeof msg, "connecting to %s: %s", s->address, strerror(err));
+                        upstream_server_failed(s, FAIL_UNREACHABLE, -err, msg);
                         return 0;
                 }
-                c->connected = conn_now(c);
-                server_rtt_sample(s, c->connected - c->opened);
+                c->connected = dot_conn_now(c);
+                upstream_server_rtt_sample(s, c->connected - c->opened);
                 c->state = CONN_HANDSHAKE;
-                r = conn_start_tls(c);
+                r = dot_conn_start_tls(c);
                 if (r < 0) {
-                        message_format(msg, sizeof msg, "TLS setup for %s: %s", s->address, strerror(-r));
-                        server_failed(s, FAIL_TLS, r, msg);
+                        upstream_format(msg, sizeof msg, "TLS setup for %s: %s", s->address, strerror(-r));
+                        upstream_server_failed(s, FAIL_TLS, r, msg);
                         return 0;
                 }
-                conn_rehedge(c, c->connected);
+                dot_conn_rehedge(c, c->connected);
         }
         if (c->state == CONN_HANDSHAKE) {
-                r = conn_handshake(c);
+                r = dot_conn_handshake(c);
                 if (r <= 0)
                         return 0;
-                (void) conn_arm_timer(c);
-                conn_pump(c);
+                (void) dot_conn_arm_timer(c);
+                dot_conn_pump(c);
         }
         /* READY */
         if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) || (c->read_wants_write && (revents & EPOLLOUT)) ||
             SSL_pending(c->ssl) > 0) {
-                if (conn_read(c) < 0)
+                if (dot_conn_read(c) < 0)
                         return 0;
                 if (c->pending_fail != FAIL_NONE)
                         return 0;
                 /* Answers freed slots. */
-                conn_pump(c);
+                dot_conn_pump(c);
         }
         if (revents & EPOLLOUT || c->write_wants_read)
-                conn_flush(c);
+                dot_conn_flush(c);
         if (c->pending_fail == FAIL_NONE) {
-                conn_update_events(c);
-                (void) conn_arm_timer(c);
+                dot_conn_update_events(c);
+                (void) dot_conn_arm_timer(c);
         }
         return 0;
 }
@@ -859,44 +859,44 @@ static int on_conn_timer(sd_event_source *es, uint64_t usec, void *userdata) {
         (void) es;
         (void) usec;
         if (c->pending_fail != FAIL_NONE) {
-                message_format(msg, sizeof msg, "%s", c->pending_error);
+                upstream_format(msg, sizeof msg, "%s", c->pending_error);
                 if (c->pending_fail == FAIL_LOST)
-                        conn_close(c, FAIL_LOST, msg);
+                        dot_conn_close(c, FAIL_LOST, msg);
                 else
-                        server_failed(s, c->pending_fail, c->pending_errno, msg);
+                        upstream_server_failed(s, c->pending_fail, c->pending_errno, msg);
                 return 0;
         }
         if (c->state != CONN_READY) {
                 if (c->state == CONN_CONNECTING)
-                        message_format(msg, sizeof msg, "connecting to %s timed out", s->address);
+                        upstream_format(msg, sizeof msg, "connecting to %s timed out", s->address);
                 else
-                        message_format(msg, sizeof msg, "TLS handshake with %s timed out", s->address);
-                server_failed(s, FAIL_TIMEOUT, -ETIMEDOUT, msg);
+                        upstream_format(msg, sizeof msg, "TLS handshake with %s timed out", s->address);
+                upstream_server_failed(s, FAIL_TIMEOUT, -ETIMEDOUT, msg);
                 return 0;
         }
-        if (conn_idle(c)) {
-                conn_close(c, FAIL_NONE, "idle");
+        if (dot_conn_idle(c)) {
+                dot_conn_close(c, FAIL_NONE, "idle");
                 return 0;
         }
-        (void) conn_arm_timer(c);
+        (void) dot_conn_arm_timer(c);
         return 0;
 }
 
-void sockaddr_format(const struct sockaddr_storage *a, char *buf, size_t len) {
+void upstream_sockaddr_format(const struct sockaddr_storage *a, char *buf, size_t len) {
         char host[INET6_ADDRSTRLEN];
 
         if (a->ss_family == AF_INET) {
                 const struct sockaddr_in *in = (const struct sockaddr_in *) a;
 
                 (void) inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-                message_format(buf, len, "%s:%u", host, ntohs(in->sin_port));
+                upstream_format(buf, len, "%s:%u", host, ntohs(in->sin_port));
         } else if (a->ss_family == AF_INET6) {
                 const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) a;
 
                 (void) inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-                message_format(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
+                upstream_format(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
         } else
-                message_format(buf, len, "(family %d)", a->ss_family);
+                upstream_format(buf, len, "(family %d)", a->ss_family);
 }
 
 BIO_METHOD *upstream_bio_method_new(void) {

@@ -51,7 +51,7 @@ void upstream_log(const char *priority, const char *fmt, ...) {
         fprintf(stderr, "%s%s\n", priority, line);
 }
 
-void message_format(char *buf, size_t len, const char *fmt, ...) {
+void upstream_format(char *buf, size_t len, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
@@ -88,7 +88,7 @@ const char *upstream_server_state_to_string(UpstreamServerState s) {
         return "?";
 }
 
-const char *fail_kind_to_string(FailKind k) {
+const char *upstream_fail_kind_to_string(FailKind k) {
         switch (k) {
         case FAIL_NONE:
                 return "none";
@@ -110,9 +110,9 @@ const char *fail_kind_to_string(FailKind k) {
 
 static void format_delay(char *buf, size_t len, uint64_t usec) {
         if (usec >= USEC_PER_SEC)
-                message_format(buf, len, "%" PRIu64 " s", (usec + USEC_PER_SEC / 2) / USEC_PER_SEC);
+                upstream_format(buf, len, "%" PRIu64 " s", (usec + USEC_PER_SEC / 2) / USEC_PER_SEC);
         else
-                message_format(buf, len, "%" PRIu64 " ms", (usec + USEC_PER_MSEC / 2) / USEC_PER_MSEC);
+                upstream_format(buf, len, "%" PRIu64 " ms", (usec + USEC_PER_MSEC / 2) / USEC_PER_MSEC);
 }
 
 /* ---- rate-limited log lines ---- */
@@ -145,7 +145,7 @@ static void rate_log(Upstream *u, RateLog *l) {
 
 /* ---- servers ---- */
 
-uint64_t server_hedge_delay(const Server *s) {
+uint64_t upstream_server_hedge_delay(const Server *s) {
         uint64_t d;
 
         if (s->srtt == 0)
@@ -160,7 +160,7 @@ uint64_t server_hedge_delay(const Server *s) {
 }
 
 /* RFC 6298 2.2 and 2.3, alpha 1/8, beta 1/4. */
-void server_rtt_sample(Server *s, uint64_t r) {
+void upstream_server_rtt_sample(Server *s, uint64_t r) {
         if (r == 0)
                 r = 1;
         if (s->srtt == 0) {
@@ -176,7 +176,7 @@ void server_rtt_sample(Server *s, uint64_t r) {
 
 static int on_probe_timer(sd_event_source *es, uint64_t usec, void *userdata);
 
-static void server_arm_probe(Server *s, uint64_t when) {
+static void upstream_server_arm_probe(Server *s, uint64_t when) {
         if (!s->probe_timer &&
             sd_event_add_time(s->u->event, &s->probe_timer, CLOCK_MONOTONIC, when, TIMER_ACCURACY_USEC * 10,
                               on_probe_timer, s) < 0) {
@@ -188,7 +188,7 @@ static void server_arm_probe(Server *s, uint64_t when) {
                 upstream_log(SD_ERR, "cannot arm the probe timer for %s", s->label);
 }
 
-void server_failed(Server *s, FailKind kind, int err, const char *msg) {
+void upstream_server_failed(Server *s, FailKind kind, int err, const char *msg) {
         Upstream *u = s->u;
         uint64_t now = upstream_now(u), backoff;
         unsigned shift;
@@ -206,7 +206,7 @@ void server_failed(Server *s, FailKind kind, int err, const char *msg) {
         s->failed_at = now;
         s->last_fail = kind;
         s->last_errno = err;
-        message_format(s->last_error, sizeof s->last_error, "%s", msg);
+        upstream_format(s->last_error, sizeof s->last_error, "%s", msg);
         if (s->state != UPSTREAM_SERVER_FAILED)
                 s->last_change = now;
         s->state = UPSTREAM_SERVER_FAILED;
@@ -215,12 +215,12 @@ void server_failed(Server *s, FailKind kind, int err, const char *msg) {
                 format_delay(delay, sizeof delay, backoff);
                 upstream_log(SD_WARNING, "DNS-over-TLS server %s failed: %s; next try in %s", s->label, msg, delay);
         }
-        server_arm_probe(s, s->backoff_until);
+        upstream_server_arm_probe(s, s->backoff_until);
         if (s->conn)
-                conn_close(s->conn, kind, msg);
+                dot_conn_close(s->conn, kind, msg);
 }
 
-void server_answered(Server *s) {
+void upstream_server_answered(Server *s) {
         s->n_answers++;
         s->suspect_until = 0;
         if (s->state == UPSTREAM_SERVER_UP)
@@ -238,20 +238,20 @@ void server_answered(Server *s) {
                 (void) sd_event_source_set_enabled(s->probe_timer, SD_EVENT_OFF);
 }
 
-static bool server_usable(const Server *s) {
+static bool upstream_server_usable(const Server *s) {
         return s->state != UPSTREAM_SERVER_FAILED;
 }
 
 /* ---- queries ---- */
 
-static Query *query_free(Query *q) {
+static Query *upstream_query_free(Query *q) {
         Upstream *u;
 
         if (!q)
                 return NULL;
         u = q->u;
         for (size_t i = 0; i < q->n_attempts; i++)
-                conn_dequeue(&q->attempts[i]);
+                dot_conn_dequeue(&q->attempts[i]);
         if (q->prev)
                 q->prev->next = q->next;
         else if (u->queries == q)
@@ -262,7 +262,7 @@ static Query *query_free(Query *q) {
                 q->probe->probe = NULL;
         else if (!q->probe)
                 u->n_queries_live--;
-        plain_free(q->plain);
+        upstream_plain_free(q->plain);
         sd_event_source_disable_unref(q->timer);
         free(q->wire);
         free(q->orig);
@@ -270,7 +270,7 @@ static Query *query_free(Query *q) {
         return NULL;
 }
 
-static unsigned query_live(const Query *q) {
+static unsigned upstream_query_live(const Query *q) {
         unsigned n = 0;
 
         for (size_t i = 0; i < q->n_attempts; i++)
@@ -281,7 +281,7 @@ static unsigned query_live(const Query *q) {
 /* Whether the answer's question is the query's: the name compared ASCII
  * case-insensitively (a server may echo another case, RFC 4343), type
  * and class exactly. */
-bool answer_matches(const Query *q, const uint8_t *msg, size_t len) {
+bool upstream_answer_matches(const Query *q, const uint8_t *msg, size_t len) {
         uint16_t id;
         size_t qoff, qlen;
         const uint8_t *a, *b;
@@ -296,14 +296,14 @@ bool answer_matches(const Query *q, const uint8_t *msg, size_t len) {
         return memcmp(a + qlen - 4, b + qlen - 4, 4) == 0;
 }
 
-int query_rearm(Query *q) {
+int upstream_query_rearm(Query *q) {
         uint64_t next = UINT64_MAX;
         int r;
 
         if (q->final_pending)
                 next = 1; /* in the past: at once */
         else if (q->plain)
-                next = plain_deadline(q);
+                next = upstream_plain_deadline(q);
         else
                 for (size_t i = 0; i < q->n_attempts; i++) {
                         const Attempt *a = &q->attempts[i];
@@ -323,7 +323,7 @@ int query_rearm(Query *q) {
         return r;
 }
 
-static int attempt_start(Query *q, Attempt *a) {
+static int upstream_attempt_start(Query *q, Attempt *a) {
         Server *s = a->server;
         uint64_t now = upstream_now(q->u);
         int r;
@@ -331,28 +331,28 @@ static int attempt_start(Query *q, Attempt *a) {
         a->started = now;
         a->sent = 0;
         a->deadline = now + q->u->timeout_usec;
-        a->hedge_at = now + server_hedge_delay(s);
+        a->hedge_at = now + upstream_server_hedge_delay(s);
         a->hedged = false;
         a->fail = FAIL_NONE;
         a->error[0] = '\0';
-        r = conn_enqueue(s, a);
+        r = dot_conn_enqueue(s, a);
         if (r < 0) {
                 a->state = ATTEMPT_FAILED;
                 a->fail = FAIL_UNREACHABLE;
-                message_format(a->error, sizeof a->error, "%s: %s", s->label, strerror(-r));
+                upstream_format(a->error, sizeof a->error, "%s: %s", s->label, strerror(-r));
                 return r;
         }
         /* A connection still to be opened costs two more round trips
          * (TCP, then TLS 1.3) before the query's own. */
         if (a->conn && a->conn->state != CONN_READY && a->hedge_at + 2 * s->srtt < a->deadline)
                 a->hedge_at += 2 * s->srtt;
-        (void) query_rearm(q);
+        (void) upstream_query_rearm(q);
         return 0;
 }
 
 /* The next server to ask: in order, untried, not in back-off; one that
  * lately dropped or sat on queries only when no other is left. */
-static Attempt *query_pick(Query *q) {
+static Attempt *upstream_query_pick(Query *q) {
         uint64_t now = upstream_now(q->u);
 
         for (int pass = 0; pass < 2; pass++)
@@ -362,7 +362,7 @@ static Attempt *query_pick(Query *q) {
 
                         if (a->state != ATTEMPT_NONE)
                                 continue;
-                        if (q->probe ? s != q->probe : !server_usable(s))
+                        if (q->probe ? s != q->probe : !upstream_server_usable(s))
                                 continue;
                         if (pass == 0 && s->suspect_until > now)
                                 continue;
@@ -386,63 +386,63 @@ static void upstream_nudge(Upstream *u) {
                     (s->last_probe != 0 && now - s->last_probe < NUDGE_MIN_USEC))
                         continue;
                 s->backoff_until = now;
-                server_arm_probe(s, now);
+                upstream_server_arm_probe(s, now);
         }
 }
 
-static void query_set_final(Query *q) {
+static void upstream_query_set_final(Query *q) {
         q->final_pending = true;
-        (void) query_rearm(q);
+        (void) upstream_query_rearm(q);
 }
 
 /* Starts the next attempt; when there is none and nothing is in flight,
  * the query's timer finishes it. `one_more`: a hedge, which never ends the
  * query. */
-static void query_advance(Query *q, bool one_more) {
+static void upstream_query_advance(Query *q, bool one_more) {
         Attempt *a;
 
-        while ((a = query_pick(q)))
-                if (attempt_start(q, a) >= 0)
+        while ((a = upstream_query_pick(q)))
+                if (upstream_attempt_start(q, a) >= 0)
                         return;
-        if (one_more || query_live(q) > 0)
+        if (one_more || upstream_query_live(q) > 0)
                 return;
         /* A connection that dropped the query in flight gets one more go
          * (a server closing an idle connection races with our query). */
         if (!q->lost_retry)
                 for (size_t i = 0; i < q->n_attempts; i++) {
                         a = &q->attempts[i];
-                        if (a->state == ATTEMPT_FAILED && a->fail == FAIL_LOST && server_usable(a->server)) {
+                        if (a->state == ATTEMPT_FAILED && a->fail == FAIL_LOST && upstream_server_usable(a->server)) {
                                 q->lost_retry = true;
                                 a->state = ATTEMPT_NONE;
-                                if (attempt_start(q, a) >= 0)
+                                if (upstream_attempt_start(q, a) >= 0)
                                         return;
                         }
                 }
         if (!q->probe)
                 upstream_nudge(q->u);
-        query_set_final(q);
+        upstream_query_set_final(q);
 }
 
-void attempt_fail(Attempt *a, FailKind kind, const char *msg) {
+void upstream_attempt_fail(Attempt *a, FailKind kind, const char *msg) {
         Query *q = a->query;
 
         if (a->state != ATTEMPT_WAITING && a->state != ATTEMPT_SENT)
                 return;
-        conn_dequeue(a);
+        dot_conn_dequeue(a);
         a->state = ATTEMPT_FAILED;
         a->fail = kind;
-        message_format(a->error, sizeof a->error, "%s", msg);
+        upstream_format(a->error, sizeof a->error, "%s", msg);
         if (kind == FAIL_LOST)
                 a->server->suspect_until = upstream_now(q->u) + SUSPECT_LOST_USEC;
         if (q->u->freeing)
                 return;
-        if (query_live(q) == 0)
-                query_advance(q, false);
+        if (upstream_query_live(q) == 0)
+                upstream_query_advance(q, false);
         else
-                (void) query_rearm(q);
+                (void) upstream_query_rearm(q);
 }
 
-void query_complete(Query *q, uint8_t *msg, size_t len) {
+void upstream_query_complete(Query *q, uint8_t *msg, size_t len) {
         Upstream *u = q->u;
         upstream_done_fn done = q->done;
         void *userdata = q->userdata;
@@ -454,21 +454,21 @@ void query_complete(Query *q, uint8_t *msg, size_t len) {
         msg[DNS_OFF_ID] = (uint8_t) (q->client_id >> 8);
         msg[DNS_OFF_ID + 1] = (uint8_t) q->client_id;
         rcode = (uint16_t) (msg[DNS_OFF_FLAGS + 1] & DNS_RCODE_MASK);
-        query_free(q);
+        upstream_query_free(q);
         if (!probe) {
                 u->n_answered++;
                 done(userdata, msg, len, rcode, -1, NULL);
         }
-        plain_free(plain);
+        upstream_plain_free(plain);
 }
 
-void attempt_answered(Attempt *a, uint8_t *msg, size_t len) {
+void upstream_attempt_answered(Attempt *a, uint8_t *msg, size_t len) {
         a->state = ATTEMPT_FAILED; /* no longer live; the query goes now */
         a->fail = FAIL_NONE;
-        query_complete(a->query, msg, len);
+        upstream_query_complete(a->query, msg, len);
 }
 
-void query_fail(Query *q, int ede_code, const char *text) {
+void upstream_query_fail(Query *q, int ede_code, const char *text) {
         Upstream *u = q->u;
         upstream_done_fn done = q->done;
         void *userdata = q->userdata;
@@ -477,9 +477,9 @@ void query_fail(Query *q, int ede_code, const char *text) {
         size_t len = 0;
         int r;
 
-        message_format(copy, sizeof copy, "%s", text);
+        upstream_format(copy, sizeof copy, "%s", text);
         r = dns_wire_error_response(q->orig, q->orig_len, DNS_RCODE_SERVFAIL, ede_code, copy, buf, sizeof buf, &len);
-        query_free(q);
+        upstream_query_free(q);
         u->n_servfail++;
         done(userdata, r >= 0 ? buf : NULL, r >= 0 ? len : 0, DNS_RCODE_SERVFAIL, ede_code, copy);
 }
@@ -487,7 +487,7 @@ void query_fail(Query *q, int ede_code, const char *text) {
 /* The reasons, server by server, and the EDE they add up to: 22 "No
  * Reachable Authority" when every server was silent or unreachable, 23
  * "Network Error" when one refused by TLS or broke the protocol. */
-int query_failure(const Query *q, char *buf, size_t len) {
+int upstream_query_failure(const Query *q, char *buf, size_t len) {
         uint64_t now = upstream_now(q->u);
         bool tls = false;
         size_t used = 0;
@@ -501,11 +501,11 @@ int query_failure(const Query *q, char *buf, size_t len) {
 
                 if (a->state == ATTEMPT_FAILED) {
                         k = a->fail;
-                        message_format(part, sizeof part, "%s", a->error);
+                        upstream_format(part, sizeof part, "%s", a->error);
                 } else if (s->state == UPSTREAM_SERVER_FAILED) {
                         k = s->last_fail;
                         format_delay(delay, sizeof delay, s->backoff_until > now ? s->backoff_until - now : 0);
-                        message_format(part, sizeof part, "%s (next try in %s)", s->last_error, delay);
+                        upstream_format(part, sizeof part, "%s (next try in %s)", s->last_error, delay);
                 } else
                         continue;
                 if (k == FAIL_TLS || k == FAIL_PROTOCOL)
@@ -514,7 +514,7 @@ int query_failure(const Query *q, char *buf, size_t len) {
                         used += (size_t) snprintf(buf + used, len - used, "%s%s", used ? "; " : "", part);
         }
         if (buf[0] == '\0')
-                message_format(buf, len, "no DNS-over-TLS server answered");
+                upstream_format(buf, len, "no DNS-over-TLS server answered");
         return tls ? DNS_EDE_NETWORK_ERROR : DNS_EDE_NO_REACHABLE_AUTHORITY;
 }
 
@@ -524,15 +524,15 @@ static void probe_finished(Query *q) {
         bool counted = s->fail_epoch != q->probe_epoch;
         char msg[ATTEMPT_ERROR_MAX];
 
-        message_format(msg, sizeof msg, "%s", a->error[0] ? a->error : "probe failed");
-        query_free(q);
+        upstream_format(msg, sizeof msg, "%s", a->error[0] ? a->error : "probe failed");
+        upstream_query_free(q);
         if (!counted && s->state == UPSTREAM_SERVER_FAILED)
-                server_failed(s, a->fail == FAIL_NONE ? FAIL_TIMEOUT : a->fail, -EIO, msg);
+                upstream_server_failed(s, a->fail == FAIL_NONE ? FAIL_TIMEOUT : a->fail, -EIO, msg);
         else if (s->state == UPSTREAM_SERVER_FAILED && !s->probe)
-                server_arm_probe(s, s->backoff_until);
+                upstream_server_arm_probe(s, s->backoff_until);
 }
 
-static void query_final(Query *q) {
+static void upstream_query_final(Query *q) {
         Upstream *u = q->u;
         char text[DNS_EDE_TEXT_MAX];
         int ede;
@@ -545,36 +545,36 @@ static void query_final(Query *q) {
         if (u->allow_plaintext_fallback && u->n_fallback > 0) {
                 rate_log(u, &u->log_fallback);
                 u->n_fallback_used++;
-                plain_start(q);
+                upstream_plain_start(q);
                 return;
         }
-        ede = query_failure(q, text, sizeof text);
+        ede = upstream_query_failure(q, text, sizeof text);
         rate_log(u, &u->log_no_fallback);
-        query_fail(q, ede, text);
+        upstream_query_fail(q, ede, text);
 }
 
-static void attempt_timeout(Attempt *a) {
+static void upstream_attempt_timeout(Attempt *a) {
         Server *s = a->server;
         Conn *c = a->conn;
         char msg[ATTEMPT_ERROR_MAX], delay[32];
 
         format_delay(delay, sizeof delay, s->u->timeout_usec);
         if (!c || c->state == CONN_CONNECTING) {
-                message_format(msg, sizeof msg, "connecting to %s timed out", s->address);
-                server_failed(s, FAIL_TIMEOUT, -ETIMEDOUT, msg);
+                upstream_format(msg, sizeof msg, "connecting to %s timed out", s->address);
+                upstream_server_failed(s, FAIL_TIMEOUT, -ETIMEDOUT, msg);
         } else if (c->state == CONN_HANDSHAKE) {
-                message_format(msg, sizeof msg, "TLS handshake with %s timed out", s->address);
-                server_failed(s, FAIL_TIMEOUT, -ETIMEDOUT, msg);
-        } else if (conn_silent_since(c, a->started)) {
+                upstream_format(msg, sizeof msg, "TLS handshake with %s timed out", s->address);
+                upstream_server_failed(s, FAIL_TIMEOUT, -ETIMEDOUT, msg);
+        } else if (dot_conn_silent_since(c, a->started)) {
                 /* Nothing at all came back: the server is gone. */
-                message_format(msg, sizeof msg, "no answer from %s within %s", s->label, delay);
-                server_failed(s, FAIL_TIMEOUT, -ETIMEDOUT, msg);
+                upstream_format(msg, sizeof msg, "no answer from %s within %s", s->label, delay);
+                upstream_server_failed(s, FAIL_TIMEOUT, -ETIMEDOUT, msg);
         } else
                 /* It answers others: only this question is slow there. */
-                message_format(msg, sizeof msg, "no answer from %s within %s", s->label, delay);
-        /* server_failed() failed it through the connection already, unless
+                upstream_format(msg, sizeof msg, "no answer from %s within %s", s->label, delay);
+        /* upstream_server_failed() failed it through the connection already, unless
          * it had none or the server answers others. */
-        attempt_fail(a, FAIL_TIMEOUT, msg);
+        upstream_attempt_fail(a, FAIL_TIMEOUT, msg);
 }
 
 static int on_query_timer(sd_event_source *es, uint64_t usec, void *userdata) {
@@ -583,14 +583,14 @@ static int on_query_timer(sd_event_source *es, uint64_t usec, void *userdata) {
 
         (void) es;
         if (q->final_pending) {
-                query_final(q);
+                upstream_query_final(q);
                 return 0;
         }
         if (q->plain) {
-                if (usec >= plain_deadline(q))
-                        plain_timeout(q); /* may finish q */
+                if (usec >= upstream_plain_deadline(q))
+                        upstream_plain_timeout(q); /* may finish q */
                 else
-                        (void) query_rearm(q);
+                        (void) upstream_query_rearm(q);
                 return 0;
         }
         for (size_t i = 0; i < q->n_attempts; i++) {
@@ -599,7 +599,7 @@ static int on_query_timer(sd_event_source *es, uint64_t usec, void *userdata) {
                 if (a->state != ATTEMPT_WAITING && a->state != ATTEMPT_SENT)
                         continue;
                 if (usec >= a->deadline)
-                        attempt_timeout(a);
+                        upstream_attempt_timeout(a);
                 else if (!a->hedged && !q->probe && usec >= a->hedge_at) {
                         /* Slow: ask the next server as well, and let new
                          * queries start there until this one answers. */
@@ -610,12 +610,12 @@ static int on_query_timer(sd_event_source *es, uint64_t usec, void *userdata) {
                 }
         }
         if (q->final_pending) {
-                query_final(q);
+                upstream_query_final(q);
                 return 0;
         }
         if (hedge)
-                query_advance(q, true);
-        (void) query_rearm(q);
+                upstream_query_advance(q, true);
+        (void) upstream_query_rearm(q);
         return 0;
 }
 
@@ -623,7 +623,7 @@ static int on_query_timer(sd_event_source *es, uint64_t usec, void *userdata) {
  * Padding option (replacing one it had) so that the message is a multiple
  * of PADDING_BLOCK bytes; a query without OPT gets one. `m` is the parsed
  * query. Returns 0 with a new buffer, or -EBADMSG / -ENOMEM. */
-static int query_pad(const uint8_t *msg, size_t len, const DnsMessage *m, uint8_t **ret, size_t *ret_len) {
+static int upstream_query_pad(const uint8_t *msg, size_t len, const DnsMessage *m, uint8_t **ret, size_t *ret_len) {
         DnsRR opt = {};
         bool have_opt = false;
         size_t before, after_off, kept = 0, base, pad, cap;
@@ -726,10 +726,10 @@ int upstream_pad_query(const uint8_t *msg, size_t len, uint8_t **ret, size_t *re
 
         if (dns_message_parse(msg, len, &m) < 0)
                 return -EBADMSG;
-        return query_pad(msg, len, &m, ret, ret_len);
+        return upstream_query_pad(msg, len, &m, ret, ret_len);
 }
 
-static int query_new(Upstream *u, const uint8_t *msg, size_t len, Query **ret) {
+static int upstream_query_new(Upstream *u, const uint8_t *msg, size_t len, Query **ret) {
         Query *q;
 
         q = calloc(1, sizeof *q + u->n_servers * sizeof(Attempt));
@@ -774,7 +774,7 @@ int upstream_resolve(Upstream *u, const uint8_t *query, size_t len, upstream_don
         if (len < DNS_HEADER_SIZE || (((unsigned) query[DNS_OFF_FLAGS] << 8) & DNS_FLAG_QR) ||
             dns_wire_question_span(query, len, &id, &qoff, &qlen) < 0 || dns_message_parse(query, len, &m) < 0)
                 return -EBADMSG;
-        r = query_new(u, query, len, &q);
+        r = upstream_query_new(u, query, len, &q);
         if (r < 0)
                 return r;
         q->client_id = id;
@@ -782,15 +782,15 @@ int upstream_resolve(Upstream *u, const uint8_t *query, size_t len, upstream_don
         q->qlen = qlen;
         q->done = done;
         q->userdata = userdata;
-        r = query_pad(query, len, &m, &q->wire, &q->wire_len);
+        r = upstream_query_pad(query, len, &m, &q->wire, &q->wire_len);
         if (r < 0) {
-                u->n_queries_live++; /* query_free() counts it down */
-                query_free(q);
+                u->n_queries_live++; /* upstream_query_free() counts it down */
+                upstream_query_free(q);
                 return r;
         }
         u->n_queries_live++;
         u->n_queries++;
-        query_advance(q, false);
+        upstream_query_advance(q, false);
         return 0;
 }
 
@@ -803,14 +803,14 @@ static int on_probe_timer(sd_event_source *es, uint64_t usec, void *userdata) {
         (void) es;
         if (s->probe || s->state != UPSTREAM_SERVER_FAILED)
                 return 0;
-        if (query_new(u, probe_query, sizeof probe_query, &q) < 0 ||
+        if (upstream_query_new(u, probe_query, sizeof probe_query, &q) < 0 ||
             dns_message_parse(probe_query, sizeof probe_query, &m) < 0 ||
-            query_pad(probe_query, sizeof probe_query, &m, &q->wire, &q->wire_len) < 0) {
+            upstream_query_pad(probe_query, sizeof probe_query, &m, &q->wire, &q->wire_len) < 0) {
                 if (q) {
                         q->probe = s; /* not counted as a user's query */
-                        query_free(q);
+                        upstream_query_free(q);
                 }
-                server_arm_probe(s, usec + BACKOFF_FIRST_USEC);
+                upstream_server_arm_probe(s, usec + BACKOFF_FIRST_USEC);
                 return 0;
         }
         q->probe = s;
@@ -819,8 +819,8 @@ static int on_probe_timer(sd_event_source *es, uint64_t usec, void *userdata) {
         q->qlen = sizeof probe_query - DNS_HEADER_SIZE;
         s->probe = q;
         s->last_probe = usec;
-        if (attempt_start(q, &q->attempts[s->index]) < 0)
-                query_set_final(q);
+        if (upstream_attempt_start(q, &q->attempts[s->index]) < 0)
+                upstream_query_set_final(q);
         return 0;
 }
 
@@ -883,7 +883,7 @@ int upstream_new(sd_event *e, const UpstreamConfig *c, Upstream **ret) {
                 for (size_t i = 0; i < ELEMENTSOF(default_dot); i++) {
                         memset(&defaults[i], 0, sizeof defaults[i]);
                         (void) parse_ip(default_dot[i], DOT_PORT, &defaults[i].addr, &defaults[i].addrlen);
-                        message_format(defaults[i].tls_name, sizeof defaults[i].tls_name, "%s", QUAD9_NAME);
+                        upstream_format(defaults[i].tls_name, sizeof defaults[i].tls_name, "%s", QUAD9_NAME);
                 }
                 servers = defaults;
                 n_servers = ELEMENTSOF(default_dot);
@@ -920,14 +920,14 @@ int upstream_new(sd_event *e, const UpstreamConfig *c, Upstream **ret) {
                         goto fail;
                 }
                 s->cfg.addrlen = sockaddr_len(&s->cfg.addr);
-                sockaddr_format(&s->cfg.addr, s->address, sizeof s->address);
+                upstream_sockaddr_format(&s->cfg.addr, s->address, sizeof s->address);
                 if (s->cfg.tls_name[0])
-                        message_format(s->label, sizeof s->label, "%s (%s)", s->cfg.tls_name, s->address);
+                        upstream_format(s->label, sizeof s->label, "%s (%s)", s->cfg.tls_name, s->address);
                 else
-                        message_format(s->label, sizeof s->label, "%s", s->address);
+                        upstream_format(s->label, sizeof s->label, "%s", s->address);
         }
         for (size_t i = 0; i < c->n_spki_pins; i++)
-                if (!c->spki_pins[i] || tls_pin_decode(c->spki_pins[i], u->pins[i]) < 0) {
+                if (!c->spki_pins[i] || upstream_pin_decode(c->spki_pins[i], u->pins[i]) < 0) {
                         upstream_log(SD_ERR, "DNS-over-TLS: SPKI pin %zu is not the base64 of a SHA-256 digest", i + 1);
                         r = -EINVAL;
                         goto fail;
@@ -951,7 +951,7 @@ int upstream_new(sd_event *e, const UpstreamConfig *c, Upstream **ret) {
                 }
                 u->n_fallback = c->n_fallback;
         }
-        r = tls_ctx_new(c, &u->ctx);
+        r = upstream_tls_ctx_new(c, &u->ctx);
         if (r < 0)
                 goto fail;
         u->bio_method = upstream_bio_method_new();
@@ -983,17 +983,17 @@ Upstream *upstream_free(Upstream *u) {
                 Query *q = u->queries;
 
                 if (q->probe) {
-                        query_free(q);
+                        upstream_query_free(q);
                         continue;
                 }
                 for (size_t i = 0; i < q->n_attempts; i++)
-                        conn_dequeue(&q->attempts[i]);
-                query_fail(q, DNS_EDE_OTHER, "ztnad is shutting down");
+                        dot_conn_dequeue(&q->attempts[i]);
+                upstream_query_fail(q, DNS_EDE_OTHER, "ztnad is shutting down");
         }
         for (size_t i = 0; u->servers && i < u->n_servers; i++) {
                 Server *s = &u->servers[i];
 
-                s->conn = conn_free(s->conn);
+                s->conn = dot_conn_free(s->conn);
                 SSL_SESSION_free(s->session);
                 sd_event_source_disable_unref(s->probe_timer);
         }
@@ -1020,8 +1020,8 @@ void upstream_get_status(const Upstream *u, UpstreamStatus *ret) {
                 const Server *s = &u->servers[i];
                 UpstreamServerStatus *st = &ret->servers[i];
 
-                message_format(st->address, sizeof st->address, "%s", s->address);
-                message_format(st->tls_name, sizeof st->tls_name, "%s", s->cfg.tls_name);
+                upstream_format(st->address, sizeof st->address, "%s", s->address);
+                upstream_format(st->tls_name, sizeof st->tls_name, "%s", s->cfg.tls_name);
                 st->state = s->state;
                 st->connected = s->conn != NULL;
                 st->srtt_usec = s->srtt;
@@ -1030,7 +1030,7 @@ void upstream_get_status(const Upstream *u, UpstreamStatus *ret) {
                 st->backoff_until_usec = s->state == UPSTREAM_SERVER_FAILED ? s->backoff_until : 0;
                 st->last_change_usec = s->last_change;
                 st->last_errno = s->last_errno;
-                message_format(st->last_error, sizeof st->last_error, "%s", s->last_error);
+                upstream_format(st->last_error, sizeof st->last_error, "%s", s->last_error);
                 st->inflight = s->conn ? s->conn->n_used : 0;
                 st->n_sent = s->n_sent;
                 st->n_answers = s->n_answers;
