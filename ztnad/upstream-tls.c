@@ -192,8 +192,17 @@ static uint64_t dot_conn_now(const Conn *c) {
         return upstream_now(c->server->u);
 }
 
+/* No query waits for it. Slots of queries answered elsewhere do not count:
+ * a server that never answers those must not keep the connection open. */
 static bool dot_conn_idle(const Conn *c) {
-        return c->n_used == 0 && !c->wait_head;
+        if (c->wait_head)
+                return false;
+        if (c->n_used == 0)
+                return true;
+        for (unsigned i = 0; i < UPSTREAM_INFLIGHT_MAX; i++)
+                if (c->slots[i].used && c->slots[i].attempt)
+                        return false;
+        return true;
 }
 
 static int dot_conn_arm_timer(Conn *c) {
