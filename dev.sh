@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 
 PACKAGES="build-essential pkg-config check libjansson-dev libsystemd-dev liburcu-dev
 libssl-dev libcurl4-openssl-dev clang libclang-rt-14-dev valgrind python3 iproute2 util-linux
-strace groff-base man-db systemd openssl"
+strace groff-base man-db systemd openssl unbound iptables bind9-dnsutils knot-dnsutils"
 
 deps() {
         missing=
