@@ -115,6 +115,8 @@ static void fqdn_write(char *p, const ShmSnapshot *s, const ShmRecordView *v) {
 static Outcome classify(ShmClass c, bool down, size_t n_addrs) {
         if (c == SHM_NOT_OURS)
                 return OUT_NOT_OURS;
+        if (c == SHM_BLOCKED)
+                return OUT_NOT_FOUND; /* authoritative: never on to DNS */
         if (down)
                 return OUT_DOWN;
         if (c == SHM_UNKNOWN)

@@ -124,7 +124,7 @@ static void tailnet_init(void) {
 
         ranges[0] = (ShmPrefix) { .family = AF_INET, .prefixlen = 10, .addr.in = ip4("100.64.0.0") };
         ranges[1] = (ShmPrefix) { .family = AF_INET6, .prefixlen = 48, .addr.in6 = ip6("fd7a:115c:a1e0::") };
-        tailnet = (ShmMap) { DOMAIN, 2, ranges, N_PEERS, peers };
+        tailnet = (ShmMap) { .domain = DOMAIN, .n_ranges = 2, .ranges = ranges, .n_peers = N_PEERS, .peers = peers };
 }
 
 /* ---- the stores, made by the parent ---- */

@@ -317,6 +317,11 @@ static bool copy_load(const ShmMapping *m, uint32_t seq, ShmSnapshot *s) {
         s->addr_slots = READ_ONCE(c->addr_slots);
         s->addr_idx_off = READ_ONCE(c->addr_idx_off);
         s->addr_max_probe = READ_ONCE(c->addr_max_probe);
+        s->blocked_len = READ_ONCE(c->blocked_len);
+        s->blocked_off = READ_ONCE(c->blocked_off);
+        s->block_slots = READ_ONCE(c->block_slots);
+        s->block_idx_off = READ_ONCE(c->block_idx_off);
+        s->block_max_probe = READ_ONCE(c->block_max_probe);
         s->n_ranges = READ_ONCE(c->n_ranges);
         s->domain_len = READ_ONCE(c->domain_len);
         s->domain = c->domain;
@@ -330,6 +335,9 @@ static bool copy_load(const ShmMapping *m, uint32_t seq, ShmSnapshot *s) {
                section_fits(used, s->addr_idx_off, s->addr_slots, sizeof(ShmWireSlot)) &&
                s->name_max_probe <= s->name_slots && s->name_max_probe <= SHM_PROBE_LIMIT &&
                s->addr_max_probe <= s->addr_slots && s->addr_max_probe <= SHM_PROBE_LIMIT &&
+               section_fits(used, s->blocked_off, s->blocked_len, 1) &&
+               section_fits(used, s->block_idx_off, s->block_slots, sizeof(ShmWireSlot)) &&
+               s->block_max_probe <= s->block_slots && s->block_max_probe <= SHM_PROBE_LIMIT &&
                s->n_ranges <= SHM_RANGES_MAX && s->domain_len <= SHM_DOMAIN_MAX &&
                READ_ONCE(c->domain[s->domain_len]) == '\0' && READ_ONCE(c->domain_lc[s->domain_len]) == '\0';
 }
@@ -440,6 +448,39 @@ static bool find_label(const ShmSnapshot *s, const char *lc, size_t len, ShmReco
         return false;
 }
 
+/* Whether the lower-case name `lc` is itself in the block index. */
+static bool block_hit(const ShmSnapshot *s, const char *lc, size_t len) {
+        uint64_t h = siphash13(s->hash_key, lc, len, 0);
+        uint32_t tag = (uint32_t) (h >> 32), pos = shm_slot_start(h, s->block_slots);
+        const ShmWireSlot *slots = (const ShmWireSlot *) (s->region + s->block_idx_off);
+        const uint8_t *names = s->region + s->blocked_off;
+
+        for (uint32_t i = 0; i < s->block_max_probe; i++) {
+                uint32_t ref = READ_ONCE(slots[pos].entry);
+                if (ref == 0)
+                        return false;
+                uint32_t off = ref - 1;
+                /* length byte, name, NUL: all inside the section */
+                if (READ_ONCE(slots[pos].tag) == tag && off < s->blocked_len &&
+                    READ_ONCE(names[off]) == len && s->blocked_len - off > len + 1 &&
+                    memcmp(names + off + 1, lc, len) == 0)
+                        return true;
+                if (++pos == s->block_slots)
+                        pos = 0;
+        }
+        return false;
+}
+
+/* The name, then each domain above it, down to the last label. */
+static bool blocked(const ShmSnapshot *s, const char *lc, size_t len) {
+        if (s->block_slots == 0)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if ((i == 0 || lc[i - 1] == '.') && block_hit(s, lc + i, len - i))
+                        return true;
+        return false;
+}
+
 ShmClass shm_snapshot_lookup_name(const ShmSnapshot *s, const char *name, ShmRecordView *ret) {
         char lc[SHM_DOMAIN_MAX + 1];
         size_t len = strnlen(name, SHM_DOMAIN_MAX + 2);
@@ -450,6 +491,8 @@ ShmClass shm_snapshot_lookup_name(const ShmSnapshot *s, const char *name, ShmRec
         /* Lower-cased once; hashing and comparing then work on bytes. */
         for (size_t i = 0; i < len; i++)
                 lc[i] = ascii_tolower(name[i]);
+        if (blocked(s, lc, len))
+                return SHM_BLOCKED;
 
         const char *dot = memchr(lc, '.', len);
         if (!dot)

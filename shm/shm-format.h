@@ -103,6 +103,8 @@ typedef struct ShmWireCopy {
         uint32_t entries_len, entries_off;   /* the records, see ShmWireEntry */
         uint32_t name_slots, name_idx_off, name_max_probe; /* ShmWireSlot[] */
         uint32_t addr_slots, addr_idx_off, addr_max_probe; /* ShmWireSlot[] */
+        uint32_t blocked_len, blocked_off;                 /* blocked names, see below */
+        uint32_t block_slots, block_idx_off, block_max_probe; /* ShmWireSlot[] */
         uint32_t n_ranges;
         uint32_t domain_len;
         ShmWireRange ranges[SHM_RANGES_MAX];
@@ -150,6 +152,12 @@ typedef struct ShmWireSlot {
         uint32_t tag;
         uint32_t entry;
 } ShmWireSlot;
+
+/* The threat blocklist, so the module refuses what the stub refuses: each
+ * name lower-case without the final dot, as one length byte, the name and a
+ * NUL, packed; the block index is keyed by the name and its `entry` is the
+ * name's offset plus one. A name matches when it or any domain above it is
+ * in the index. */
 
 #define SHM_ENTRY_ALIGN 8u
 

@@ -36,6 +36,8 @@ typedef struct ShmMap {
         const ShmPrefix *ranges;
         size_t n_peers;
         const ShmPeer *peers;
+        size_t n_blocked; /* the threat blocklist: lower-case names, no final dot */
+        const char *const *blocked;
 } ShmMap;
 
 typedef struct ShmWriter ShmWriter;
@@ -87,6 +89,8 @@ typedef struct ShmSnapshot {
         uint32_t entries_len, entries_off;
         uint32_t name_slots, name_idx_off, name_max_probe;
         uint32_t addr_slots, addr_idx_off, addr_max_probe;
+        uint32_t blocked_len, blocked_off;
+        uint32_t block_slots, block_idx_off, block_max_probe;
         uint32_t n_ranges;
         uint32_t domain_len;
         const char *domain;    /* in the mapping, not NUL-terminated for you */
@@ -108,6 +112,7 @@ typedef enum ShmClass {
         SHM_NOT_OURS = 0, /* not in the tailnet: let the next module answer */
         SHM_FOUND,        /* a tailnet peer */
         SHM_UNKNOWN,      /* in the tailnet domain or ranges, no such peer */
+        SHM_BLOCKED,      /* on the threat blocklist: nobody may resolve it */
 } ShmClass;
 
 /* 0, or -ENOENT/-EACCES/-EPERM/-EBADMSG/... when the store is missing,

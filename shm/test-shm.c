@@ -523,6 +523,39 @@ START_TEST(test_empty_map) {
 }
 END_TEST
 
+/* The blocklist: a name and everything under it, any case, tailnet names
+ * included (the blocklist comes first), and nothing else. */
+START_TEST(test_blocklist) {
+        static BasicMap b;
+        static const char *const blocked[] = { "bad.example", "evil.test", "linux-b.yourorg.zt.net", "a" };
+        basic_map_init(&b);
+        b.map.n_blocked = ELEMENTSOF(blocked);
+        b.map.blocked = blocked;
+        ShmWriter *w = writer_open();
+        ck_assert_int_eq(shm_writer_publish(w, &b.map, true), 0);
+        ShmReader *r = reader_new();
+
+        const char *hits[] = { "bad.example", "BAD.Example.", "x.bad.example", "a.b.c.bad.example", "evil.test",
+                               "linux-b.yourorg.zt.net", "Linux-B.YourOrg.zt.net.", "a", "x.a" };
+        for (size_t i = 0; i < ELEMENTSOF(hits); i++)
+                ck_assert_msg(class_of(r, hits[i], NULL) == SHM_BLOCKED, "%s not blocked", hits[i]);
+        const char *misses[] = { "notbad.example", "example", "bad.example.org", "xevil.test", "test", "b" };
+        for (size_t i = 0; i < ELEMENTSOF(misses); i++)
+                ck_assert_msg(class_of(r, misses[i], NULL) == SHM_NOT_OURS, "%s blocked", misses[i]);
+        ck_assert_int_eq(class_of(r, "win-a", "Win-A"), SHM_FOUND);
+        /* The short name of a blocked FQDN is a different name. */
+        ck_assert_int_eq(class_of(r, "linux-b", "linux-b"), SHM_FOUND);
+
+        /* Lifted by the next publish. */
+        b.map.n_blocked = 0;
+        ck_assert_int_eq(shm_writer_publish(w, &b.map, true), 0);
+        ck_assert_int_eq(class_of(r, "x.bad.example", NULL), SHM_NOT_OURS);
+        ck_assert_int_eq(class_of(r, "linux-b.yourorg.zt.net", "linux-b"), SHM_FOUND);
+        shm_reader_free(r);
+        shm_writer_close(w);
+}
+END_TEST
+
 START_TEST(test_domain_limits) {
         static BasicMap b;
         char domain[SHM_DOMAIN_MAX + 2], name[SHM_DOMAIN_MAX + 8];
@@ -2052,6 +2085,7 @@ int main(void) {
         tcase_add_checked_fixture(tc, dir_setup, dir_teardown);
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_names);
+        tcase_add_test(tc, test_blocklist);
         tcase_add_test(tc, test_reverse);
         tcase_add_test(tc, test_state_and_generation);
         tcase_add_test(tc, test_enumerate);

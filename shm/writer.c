@@ -37,8 +37,8 @@ struct ShmWriter {
 
 /* Where each section of a copy goes, computed before anything is written. */
 typedef struct Layout {
-        uint32_t n_records, entries_len, name_slots, addr_slots;
-        uint32_t index_off, entries_off, name_idx_off, addr_idx_off;
+        uint32_t n_records, entries_len, name_slots, addr_slots, blocked_len, block_slots;
+        uint32_t index_off, entries_off, name_idx_off, addr_idx_off, blocked_off, block_idx_off;
         uint32_t used;
 } Layout;
 
@@ -160,6 +160,13 @@ static int check_map(const ShmMap *map) {
                 if (!((p->family == AF_INET && p->prefixlen <= 32) || (p->family == AF_INET6 && p->prefixlen <= 128)))
                         return -EINVAL;
         }
+        if (map->n_blocked >= UINT32_MAX / 4)
+                return -E2BIG;
+        for (size_t i = 0; i < map->n_blocked; i++) {
+                size_t n = map->blocked[i] ? strlen(map->blocked[i]) : 0;
+                if (n == 0 || n > SHM_DOMAIN_MAX)
+                        return -EINVAL;
+        }
         for (size_t i = 0; i < map->n_peers; i++) {
                 const ShmPeer *p = &map->peers[i];
                 size_t nl = p->name ? strlen(p->name) : 0;
@@ -183,10 +190,14 @@ static int layout_compute(const ShmMap *map, Layout *ret) {
                 n_addrs += p->n_v4 + p->n_v6;
                 entries += shm_entry_size((uint32_t) strlen(p->name), (uint32_t) p->n_v4, (uint32_t) p->n_v6);
         }
+        uint64_t blocked = 0;
+        for (size_t i = 0; i < map->n_blocked; i++)
+                blocked += strlen(map->blocked[i]) + 2;
         uint64_t name_slots = slots_for(map->n_peers), addr_slots = slots_for(n_addrs);
+        uint64_t block_slots = map->n_blocked ? slots_for(map->n_blocked) : 0;
         /* Entries first: their offsets / 8 must fit a slot's reference. */
         uint64_t sizes[] = { entries, map->n_peers * sizeof(uint32_t), name_slots * sizeof(ShmWireSlot),
-                             addr_slots * sizeof(ShmWireSlot) };
+                             addr_slots * sizeof(ShmWireSlot), blocked, block_slots * sizeof(ShmWireSlot) };
         uint64_t offs[ELEMENTSOF(sizes)];
         for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
                 offs[i] = off;
@@ -203,6 +214,10 @@ static int layout_compute(const ShmMap *map, Layout *ret) {
                 .index_off = (uint32_t) offs[1],
                 .name_idx_off = (uint32_t) offs[2],
                 .addr_idx_off = (uint32_t) offs[3],
+                .blocked_len = (uint32_t) blocked,
+                .blocked_off = (uint32_t) offs[4],
+                .block_slots = (uint32_t) block_slots,
+                .block_idx_off = (uint32_t) offs[5],
                 .used = (uint32_t) off,
         };
         return 0;
@@ -266,6 +281,29 @@ static bool build_indexes(uint8_t *base, const Layout *l, const ShmMap *map, con
         return true;
 }
 
+/* The blocklist's names and their index; false as build_indexes(). */
+static bool build_blocklist(uint8_t *base, const Layout *l, const ShmMap *map, const uint64_t key[2],
+                            uint32_t *ret_probe) {
+        ShmWireSlot *slots = (ShmWireSlot *) (base + l->block_idx_off);
+        uint8_t *names = base + l->blocked_off;
+        uint32_t at = 0, max_probe = 0;
+        memset(slots, 0, (size_t) l->block_slots * sizeof(ShmWireSlot));
+
+        for (size_t i = 0; i < map->n_blocked; i++) {
+                size_t n = strlen(map->blocked[i]);
+                names[at] = (uint8_t) n;
+                memcpy(names + at + 1, map->blocked[i], n + 1);
+                uint32_t probe = slot_insert(slots, l->block_slots, siphash13(key, map->blocked[i], n, 0), at + 1);
+                if (probe > max_probe)
+                        max_probe = probe;
+                if (max_probe > SHM_PROBE_LIMIT)
+                        return false;
+                at += (uint32_t) n + 2;
+        }
+        *ret_probe = max_probe;
+        return true;
+}
+
 /* Writes the whole table into `base` (a region of at least l->used bytes)
  * and fills the descriptor; the latch is the caller's business. */
 static int serialize(uint8_t *base, const Layout *l, const ShmMap *map, bool up, uint64_t generation,
@@ -300,13 +338,14 @@ static int serialize(uint8_t *base, const Layout *l, const ShmMap *map, bool up,
                 at += size;
         }
 
-        uint32_t name_probe = 0, addr_probe = 0;
+        uint32_t name_probe = 0, addr_probe = 0, block_probe = 0;
         for (unsigned tries = 0;; tries++) {
                 if (tries == SHM_REKEY_TRIES)
                         return -ELOOP;
                 if (getrandom(key, sizeof(key), 0) != sizeof(key))
                         return -errno;
-                if (build_indexes(base, l, map, key, &name_probe, &addr_probe))
+                if (build_indexes(base, l, map, key, &name_probe, &addr_probe) &&
+                    build_blocklist(base, l, map, key, &block_probe))
                         break;
         }
 
@@ -327,6 +366,11 @@ static int serialize(uint8_t *base, const Layout *l, const ShmMap *map, bool up,
         c->addr_slots = l->addr_slots;
         c->addr_idx_off = l->addr_idx_off;
         c->addr_max_probe = addr_probe;
+        c->blocked_len = l->blocked_len;
+        c->blocked_off = l->blocked_off;
+        c->block_slots = l->block_slots;
+        c->block_idx_off = l->block_idx_off;
+        c->block_max_probe = block_probe;
         c->n_ranges = (uint32_t) map->n_ranges;
         for (size_t i = 0; i < map->n_ranges; i++) {
                 const ShmPrefix *p = &map->ranges[i];

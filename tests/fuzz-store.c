@@ -64,7 +64,9 @@ static void publish_valid(void) {
         peers[2] = (ShmPeer) { .name = names[2], .ttl = 60, .n_v4 = 1, .v4 = &v4[2] };
         peers[3] = (ShmPeer) { .name = names[3], .ttl = 60, .n_v6 = 1, .v6 = &v6[2] };
         peers[4] = (ShmPeer) { .name = names[4], .ttl = 60 };
-        ShmMap map = { .domain = "yourorg.zt.net", .n_ranges = 2, .ranges = ranges, .n_peers = 5, .peers = peers };
+        static const char *const blocked[] = { "bad.example", "evil.test" };
+        ShmMap map = { .domain = "yourorg.zt.net", .n_ranges = 2, .ranges = ranges, .n_peers = 5, .peers = peers,
+                       .n_blocked = 2, .blocked = blocked };
 
         if (shm_writer_open(store_path, &w) < 0 || shm_writer_publish(w, &map, true) < 0)
                 abort();
@@ -102,7 +104,8 @@ static void write_store(const uint8_t *p, size_t n) {
 
 static void query_all(void) {
         static const char *names[] = { "Win-A", "win-a.yourorg.zt.net.", "v4only", "v6only", "empty",
-                                       "nobody.yourorg.zt.net", "example.com", "a.b.yourorg.zt.net" };
+                                       "nobody.yourorg.zt.net", "example.com", "a.b.yourorg.zt.net",
+                                       "x.bad.example" };
         static const uint8_t addrs4[][4] = { { 100, 64, 0, 1 }, { 100, 64, 9, 9 }, { 10, 0, 0, 1 } };
         char buf[4096];
         int err, herr;
