@@ -3,13 +3,16 @@
 #   sh dev.sh demo   install what is needed, build, and resolve the bundled
 #                    example tailnet through the module (touches nothing in /etc)
 #   sh dev.sh test   install what is needed, build, and run every test
-#                    (unit, real glibc, daemon, a short fuzz run)
+#                    (unit, real glibc, daemon, DNS, a short fuzz run, the
+#                    Debian packages and the SELinux policy)
 set -eu
 cd "$(dirname "$0")"
 
 PACKAGES="build-essential pkg-config check libjansson-dev libsystemd-dev liburcu-dev
 libssl-dev libcurl4-openssl-dev clang libclang-rt-14-dev valgrind python3 iproute2 util-linux
-strace groff-base man-db systemd openssl unbound iptables bind9-dnsutils knot-dnsutils"
+strace groff-base man-db systemd openssl unbound iptables bind9-dnsutils knot-dnsutils
+dpkg-dev debhelper dh-nss lintian fakeroot debootstrap selinux-policy-dev selinux-policy-default
+policycoreutils setools selinux-utils checkpolicy semodule-utils procps"
 
 deps() {
         missing=
@@ -36,6 +39,10 @@ test)
         deps
         make -s WERROR=-Werror test
         make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
+        # The packages: built, checked by lintian, the policy module queried,
+        # then installed, reinstalled and purged in a throwaway Debian root.
+        make -s selinux-check
+        bash tests/test-deb.sh
         ;;
 *)
         echo "usage: sh dev.sh demo|test" >&2
