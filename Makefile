@@ -173,8 +173,15 @@ $(B)/bench/bench-gai: tests/bench-gai.c tests/bench-peers.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $<
 
-# Only the module is needed, not the daemon.
-bench: $(B)/libnss_ztna.so.2 $(B)/bench/bench-nss $(B)/bench/libnss_ztnanoop.so.2 $(B)/bench/bench-gai
+# Pushes and peers-file replacements timed to the first getaddrinfo that
+# sees them, against the real ztnad.
+$(B)/bench/bench-push: tests/bench-push.c tests/bench-peers.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $<
+
+# The module, and the daemon for its own rows.
+bench: $(B)/libnss_ztna.so.2 $(B)/bench/bench-nss $(B)/bench/libnss_ztnanoop.so.2 $(B)/bench/bench-gai \
+		$(B)/ztnad $(B)/bench/bench-push
 	sh tests/run-bench.sh
 
 # ---- installation ----
