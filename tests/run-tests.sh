@@ -27,6 +27,7 @@ tests/test-glibc.sh
 tests/test-daemon.sh
 tests/test-controlplane.sh
 tests/test-control.sh
+tests/test-daemon-live.sh
 tests/test-upstream.sh
 tests/test-units.sh
 "
