@@ -29,6 +29,7 @@ tests/test-controlplane.sh
 tests/test-control.sh
 tests/test-daemon-live.sh
 tests/test-upstream.sh
+tests/test-stub.sh
 tests/test-units.sh
 "
 if [ $# -gt 0 ]; then

@@ -1,0 +1,1556 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The DNS stub listener (see stub.h): sockets, worker threads, the query
+ * path and the TCP connections.
+ *
+ * Ownership and threads. Each Worker's loop, sockets, TCP connections and
+ * pending replies belong to its thread. A reply finished by the forwarder
+ * is put on the worker's queue (under its mutex) and the worker is woken
+ * through an eventfd; the worker then answers the client. Once a worker
+ * has stopped, finishes are dropped where they happen. The Stub is
+ * reference-counted: stub_free() holds one reference and every unfinished
+ * reply one more, so a forwarder finishing late never touches freed
+ * memory. The blocklist pointer is RCU-protected (liburcu memb).
+ */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+#include <urcu/urcu-memb.h>
+
+#include "dns-wire.h"
+#include "macro.h"
+#include "shm.h"
+#include "stub.h"
+
+#define UDP_BATCH 64u          /* datagrams per wakeup, for fairness */
+#define ACCEPT_BATCH 16u
+#define TCP_OUT_MAX (256u * 1024) /* queued answer bytes before a connection stops being read */
+#define SNAPSHOT_TRIES 3u
+#define ANY_TTL 3600u          /* the RFC 8482 HINFO record */
+
+enum {
+        STAT_UDP_QUERIES,
+        STAT_TCP_QUERIES,
+        STAT_TCP_CONNECTIONS,
+        STAT_DROPPED,
+        STAT_FORMERR,
+        STAT_REFUSED,
+        STAT_NOTIMP,
+        STAT_BLOCKED,
+        STAT_TAILNET,
+        STAT_ANY,
+        STAT_CACHE_HITS,
+        STAT_STALE,
+        STAT_FORWARDED,
+        STAT_UPSTREAM_ERRORS,
+        STAT_TIMEOUTS,
+        STAT_TRUNCATED,
+        _STAT_MAX,
+};
+
+typedef struct Worker Worker;
+typedef struct TcpConn TcpConn;
+
+typedef struct Listener {
+        int fd;
+        bool tcp;
+        bool shared; /* socket-activated: closed by the Stub, not the worker */
+        sd_event_source *source;
+        Worker *worker;
+} Listener;
+
+/* Where an answer goes. */
+typedef struct Client {
+        bool tcp;
+        int fd; /* UDP: the socket the query came in on */
+        struct sockaddr_storage peer;
+        socklen_t peer_len;
+        TcpConn *conn;
+} Client;
+
+typedef struct OutBuf {
+        struct OutBuf *next;
+        size_t len;
+        uint8_t data[]; /* 2-byte length, then the message */
+} OutBuf;
+
+struct TcpConn {
+        Worker *worker;
+        TcpConn *prev, *next;
+        atomic_uint refs; /* the open connection's, and one per pending reply */
+        int fd;
+        bool closed, read_eof;
+        sd_event_source *io, *idle;
+        uint8_t *in;
+        size_t in_len, in_cap;
+        OutBuf *out_head, *out_tail;
+        size_t out_off, out_bytes;
+        unsigned pending;
+};
+
+struct StubReply {
+        Stub *stub;
+        Worker *worker;
+        StubReply *next;              /* the worker's queue of finished replies */
+        StubReply *pending_prev, *pending_next; /* the worker's unfinished ones */
+        Client client;
+        sd_event_source *timer;
+        bool answered; /* the stub answered already (timeout) */
+        /* the finish */
+        bool failed;
+        uint16_t rcode;
+        int ede;
+        char ede_text[DNS_EDE_TEXT_MAX + 1];
+        uint8_t *answer;
+        size_t answer_len;
+        size_t query_len;
+        uint8_t query[]; /* the client's, as received */
+};
+
+struct Worker {
+        Stub *stub;
+        unsigned index;
+        pthread_t thread;
+        bool started;
+        sd_event *event;
+        int wake_fd;
+        sd_event_source *wake_source;
+        Listener *listeners;
+        size_t n_listeners;
+        ShmReader *reader;
+        TcpConn *conns;
+        StubReply *pending;
+        unsigned inflight;
+
+        pthread_mutex_t lock; /* the two fields below */
+        StubReply *queue_head, *queue_tail;
+        bool stopped;
+
+        atomic_bool stop;
+        int setup_result;
+        _Atomic uint64_t stats[_STAT_MAX];
+
+        uint8_t in[DNS_MESSAGE_MAX + 1];
+        uint8_t scratch[DNS_MESSAGE_MAX];
+        uint8_t out[DNS_MESSAGE_MAX];
+};
+
+struct Stub {
+        atomic_uint refs;
+        StubConfig config; /* listen, fds and blocklist not kept */
+        Blocklist *blocklist; /* RCU */
+        StubAddress addresses[STUB_ADDRESSES_MAX];
+        size_t n_addresses;
+        int *activated;
+        size_t n_activated;
+        Worker *workers;
+        unsigned n_workers;
+        atomic_uint tcp_connections;
+
+        pthread_mutex_t setup_lock;
+        pthread_cond_t setup_cond;
+        unsigned setup_done;
+};
+
+/* ---- logging ---- */
+
+__attribute__((format(printf, 3, 4))) static void stub_log(const Stub *s, int priority, const char *fmt, ...) {
+        char line[1024];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof line, fmt, ap);
+        va_end(ap);
+        if (s->config.log)
+                s->config.log(s->config.log_userdata, priority, line);
+        else
+                fprintf(stderr, "<%d>%s\n", priority, line);
+}
+
+static void count(Worker *w, unsigned stat) {
+        atomic_fetch_add_explicit(&w->stats[stat], 1, memory_order_relaxed);
+}
+
+/* ---- addresses ---- */
+
+static bool is_loopback(const struct sockaddr *sa) {
+        if (sa->sa_family == AF_INET) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *) (const void *) sa;
+                return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+        }
+        if (sa->sa_family == AF_INET6) {
+                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) (const void *) sa;
+                if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+                        return true;
+                return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
+        }
+        return false;
+}
+
+static uint16_t address_port(const StubAddress *a) {
+        if (a->sa.ss_family == AF_INET)
+                return ntohs(((const struct sockaddr_in *) (const void *) &a->sa)->sin_port);
+        return ntohs(((const struct sockaddr_in6 *) (const void *) &a->sa)->sin6_port);
+}
+
+static void address_set_port(StubAddress *a, uint16_t port) {
+        if (a->sa.ss_family == AF_INET)
+                ((struct sockaddr_in *) (void *) &a->sa)->sin_port = htons(port);
+        else
+                ((struct sockaddr_in6 *) (void *) &a->sa)->sin6_port = htons(port);
+}
+
+int stub_address_text(const StubAddress *a, char *buf, size_t size) {
+        char host[INET6_ADDRSTRLEN];
+        int n;
+
+        if (a->sa.ss_family == AF_INET) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *) (const void *) &a->sa;
+                inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+                n = snprintf(buf, size, "%s:%u", host, address_port(a));
+        } else if (a->sa.ss_family == AF_INET6) {
+                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) (const void *) &a->sa;
+                inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+                n = snprintf(buf, size, "[%s]:%u", host, address_port(a));
+        } else
+                return -EAFNOSUPPORT;
+        return n < 0 || (size_t) n >= size ? -ENOBUFS : n;
+}
+
+size_t stub_n_addresses(const Stub *s) {
+        return s ? s->n_addresses : 0;
+}
+
+const StubAddress *stub_address(const Stub *s, size_t i) {
+        return s && i < s->n_addresses ? &s->addresses[i] : NULL;
+}
+
+/* ---- sockets ---- */
+
+static int open_socket(const StubAddress *a, bool tcp, int *ret) {
+        _cleanup_close_ int fd = -1;
+        int one = 1;
+
+        fd = socket(a->sa.ss_family, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        /* One socket per worker on the same address; the kernel spreads
+         * datagrams and connections over them. */
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+                return -errno;
+        if (a->sa.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0)
+                return -errno;
+        if (tcp) {
+                (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+        if (bind(fd, (const struct sockaddr *) &a->sa, a->len) < 0)
+                return -errno;
+        if (tcp && listen(fd, SOMAXCONN) < 0)
+                return -errno;
+        *ret = TAKE_FD(fd);
+        return 0;
+}
+
+/* Binds UDP and TCP for worker 0 on `a`, or nothing. */
+static int bind_pair(const StubAddress *a, int *ret_udp, int *ret_tcp) {
+        _cleanup_close_ int udp = -1;
+        int r = open_socket(a, false, &udp);
+        if (r < 0)
+                return r;
+        r = open_socket(a, true, ret_tcp);
+        if (r < 0)
+                return r;
+        *ret_udp = TAKE_FD(udp);
+        return 0;
+}
+
+static int worker_add_listener(Worker *w, int fd, bool tcp, bool shared) {
+        Listener *l = realloc(w->listeners, (w->n_listeners + 1) * sizeof *l);
+        if (!l)
+                return -ENOMEM;
+        w->listeners = l;
+        w->listeners[w->n_listeners++] = (Listener) { .fd = fd, .tcp = tcp, .shared = shared, .worker = w };
+        return 0;
+}
+
+/* Binds every address for every worker, falling back from port 53. */
+static int bind_all(Stub *s, const StubConfig *config) {
+        StubAddress def = { .len = sizeof(struct sockaddr_in) };
+        const StubAddress *listen = config->listen;
+        size_t n_listen = config->n_listen;
+        bool warned = false;
+        int r;
+
+        if (n_listen == 0) {
+                struct sockaddr_in *in = (struct sockaddr_in *) (void *) &def.sa;
+                in->sin_family = AF_INET;
+                in->sin_port = htons(STUB_DEFAULT_PORT);
+                inet_pton(AF_INET, STUB_DEFAULT_ADDRESS, &in->sin_addr);
+                listen = &def;
+                n_listen = 1;
+        }
+        if (n_listen > STUB_ADDRESSES_MAX)
+                return -E2BIG;
+
+        for (size_t i = 0; i < n_listen; i++) {
+                StubAddress a = listen[i];
+                char text[64];
+                int udp = -1, tcp = -1;
+
+                if ((a.sa.ss_family != AF_INET && a.sa.ss_family != AF_INET6) ||
+                    !is_loopback((const struct sockaddr *) &a.sa)) {
+                        stub_log(s, LOG_ERR, "refusing to listen on a non-loopback address");
+                        return -EADDRNOTAVAIL;
+                }
+                r = bind_pair(&a, &udp, &tcp);
+                if ((r == -EADDRINUSE || r == -EACCES) && address_port(&a) == STUB_DEFAULT_PORT) {
+                        if (!warned)
+                                stub_log(s, LOG_WARNING, STUB_LOG_HIGH_PORT);
+                        warned = true;
+                        address_set_port(&a, s->config.fallback_port);
+                        r = bind_pair(&a, &udp, &tcp);
+                }
+                if (r < 0) {
+                        (void) stub_address_text(&a, text, sizeof text);
+                        stub_log(s, LOG_ERR, "cannot listen on %s: %s", text, strerror(-r));
+                        return r;
+                }
+                s->addresses[s->n_addresses++] = a;
+                r = worker_add_listener(&s->workers[0], udp, false, false);
+                if (r < 0) {
+                        safe_close(udp);
+                        safe_close(tcp);
+                        return r;
+                }
+                r = worker_add_listener(&s->workers[0], tcp, true, false);
+                if (r < 0) {
+                        safe_close(tcp);
+                        return r;
+                }
+                for (unsigned k = 1; k < s->n_workers; k++) {
+                        r = bind_pair(&a, &udp, &tcp);
+                        if (r < 0) {
+                                (void) stub_address_text(&a, text, sizeof text);
+                                stub_log(s, LOG_ERR, "cannot open another socket on %s: %s", text, strerror(-r));
+                                return r;
+                        }
+                        r = worker_add_listener(&s->workers[k], udp, false, false);
+                        if (r < 0) {
+                                safe_close(udp);
+                                safe_close(tcp);
+                                return r;
+                        }
+                        r = worker_add_listener(&s->workers[k], tcp, true, false);
+                        if (r < 0) {
+                                safe_close(tcp);
+                                return r;
+                        }
+                }
+        }
+        return 0;
+}
+
+/* Takes over activated sockets: every worker watches each. */
+static int adopt_fds(Stub *s, const StubConfig *config) {
+        s->activated = calloc(config->n_fds, sizeof *s->activated);
+        if (!s->activated) {
+                for (size_t i = 0; i < config->n_fds; i++)
+                        safe_close(config->fds[i]);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < config->n_fds; i++)
+                s->activated[s->n_activated++] = config->fds[i];
+
+        for (size_t i = 0; i < s->n_activated; i++) {
+                int fd = s->activated[i], type = 0;
+                socklen_t tl = sizeof type;
+                StubAddress a = { .len = sizeof a.sa };
+
+                if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0)
+                        return -errno;
+                if (type != SOCK_DGRAM && type != SOCK_STREAM) {
+                        stub_log(s, LOG_ERR, "socket-activated fd %d is neither UDP nor TCP", fd);
+                        return -EINVAL;
+                }
+                if (getsockname(fd, (struct sockaddr *) &a.sa, &a.len) < 0)
+                        return -errno;
+                if (!is_loopback((const struct sockaddr *) &a.sa)) {
+                        stub_log(s, LOG_ERR, "socket-activated fd %d is not on a loopback address", fd);
+                        return -EADDRNOTAVAIL;
+                }
+                int flags = fcntl(fd, F_GETFL);
+                if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+                        return -errno;
+                (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+
+                bool known = false;
+                for (size_t k = 0; k < s->n_addresses; k++)
+                        if (s->addresses[k].len == a.len && memcmp(&s->addresses[k].sa, &a.sa, a.len) == 0)
+                                known = true;
+                if (!known && s->n_addresses < STUB_ADDRESSES_MAX)
+                        s->addresses[s->n_addresses++] = a;
+
+                for (unsigned k = 0; k < s->n_workers; k++) {
+                        int r = worker_add_listener(&s->workers[k], fd, type == SOCK_STREAM, true);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+int stub_activated_fds(int **ret_fds) {
+        char **names = NULL;
+        int n = sd_listen_fds_with_names(0, &names);
+        int *fds = NULL, found = 0;
+
+        if (n <= 0) {
+                *ret_fds = NULL;
+                return n;
+        }
+        fds = calloc((size_t) n, sizeof *fds);
+        if (!fds) {
+                for (int i = 0; i < n; i++)
+                        free(names[i]);
+                free(names);
+                return -ENOMEM;
+        }
+        for (int i = 0; i < n; i++) {
+                if (names && names[i] && strcmp(names[i], "stub") == 0)
+                        fds[found++] = SD_LISTEN_FDS_START + i;
+                if (names)
+                        free(names[i]);
+        }
+        free(names);
+        *ret_fds = fds;
+        return found;
+}
+
+/* ---- the stub's lifetime ---- */
+
+static void stub_unref(Stub *s) {
+        if (atomic_fetch_sub(&s->refs, 1) != 1)
+                return;
+        for (unsigned i = 0; i < s->n_workers; i++)
+                pthread_mutex_destroy(&s->workers[i].lock);
+        free(s->workers);
+        pthread_mutex_destroy(&s->setup_lock);
+        pthread_cond_destroy(&s->setup_cond);
+        free(s);
+}
+
+/* ---- TCP connections ---- */
+
+static void conn_unref(TcpConn *c) {
+        if (atomic_fetch_sub(&c->refs, 1) != 1)
+                return;
+        free(c->in);
+        free(c);
+}
+
+static void conn_close(TcpConn *c) {
+        Worker *w = c->worker;
+
+        if (c->closed)
+                return;
+        c->closed = true;
+        c->io = sd_event_source_disable_unref(c->io);
+        c->idle = sd_event_source_disable_unref(c->idle);
+        c->fd = safe_close(c->fd);
+        for (OutBuf *o = c->out_head, *next; o; o = next) {
+                next = o->next;
+                free(o);
+        }
+        c->out_head = c->out_tail = NULL;
+        c->out_bytes = 0;
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                w->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        c->prev = c->next = NULL;
+        atomic_fetch_sub(&w->stub->tcp_connections, 1);
+        conn_unref(c);
+}
+
+static void conn_update(TcpConn *c);
+static void conn_kick(TcpConn *c);
+
+static int conn_flush(TcpConn *c) {
+        while (c->out_head) {
+                OutBuf *o = c->out_head;
+                ssize_t n = send(c->fd, o->data + c->out_off, o->len - c->out_off, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                return 0;
+                        return -errno;
+                }
+                c->out_off += (size_t) n;
+                c->out_bytes -= (size_t) n;
+                if (c->out_off < o->len)
+                        return 0;
+                c->out_head = o->next;
+                if (!c->out_head)
+                        c->out_tail = NULL;
+                c->out_off = 0;
+                free(o);
+        }
+        return 0;
+}
+
+static void conn_send(TcpConn *c, const uint8_t *msg, size_t len) {
+        if (c->closed)
+                return;
+        OutBuf *o = malloc(sizeof *o + 2 + len);
+        if (!o) {
+                conn_close(c);
+                return;
+        }
+        o->next = NULL;
+        o->len = 2 + len;
+        o->data[0] = (uint8_t) (len >> 8);
+        o->data[1] = (uint8_t) len;
+        memcpy(o->data + 2, msg, len);
+        if (c->out_tail)
+                c->out_tail->next = o;
+        else
+                c->out_head = o;
+        c->out_tail = o;
+        c->out_bytes += o->len;
+        if (conn_flush(c) < 0) {
+                conn_close(c);
+                return;
+        }
+        conn_update(c);
+}
+
+/* ---- answering ---- */
+
+static void send_to_client(Worker *w, const Client *cl, const uint8_t *msg, size_t len) {
+        if (cl->tcp) {
+                conn_send(cl->conn, msg, len);
+                return;
+        }
+        /* UDP: a full socket buffer drops the answer; the client retries. */
+        (void) sendto(cl->fd, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL, (const struct sockaddr *) &cl->peer,
+                      cl->peer_len);
+        (void) w;
+}
+
+static void respond_error(Worker *w, const Client *cl, const uint8_t *query, size_t qlen, uint16_t rcode, int ede,
+                          const char *text) {
+        size_t len;
+        if (dns_wire_error_response(query, qlen, rcode, ede, text, w->out, sizeof w->out, &len) == 0)
+                send_to_client(w, cl, w->out, len);
+}
+
+/* Sends `answer` (parsed as a), fitted to the client's query. */
+static void respond_answer(Worker *w, const Client *cl, const uint8_t *query, size_t qlen, const DnsMessage *q,
+                           const uint8_t *answer, size_t alen, const DnsMessage *a, int ede, const char *text) {
+        size_t limit = cl->tcp ? DNS_MESSAGE_MAX : dns_wire_udp_limit(q), len;
+
+        if (dns_wire_adapt_answer(query, qlen, q, answer, alen, a, limit, ede, text, w->out, sizeof w->out, &len) <
+            0) {
+                respond_error(w, cl, query, qlen, DNS_RCODE_SERVFAIL, DNS_EDE_OTHER, "cannot build the answer");
+                return;
+        }
+        if ((w->out[DNS_OFF_FLAGS] & (DNS_FLAG_TC >> 8)) && !(a->flags & DNS_FLAG_TC))
+                count(w, STAT_TRUNCATED);
+        send_to_client(w, cl, w->out, len);
+}
+
+/* Serves a stale cache entry (RFC 8767) when there is one. */
+static bool respond_stale(Worker *w, const Client *cl, const uint8_t *query, size_t qlen, const DnsMessage *q) {
+        Cache *cache = w->stub->config.cache;
+        DnsMessage a;
+        uint64_t now;
+        size_t len;
+
+        if (!cache_serve_stale(cache))
+                return false;
+        (void) sd_event_now(w->event, CLOCK_MONOTONIC, &now);
+        int r = cache_get(cache, q, now, true, w->scratch, sizeof w->scratch, &len);
+        if (r <= 0 || dns_message_parse(w->scratch, len, &a) < 0)
+                return false;
+        if (r == CACHE_STALE) {
+                count(w, STAT_STALE);
+                respond_answer(w, cl, query, qlen, q, w->scratch, len, &a, DNS_EDE_STALE_ANSWER, "Stale Answer");
+        } else
+                respond_answer(w, cl, query, qlen, q, w->scratch, len, &a, -1, NULL);
+        return true;
+}
+
+/* ---- the tailnet ---- */
+
+/* "4.3.2.1.in-addr.arpa" and the 32-nibble ip6.arpa names of one host. */
+static int reverse_address(const DnsName *n, int *ret_family, uint8_t addr[16]) {
+        const uint8_t *p = n->wire;
+        static const uint8_t v4tail[] = "\7in-addr\4arpa";
+        static const uint8_t v6tail[] = "\3ip6\4arpa";
+
+        if (n->labels == 6 && n->len > sizeof v4tail &&
+            memcmp(n->wire + n->len - sizeof v4tail, v4tail, sizeof v4tail) == 0) {
+                for (int i = 3; i >= 0; i--) {
+                        uint8_t l = *p++;
+                        unsigned v = 0;
+                        if (l < 1 || l > 3 || (l > 1 && p[0] == '0'))
+                                return -EINVAL;
+                        for (uint8_t k = 0; k < l; k++) {
+                                if (p[k] < '0' || p[k] > '9')
+                                        return -EINVAL;
+                                v = v * 10 + (unsigned) (p[k] - '0');
+                        }
+                        if (v > 255)
+                                return -EINVAL;
+                        addr[i] = (uint8_t) v;
+                        p += l;
+                }
+                *ret_family = AF_INET;
+                return 0;
+        }
+        if (n->labels == 34 && n->len > sizeof v6tail &&
+            memcmp(n->wire + n->len - sizeof v6tail, v6tail, sizeof v6tail) == 0) {
+                memset(addr, 0, 16);
+                for (int i = 0; i < 32; i++) {
+                        if (p[0] != 1)
+                                return -EINVAL;
+                        char c = (char) p[1];
+                        unsigned v;
+                        if (c >= '0' && c <= '9')
+                                v = (unsigned) (c - '0');
+                        else if (c >= 'a' && c <= 'f')
+                                v = (unsigned) (c - 'a' + 10);
+                        else
+                                return -EINVAL;
+                        /* the first label is the lowest nibble */
+                        addr[15 - i / 2] |= (uint8_t) (i % 2 ? v << 4 : v);
+                        p += 2;
+                }
+                *ret_family = AF_INET6;
+                return 0;
+        }
+        return -EINVAL;
+}
+
+typedef enum Tailnet {
+        TAILNET_NO,     /* not ours: go on */
+        TAILNET_ANSWER, /* w->scratch holds the answer */
+        TAILNET_DOWN,   /* ours, but the store says down */
+        TAILNET_ERROR,  /* ours, but the store could not be read consistently */
+} Tailnet;
+
+/* The answer for a tailnet name into w->scratch: AA set; records owned by
+ * the question name (a pointer to it). Within a snapshot; returns the
+ * length or -ENOBUFS. */
+static int build_tailnet(Worker *w, const uint8_t *query, const DnsMessage *q, ShmClass cls, bool apex,
+                         const ShmRecordView *rec, bool reverse, const ShmSnapshot *snap) {
+        DnsBuilder b;
+        size_t len;
+        uint16_t rcode = cls == SHM_FOUND || apex ? DNS_RCODE_NOERROR : DNS_RCODE_NXDOMAIN;
+        unsigned an = 0;
+        bool any = q->qtype == DNS_TYPE_ANY;
+
+        dns_builder_init(&b, w->scratch, sizeof w->scratch);
+        dns_builder_header(&b, q->id, (uint16_t) (DNS_FLAG_QR | DNS_FLAG_AA | DNS_FLAG_RA | rcode), 1, 0, 0, 0);
+        dns_builder_bytes(&b, query + q->question_off, q->question_end - q->question_off);
+        if (cls == SHM_FOUND && reverse && (q->qtype == DNS_TYPE_PTR || any)) {
+                /* PTR: the peer's full name, "Win-A.yourorg.zt.net." */
+                char fqdn[DNS_NAME_TEXT_MAX];
+                DnsName target;
+                int n = snprintf(fqdn, sizeof fqdn, "%.*s.%.*s", (int) rec->name_len, rec->name,
+                                 (int) snap->domain_len, snap->domain);
+                if (n > 0 && (size_t) n < sizeof fqdn && dns_name_from_text(fqdn, &target) == 0) {
+                        size_t rd = dns_builder_rr_begin(&b, DNS_HEADER_SIZE, DNS_TYPE_PTR, DNS_CLASS_IN, rec->ttl);
+                        dns_builder_name(&b, &target);
+                        dns_builder_rr_end(&b, rd);
+                        an++;
+                }
+        }
+        if (cls == SHM_FOUND && !reverse && (q->qtype == DNS_TYPE_A || any))
+                for (size_t i = 0; i < rec->n_v4; i++) {
+                        size_t rd = dns_builder_rr_begin(&b, DNS_HEADER_SIZE, DNS_TYPE_A, DNS_CLASS_IN, rec->ttl);
+                        dns_builder_bytes(&b, rec->v4 + 4 * i, 4);
+                        dns_builder_rr_end(&b, rd);
+                        an++;
+                }
+        if (cls == SHM_FOUND && !reverse && (q->qtype == DNS_TYPE_AAAA || any))
+                for (size_t i = 0; i < rec->n_v6; i++) {
+                        size_t rd = dns_builder_rr_begin(&b, DNS_HEADER_SIZE, DNS_TYPE_AAAA, DNS_CLASS_IN, rec->ttl);
+                        dns_builder_bytes(&b, rec->v6 + 16 * i, 16);
+                        dns_builder_rr_end(&b, rd);
+                        an++;
+                }
+        if (an > UINT16_MAX)
+                return -ENOBUFS;
+        dns_builder_put_u16(&b, DNS_OFF_ANCOUNT, (uint16_t) an);
+        int r = dns_builder_finish(&b, &len);
+        return r < 0 ? r : (int) len;
+}
+
+static Tailnet lookup_tailnet(Worker *w, const uint8_t *query, const DnsMessage *q, size_t *ret_len) {
+        char text[DNS_NAME_TEXT_MAX];
+        uint8_t addr[16];
+        int family = 0;
+
+        if (!w->reader || (q->qclass != DNS_CLASS_IN && q->qclass != DNS_CLASS_ANY))
+                return TAILNET_NO;
+        bool reverse = reverse_address(&q->qname, &family, addr) == 0;
+        if (dns_name_to_text(&q->qname, text, sizeof text) < 0)
+                return TAILNET_NO;
+
+        for (unsigned attempt = 0; attempt < SNAPSHOT_TRIES; attempt++) {
+                ShmSnapshot snap;
+                ShmRecordView rec;
+                ShmClass cls;
+                int len = 0;
+
+                /* Missing, untrusted or corrupt: nothing is known to be ours. */
+                if (shm_snapshot_begin(w->reader, &snap) < 0)
+                        return TAILNET_NO;
+                char dom[DNS_NAME_TEXT_MAX];
+                DnsName zone;
+                bool have_zone = false, apex = false;
+                if (snap.domain_len > 0 && snap.domain_len < sizeof dom) {
+                        memcpy(dom, snap.domain, snap.domain_len);
+                        dom[snap.domain_len] = '\0';
+                        have_zone = dns_name_from_text(dom, &zone) == 0;
+                }
+                if (reverse)
+                        cls = shm_snapshot_lookup_addr(&snap, family, addr, &rec);
+                else {
+                        cls = shm_snapshot_lookup_name(&snap, text, &rec);
+                        /* Names the store's text lookup cannot take
+                         * (escapes, length) but under the tailnet domain
+                         * are still ours: never forwarded. */
+                        if (cls == SHM_NOT_OURS && have_zone && dns_name_endswith(&q->qname, &zone))
+                                cls = SHM_UNKNOWN;
+                        /* The domain itself exists (it has peers): NODATA,
+                         * not NXDOMAIN, which would deny every name under
+                         * it (RFC 8020). */
+                        apex = cls == SHM_UNKNOWN && have_zone && dns_name_equal(&q->qname, &zone);
+                }
+                bool down = shm_snapshot_down(&snap);
+                if (cls != SHM_NOT_OURS && !down)
+                        len = build_tailnet(w, query, q, cls, apex, &rec, reverse, &snap);
+                if (!shm_snapshot_end(&snap))
+                        continue; /* torn by a concurrent publish: again */
+                if (cls == SHM_NOT_OURS)
+                        return TAILNET_NO;
+                if (down)
+                        return TAILNET_DOWN;
+                if (len < 0)
+                        return TAILNET_ERROR;
+                *ret_len = (size_t) len;
+                return TAILNET_ANSWER;
+        }
+        return TAILNET_ERROR;
+}
+
+/* ---- forwarding ---- */
+
+static void reply_release(StubReply *r, bool on_worker) {
+        Worker *w = r->worker;
+
+        if (on_worker) {
+                r->timer = sd_event_source_disable_unref(r->timer);
+                if (r->pending_prev)
+                        r->pending_prev->pending_next = r->pending_next;
+                else if (w->pending == r)
+                        w->pending = r->pending_next;
+                if (r->pending_next)
+                        r->pending_next->pending_prev = r->pending_prev;
+                if (!r->answered) {
+                        w->inflight--;
+                        if (r->client.tcp)
+                                r->client.conn->pending--;
+                }
+                if (r->client.tcp && !r->client.conn->closed)
+                        conn_kick(r->client.conn);
+        }
+        if (r->client.tcp)
+                conn_unref(r->client.conn);
+        Stub *s = r->stub;
+        free(r->answer);
+        free(r);
+        stub_unref(s);
+}
+
+/* The answer for a finished reply; on the worker thread. */
+static void reply_answer(StubReply *r) {
+        Worker *w = r->worker;
+        const Client *cl = &r->client;
+        DnsMessage q, a;
+        uint64_t now;
+
+        if (dns_message_parse(r->query, r->query_len, &q) < 0)
+                return; /* it parsed when it came in */
+
+        if (!r->failed) {
+                if (dns_message_parse(r->answer, r->answer_len, &a) < 0 || !(a.flags & DNS_FLAG_QR) ||
+                    !a.has_question || !dns_name_equal(&a.qname, &q.qname) || a.qtype != q.qtype ||
+                    a.qclass != q.qclass) {
+                        r->failed = true;
+                        r->rcode = DNS_RCODE_SERVFAIL;
+                        r->ede = DNS_EDE_OTHER;
+                        snprintf(r->ede_text, sizeof r->ede_text, "invalid answer from upstream");
+                } else {
+                        /* Kept even when it came too late for this client:
+                         * the next one asking is served from the cache. */
+                        (void) sd_event_now(w->event, CLOCK_MONOTONIC, &now);
+                        (void) cache_put(w->stub->config.cache, &q, r->answer, r->answer_len, &a, now);
+                        if (r->answered || (cl->tcp && cl->conn->closed))
+                                return;
+                        if (a.rcode == DNS_RCODE_SERVFAIL && respond_stale(w, cl, r->query, r->query_len, &q)) {
+                                count(w, STAT_UPSTREAM_ERRORS);
+                                return;
+                        }
+                        respond_answer(w, cl, r->query, r->query_len, &q, r->answer, r->answer_len, &a, -1, NULL);
+                        return;
+                }
+        }
+        if (r->answered || (cl->tcp && cl->conn->closed))
+                return;
+        count(w, STAT_UPSTREAM_ERRORS);
+        if (respond_stale(w, cl, r->query, r->query_len, &q))
+                return;
+        respond_error(w, cl, r->query, r->query_len, r->rcode, r->ede, r->ede_text[0] ? r->ede_text : NULL);
+}
+
+static int on_reply_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
+        StubReply *r = userdata;
+        Worker *w = r->worker;
+        DnsMessage q;
+
+        (void) src;
+        (void) usec;
+        r->timer = sd_event_source_disable_unref(r->timer);
+        if (r->answered)
+                return 0;
+        count(w, STAT_TIMEOUTS);
+        if (!(r->client.tcp && r->client.conn->closed) && dns_message_parse(r->query, r->query_len, &q) == 0 &&
+            !respond_stale(w, &r->client, r->query, r->query_len, &q))
+                respond_error(w, &r->client, r->query, r->query_len, DNS_RCODE_SERVFAIL,
+                              DNS_EDE_NO_REACHABLE_AUTHORITY, "upstream timed out");
+        /* The forwarder still owns the reply; it is freed when finished. */
+        r->answered = true;
+        w->inflight--;
+        if (r->client.tcp) {
+                r->client.conn->pending--;
+                if (!r->client.conn->closed)
+                        conn_kick(r->client.conn);
+        }
+        return 0;
+}
+
+static void reply_finish(StubReply *r) {
+        Worker *w = r->worker;
+        bool queued = false;
+
+        /* The wake-up is written under the lock: once the worker has
+         * stopped (under the lock too) its eventfd may be closed. */
+        pthread_mutex_lock(&w->lock);
+        if (!w->stopped) {
+                uint64_t one = 1;
+                r->next = NULL;
+                if (w->queue_tail)
+                        w->queue_tail->next = r;
+                else
+                        w->queue_head = r;
+                w->queue_tail = r;
+                queued = true;
+                (void) !write(w->wake_fd, &one, sizeof one);
+        }
+        pthread_mutex_unlock(&w->lock);
+
+        if (!queued)
+                reply_release(r, false);
+}
+
+void stub_reply_done(StubReply *r, const uint8_t *answer, size_t len) {
+        r->answer = len > 0 && len <= DNS_MESSAGE_MAX ? malloc(len) : NULL;
+        if (r->answer) {
+                memcpy(r->answer, answer, len);
+                r->answer_len = len;
+        } else {
+                r->failed = true;
+                r->rcode = DNS_RCODE_SERVFAIL;
+                r->ede = DNS_EDE_OTHER;
+                snprintf(r->ede_text, sizeof r->ede_text, "%s",
+                         len == 0 || len > DNS_MESSAGE_MAX ? "invalid answer from upstream" : "out of memory");
+        }
+        reply_finish(r);
+}
+
+void stub_reply_error(StubReply *r, uint16_t rcode, int ede_code, const char *ede_text) {
+        r->failed = true;
+        r->rcode = rcode;
+        r->ede = ede_code;
+        snprintf(r->ede_text, sizeof r->ede_text, "%s", ede_text ? ede_text : "");
+        reply_finish(r);
+}
+
+/* The query the forwarder gets: the client's ID and question, RD, CD, an
+ * OPT with our size and the client's DO bit. */
+static int upstream_query(const uint8_t *query, const DnsMessage *q, uint8_t *buf, size_t size, size_t *ret_len) {
+        DnsBuilder b;
+
+        dns_builder_init(&b, buf, size);
+        dns_builder_header(&b, q->id, (uint16_t) (DNS_FLAG_RD | (q->flags & DNS_FLAG_CD)), 1, 0, 0, 1);
+        dns_builder_bytes(&b, query + q->question_off, q->question_end - q->question_off);
+        dns_builder_opt(&b, DNS_EDNS_UDP_SIZE, 0, q->edns.present && (q->edns.flags & DNS_EDNS_FLAG_DO), -1, NULL);
+        return dns_builder_finish(&b, ret_len);
+}
+
+static void forward(Worker *w, const Client *cl, const uint8_t *query, size_t qlen, const DnsMessage *q) {
+        Stub *s = w->stub;
+        size_t len;
+
+        if (!s->config.forward) {
+                respond_error(w, cl, query, qlen, DNS_RCODE_SERVFAIL, DNS_EDE_NOT_READY, "no upstream");
+                return;
+        }
+        if (w->inflight >= s->config.max_inflight) {
+                respond_error(w, cl, query, qlen, DNS_RCODE_SERVFAIL, DNS_EDE_OTHER, "too many queries in flight");
+                return;
+        }
+        if (upstream_query(query, q, w->scratch, sizeof w->scratch, &len) < 0) {
+                respond_error(w, cl, query, qlen, DNS_RCODE_SERVFAIL, DNS_EDE_OTHER, NULL);
+                return;
+        }
+
+        StubReply *r = calloc(1, sizeof *r + qlen);
+        if (!r) {
+                respond_error(w, cl, query, qlen, DNS_RCODE_SERVFAIL, DNS_EDE_OTHER, "out of memory");
+                return;
+        }
+        if (sd_event_add_time_relative(w->event, &r->timer, CLOCK_MONOTONIC, s->config.forward_timeout_usec, 0,
+                                       on_reply_timeout, r) < 0) {
+                free(r);
+                respond_error(w, cl, query, qlen, DNS_RCODE_SERVFAIL, DNS_EDE_OTHER, NULL);
+                return;
+        }
+        r->stub = s;
+        r->worker = w;
+        r->client = *cl;
+        r->query_len = qlen;
+        memcpy(r->query, query, qlen);
+        atomic_fetch_add(&s->refs, 1);
+        if (cl->tcp) {
+                atomic_fetch_add(&cl->conn->refs, 1);
+                cl->conn->pending++;
+        }
+        r->pending_next = w->pending;
+        if (w->pending)
+                w->pending->pending_prev = r;
+        w->pending = r;
+        w->inflight++;
+        count(w, STAT_FORWARDED);
+        /* r may be finished (and queued) before this returns. */
+        s->config.forward(s->config.forward_userdata, w->scratch, len, r);
+}
+
+/* ---- the query path ---- */
+
+static bool is_blocked(Stub *s, const DnsName *name) {
+        bool blocked;
+
+        urcu_memb_read_lock();
+        Blocklist *bl = rcu_dereference(s->blocklist);
+        blocked = blocklist_match(bl, name);
+        urcu_memb_read_unlock();
+        return blocked;
+}
+
+/* An RFC 8482 4.2 answer to ANY: one HINFO "RFC8482" "" record. */
+static int build_hinfo(Worker *w, const uint8_t *query, const DnsMessage *q, size_t *ret_len) {
+        DnsBuilder b;
+
+        dns_builder_init(&b, w->scratch, sizeof w->scratch);
+        dns_builder_header(&b, q->id, DNS_FLAG_QR | DNS_FLAG_RA, 1, 1, 0, 0);
+        dns_builder_bytes(&b, query + q->question_off, q->question_end - q->question_off);
+        size_t rd = dns_builder_rr_begin(&b, DNS_HEADER_SIZE, DNS_TYPE_HINFO, DNS_CLASS_IN, ANY_TTL);
+        dns_builder_u8(&b, 7);
+        dns_builder_bytes(&b, "RFC8482", 7);
+        dns_builder_u8(&b, 0);
+        dns_builder_rr_end(&b, rd);
+        return dns_builder_finish(&b, ret_len);
+}
+
+static void handle_query(Worker *w, const Client *cl, const uint8_t *query, size_t qlen) {
+        Stub *s = w->stub;
+        DnsMessage q, a;
+        size_t len;
+        uint64_t now;
+
+        count(w, cl->tcp ? STAT_TCP_QUERIES : STAT_UDP_QUERIES);
+        /* Unreadable, or an answer (answering answers is how loops start). */
+        if (qlen < DNS_HEADER_SIZE || (query[DNS_OFF_FLAGS] & (DNS_FLAG_QR >> 8))) {
+                count(w, STAT_DROPPED);
+                return;
+        }
+        if (dns_message_parse(query, qlen, &q) < 0) {
+                count(w, STAT_FORMERR);
+                respond_error(w, cl, query, qlen, DNS_RCODE_FORMERR, -1, NULL);
+                return;
+        }
+        if ((q.flags & DNS_OPCODE_MASK) != DNS_OPCODE_QUERY << DNS_OPCODE_SHIFT) {
+                count(w, STAT_NOTIMP);
+                respond_error(w, cl, query, qlen, DNS_RCODE_NOTIMP, -1, NULL);
+                return;
+        }
+        if (!q.has_question) {
+                count(w, STAT_FORMERR);
+                respond_error(w, cl, query, qlen, DNS_RCODE_FORMERR, -1, NULL);
+                return;
+        }
+        if (q.edns.present && q.edns.version > 0) {
+                count(w, STAT_FORMERR);
+                respond_error(w, cl, query, qlen, DNS_RCODE_BADVERS, -1, NULL);
+                return;
+        }
+        if (q.qtype == DNS_TYPE_AXFR || q.qtype == DNS_TYPE_IXFR || q.qtype == DNS_TYPE_MAILA ||
+            q.qtype == DNS_TYPE_MAILB || q.qtype == DNS_TYPE_OPT) {
+                count(w, STAT_NOTIMP);
+                respond_error(w, cl, query, qlen, DNS_RCODE_NOTIMP, DNS_EDE_NOT_SUPPORTED, NULL);
+                return;
+        }
+        if (q.qclass != DNS_CLASS_IN && q.qclass != DNS_CLASS_ANY) {
+                count(w, STAT_REFUSED);
+                respond_error(w, cl, query, qlen, DNS_RCODE_REFUSED, DNS_EDE_NOT_SUPPORTED, NULL);
+                return;
+        }
+
+        /* 1. the threat blocklist */
+        if (is_blocked(s, &q.qname)) {
+                count(w, STAT_BLOCKED);
+                respond_error(w, cl, query, qlen, DNS_RCODE_NXDOMAIN, DNS_EDE_BLOCKED, "Blocked");
+                return;
+        }
+
+        /* 2. tailnet names */
+        switch (lookup_tailnet(w, query, &q, &len)) {
+        case TAILNET_ANSWER:
+                count(w, STAT_TAILNET);
+                if (dns_message_parse(w->scratch, len, &a) == 0)
+                        respond_answer(w, cl, query, qlen, &q, w->scratch, len, &a, -1, NULL);
+                return;
+        case TAILNET_DOWN:
+                count(w, STAT_TAILNET);
+                respond_error(w, cl, query, qlen, DNS_RCODE_SERVFAIL, DNS_EDE_NOT_READY, "tailnet is down");
+                return;
+        case TAILNET_ERROR:
+                count(w, STAT_TAILNET);
+                respond_error(w, cl, query, qlen, DNS_RCODE_SERVFAIL, DNS_EDE_OTHER, "record store unreadable");
+                return;
+        case TAILNET_NO:
+                break;
+        }
+
+        /* 3. ANY: answered here, minimally (RFC 8482) */
+        if (q.qtype == DNS_TYPE_ANY) {
+                count(w, STAT_ANY);
+                if (build_hinfo(w, query, &q, &len) == 0 && dns_message_parse(w->scratch, len, &a) == 0)
+                        respond_answer(w, cl, query, qlen, &q, w->scratch, len, &a, -1, NULL);
+                return;
+        }
+
+        /* 4. the cache */
+        if (s->config.cache) {
+                (void) sd_event_now(w->event, CLOCK_MONOTONIC, &now);
+                if (cache_get(s->config.cache, &q, now, false, w->scratch, sizeof w->scratch, &len) == CACHE_FRESH &&
+                    dns_message_parse(w->scratch, len, &a) == 0) {
+                        count(w, STAT_CACHE_HITS);
+                        respond_answer(w, cl, query, qlen, &q, w->scratch, len, &a, -1, NULL);
+                        return;
+                }
+        }
+
+        /* 5. upstream */
+        forward(w, cl, query, qlen, &q);
+}
+
+/* ---- sockets on the loop ---- */
+
+static int on_udp(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        Listener *l = userdata;
+        Worker *w = l->worker;
+
+        (void) src;
+        (void) revents;
+        for (unsigned i = 0; i < UDP_BATCH; i++) {
+                Client cl = { .fd = fd, .peer_len = sizeof cl.peer };
+                ssize_t n = recvfrom(fd, w->in, sizeof w->in, MSG_DONTWAIT | MSG_TRUNC,
+                                     (struct sockaddr *) &cl.peer, &cl.peer_len);
+                if (n < 0)
+                        break; /* EAGAIN, or an ICMP error queued by an earlier send */
+                if (!is_loopback((const struct sockaddr *) &cl.peer) || (size_t) n > DNS_MESSAGE_MAX) {
+                        count(w, STAT_DROPPED);
+                        continue;
+                }
+                handle_query(w, &cl, w->in, (size_t) n);
+        }
+        return 0;
+}
+
+/* Whether a whole message waits in the input buffer. */
+static bool conn_has_message(const TcpConn *c) {
+        return c->in_len >= 2 && c->in_len - 2 >= ((size_t) c->in[0] << 8 | c->in[1]);
+}
+
+static void conn_update(TcpConn *c) {
+        Worker *w = c->worker;
+        uint32_t events = 0;
+
+        if (c->closed)
+                return;
+        /* Nothing more to do: the client is gone and every answer is out. */
+        if (c->read_eof && c->pending == 0 && !c->out_head && !conn_has_message(c)) {
+                conn_close(c);
+                return;
+        }
+        if (!c->read_eof && c->pending < STUB_TCP_PIPELINE_MAX && c->out_bytes < TCP_OUT_MAX)
+                events |= EPOLLIN;
+        if (c->out_head)
+                events |= EPOLLOUT;
+        (void) sd_event_source_set_io_events(c->io, events);
+        (void) sd_event_source_set_enabled(c->io, events ? SD_EVENT_ON : SD_EVENT_OFF);
+        /* The idle clock runs while the connection has nothing to do. */
+        (void) sd_event_source_set_time_relative(c->idle, w->stub->config.tcp_idle_usec);
+        (void) sd_event_source_set_enabled(c->idle, SD_EVENT_ONESHOT);
+}
+
+/* Takes complete messages out of the input buffer. */
+static void conn_process(TcpConn *c) {
+        size_t off = 0;
+
+        while (!c->closed && c->in_len - off >= 2 && c->pending < STUB_TCP_PIPELINE_MAX &&
+               c->out_bytes < TCP_OUT_MAX) {
+                size_t mlen = (size_t) c->in[off] << 8 | c->in[off + 1];
+                if (mlen == 0) {
+                        conn_close(c);
+                        return;
+                }
+                if (c->in_len - off < 2 + mlen)
+                        break;
+                Client cl = { .tcp = true, .fd = c->fd, .conn = c };
+                handle_query(c->worker, &cl, c->in + off + 2, mlen);
+                off += 2 + mlen;
+        }
+        if (c->closed)
+                return;
+        memmove(c->in, c->in + off, c->in_len - off);
+        c->in_len -= off;
+}
+
+static int on_conn_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        TcpConn *c = userdata;
+
+        (void) src;
+        atomic_fetch_add(&c->refs, 1); /* handle_query() may close it */
+        if (revents & EPOLLOUT) {
+                if (conn_flush(c) < 0)
+                        conn_close(c);
+        }
+        if (!c->closed && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->read_eof) {
+                /* room for the largest message and its length */
+                if (c->in_cap - c->in_len < 4096 && c->in_cap < 2 + DNS_MESSAGE_MAX) {
+                        size_t cap = c->in_cap * 2 > 2 + DNS_MESSAGE_MAX ? 2 + DNS_MESSAGE_MAX : c->in_cap * 2;
+                        uint8_t *in = realloc(c->in, cap);
+                        if (!in)
+                                conn_close(c);
+                        else {
+                                c->in = in;
+                                c->in_cap = cap;
+                        }
+                }
+                if (!c->closed && c->in_len < c->in_cap) {
+                        ssize_t n = recv(fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+                        if (n > 0)
+                                c->in_len += (size_t) n;
+                        else if (n == 0)
+                                c->read_eof = true;
+                        else if (errno != EAGAIN && errno != EINTR)
+                                conn_close(c);
+                }
+        }
+        if (!c->closed)
+                conn_process(c);
+        /* A half-close inside a message: the rest will never come. */
+        if (!c->closed && c->read_eof && !conn_has_message(c))
+                c->in_len = 0;
+        if (!c->closed)
+                conn_update(c);
+        conn_unref(c);
+        return 0;
+}
+
+/* Room again (an answer went out, a query finished): serve what waits. */
+static void conn_kick(TcpConn *c) {
+        atomic_fetch_add(&c->refs, 1);
+        conn_process(c);
+        if (!c->closed)
+                conn_update(c);
+        conn_unref(c);
+}
+
+static int on_conn_idle(sd_event_source *src, uint64_t usec, void *userdata) {
+        TcpConn *c = userdata;
+
+        (void) src;
+        (void) usec;
+        if (c->pending > 0 || c->out_head) {
+                /* Still busy: the clock starts again once it is not. */
+                conn_update(c);
+                return 0;
+        }
+        conn_close(c);
+        return 0;
+}
+
+static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        Listener *l = userdata;
+        Worker *w = l->worker;
+        Stub *s = w->stub;
+
+        (void) src;
+        (void) revents;
+        for (unsigned i = 0; i < ACCEPT_BATCH; i++) {
+                struct sockaddr_storage peer;
+                socklen_t plen = sizeof peer;
+                int cfd = accept4(fd, (struct sockaddr *) &peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (cfd < 0)
+                        break;
+                if (!is_loopback((const struct sockaddr *) &peer)) {
+                        count(w, STAT_DROPPED);
+                        safe_close(cfd);
+                        continue;
+                }
+                if (atomic_fetch_add(&s->tcp_connections, 1) >= s->config.tcp_max_connections) {
+                        atomic_fetch_sub(&s->tcp_connections, 1);
+                        count(w, STAT_DROPPED);
+                        safe_close(cfd);
+                        continue;
+                }
+                TcpConn *c = calloc(1, sizeof *c);
+                if (c)
+                        c->in = malloc(c->in_cap = 1024);
+                if (!c || !c->in ||
+                    sd_event_add_io(w->event, &c->io, cfd, EPOLLIN, on_conn_io, c) < 0 ||
+                    sd_event_add_time_relative(w->event, &c->idle, CLOCK_MONOTONIC, s->config.tcp_idle_usec, 0,
+                                               on_conn_idle, c) < 0) {
+                        if (c) {
+                                sd_event_source_disable_unref(c->io);
+                                free(c->in);
+                                free(c);
+                        }
+                        atomic_fetch_sub(&s->tcp_connections, 1);
+                        safe_close(cfd);
+                        continue;
+                }
+                int one = 1;
+                (void) setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                atomic_init(&c->refs, 1);
+                c->worker = w;
+                c->fd = cfd;
+                c->next = w->conns;
+                if (w->conns)
+                        w->conns->prev = c;
+                w->conns = c;
+                count(w, STAT_TCP_CONNECTIONS);
+        }
+        return 0;
+}
+
+/* ---- workers ---- */
+
+static int on_wake(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        Worker *w = userdata;
+        uint64_t n;
+
+        (void) src;
+        (void) revents;
+        (void) !read(fd, &n, sizeof n);
+        if (atomic_load(&w->stop)) {
+                sd_event_exit(w->event, 0);
+                return 0;
+        }
+        pthread_mutex_lock(&w->lock);
+        StubReply *r = w->queue_head;
+        w->queue_head = w->queue_tail = NULL;
+        pthread_mutex_unlock(&w->lock);
+        while (r) {
+                StubReply *next = r->next;
+                reply_answer(r);
+                reply_release(r, true);
+                r = next;
+        }
+        return 0;
+}
+
+static int worker_setup(Worker *w) {
+        int r = sd_event_new(&w->event);
+        if (r < 0)
+                return r;
+        r = sd_event_add_io(w->event, &w->wake_source, w->wake_fd, EPOLLIN, on_wake, w);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < w->n_listeners; i++) {
+                Listener *l = &w->listeners[i];
+                r = sd_event_add_io(w->event, &l->source, l->fd, EPOLLIN, l->tcp ? on_accept : on_udp, l);
+                if (r < 0)
+                        return r;
+        }
+        r = shm_reader_new(w->stub->config.store_path, &w->reader);
+        if (r < 0)
+                w->reader = NULL; /* no tailnet answers; the rest still works */
+        return 0;
+}
+
+static void worker_teardown(Worker *w) {
+        pthread_mutex_lock(&w->lock);
+        w->stopped = true;
+        StubReply *r = w->queue_head;
+        w->queue_head = w->queue_tail = NULL;
+        pthread_mutex_unlock(&w->lock);
+
+        /* Finished but not yet answered: drop. */
+        while (r) {
+                StubReply *next = r->next;
+                r->answered = true;
+                reply_release(r, true);
+                r = next;
+        }
+        /* Unfinished: they stay with the forwarder, without our loop. */
+        for (StubReply *p = w->pending; p; p = p->pending_next)
+                p->timer = sd_event_source_disable_unref(p->timer);
+        w->pending = NULL;
+        while (w->conns)
+                conn_close(w->conns);
+        for (size_t i = 0; i < w->n_listeners; i++) {
+                w->listeners[i].source = sd_event_source_disable_unref(w->listeners[i].source);
+                if (!w->listeners[i].shared)
+                        w->listeners[i].fd = safe_close(w->listeners[i].fd);
+        }
+        w->wake_source = sd_event_source_disable_unref(w->wake_source);
+        w->event = sd_event_unref(w->event);
+        w->reader = shm_reader_free(w->reader);
+}
+
+static void *worker_main(void *userdata) {
+        Worker *w = userdata;
+        Stub *s = w->stub;
+
+        cache_thread_init();
+        int r = worker_setup(w);
+
+        pthread_mutex_lock(&s->setup_lock);
+        w->setup_result = r;
+        s->setup_done++;
+        pthread_cond_broadcast(&s->setup_cond);
+        pthread_mutex_unlock(&s->setup_lock);
+
+        if (r >= 0) {
+                r = sd_event_loop(w->event);
+                if (r < 0)
+                        stub_log(s, LOG_ERR, "stub worker %u: event loop failed: %s", w->index, strerror(-r));
+        }
+        worker_teardown(w);
+        return NULL;
+}
+
+static void workers_stop(Stub *s) {
+        for (unsigned i = 0; i < s->n_workers; i++) {
+                Worker *w = &s->workers[i];
+                if (!w->started)
+                        continue;
+                atomic_store(&w->stop, true);
+                uint64_t one = 1;
+                (void) !write(w->wake_fd, &one, sizeof one);
+                pthread_join(w->thread, NULL);
+                w->started = false;
+        }
+}
+
+static void stub_close(Stub *s) {
+        workers_stop(s);
+        for (unsigned i = 0; s->workers && i < s->n_workers; i++) {
+                Worker *w = &s->workers[i];
+                /* workers that never ran still own their sockets */
+                for (size_t k = 0; k < w->n_listeners; k++)
+                        if (!w->listeners[k].shared)
+                                w->listeners[k].fd = safe_close(w->listeners[k].fd);
+                free(w->listeners);
+                w->listeners = NULL;
+                w->n_listeners = 0;
+                w->wake_fd = safe_close(w->wake_fd);
+        }
+        for (size_t i = 0; i < s->n_activated; i++)
+                safe_close(s->activated[i]);
+        free(s->activated);
+        s->activated = NULL;
+        s->n_activated = 0;
+        /* No worker reads it any more. */
+        blocklist_free(s->blocklist);
+        s->blocklist = NULL;
+}
+
+int stub_new(const StubConfig *config, Stub **ret) {
+        char list[STUB_ADDRESSES_MAX * 64] = "";
+        int r;
+
+        Stub *s = calloc(1, sizeof *s);
+        if (!s) {
+                for (size_t i = 0; i < config->n_fds; i++)
+                        safe_close(config->fds[i]);
+                blocklist_free(config->blocklist);
+                return -ENOMEM;
+        }
+        atomic_init(&s->refs, 1);
+        s->config = *config;
+        s->config.listen = NULL;
+        s->config.fds = NULL;
+        s->config.blocklist = NULL;
+        s->blocklist = config->blocklist;
+        if (s->config.fallback_port == 0)
+                s->config.fallback_port = STUB_FALLBACK_PORT;
+        if (s->config.tcp_max_connections == 0)
+                s->config.tcp_max_connections = STUB_DEFAULT_TCP_CONNECTIONS;
+        if (s->config.tcp_idle_usec == 0)
+                s->config.tcp_idle_usec = STUB_DEFAULT_TCP_IDLE_USEC;
+        if (s->config.forward_timeout_usec == 0)
+                s->config.forward_timeout_usec = STUB_DEFAULT_FORWARD_TIMEOUT_USEC;
+        if (s->config.max_inflight == 0)
+                s->config.max_inflight = STUB_DEFAULT_INFLIGHT;
+        if (s->config.n_workers == 0) {
+                long n = sysconf(_SC_NPROCESSORS_ONLN);
+                s->config.n_workers = n > 0 ? (unsigned) n : 1;
+        }
+        if (s->config.n_workers > STUB_WORKERS_MAX)
+                s->config.n_workers = STUB_WORKERS_MAX;
+        pthread_mutex_init(&s->setup_lock, NULL);
+        pthread_cond_init(&s->setup_cond, NULL);
+
+        s->workers = calloc(s->config.n_workers, sizeof *s->workers);
+        if (!s->workers) {
+                for (size_t i = 0; i < config->n_fds; i++)
+                        safe_close(config->fds[i]);
+                r = -ENOMEM;
+                goto fail;
+        }
+        s->n_workers = s->config.n_workers;
+        for (unsigned i = 0; i < s->n_workers; i++) {
+                Worker *w = &s->workers[i];
+                w->stub = s;
+                w->index = i;
+                w->wake_fd = -1;
+                pthread_mutex_init(&w->lock, NULL);
+        }
+        /* fds first: they are ours to close whatever happens next */
+        r = config->n_fds > 0 ? adopt_fds(s, config) : bind_all(s, config);
+        if (r < 0)
+                goto fail;
+        for (unsigned i = 0; i < s->n_workers; i++) {
+                Worker *w = &s->workers[i];
+                w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                if (w->wake_fd < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+        }
+
+        for (unsigned i = 0; i < s->n_workers; i++) {
+                Worker *w = &s->workers[i];
+                r = -pthread_create(&w->thread, NULL, worker_main, w);
+                if (r < 0)
+                        goto fail;
+                w->started = true;
+        }
+        pthread_mutex_lock(&s->setup_lock);
+        while (s->setup_done < s->n_workers)
+                pthread_cond_wait(&s->setup_cond, &s->setup_lock);
+        pthread_mutex_unlock(&s->setup_lock);
+        for (unsigned i = 0; i < s->n_workers; i++)
+                if (s->workers[i].setup_result < 0) {
+                        r = s->workers[i].setup_result;
+                        stub_log(s, LOG_ERR, "cannot start the stub's worker threads: %s", strerror(-r));
+                        goto fail;
+                }
+
+        for (size_t i = 0; i < s->n_addresses; i++) {
+                char text[64];
+                if (stub_address_text(&s->addresses[i], text, sizeof text) < 0)
+                        continue;
+                if (i > 0)
+                        strcat(list, ", ");
+                strcat(list, text);
+        }
+        stub_log(s, LOG_NOTICE, STUB_LOG_STARTED " on %s (UDP and TCP%s, %u worker%s)", list,
+                 s->n_activated > 0 ? ", socket-activated" : "", s->n_workers, s->n_workers == 1 ? "" : "s");
+        *ret = s;
+        return 0;
+
+fail:
+        stub_close(s);
+        stub_unref(s);
+        return r;
+}
+
+Stub *stub_free(Stub *s) {
+        if (!s)
+                return NULL;
+        stub_close(s);
+        stub_unref(s);
+        return NULL;
+}
+
+void stub_set_blocklist(Stub *s, Blocklist *bl) {
+        cache_thread_init();
+        Blocklist *old = rcu_xchg_pointer(&s->blocklist, bl);
+        /* every worker that could see the old one has moved on */
+        urcu_memb_synchronize_rcu();
+        blocklist_free(old);
+}
+
+void stub_stats(const Stub *s, StubStats *ret) {
+        uint64_t sum[_STAT_MAX] = { 0 };
+
+        for (unsigned i = 0; i < s->n_workers; i++)
+                for (unsigned k = 0; k < _STAT_MAX; k++)
+                        sum[k] += atomic_load_explicit(&s->workers[i].stats[k], memory_order_relaxed);
+        *ret = (StubStats) {
+                .udp_queries = sum[STAT_UDP_QUERIES],
+                .tcp_queries = sum[STAT_TCP_QUERIES],
+                .tcp_connections = sum[STAT_TCP_CONNECTIONS],
+                .dropped = sum[STAT_DROPPED],
+                .formerr = sum[STAT_FORMERR],
+                .refused = sum[STAT_REFUSED],
+                .notimp = sum[STAT_NOTIMP],
+                .blocked = sum[STAT_BLOCKED],
+                .tailnet = sum[STAT_TAILNET],
+                .any = sum[STAT_ANY],
+                .cache_hits = sum[STAT_CACHE_HITS],
+                .stale_answers = sum[STAT_STALE],
+                .forwarded = sum[STAT_FORWARDED],
+                .upstream_errors = sum[STAT_UPSTREAM_ERRORS],
+                .timeouts = sum[STAT_TIMEOUTS],
+                .truncated = sum[STAT_TRUNCATED],
+        };
+}

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The DNS stub listener: UDP and TCP on loopback addresses (default
+ * 127.0.0.53:53), for programs that do not resolve through NSS.
+ *
+ * A query is answered, in this order (DESIGN.md "ztnad"):
+ *
+ *   1. threat blocklist: NXDOMAIN with Extended DNS Error 15 "Blocked";
+ *   2. tailnet names, from the record store (the same one NSS reads):
+ *      A and AAAA for a peer's names, PTR for its addresses, A and AAAA
+ *      for ANY; NOERROR with an empty answer for other types or a peer
+ *      without an address of the type; NXDOMAIN for an unknown name
+ *      under the tailnet domain or an unknown address in its ranges,
+ *      never forwarded; SERVFAIL (EDE 14 "Not Ready") while the store
+ *      says the tailnet is down;
+ *   3. ANY for every other name: a synthesised HINFO "RFC8482" record
+ *      (RFC 8482 4.2), never forwarded, so ANY cannot amplify;
+ *   4. the shared cache;
+ *   5. the upstream, through the forwarder callback.
+ *
+ * Malformed queries get FORMERR when their header is readable and are
+ * dropped otherwise; a query with QDCOUNT other than 1 gets FORMERR, an
+ * opcode other than QUERY NOTIMP, EDNS version > 0 BADVERS (RFC 6891
+ * 6.1.3), AXFR/IXFR/MAILA/MAILB NOTIMP, a class other than IN (or ANY)
+ * REFUSED. Responses (QR set) are never answered. Only loopback clients
+ * (127.0.0.0/8, ::1) are served; anything else is dropped unanswered, so
+ * the stub is never an open resolver.
+ *
+ * EDNS(0): an answer carries an OPT record when the query had one, with
+ * our UDP size (1232) and the DO bit mirrored. A UDP answer larger than
+ * the client's size (512 without EDNS) is cut to the question with TC set,
+ * so the client asks again over TCP. TCP: 2-byte length framing
+ * (RFC 1035 4.2.2), several queries per connection answered as they
+ * complete (RFC 7766 6.2.1.1), an idle timeout, a connection limit.
+ *
+ * Threads: stub_new() starts one worker thread per CPU (or n_workers),
+ * each with its own sd-event loop, its own SO_REUSEPORT UDP and TCP
+ * sockets on every address (the kernel spreads queries over them) and its
+ * own store reader; the cache and the blocklist are shared. Sockets from
+ * socket activation are watched by every worker.
+ *
+ * The forwarder: for a query that must go upstream the stub calls
+ * config->forward on the worker thread, with a clean query (the client's
+ * ID and question, RD, its CD bit, an OPT record with our UDP size and
+ * the client's DO bit; none of the client's other options) and a
+ * StubReply. The forwarder must finish every StubReply exactly once, with
+ * stub_reply_done() (the upstream's answer, any ID) or stub_reply_error()
+ * (an rcode and an Extended DNS Error), at once or later, from any
+ * thread: a finish from another thread is handed to the worker's loop.
+ * The stub itself answers SERVFAIL when a reply is not finished within
+ * forward_timeout_usec (the late finish is then dropped). A StubReply
+ * stays valid until it is finished, even after stub_free().
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "blocklist.h"
+#include "cache.h"
+
+#define STUB_DEFAULT_ADDRESS "127.0.0.53"
+#define STUB_DEFAULT_PORT 53
+#define STUB_FALLBACK_PORT 15353
+#define STUB_WORKERS_MAX 64u
+#define STUB_ADDRESSES_MAX 16u
+#define STUB_DEFAULT_TCP_CONNECTIONS 256u
+#define STUB_DEFAULT_TCP_IDLE_USEC (UINT64_C(10) * 1000000)
+#define STUB_DEFAULT_FORWARD_TIMEOUT_USEC (UINT64_C(10) * 1000000)
+#define STUB_DEFAULT_INFLIGHT 1024u /* per worker */
+#define STUB_TCP_PIPELINE_MAX 32u   /* queries in flight on one connection */
+
+/* The log lines the failover guide and the tests look for. */
+#define STUB_LOG_HIGH_PORT "Cannot bind to port 53, trying high port"
+#define STUB_LOG_STARTED "DNS resolver started"
+
+typedef struct Stub Stub;
+typedef struct StubReply StubReply;
+
+typedef void (*stub_forward_fn)(void *userdata, const uint8_t *query, size_t len, StubReply *reply);
+/* One line, no newline; priority as syslog's (LOG_WARNING ...). */
+typedef void (*stub_log_fn)(void *userdata, int priority, const char *message);
+
+typedef struct StubAddress {
+        struct sockaddr_storage sa; /* AF_INET or AF_INET6, port set */
+        socklen_t len;
+} StubAddress;
+
+typedef struct StubConfig {
+        /* Where to listen; none: 127.0.0.53:53. Loopback addresses only
+         * (-EADDRNOTAVAIL otherwise). When port 53 cannot be bound
+         * (EADDRINUSE, EACCES) the stub logs STUB_LOG_HIGH_PORT and binds
+         * fallback_port (0: 15353) instead. */
+        const StubAddress *listen;
+        size_t n_listen;
+        uint16_t fallback_port;
+        /* Sockets from socket activation (stub_activated_fds()); when any
+         * are given, `listen` is not used. Taken over: stub_free() closes
+         * them, and so does a failing stub_new(). */
+        const int *fds;
+        size_t n_fds;
+
+        unsigned n_workers; /* 0: one per online CPU */
+        const char *store_path; /* NULL: $ZTNA_STORE or /run/ztna/records */
+        Cache *cache;           /* NULL: no cache; not owned */
+        Blocklist *blocklist;   /* NULL: none; owned by the stub from here on */
+        stub_forward_fn forward; /* NULL: SERVFAIL for every other name */
+        void *forward_userdata;
+
+        unsigned tcp_max_connections; /* over all workers; 0: the default */
+        uint64_t tcp_idle_usec;       /* 0: the default */
+        uint64_t forward_timeout_usec;
+        unsigned max_inflight;        /* per worker; 0: the default */
+
+        stub_log_fn log; /* NULL: stderr with sd-daemon priority prefixes */
+        void *log_userdata;
+} StubConfig;
+
+typedef struct StubStats {
+        uint64_t udp_queries, tcp_queries, tcp_connections;
+        uint64_t dropped;  /* not loopback, unreadable, a response */
+        uint64_t formerr, refused, notimp;
+        uint64_t blocked, tailnet, any, cache_hits, stale_answers;
+        uint64_t forwarded, upstream_errors, timeouts;
+        uint64_t truncated;
+} StubStats;
+
+/* Binds (or takes over config->fds), starts the workers, logs
+ * STUB_LOG_STARTED with the addresses. Returns 0 or a negative errno
+ * (nothing is left running then). */
+int stub_new(const StubConfig *config, Stub **ret);
+/* Stops the workers and closes the sockets; NULL-safe. Replies still with
+ * the forwarder stay valid until finished. */
+Stub *stub_free(Stub *s);
+
+/* The addresses actually bound (UDP and TCP share each), for
+ * `ztna status`: "127.0.0.53:53", "[::1]:15353". */
+size_t stub_n_addresses(const Stub *s);
+const StubAddress *stub_address(const Stub *s, size_t i);
+int stub_address_text(const StubAddress *a, char *buf, size_t size);
+
+/* Swaps in a new blocklist (owned by the stub from here on); the old one
+ * is freed once no worker can be using it. NULL: no blocklist. */
+void stub_set_blocklist(Stub *s, Blocklist *bl);
+
+void stub_stats(const Stub *s, StubStats *ret);
+
+/* Finishing a forwarded query; see above. `answer` is copied. */
+void stub_reply_done(StubReply *reply, const uint8_t *answer, size_t len);
+void stub_reply_error(StubReply *reply, uint16_t rcode, int ede_code, const char *ede_text);
+
+/* The socket-activated fds named "stub" (ztnad.socket's
+ * FileDescriptorName=stub), from sd_listen_fds_with_names(); other fds are
+ * left alone. Returns how many (0 when not activated) with a malloc()ed
+ * array in *ret_fds, or a negative errno. */
+int stub_activated_fds(int **ret_fds);
