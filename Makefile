@@ -128,9 +128,13 @@ $(T)/test-cache: $(T)/ztnad/test-cache.o $(T)/ztnad/cache.o $(T)/ztnad/dns-wire.
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(URCU_LIBS) -lpthread
 TEST_BINS += $(T)/test-cache
 # The stub listener with a stand-in forwarder, for tests/test-stub.sh.
-$(T)/stub-harness: $(T)/tests/stub-harness.o $(T)/ztnad/stub.o $(T)/ztnad/cache.o $(T)/ztnad/blocklist.o $(T)/ztnad/dns-wire.o $(T)/libshm.a
+$(T)/stub-harness: $(T)/tests/stub-harness.o $(T)/ztnad/stub.o $(T)/ztnad/stub-tailnet.o $(T)/ztnad/cache.o $(T)/ztnad/blocklist.o $(T)/ztnad/dns-wire.o $(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(URCU_LIBS) -lpthread
 TEST_BINS += $(T)/stub-harness
+# The stub's tailnet answers; the listener itself is tests/test-stub.sh.
+$(T)/test-stub: $(T)/ztnad/test-stub.o $(T)/ztnad/stub-tailnet.o $(T)/ztnad/dns-wire.o $(T)/libshm.a
+	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
+TEST_BINS += $(T)/test-stub
 
 check test: all $(TEST_BINS) $(B)/gai-client $(B)/publish
 	sh tests/run-tests.sh

@@ -22,6 +22,7 @@ build/test/test-control
 build/test/test-dns-wire
 build/test/test-blocklist
 build/test/test-cache
+build/test/test-stub
 build/test/test-upstream-unit
 tests/test-glibc.sh
 tests/test-daemon.sh

@@ -206,6 +206,8 @@ out=$(dq -x 100.64.0.1 +short)
 check "dig -x 100.64.0.1 -> Win-A.yourorg.zt.net." grep -qx "Win-A.yourorg.zt.net." <<<"$out"
 out=$(kq -x fd7a:115c:a1e0::2 +short)
 check "kdig -x fd7a:115c:a1e0::2 -> Mac-B.yourorg.zt.net." grep -qx "Mac-B.yourorg.zt.net." <<<"$out"
+out=$(dq 1.0.64.100.IN-ADDR.ARPA PTR +short)
+check "a reverse name in upper case (0x20) -> Win-A.yourorg.zt.net." grep -qx "Win-A.yourorg.zt.net." <<<"$out"
 out=$(dq Win-A. A +short)
 check "the short name Win-A. -> 100.64.0.1" grep -qx "100.64.0.1" <<<"$out"
 out=$(dq linux-c.yourorg.zt.net AAAA)
