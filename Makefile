@@ -20,8 +20,9 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 
 SHM_SRC := shm/siphash.c shm/reader.c shm/writer.c
 NSS_SRC := nss_ztna/nss-ztna.c
-ZTNAD_SRC := ztnad/ztnad.c ztnad/daemon.c ztnad/peers.c ztnad/config.c ztnad/control.c ztnad/sync.c \
-	ztnad/controlplane.c
+ZTNAD_SRC := ztnad/ztnad.c ztnad/daemon.c ztnad/dns.c ztnad/peers.c ztnad/config.c ztnad/control.c \
+	ztnad/sync.c ztnad/controlplane.c ztnad/stub.c ztnad/stub-tailnet.c ztnad/cache.c ztnad/blocklist.c \
+	ztnad/upstream.c ztnad/upstream-tls.c ztnad/upstream-plain.c ztnad/resolvconf.c ztnad/dns-wire.c
 ZTNA_SRC := ztnad/ztna.c ztnad/config.c ztnad/controlplane.c
 HEADERS := $(wildcard shm/*.h nss_ztna/*.h ztnad/*.h)
 
@@ -53,7 +54,7 @@ $(B)/obj/ztnad/example.o: $(B)/obj/ztnad/example.c
 
 ZTNAD_OBJ := $(ZTNAD_SRC:%.c=$(B)/obj/%.o) $(B)/obj/ztnad/example.o
 $(B)/ztnad: $(ZTNAD_OBJ) $(B)/libshm.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(DAEMON_LIBS) $(CURL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(DAEMON_LIBS) $(CURL_LIBS) $(SSL_LIBS) $(URCU_LIBS) -lpthread
 
 $(B)/ztna: $(ZTNA_SRC:%.c=$(B)/obj/%.o) $(B)/libshm.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(ZTNA_LIBS) $(CURL_LIBS)

@@ -63,7 +63,7 @@
 #endif
 
 #define SHM_MAGIC       UINT64_C(0x3143455241544e5a) /* "ZNTAREC1" */
-#define SHM_VERSION     1u
+#define SHM_VERSION     2u /* 2: one entry per peer, the blocklist */
 #define SHM_DEFAULT_PATH "/run/ztna/records"
 #define SHM_ENV_PATH    "ZTNA_STORE"
 

@@ -86,6 +86,8 @@ static int publish_map(Daemon *d, const PeerMap *m, size_t *ret_n) {
         ShmMap map;
 
         peer_map_to_shm(m, &map);
+        map.blocked = (const char *const *) d->blocked;
+        map.n_blocked = d->n_blocked;
         if (d->config->offline_peers == CONFIG_OFFLINE_HIDE) {
                 size_t n = 0;
                 kept = malloc((map.n_peers ? map.n_peers : 1) * sizeof(ShmPeer));
@@ -249,6 +251,22 @@ int daemon_load_initial(Daemon *d) {
         daemon_log(SD_NOTICE, "no peers_file or control_url configured: publishing the built-in example tailnet");
         return daemon_apply(d, SOURCE_EXAMPLE, (const char *) ztna_example_tailnet, ztna_example_tailnet_len,
                             "built-in example tailnet", NULL, 0);
+}
+
+int daemon_republish(Daemon *d, const char *why) {
+        if (!d->published)
+                return 0;
+        daemon_log(SD_INFO, "republishing the map from the %s (%s)", source_names[d->current], why);
+        switch (d->current) {
+        case SOURCE_FILE:
+                return daemon_reload_file(d, why);
+        case SOURCE_EXAMPLE:
+                return daemon_apply(d, SOURCE_EXAMPLE, (const char *) ztna_example_tailnet, ztna_example_tailnet_len,
+                                    "built-in example tailnet", NULL, 0);
+        default:
+                /* A push or the control plane: the saved copy is that map. */
+                return load_saved(d);
+        }
 }
 
 int daemon_set_state(Daemon *d, bool up) {
@@ -456,6 +474,7 @@ static int op_status(void *userdata, json_t **ret) {
                         json_array_append_new(sources, j);
         }
         json_object_set_new(o, "sources", sources);
+        json_object_set_new(o, "dns", daemon_dns_status(d));
         *ret = o;
         return 0;
 }
@@ -556,9 +575,7 @@ static int op_set_state(void *userdata, bool up) {
 }
 
 static int op_flush(void *userdata) {
-        (void) userdata;
-        /* No answer cache exists until the DNS stub does; nothing to forget. */
-        return 0;
+        return daemon_dns_flush(userdata);
 }
 
 static void op_log(void *userdata, int priority, const char *message) {

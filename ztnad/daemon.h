@@ -12,6 +12,7 @@
  * document is logged, shown in `ztna status`, and changes nothing.
  */
 
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -42,6 +43,8 @@ typedef struct Source {
         char last_error[DAEMON_ERROR_MAX]; /* "" after a success */
 } Source;
 
+typedef struct DaemonDns DaemonDns;
+
 typedef struct Daemon {
         sd_event *event;
         ZtnadConfig *config;
@@ -68,6 +71,9 @@ typedef struct Daemon {
         sd_event_source *heartbeat;
         Sync *sync;
         Control *control;
+        DaemonDns *dns;   /* NULL with stub = no */
+        char **blocked;   /* the blocklist's names, published with every map */
+        size_t n_blocked;
         bool ready;
 } Daemon;
 
@@ -83,6 +89,9 @@ int daemon_apply(Daemon *d, SourceKind kind, const char *data, size_t len, const
 int daemon_reload_file(Daemon *d, const char *why);
 int daemon_load_initial(Daemon *d);
 int daemon_set_state(Daemon *d, bool up);
+/* Publishes the current map again from where it came (after the blocklist
+ * changed, say). */
+int daemon_republish(Daemon *d, const char *why);
 
 int daemon_watch_start(Daemon *d);
 void daemon_watch_stop(Daemon *d);
@@ -91,3 +100,10 @@ int daemon_control_start(Daemon *d);
 void daemon_notify_ready(Daemon *d);
 
 extern const ControlOps daemon_control_ops;
+
+/* dns.c: the stub listener, the cache, the blocklist, the upstream. */
+int daemon_dns_start(Daemon *d);
+void daemon_dns_stop(Daemon *d);
+int daemon_dns_flush(Daemon *d);
+json_t *daemon_dns_status(const Daemon *d);
+void daemon_blocked_free(Daemon *d);

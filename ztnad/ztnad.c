@@ -169,6 +169,7 @@ static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si,
 
 static void daemon_done(Daemon *d) {
         daemon_watch_stop(d);
+        daemon_dns_stop(d);
         d->heartbeat = sd_event_source_disable_unref(d->heartbeat);
         d->sync = sync_free(d->sync);
         d->control = control_free(d->control);
@@ -311,6 +312,14 @@ int main(int argc, char **argv) {
         }
         /* A restart keeps the state `ztna down` left in the store. */
         d.up = shm_writer_state_up(d.writer);
+
+        /* The blocklist is loaded before the first publish, which carries
+         * it into the store. A stub that cannot bind is logged; names still
+         * resolve through NSS. */
+        if (daemon_dns_start(&d) < 0) {
+                daemon_log(SD_ERR, "the DNS stub is not running");
+                daemon_dns_stop(&d);
+        }
 
         /* Watch before reading: a change made while the first load runs
          * still triggers a reload afterwards. */
