@@ -103,7 +103,7 @@ static int cursor_name(DnsCursor *c, DnsName *ret, bool allow_pointers) {
                 return c->error;
 
         DnsName n;
-        size_t out = 0, p = c->pos, floor = c->pos, limit = c->len, end = 0;
+        size_t out = 0, p = c->pos, run_start = c->pos, limit = c->len, end = 0;
         unsigned labels = 0, jumps = 0;
 
         for (;;) {
@@ -117,10 +117,10 @@ static int cursor_name(DnsCursor *c, DnsName *ret, bool allow_pointers) {
                         size_t target = (size_t) (b & 0x3f) << 8 | c->msg[p + 1];
                         if (jumps == 0)
                                 end = p + 2;
-                        if (++jumps > DNS_POINTERS_MAX || target < DNS_HEADER_SIZE || target >= floor)
+                        if (++jumps > DNS_POINTERS_MAX || target < DNS_HEADER_SIZE || target >= run_start)
                                 return dns_cursor_fail(c);
-                        limit = floor;
-                        floor = p = target;
+                        limit = run_start;
+                        run_start = p = target;
                         continue;
                 }
                 /* 0x40 and 0x80: extended label types (RFC 6891 5), none in use. */
