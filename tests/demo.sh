@@ -52,3 +52,13 @@ echo "\$ ztna dns list"
 echo
 echo "\$ ztna dns query Win-A"
 "$B/ztna" --socket "$dir/control.sock" dns query Win-A
+
+# The DNS stub, for programs that skip NSS: 127.0.0.53:53, or 15353 when
+# port 53 is taken (ztna status shows where).
+listen=$("$B/ztna" --socket "$dir/control.sock" --json status |
+        python3 -c 'import json, sys; print((json.load(sys.stdin)["daemon"]["dns"].get("listening") or [""])[0])')
+if [ -n "$listen" ] && command -v dig >/dev/null; then
+        echo
+        echo "\$ dig +short @${listen%:*} -p ${listen##*:} win-a.yourorg.zt.net   # the stub, not NSS"
+        dig +short +time=2 +tries=1 "@${listen%:*}" -p "${listen##*:}" win-a.yourorg.zt.net || true
+fi

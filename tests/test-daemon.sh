@@ -80,8 +80,9 @@ generation() {
 # Every path of ztnad's in the private directory: nothing under /run or
 # /var/lib of the host is touched.
 conf=$dir/ztnad.conf
-printf 'state_dir = %s\ncontrol_socket = %s\n' "$dir/state" "$dir/control.sock" >"$conf"
-printf 'state_dir = %s\ncontrol_socket = %s\n' "$dir/unused/state" "$dir/unused/control.sock" >"$dir/unused.conf"
+printf 'state_dir = %s\ncontrol_socket = %s\n[dns]\nstub = no\n' "$dir/state" "$dir/control.sock" >"$conf"
+printf 'state_dir = %s\ncontrol_socket = %s\n[dns]\nstub = no\n' "$dir/unused/state" "$dir/unused/control.sock" \
+	>"$dir/unused.conf"
 
 start_daemon() {
 	"$B/ztnad" -c "$conf" --peers "$peers" --store "$store" 2>>"$log" &

@@ -88,6 +88,13 @@ resolves_to() {
 }
 
 peers=$dir/peers.json
+# ztnad's other paths in the private directory too, nothing under the
+# host's /run or /var/lib; the DNS stub only where it is under test.
+conf=$dir/ztnad.conf
+printf 'state_dir = %s\ncontrol_socket = %s\n[dns]\nstub = no\n' "$dir/state" "$dir/control.sock" >"$conf"
+strace_conf=$dir/strace.conf
+printf 'state_dir = %s\ncontrol_socket = %s\n[dns]\nlisten = 127.0.0.1:15398\n' "$dir/strace-state" \
+	"$dir/strace.sock" >"$strace_conf"
 cat >"$peers" <<'EOF'
 {"domain": "yourorg.zt.net",
  "peers": [{"name": "Win-A", "addresses": ["100.64.0.1", "fd7a:115c:a1e0::1"]}]}
@@ -228,7 +235,7 @@ if ! command -v strace >/dev/null; then
 	skip "strace is not installed: ztnad's system calls are not checked against SystemCallFilter="
 else
 	store=$dir/strace/records
-	strace -f -qq -e signal=none -o "$dir/trace" "$B/ztnad" --peers "$peers" --store "$store" \
+	strace -f -qq -e signal=none -o "$dir/trace" "$B/ztnad" -c "$strace_conf" --peers "$peers" --store "$store" \
 		2>"$dir/strace.log" &
 	spid=$!
 	pids="$pids $spid"
@@ -268,7 +275,7 @@ sock.bind(path)
 env = dict(os.environ, NOTIFY_SOCKET=path)
 if watchdog != "0":
     env["WATCHDOG_USEC"] = watchdog
-proc = subprocess.Popen([ztnad, "--peers", peers, "--store", store],
+proc = subprocess.Popen([ztnad, "-c", os.environ["ZTNAD_CONF"], "--peers", peers, "--store", store],
                         env=env, stderr=subprocess.DEVNULL)
 
 def resolves():
@@ -324,12 +331,12 @@ say("exit %d" % proc.wait(timeout=10))
 say("readies %d" % ready)
 EOF
 
-out=$("$PYTHON" "$dir/notify.py" "$B/ztnad" "$dir/notify/records" "$peers" "$B" "$NSS" 2000000 2>&1 || true)
+out=$(ZTNAD_CONF=$conf "$PYTHON" "$dir/notify.py" "$B/ztnad" "$dir/notify/records" "$peers" "$B" "$NSS" 2000000 2>&1 || true)
 echo "$out" | grep -qx 'ready store=True resolves=True' &&
 	ok "READY=1 arrives with the store published and Win-A resolving through glibc" ||
 	fail "READY=1 did not find the store published and resolving: $out"
 echo "$out" | grep -qx 'readies 1' && ok "READY=1 is sent once" || fail "READY=1 count: $out"
-echo "$out" | grep -q '^status Publishing 1 peers of yourorg.zt.net' &&
+echo "$out" | grep -q '^status Up: 1 peers of yourorg.zt.net' &&
 	ok "STATUS= says what is published" || fail "no STATUS= naming the published map: $out"
 # systemd fails the service when WATCHDOG=1 is not renewed within the
 # period; sd-event pings at roughly three quarters of it.
@@ -342,7 +349,9 @@ echo "$out" | grep -qx 'stopping True' && ok "SIGTERM sends STOPPING=1" || fail 
 echo "$out" | grep -qx 'exit 0' && ok "ztnad exits 0 on SIGTERM" || fail "exit status after SIGTERM: $out"
 
 echo '{"domain": "yourorg.zt.net", "peers": [{"name": "Win-A"}]}' >"$dir/bad.json"
-out=$("$PYTHON" "$dir/notify.py" "$B/ztnad" "$dir/bad/records" "$dir/bad.json" "$B" "$NSS" 0 2>&1 || true)
+# Its own state directory: no map saved by the runs above to fall back on.
+printf 'state_dir = %s\ncontrol_socket = %s\n[dns]\nstub = no\n' "$dir/bad-state" "$dir/bad.sock" >"$dir/bad.conf"
+out=$(ZTNAD_CONF=$dir/bad.conf "$PYTHON" "$dir/notify.py" "$B/ztnad" "$dir/bad/records" "$dir/bad.json" "$B" "$NSS" 0 2>&1 || true)
 if echo "$out" | grep -qx 'readies 0' && echo "$out" | grep -q '^status Invalid peers: ' &&
 	echo "$out" | grep -qx 'exit 1'; then
 	ok "an invalid first map: no READY=1, STATUS= says why, exit 1 (the start fails)"
@@ -369,9 +378,11 @@ fi
 if [ -n "${sys_uid:-}" ]; then
 	run=$dir/run-ztna
 	mkdir -m 0755 "$run"
+	printf 'state_dir = %s\ncontrol_socket = %s\n[dns]\nstub = no\n' "$run/state" "$run/control.sock" \
+		>"$run/ztnad.conf"
 	chown "$sys_uid:$sys_uid" "$run"
 	setpriv --reuid="$sys_uid" --regid="$sys_uid" --clear-groups --inh-caps=-all \
-		"$B/ztnad" --peers "$peers" --store "$run/records" 2>"$dir/account.log" &
+		"$B/ztnad" -c "$run/ztnad.conf" --peers "$peers" --store "$run/records" 2>"$dir/account.log" &
 	apid=$!
 	pids="$pids $apid"
 	if wait_for resolves_to "$run/records" Win-A 100.64.0.1; then

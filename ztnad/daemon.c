@@ -74,8 +74,8 @@ static void notify_status(Daemon *d) {
         if (!d->published)
                 (void) sd_notify(0, "STATUS=No peer map published yet");
         else
-                (void) sd_notifyf(0, "STATUS=%s: %zu peers from the %s (generation %" PRIu64 ")",
-                                  d->up ? "Up" : "Down", d->n_peers, source_names[d->current],
+                (void) sd_notifyf(0, "STATUS=%s: %zu peers of %s from the %s (generation %" PRIu64 ")",
+                                  d->up ? "Up" : "Down", d->n_peers, d->domain, source_names[d->current],
                                   shm_writer_generation(d->writer));
 }
 
@@ -86,6 +86,7 @@ static int publish_map(Daemon *d, const PeerMap *m, size_t *ret_n) {
         ShmMap map;
 
         peer_map_to_shm(m, &map);
+        snprintf(d->domain, sizeof d->domain, "%s", map.domain);
         map.blocked = (const char *const *) d->blocked;
         map.n_blocked = d->n_blocked;
         if (d->config->offline_peers == CONFIG_OFFLINE_HIDE) {

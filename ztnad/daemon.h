@@ -59,6 +59,7 @@ typedef struct Daemon {
         bool published;
         SourceKind current; /* where the published map came from */
         size_t n_peers;
+        char domain[256]; /* of the published map */
         uint64_t published_usec;
 
         Source sources[_SOURCE_MAX];

@@ -328,6 +328,7 @@ int main(int argc, char **argv) {
         r = daemon_load_initial(&d);
         if (r < 0 && !d.config->control_url) {
                 daemon_log(SD_ERR, "no valid peer map to publish; exiting");
+                (void) sd_notifyf(0, "STATUS=Invalid peers: %s", d.sources[SOURCE_FILE].last_error);
                 goto finish;
         }
 
