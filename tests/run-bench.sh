@@ -16,6 +16,13 @@
 #   3. Publishing 100,000 peers, and lookup latency while a writer thread
 #      republishes them continuously on the other CPU.
 #   4. Bytes of store per peer.
+#   5. The real ztnad: a change to the peer map, pushed over the control
+#      socket or by replacing the peers file (write a temporary file, rename
+#      it), until getaddrinfo through "hosts: ztna" returns the new name's
+#      address (tests/bench-push.c, in a private mount namespace like 2).
+#   6. The real ztnad's memory with 100,000 peers (one IPv4 and one IPv6
+#      address each), after it has published: /proc/PID/status, and the
+#      store mapping's share of it from /proc/PID/smaps.
 #
 # Environment: B (build dir, default build), BENCH_QUICK=1 for a short smoke
 # run with the same steps and fewer repetitions.
@@ -32,18 +39,22 @@ GAI_NAME=host-012345.yourorg.zt.net
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
 	PUBLISH_REPS=3 DIRECT_BLOCKS=50 CG_CALLS=2000 CONTEND_PAIRS=1 CONTEND_MS=100
 	GAI_ROUNDS=3 GAI_CALLS=20 GAI_WARMUP=20 GAI_CG=100
+	PUSH_UPDATES=20
 else
 	PUBLISH_REPS=15 DIRECT_BLOCKS=2000 CG_CALLS=20000 CONTEND_PAIRS=20 CONTEND_MS=150
 	GAI_ROUNDS=200 GAI_CALLS=50 GAI_WARMUP=200 GAI_CG=1000
+	PUSH_UPDATES=200
 fi
+# The tailnet sizes the push benchmark changes: a typical one and a large one.
+PUSH_PEERS="100 1000"
 
 say() {
 	printf 'bench: %s\n' "$*" >&2
 }
 
-for f in bench-nss bench-gai libnss_ztnanoop.so.2; do
-	if [ ! -e "$BENCH/$f" ]; then
-		say "$BENCH/$f is missing; run 'make bench'"
+for f in bench/bench-nss bench/bench-gai bench/libnss_ztnanoop.so.2 bench/bench-push ztnad; do
+	if [ ! -e "$B/$f" ]; then
+		say "$B/$f is missing; run 'make bench'"
 		exit 1
 	fi
 done
@@ -57,7 +68,12 @@ if [ -d /dev/shm ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
 else
 	work=$(mktemp -d)
 fi
+daemons=
 cleanup() {
+	for p in $daemons; do
+		kill "$p" 2> /dev/null || :
+		wait "$p" 2> /dev/null || :
+	done
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -209,10 +225,95 @@ if ! grep -q '^gai.skipped=' "$res"; then
 		put gai.etc_unchanged NO
 	fi
 fi
+
+# ---- 5 and 6: the real ztnad ----
+# usage: daemon_start DIR -- a ztnad publishing DIR/peers.json with every
+# path of its own under DIR (nothing under /run, /var/lib or /etc), in the
+# background; $dpid is its pid, and it has published when this returns 0.
+daemon_start() {
+	printf '%s\n' "store = $1/run/records" "state_dir = $1/state" "control_socket = $1/run/control.sock" \
+		"peers_file = $1/peers.json" "[dns]" "stub = no" > "$1/ztnad.conf"
+	"$B/ztnad" -c "$1/ztnad.conf" 2> "$1/ztnad.log" &
+	dpid=$!
+	daemons="$daemons $dpid"
+	# Up to 60 s for the first publish (100,000 peers on a slow machine).
+	n=0
+	until grep -q 'published generation' "$1/ztnad.log"; do
+		n=$((n + 1))
+		if [ $n -gt 600 ] || ! kill -0 "$dpid" 2> /dev/null; then
+			say "ztnad did not publish $1/peers.json:"
+			cat "$1/ztnad.log" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+daemon_stop() {
+	kill "$dpid" 2> /dev/null || :
+	wait "$dpid" 2> /dev/null || :
+}
+
+# usage: daemon_push PEERS -- prints daemon.PEERS.{push,file}.* for a
+# tailnet of PEERS peers.
+daemon_push() {
+	d=$work/push.$1
+	mkdir -m 0755 "$d"
+	"$BENCH/bench-push" peers "$1" > "$d/peers.json"
+	daemon_start "$d" || return 1
+	for way in push file; do
+		if [ "$way" = push ]; then target=$d/run/control.sock; else target=$d/peers.json; fi
+		unshare -m --propagation private sh "$here/tests/bench-mountns.sh" "$outer_ns" "$gai/nss.ztna" \
+			"$gai/hosts.2" env ZTNA_STORE="$d/run/records" LD_LIBRARY_PATH="$absb" \
+			"$absb/bench/bench-push" "$way" "$target" "$PUSH_UPDATES" "$1" > "$d/$way.out" ||
+			say "bench-push $way with $1 peers failed"
+		sed "s/^/daemon.$1./" "$d/$way.out"
+	done
+	daemon_stop
+}
+
+# usage: daemon_rss -- prints daemon.rss.* for ztnad with LARGE peers.
+daemon_rss() {
+	d=$work/rss
+	mkdir -m 0755 "$d"
+	"$BENCH/bench-push" peers "$LARGE" > "$d/peers.json"
+	daemon_start "$d" || return 1
+	# After publishing it saves the map for a cold start and gives the
+	# parse's memory back; measure once the saved copy is complete.
+	n=0
+	until cmp -s "$d/peers.json" "$d/state/peers.json"; do
+		n=$((n + 1))
+		[ $n -le 300 ] || { say "ztnad did not save the map"; return 1; }
+		sleep 0.1
+	done
+	sleep 0.5
+	for k in VmRSS RssAnon RssFile RssShmem VmHWM; do
+		printf 'daemon.rss.%s_kb=%s\n' "$k" "$(awk -v k="$k:" '$1 == k { print $2 }' "/proc/$dpid/status")"
+	done
+	# The store's pages resident in ztnad: the Rss of its mappings of
+	# the store file (shared memory on tmpfs, file pages elsewhere).
+	printf 'daemon.rss.store_kb=%s\n' "$(awk -v path="$d/run/records" '
+		/^[0-9a-f]+-[0-9a-f]+ / { mine = ($6 == path) }
+		mine && $1 == "Rss:" { kb += $2 }
+		END { print kb + 0 }' "/proc/$dpid/smaps")"
+	printf 'daemon.rss.store_bytes=%s\ndaemon.rss.peers_bytes=%s\n' "$(stat -c %s "$d/run/records")" \
+		"$(stat -c %s "$d/peers.json")"
+	daemon_stop
+}
+
+if grep -q '^gai.skipped=' "$res"; then
+	say "no private mount namespace: push-to-getaddrinfo skipped"
+else
+	for n in $PUSH_PEERS; do
+		say "ztnad: $PUSH_UPDATES pushes and $PUSH_UPDATES file replacements, $n peers, to getaddrinfo"
+		step "push$n" daemon_push "$n"
+	done
+fi
+say "ztnad's memory with $LARGE peers"
+step rss daemon_rss
 put bench.seconds "$(($(date +%s) - start))"
 
 # ---- the table ----
-awk -F= -v gai_name="$GAI_NAME" -v gai_calls="$GAI_CALLS" '
+awk -F= -v gai_name="$GAI_NAME" -v gai_calls="$GAI_CALLS" -v push_peers="$PUSH_PEERS" '
 { v[$1] = substr($0, length($1) + 2) }
 
 function has(k) { return (k in v) && v[k] != "" }
@@ -347,6 +448,44 @@ END {
 			num(k ".size_bytes")) : "n/a", "<= 200 B", \
 		le(has(k ".bytes_per_record"), num(k ".bytes_per_record"), 200))
 
+	# 5. ztnad: a change until getaddrinfo sees it
+	np = split(push_peers, pp, " ")
+	for (i = 1; i <= np; i++)
+		ppn[i] = pp[i] + 0 >= 1000 ? sprintf("%d,%03d", pp[i] / 1000, pp[i] % 1000) : pp[i]
+	wname["push"] = "push over the control socket"
+	wname["file"] = "peers file replaced (temporary file renamed over it)"
+	for (i = 1; i <= np; i++)
+		for (j = 1; j <= 2; j++) {
+			w = j == 1 ? "push" : "file"
+			k = "daemon." pp[i] "." w
+			ok = has(k ".p99_us")
+			row(5, wname[w] " until getaddrinfo returns the new address, " ppn[i] " peers: p50 / p99 (max) of " \
+				(has(k ".updates") ? num(k ".updates") : "n/a") " updates", \
+				ok ? sprintf("%.2f / %.2f ms (%.2f)", num(k ".p50_us") / 1000, num(k ".p99_us") / 1000, \
+					num(k ".max_us") / 1000) : "n/a", "p99 <= 10 ms", le(ok, num(k ".p99_us"), 10000))
+			if (has(k ".failures") && num(k ".failures") > 0)
+				row(5, wname[w] ", " ppn[i] " peers: updates getaddrinfo never saw (5 s)", \
+					num(k ".failures"), "0", "**FAIL**")
+		}
+
+	# 6. ztnad memory
+	k = "daemon.rss."
+	if (has(k "VmRSS_kb")) {
+		mib = 1024
+		beside = num(k "VmRSS_kb") - num(k "store_kb")
+		row(6, "ztnad with " LL " peers (one IPv4 + one IPv6 each), published: VmRSS " \
+			"(RssAnon / RssFile / RssShmem)", sprintf("%.1f MiB (%.1f / %.1f / %.1f MiB)", \
+			num(k "VmRSS_kb") / mib, num(k "RssAnon_kb") / mib, num(k "RssFile_kb") / mib, \
+			num(k "RssShmem_kb") / mib), "", "")
+		row(6, "ztnad beside the store: VmRSS less the store mapping" "\047" "s Rss (" \
+			sprintf("%.1f MiB of a %.1f MiB store file", num(k "store_kb") / mib, \
+			num(k "store_bytes") / 1048576) ")", sprintf("%.1f MiB", beside / mib), "<= 16 MiB", \
+			le(1, beside, 16 * mib))
+		row(6, "ztnad peak (VmHWM), reading a " sprintf("%.1f MiB", num(k "peers_bytes") / 1048576) \
+			" peers file", sprintf("%.1f MiB", num(k "VmHWM_kb") / mib), "", "")
+	} else
+		row(6, "ztnad memory with " LL " peers", "n/a", "<= 16 MiB", "n/a")
+
 	broken = ""
 	for (k in v)
 		if (k ~ /^step\.failed\./)
@@ -371,6 +510,12 @@ END {
 		"1 call for the 100,000-peer hosts file).\n", \
 		gai_name, num("gai.ztna.batches"), gai_calls
 	printf "\n"
+	printf "ztnad: each update changes one peer (a new name and address) in a tailnet of the size " \
+		"shown and is timed from the first byte of the change (the push request written to the " \
+		"control socket by the benchmark itself, or the temporary file opened) to the first " \
+		"getaddrinfo(AF_INET) that returns the new address, asked every 50 us through " \
+		"`hosts: ztna` in a private mount namespace; 5 ms between updates; store, state and " \
+		"peers file on %s.\n\n", v["bench.store_fs"]
 	printf "Republishing: a writer thread pinned to the other CPU publishing %s peers back to back " \
 		"(median %.1f ms a publish, %d publishes), the reader pinned to CPU 0 timing single calls; " \
 		"idle and busy phases of %d ms alternate.\n", LL, num("contend.publish_median_ms"), \
@@ -378,7 +523,7 @@ END {
 }' "$res"
 
 # A benchmark that broke (not a target missed) fails the run.
-if grep -qE '^(step\.failed\.|callgrind\.failed=|direct\.[0-9]+\.failures=[1-9]|contend\.(idle|busy)\.failures=[1-9]|gai\.failed=|gai\.etc_unchanged=NO)' "$res"; then
+if grep -qE '^(step\.failed\.|callgrind\.failed=|direct\.[0-9]+\.failures=[1-9]|contend\.(idle|busy)\.failures=[1-9]|gai\.failed=|gai\.etc_unchanged=NO|daemon\.[0-9]+\.(push|file)\.failures=[1-9])' "$res"; then
 	say "a benchmark gave wrong answers or failed (see the table)"
 	exit 1
 fi
