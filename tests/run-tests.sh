@@ -31,6 +31,7 @@ tests/test-control.sh
 tests/test-daemon-live.sh
 tests/test-upstream.sh
 tests/test-stub.sh
+tests/test-scenarios.sh
 tests/test-units.sh
 "
 if [ $# -gt 0 ]; then
