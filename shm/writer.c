@@ -398,6 +398,22 @@ static void latch_commit(ShmWriter *w, unsigned from) {
         h->copy[to] = h->copy[from];
 }
 
+/* A store this writer did not adopt (another format version, say) may still
+ * be mapped by readers of that version: `retired` sits at the same offset in
+ * every version, so set it and they open the path again. */
+static void retire_foreign(const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < (off_t) sizeof(ShmWireHeader))
+                return;
+        ShmWireHeader *h = mmap(NULL, sizeof(ShmWireHeader), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (h == MAP_FAILED)
+                return;
+        if (h->magic == SHM_MAGIC)
+                __atomic_store_n(&h->retired, 1, __ATOMIC_RELEASE);
+        munmap(h, sizeof(ShmWireHeader));
+}
+
 static int create_store(ShmWriter *w, const Layout *l, const ShmMap *map, bool up) {
         /* Room for a few more peers before the next growth. */
         uint64_t cap = ALIGN_TO((uint64_t) l->used + l->used / 16 + 4096, 4096);
@@ -455,6 +471,8 @@ static int create_store(ShmWriter *w, const Layout *l, const ShmMap *map, bool u
          * after it, the new one. */
         if (w->map)
                 __atomic_store_n(&header(w)->retired, 1, __ATOMIC_RELEASE);
+        if (!w->map)
+                retire_foreign(w->path);
         if (rename(tmp, w->path) < 0) {
                 e = -errno;
                 if (w->map)

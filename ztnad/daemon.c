@@ -30,6 +30,7 @@
  * only matters for a file made by link(), which sends nothing else. */
 #define CREATE_SETTLE_USEC (200 * USEC_PER_MSEC)
 #define SNAPSHOT_TRIES 5
+#define TRIM_ABOVE ((size_t) 1 << 20)
 
 static const char *const source_names[_SOURCE_MAX] = {
         [SOURCE_FILE] = "peers file",
@@ -190,9 +191,11 @@ int daemon_apply(Daemon *d, SourceKind kind, const char *data, size_t len, const
                                    d->config->state_dir, strerror(-r));
         }
         /* The parse tree of a large document is gone; give the memory back
-         * rather than keep the peak resident. */
+         * rather than keep the peak resident. Small ones are left alone:
+         * trimming would only make the next update fault the pages in. */
         m = peer_map_free(m);
-        (void) malloc_trim(0);
+        if (len > TRIM_ABOVE)
+                (void) malloc_trim(0);
         return 0;
 }
 
@@ -463,6 +466,10 @@ static int op_status(void *userdata, json_t **ret) {
                         SyncStatus ss;
                         uint64_t now = 0;
                         sync_get_status(d->sync, &ss);
+                        /* In sync again (a 304 included): an old rejection
+                         * is history, not the state. */
+                        if (ss.last_errno == 0 && ss.last_success_usec)
+                                json_object_set_new(j, "last_error", json_null());
                         (void) sd_event_now(d->event, CLOCK_MONOTONIC, &now);
                         json_object_set_new(j, "consecutive_failures", json_integer(ss.consecutive_failures));
                         if (ss.next_attempt_usec > now)

@@ -30,6 +30,7 @@
 
 #define USEC_PER_SEC UINT64_C(1000000)
 #define BLOCKLIST_CHECK_USEC (5 * USEC_PER_SEC)
+#define CACHE_PRUNE_USEC (60 * USEC_PER_SEC)
 
 typedef struct ForwardJob {
         struct ForwardJob *next;
@@ -44,7 +45,7 @@ struct DaemonDns {
         Cache *cache;
         Upstream *upstream;
         Blocklist *blocklist; /* owned by the stub; ours to check for changes */
-        sd_event_source *wake, *blocklist_timer;
+        sd_event_source *wake, *blocklist_timer, *prune_timer;
         int efd;
         pthread_mutex_t lock;
         ForwardJob *head, *tail;
@@ -181,6 +182,17 @@ static int on_blocklist_timer(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
+/* Expired answers leave the cache only when room is needed; a minute's
+ * sweep keeps them from holding memory for nothing. */
+static int on_prune_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        DaemonDns *dns = userdata;
+        (void) usec;
+        (void) cache_prune(dns->cache, usec);
+        (void) sd_event_source_set_time_relative(s, CACHE_PRUNE_USEC);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        return 0;
+}
+
 static void stub_log(void *userdata, int priority, const char *message) {
         static const char *const prefixes[] = { SD_EMERG, SD_ALERT, SD_CRIT, SD_ERR,
                                                 SD_WARNING, SD_NOTICE, SD_INFO, SD_DEBUG };
@@ -297,6 +309,9 @@ int daemon_dns_start(Daemon *d) {
                 return r;
         r = sd_event_add_time_relative(d->event, &dns->blocklist_timer, CLOCK_MONOTONIC, BLOCKLIST_CHECK_USEC,
                                        USEC_PER_SEC, on_blocklist_timer, dns);
+        if (r >= 0 && dns->cache)
+                r = sd_event_add_time_relative(d->event, &dns->prune_timer, CLOCK_MONOTONIC, CACHE_PRUNE_USEC,
+                                               USEC_PER_SEC, on_prune_timer, dns);
         return r < 0 ? r : 0;
 }
 
@@ -315,6 +330,7 @@ void daemon_dns_stop(Daemon *d) {
         }
         dns->wake = sd_event_source_disable_unref(dns->wake);
         dns->blocklist_timer = sd_event_source_disable_unref(dns->blocklist_timer);
+        dns->prune_timer = sd_event_source_disable_unref(dns->prune_timer);
         safe_close(dns->efd);
         dns->cache = cache_free(dns->cache);
         for (size_t i = 0; i < CONFIG_PINS_MAX; i++)

@@ -1197,6 +1197,19 @@ int main(int argc, char **argv) {
         if (a.store && !a.socket)
                 a.local = true;
 
+        /* -c names the daemon's configuration: its control socket too. */
+        _cleanup_free_ char *config_socket = NULL;
+        if (a.config && !a.socket) {
+                _cleanup_config_ ZtnadConfig *cfg = NULL;
+                ConfigError cerr;
+                if (config_load(a.config, &cfg, &cerr) < 0) {
+                        fprintf(stderr, "ztna: %s\n", cerr.message);
+                        return EXIT_USAGE;
+                }
+                a.socket = config_socket = strdup(cfg->control_socket);
+                if (!config_socket)
+                        return EXIT_FAILED;
+        }
         cmd = argv + optind;
         n = argc - optind;
         if (n == 0)
