@@ -514,36 +514,42 @@ iptables -A OUTPUT -p tcp --dport 853 -j DROP
 who $F >"$tmp/who"
 st2_first=$qt
 check "tcp/853 (u1) dropped: answered by u2 in ${st2_first} ms" test "$(cat "$tmp/who")" = u2
-later_max=0 later_bad=0
-# who_u2: one more query; counts a wrong server, keeps the slowest time.
-who_u2() {
-	who $F >"$tmp/who"
-	[ "$qt" -le "$later_max" ] || later_max=$qt
-	[ "$(cat "$tmp/who")" = u2 ] || later_bad=$((later_bad + 1))
-}
-for _ in $(seq 20); do
-	who_u2
-done
-check "the next 20 queries all answered by u2" test "$later_bad" = 0
-check "... without waiting for u1 again (slowest ${later_max} ms <= 50)" test "$later_max" -le 50
+# The next 28: 20 back to back, then 8 half a second apart (4 s, more
+# than one timeout). None should wait for u1 again.
+#
 # Known ztnad bug, reported rather than hidden: a server whose established
 # connection goes silent is never marked failed when another server answers
 # the hedged query first (the abandoned attempt never times out); it is only
-# "suspect" for one timeout, then the next query waits for the hedge again.
+# "suspect" until that attempt's deadline (3 s), then the next query waits
+# for the hedge (~100 ms) again. So up to one slow query per 3 s is that
+# bug (TODO); more than that is a failure of its own.
+later_max=0 later_bad=0 later_slow=0 first_20_max=0
+# who_u2: one more query; counts a wrong server and a slow answer, keeps
+# the slowest time.
+who_u2() {
+	who $F >"$tmp/who"
+	[ "$qt" -le "$later_max" ] || later_max=$qt
+	[ "$qt" -le 50 ] || later_slow=$((later_slow + 1))
+	[ "$(cat "$tmp/who")" = u2 ] || later_bad=$((later_bad + 1))
+}
+t0=$(now_ms)
+for _ in $(seq 20); do
+	who_u2
+done
 first_20_max=$later_max
-later_max=0
 for _ in $(seq 8); do
 	who_u2
 	sleep 0.5
 done
-spread_max=$later_max
-later_max=$first_20_max
-check "8 more, 0.5 s apart, all answered by u2" test "$later_bad" = 0
-if [ "$spread_max" -le 50 ]; then
-	ok "... and over those 4 s none waited for u1 again (slowest ${spread_max} ms)"
-else
-	todo "over those 4 s a query waited for u1 again (slowest ${spread_max} ms)" \
+later_ms=$(($(now_ms) - t0))
+check "the next 28 queries (20 back to back, 8 spread over 4 s) all answered by u2" test "$later_bad" = 0
+if [ "$later_slow" = 0 ]; then
+	ok "... none waited for u1 again (slowest ${later_max} ms <= 50)"
+elif [ "$later_slow" -le $((later_ms / 3000 + 1)) ]; then
+	todo "... $later_slow of them waited for u1 again (slowest ${later_max} ms; over ${later_ms} ms, at most one per 3 s)" \
 		"ztnad keeps a silent server 'up' once another answers its hedged queries"
+else
+	not_ok "... $later_slow of them waited for u1 again (slowest ${later_max} ms), more than one per 3 s over ${later_ms} ms"
 fi
 states=$(jstat f upstream | grep -o '"state": "[a-z]*"' | cut -d'"' -f4 | tr '\n' ' ')
 if [ "$states" = "failed up " ]; then
@@ -679,7 +685,7 @@ else
 fi
 
 echo "# figures: blocklist edit picked up in ${bl_ms} ms; ST2 first answer with u1 dropped ${st2_first} ms," \
-	"slowest of the next 20 ${later_max} ms, both dropped SERVFAIL in ${st2_dead} ms;" \
+	"slowest of the next 20 ${first_20_max} ms, of all 28 ${later_max} ms ($later_slow over 50 ms), both dropped SERVFAIL in ${st2_dead} ms;" \
 	"ST1 public name SERVFAIL in ${st1_dead} ms"
 [ "$todos" = 0 ] || echo "# $todos known failures (TODO) shown above, not counted"
 echo "test-scenarios: $passes passed, $failures failed"
