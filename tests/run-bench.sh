@@ -23,6 +23,11 @@
 #   6. The real ztnad's memory with 100,000 peers (one IPv4 and one IPv6
 #      address each), after it has published: /proc/PID/status, and the
 #      store mapping's share of it from /proc/PID/smaps.
+#   7. The DNS stub (tests/bench-dns.sh, in a network namespace of its
+#      own): dnsperf against ztnad, unbound and dnsmasq answering cached
+#      names, ztnad and dnsmasq answering tailnet names; the latency a cache
+#      miss adds over a warm DoT connection; the first answer on a fresh
+#      one; queries at a steady rate with the first upstream dead.
 #
 # Environment: B (build dir, default build), BENCH_QUICK=1 for a short smoke
 # run with the same steps and fewer repetitions.
@@ -310,6 +315,10 @@ else
 fi
 say "ztnad's memory with $LARGE peers"
 step rss daemon_rss
+
+# ---- 7: the DNS stub beside unbound and dnsmasq ----
+say "the DNS stub: dnsperf, cache misses, fresh connections, a dead first server (tests/bench-dns.sh)"
+step dns env B="$absb" bash "$here/tests/bench-dns.sh"
 put bench.seconds "$(($(date +%s) - start))"
 
 # ---- the table ----
@@ -486,6 +495,84 @@ END {
 	} else
 		row(6, "ztnad memory with " LL " peers", "n/a", "<= 16 MiB", "n/a")
 
+	# 7. the DNS stub
+	if (has("dns.skipped"))
+		row(7, "the DNS stub beside unbound and dnsmasq (tests/bench-dns.sh)", "skipped: " v["dns.skipped"], \
+			"", "n/a")
+	else if (has("dns.versions")) {
+		runs = "median of " num("dns.rounds") " runs of " num("dns.seconds_per_run") " s, alternating"
+		k = "dns.hit."
+		ok = has(k "ztnad_over_unbound") && has(k "ztnad_over_dnsmasq")
+		row(7, "cached names, dnsperf: ztnad / unbound / dnsmasq (" runs ")", \
+			ok ? sprintf("%d / %d / %d QPS (ztnad/unbound %.2f, ztnad/dnsmasq %.2f)", num(k "ztnad.qps_median"), \
+				num(k "unbound.qps_median"), num(k "dnsmasq.qps_median"), num(k "ztnad_over_unbound"), \
+				num(k "ztnad_over_dnsmasq")) : "n/a", "ztnad >= both", \
+			!ok ? "n/a" : (num(k "ztnad_over_unbound") >= 1 && num(k "ztnad_over_dnsmasq") >= 1 ? "PASS" : "**FAIL**"))
+		if (has(k "ztnad.cpu_us_median"))
+			row(7, "cached names: server CPU per answer (share of its core used), ztnad / unbound / dnsmasq", \
+				sprintf("%.2f (%.2f) / %.2f (%.2f) / %.2f (%.2f) us", num(k "ztnad.cpu_us_median"), \
+					num(k "ztnad.cpu_share_median"), num(k "unbound.cpu_us_median"), \
+					num(k "unbound.cpu_share_median"), num(k "dnsmasq.cpu_us_median"), \
+					num(k "dnsmasq.cpu_share_median")), "", "")
+		k = "dns.tailnet."
+		ok = has(k "ztnad_over_dnsmasq")
+		row(7, "tailnet names, dnsperf: ztnad / dnsmasq from a hosts file (" runs ")", \
+			ok ? sprintf("%d / %d QPS (ratio %.2f)", num(k "ztnad.qps_median"), num(k "dnsmasq.qps_median"), \
+				num(k "ztnad_over_dnsmasq")) : "n/a", "ztnad >= dnsmasq", \
+			!ok ? "n/a" : (num(k "ztnad_over_dnsmasq") >= 1 ? "PASS" : "**FAIL**"))
+		if (has(k "ztnad.cpu_us_median"))
+			row(7, "tailnet names: server CPU per answer (share of its core used), ztnad / dnsmasq", \
+				sprintf("%.2f (%.2f) / %.2f (%.2f) us", num(k "ztnad.cpu_us_median"), \
+					num(k "ztnad.cpu_share_median"), num(k "dnsmasq.cpu_us_median"), \
+					num(k "dnsmasq.cpu_share_median")), "", "")
+		k = "dns.miss."
+		ok = has(k "a_p50_us") && has(k "b_p50_us")
+		row(7, "cache miss, one query at a time, p50 (p99): ztnad over warm DoT / the upstream unbound over " \
+			"plain UDP / the same over DoT from the client itself (" num(k "pairs") " each)", \
+			ok ? sprintf("%.0f (%.0f) / %.0f (%.0f) / %.0f (%.0f) us", num(k "a_p50_us"), num(k "a_p99_us"), \
+				num(k "b_p50_us"), num(k "b_p99_us"), num(k "c_p50_us"), num(k "c_p99_us")) : "n/a", "", "")
+		row(7, "cache miss: latency added by ztnad over DoT to a plain UDP query, p50", \
+			has(k "added_p50_us") ? sprintf("%.0f us", num(k "added_p50_us")) : "n/a", "<= 100 us", \
+			le(has(k "added_p50_us"), num(k "added_p50_us"), 100))
+		k = "dns.fresh."
+		row(7, "first answer on a fresh DoT connection (a new ztnad: TCP, TLS handshake, query): median " \
+			"(min - max) of " num(k "n"), has(k "median_ms") ? sprintf("%.2f ms (%.2f - %.2f)", \
+			num(k "median_ms"), num(k "min_ms"), num(k "max_ms")) : "n/a", "<= 5 ms", \
+			le(has(k "median_ms"), num(k "median_ms"), 5))
+		hname["blackhole"] = "a black hole (accepts TCP, never answers)"
+		hname["silent"] = "silent on its open connection (packets dropped)"
+		for (j = 1; j <= 2; j++) {
+			h = j == 1 ? "blackhole" : "silent"
+			k = "dns.hole." h "."
+			ok = has(k "after_p99_ms")
+			good = ok && num(k "after_p99_ms") <= 50 && num(k "unanswered") == 0 && num(k "not_noerror") == 0
+			row(7, "first upstream " hname[h] ", second fine, " num("dns.rate_qps") " queries/s for " \
+				num("dns.paced_seconds") " s: after the first detection p50 / p99 (over 50 ms); worst " \
+				"(first query); unanswered", ok ? sprintf("%.2f / %.2f ms (%d of %d); %.1f ms (%.1f); " \
+				"%d of %d (%d not NOERROR)", num(k "after_p50_ms"), num(k "after_p99_ms"), \
+				num(k "after_over_50ms"), num(k "after"), num(k "max_ms"), num(k "first_ms"), \
+				num(k "unanswered"), num(k "sent"), num(k "not_noerror")) : "n/a", \
+				"p99 <= 50 ms, none unanswered", !ok ? "n/a" : (good ? "PASS" : "**FAIL**"))
+		}
+		bad = num("dns.hit.ztnad.bad") + num("dns.hit.unbound.bad") + num("dns.hit.dnsmasq.bad") + \
+			num("dns.tailnet.ztnad.bad") + num("dns.tailnet.dnsmasq.bad") + num("dns.miss.bad") + \
+			num("dns.fresh.bad")
+		lost = num("dns.hit.ztnad.lost") + num("dns.hit.unbound.lost") + num("dns.hit.dnsmasq.lost") + \
+			num("dns.tailnet.ztnad.lost") + num("dns.tailnet.dnsmasq.lost")
+		fwd = num("dns.hit.ztnad.forwarded") + num("dns.hit.unbound.forwarded") + \
+			num("dns.hit.dnsmasq.forwarded") + num("dns.tailnet.ztnad.forwarded")
+		row(7, "DNS runs: wrong answers (not NOERROR, or no address) / dnsperf queries lost / cached or " \
+			"tailnet names forwarded upstream during the runs", bad " / " lost " / " fwd, "0 / 0 / 0", \
+			bad + lost + fwd == 0 ? "PASS" : "**FAIL**")
+		failed = ""
+		for (k in v)
+			if (k ~ /^dns\.failed\./)
+				failed = failed " " substr(k, 12) ": " v[k] ";"
+		if (failed != "")
+			row(7, "DNS measurements that could not be made", failed, "none", "**FAIL**")
+	} else
+		row(7, "the DNS stub beside unbound and dnsmasq", "n/a (tests/bench-dns.sh printed nothing)", "", "n/a")
+
 	broken = ""
 	for (k in v)
 		if (k ~ /^step\.failed\./)
@@ -520,10 +607,23 @@ END {
 		"(median %.1f ms a publish, %d publishes), the reader pinned to CPU 0 timing single calls; " \
 		"idle and busy phases of %d ms alternate.\n", LL, num("contend.publish_median_ms"), \
 		num("contend.publishes"), num("contend.phase_ms")
+	if (has("dns.versions")) {
+		printf "\n"
+		printf "DNS (%s): every server on loopback in a network namespace of its own; %s; dnsperf " \
+			"%s, a file of 20 names (cached) or the example tailnet'"'"'s names (A and AAAA), each run " \
+			"%d s, the servers taking turns. ztnad and unbound (2 threads) forward to the same upstream " \
+			"unbound over DoT with the test CA, dnsmasq to it over plain DNS (it has no DoT); every " \
+			"name was asked once before. CPU per answer is the server'"'"'s user + system time over " \
+			"the answers of the run. Cache misses: unique names under a redirect zone of the upstream, " \
+			"one query at a time from a Python client, the targets interleaved. Fresh connections: a " \
+			"new ztnad each time, asked once. Dead first server: ztnad with no cache, unique names, " \
+			"every query waited for up to 10 s; the first detection is the first query'"'"'s answer.\n", \
+			v["dns.versions"], v["dns.pinning"], v["dns.dnsperf_args"], num("dns.seconds_per_run")
+	}
 }' "$res"
 
 # A benchmark that broke (not a target missed) fails the run.
-if grep -qE '^(step\.failed\.|callgrind\.failed=|direct\.[0-9]+\.failures=[1-9]|contend\.(idle|busy)\.failures=[1-9]|gai\.failed=|gai\.etc_unchanged=NO|daemon\.[0-9]+\.(push|file)\.failures=[1-9])' "$res"; then
+if grep -qE '^(step\.failed\.|callgrind\.failed=|direct\.[0-9]+\.failures=[1-9]|contend\.(idle|busy)\.failures=[1-9]|gai\.failed=|gai\.etc_unchanged=NO|daemon\.[0-9]+\.(push|file)\.failures=[1-9]|dns\.failed\.|dns\.(hit|tailnet)\.[a-z]+\.bad=[1-9]|dns\.(miss|fresh)\.bad=[1-9])' "$res"; then
 	say "a benchmark gave wrong answers or failed (see the table)"
 	exit 1
 fi
