@@ -12,7 +12,8 @@ PACKAGES="build-essential pkg-config check libjansson-dev libsystemd-dev liburcu
 libssl-dev libcurl4-openssl-dev clang libclang-rt-14-dev valgrind python3 iproute2 util-linux
 strace groff-base man-db systemd openssl unbound iptables bind9-dnsutils knot-dnsutils
 dpkg-dev debhelper dh-nss lintian fakeroot debootstrap selinux-policy-dev selinux-policy-default
-policycoreutils setools selinux-utils checkpolicy semodule-utils procps"
+policycoreutils setools selinux-utils checkpolicy semodule-utils procps
+dnsperf dnsmasq-base"
 
 deps() {
         missing=
