@@ -115,6 +115,7 @@ struct Query {
 
 typedef struct Slot {
         Attempt *attempt; /* NULL: free, or abandoned while used */
+        uint64_t abandoned; /* an abandoned query's start: still owed an answer */
         uint16_t id;
         bool used;
 } Slot;

@@ -23,6 +23,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -205,17 +206,42 @@ static bool dot_conn_idle(const Conn *c) {
         return true;
 }
 
+/* The start of the oldest query this connection still owes an answer that
+ * nobody waits for any more (answered by another server meanwhile); 0 for
+ * none. Such a query still tells whether the server has gone silent. */
+static uint64_t dot_conn_oldest_abandoned(const Conn *c) {
+        uint64_t oldest = 0;
+        for (unsigned i = 0; i < UPSTREAM_INFLIGHT_MAX; i++)
+                if (c->slots[i].used && !c->slots[i].attempt && c->slots[i].abandoned &&
+                    (!oldest || c->slots[i].abandoned < oldest))
+                        oldest = c->slots[i].abandoned;
+        return oldest;
+}
+
+/* When the connection counts as silent if nothing arrives: the oldest
+ * abandoned query's deadline, if nothing came back since it was sent. */
+static uint64_t dot_conn_silent_at(const Conn *c) {
+        uint64_t oldest = dot_conn_oldest_abandoned(c);
+        if (!oldest || c->last_rx >= oldest)
+                return 0;
+        return oldest + c->server->u->timeout_usec;
+}
+
 static int dot_conn_arm_timer(Conn *c) {
         Upstream *u = c->server->u;
-        uint64_t when;
+        uint64_t when, silent_at = c->state == CONN_READY ? dot_conn_silent_at(c) : 0;
         int r;
 
         if (c->pending_fail != FAIL_NONE)
                 when = 1; /* in the past: at once */
         else if (c->state != CONN_READY)
                 when = c->opened + u->timeout_usec;
-        else if (dot_conn_idle(c))
+        else if (dot_conn_idle(c)) {
                 when = (c->last_rx > c->ready ? c->last_rx : c->ready) + u->idle_timeout_usec;
+                if (silent_at && silent_at < when)
+                        when = silent_at;
+        } else if (silent_at)
+                when = silent_at;
         else
                 return sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
         r = sd_event_source_set_time(c->timer, when);
@@ -472,9 +498,13 @@ void dot_conn_dequeue(Attempt *a) {
                 else
                         c->wait_tail = a->wait_prev;
                 a->wait_prev = a->wait_next = NULL;
-        } else if (a->state == ATTEMPT_SENT && c->slots[a->slot].attempt == a)
-                /* Abandoned: the ID stays taken until its answer comes. */
+        } else if (a->state == ATTEMPT_SENT && c->slots[a->slot].attempt == a) {
+                /* Abandoned: the ID stays taken until its answer comes, and
+                 * the connection keeps its deadline (dot_conn_silent_at). */
                 c->slots[a->slot].attempt = NULL;
+                c->slots[a->slot].abandoned = a->started ? a->started : dot_conn_now(c);
+                (void) dot_conn_arm_timer(c);
+        }
         a->conn = NULL;
 }
 
@@ -880,6 +910,15 @@ static int on_conn_timer(sd_event_source *es, uint64_t usec, void *userdata) {
                         upstream_format(msg, sizeof msg, "connecting to %s timed out", s->address);
                 else
                         upstream_format(msg, sizeof msg, "TLS handshake with %s timed out", s->address);
+                upstream_server_failed(s, FAIL_TIMEOUT, -ETIMEDOUT, msg);
+                return 0;
+        }
+        uint64_t silent_at = dot_conn_silent_at(c);
+        if (silent_at && usec >= silent_at) {
+                /* Queries answered elsewhere got nothing back here either:
+                 * the server went silent on an open connection. */
+                upstream_format(msg, sizeof msg, "no answer from %s within %" PRIu64 " ms", s->label,
+                                s->u->timeout_usec / 1000);
                 upstream_server_failed(s, FAIL_TIMEOUT, -ETIMEDOUT, msg);
                 return 0;
         }
