@@ -137,6 +137,8 @@ struct Worker {
         TcpConn *conns;
         StubReply *pending;
         unsigned inflight;
+        void *forward_data; /* config.worker_init's, for this worker */
+        bool forward_ready;
 
         pthread_mutex_t lock; /* the two fields below */
         StubReply *queue_head, *queue_tail;
@@ -733,6 +735,10 @@ void stub_reply_done(StubReply *r, const uint8_t *answer, size_t len) {
         reply_finish(r);
 }
 
+void *stub_reply_worker_data(const StubReply *r) {
+        return r->worker->forward_data;
+}
+
 void stub_reply_error(StubReply *r, uint16_t rcode, int ede_code, const char *ede_text) {
         r->failed = true;
         r->rcode = rcode;
@@ -1155,10 +1161,22 @@ static int worker_setup(Worker *w) {
         r = shm_reader_new(w->stub->config.store_path, &w->reader);
         if (r < 0)
                 w->reader = NULL; /* no tailnet answers; the rest still works */
+        if (w->stub->config.worker_init) {
+                r = w->stub->config.worker_init(w->stub->config.forward_userdata, w->event, &w->forward_data);
+                if (r < 0)
+                        return r;
+                w->forward_ready = true;
+        }
         return 0;
 }
 
 static void worker_teardown(Worker *w) {
+        /* The forwarder's part of this worker goes first, on its thread:
+         * what it still owes is finished and dropped below with the rest. */
+        if (w->forward_ready) {
+                w->stub->config.worker_done(w->stub->config.forward_userdata, w->forward_data);
+                w->forward_ready = false;
+        }
         pthread_mutex_lock(&w->lock);
         w->stopped = true;
         StubReply *r = w->queue_head;

@@ -58,6 +58,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <systemd/sd-event.h>
 
 #include "blocklist.h"
 #include "cache.h"
@@ -109,6 +110,14 @@ typedef struct StubConfig {
         Blocklist *blocklist;   /* NULL: none; owned by the stub from here on */
         stub_forward_fn forward; /* NULL: SERVFAIL for every other name */
         void *forward_userdata;
+        /* Optional, both or neither: worker_init runs on each worker's
+         * thread with its loop before the worker serves (a failure fails
+         * stub_new()); what it returns is stub_reply_worker_data() of the
+         * replies that worker forwards, so the forwarder can work on that
+         * loop without crossing threads. worker_done runs on the worker's
+         * thread when it stops, before its loop goes. */
+        int (*worker_init)(void *userdata, sd_event *e, void **ret_data);
+        void (*worker_done)(void *userdata, void *data);
 
         unsigned tcp_max_connections; /* over all workers; 0: the default */
         uint64_t tcp_idle_usec;       /* 0: the default */
@@ -151,6 +160,8 @@ void stub_stats(const Stub *s, StubStats *ret);
 /* Finishing a forwarded query; see above. `answer` is copied. */
 void stub_reply_done(StubReply *reply, const uint8_t *answer, size_t len);
 void stub_reply_error(StubReply *reply, uint16_t rcode, int ede_code, const char *ede_text);
+/* worker_init's result for the worker that forwarded `reply`; NULL without. */
+void *stub_reply_worker_data(const StubReply *reply);
 
 /* The socket-activated fds named "stub" (ztnad.socket's
  * FileDescriptorName=stub), from sd_listen_fds_with_names(); other fds are

@@ -188,6 +188,7 @@ struct Upstream {
         uint8_t pins[UPSTREAM_PINS_MAX][32];
         size_t n_pins;
         uint64_t timeout_usec, idle_timeout_usec;
+        UpstreamShared *shared;
         bool allow_plaintext_fallback;
         struct sockaddr_storage fallback[UPSTREAM_FALLBACK_MAX];
         size_t n_fallback;

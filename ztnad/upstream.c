@@ -146,17 +146,30 @@ static void rate_log(Upstream *u, RateLog *l) {
 /* ---- servers ---- */
 
 uint64_t upstream_server_hedge_delay(const Server *s) {
-        uint64_t d;
+        const UpstreamShared *sh = s->u->shared;
+        uint64_t d, srtt = s->srtt, rttvar = s->rttvar;
 
-        if (s->srtt == 0)
+        /* Not measured here yet: another thread's measurement beats a guess. */
+        if (srtt == 0 && sh && s->index < UPSTREAM_SERVERS_MAX) {
+                srtt = __atomic_load_n(&sh->srtt[s->index], __ATOMIC_RELAXED);
+                rttvar = __atomic_load_n(&sh->rttvar[s->index], __ATOMIC_RELAXED);
+        }
+        if (srtt == 0)
                 d = HEDGE_INITIAL_USEC;
         else
-                d = s->srtt + 4 * s->rttvar;
+                d = srtt + 4 * rttvar;
         if (d < HEDGE_MIN_USEC)
                 d = HEDGE_MIN_USEC;
         if (d > s->u->timeout_usec)
                 d = s->u->timeout_usec;
         return d;
+}
+
+static void upstream_server_share_rtt(const Server *s) {
+        if (s->u->shared && s->index < UPSTREAM_SERVERS_MAX) {
+                __atomic_store_n(&s->u->shared->srtt[s->index], s->srtt, __ATOMIC_RELAXED);
+                __atomic_store_n(&s->u->shared->rttvar[s->index], s->rttvar, __ATOMIC_RELAXED);
+        }
 }
 
 /* RFC 6298 2.2 and 2.3, alpha 1/8, beta 1/4. */
@@ -166,12 +179,14 @@ void upstream_server_rtt_sample(Server *s, uint64_t r) {
         if (s->srtt == 0) {
                 s->srtt = r;
                 s->rttvar = r / 2;
+                upstream_server_share_rtt(s);
                 return;
         }
         s->rttvar = (3 * s->rttvar + (s->srtt > r ? s->srtt - r : r - s->srtt)) / 4;
         s->srtt = (7 * s->srtt + r) / 8;
         if (s->srtt == 0)
                 s->srtt = 1;
+        upstream_server_share_rtt(s);
 }
 
 static int on_probe_timer(sd_event_source *es, uint64_t usec, void *userdata);
@@ -216,6 +231,8 @@ void upstream_server_failed(Server *s, FailKind kind, int err, const char *msg) 
                 upstream_log(SD_WARNING, "DNS-over-TLS server %s failed: %s; next try in %s", s->label, msg, delay);
         }
         upstream_server_arm_probe(s, s->backoff_until);
+        if (u->shared && s->index < UPSTREAM_SERVERS_MAX)
+                __atomic_store_n(&u->shared->failed_until[s->index], s->backoff_until, __ATOMIC_RELAXED);
         if (s->conn)
                 dot_conn_close(s->conn, kind, msg);
 }
@@ -223,6 +240,8 @@ void upstream_server_failed(Server *s, FailKind kind, int err, const char *msg) 
 void upstream_server_answered(Server *s) {
         s->n_answers++;
         s->suspect_until = 0;
+        if (s->u->shared && s->index < UPSTREAM_SERVERS_MAX)
+                __atomic_store_n(&s->u->shared->suspect_until[s->index], 0, __ATOMIC_RELAXED);
         if (s->state == UPSTREAM_SERVER_UP)
                 return;
         if (s->state == UPSTREAM_SERVER_FAILED)
@@ -233,13 +252,21 @@ void upstream_server_answered(Server *s) {
         s->state = UPSTREAM_SERVER_UP;
         s->failures = 0;
         s->backoff_until = 0;
+        if (s->u->shared && s->index < UPSTREAM_SERVERS_MAX)
+                __atomic_store_n(&s->u->shared->failed_until[s->index], 0, __ATOMIC_RELAXED);
         s->last_change = upstream_now(s->u);
         if (s->probe_timer)
                 (void) sd_event_source_set_enabled(s->probe_timer, SD_EVENT_OFF);
 }
 
 static bool upstream_server_usable(const Server *s) {
-        return s->state != UPSTREAM_SERVER_FAILED;
+        if (s->state == UPSTREAM_SERVER_FAILED)
+                return false;
+        /* Found dead by another thread's upstream: skipped here too; that
+         * one probes it and clears the mark when it is back. */
+        const UpstreamShared *sh = s->u->shared;
+        return !sh || s->index >= UPSTREAM_SERVERS_MAX ||
+               __atomic_load_n(&sh->failed_until[s->index], __ATOMIC_RELAXED) <= upstream_now(s->u);
 }
 
 /* ---- queries ---- */
@@ -350,6 +377,20 @@ static int upstream_attempt_start(Query *q, Attempt *a) {
         return 0;
 }
 
+static bool upstream_server_suspect(const Server *s, uint64_t now) {
+        const UpstreamShared *sh = s->u->shared;
+        return s->suspect_until > now ||
+               (sh && s->index < UPSTREAM_SERVERS_MAX &&
+                __atomic_load_n(&sh->suspect_until[s->index], __ATOMIC_RELAXED) > now);
+}
+
+static void upstream_server_set_suspect(Server *s, uint64_t until) {
+        if (s->suspect_until < until)
+                s->suspect_until = until;
+        if (s->u->shared && s->index < UPSTREAM_SERVERS_MAX)
+                __atomic_store_n(&s->u->shared->suspect_until[s->index], s->suspect_until, __ATOMIC_RELAXED);
+}
+
 /* The next server to ask: in order, untried, not in back-off; one that
  * lately dropped or sat on queries only when no other is left. */
 static Attempt *upstream_query_pick(Query *q) {
@@ -364,7 +405,7 @@ static Attempt *upstream_query_pick(Query *q) {
                                 continue;
                         if (q->probe ? s != q->probe : !upstream_server_usable(s))
                                 continue;
-                        if (pass == 0 && s->suspect_until > now)
+                        if (pass == 0 && upstream_server_suspect(s, now))
                                 continue;
                         return a;
                 }
@@ -433,7 +474,7 @@ void upstream_attempt_fail(Attempt *a, FailKind kind, const char *msg) {
         a->fail = kind;
         upstream_format(a->error, sizeof a->error, "%s", msg);
         if (kind == FAIL_LOST)
-                a->server->suspect_until = upstream_now(q->u) + SUSPECT_LOST_USEC;
+                upstream_server_set_suspect(a->server, upstream_now(q->u) + SUSPECT_LOST_USEC);
         if (q->u->freeing)
                 return;
         if (upstream_query_live(q) == 0)
@@ -604,8 +645,7 @@ static int on_query_timer(sd_event_source *es, uint64_t usec, void *userdata) {
                         /* Slow: ask the next server as well, and let new
                          * queries start there until this one answers. */
                         a->hedged = true;
-                        if (a->server->suspect_until < a->deadline)
-                                a->server->suspect_until = a->deadline;
+                        upstream_server_set_suspect(a->server, a->deadline);
                         hedge = true;
                 }
         }
@@ -900,6 +940,7 @@ int upstream_new(sd_event *e, const UpstreamConfig *c, Upstream **ret) {
         u->timeout_usec = c->timeout_usec ? c->timeout_usec : UPSTREAM_TIMEOUT_USEC_DEFAULT;
         u->idle_timeout_usec = c->idle_timeout_usec ? c->idle_timeout_usec : UPSTREAM_IDLE_TIMEOUT_USEC_DEFAULT;
         u->allow_plaintext_fallback = c->allow_plaintext_fallback;
+        u->shared = c->shared;
 
         r = -ENOMEM;
         u->servers = calloc(n_servers, sizeof *u->servers);

@@ -58,6 +58,16 @@ typedef struct UpstreamServer {
         char tls_name[UPSTREAM_TLS_NAME_MAX]; /* "": the certificate must name the address */
 } UpstreamServer;
 
+/* Server health shared by several upstreams (one per thread): a server one
+ * of them found dead (or slow) is skipped (or asked last) by the others
+ * too, so no thread's users wait on it again. Entry i is about server i:
+ * CLOCK_MONOTONIC usec, 0 for none, read and written atomically. */
+typedef struct UpstreamShared {
+        uint64_t failed_until[UPSTREAM_SERVERS_MAX];
+        uint64_t suspect_until[UPSTREAM_SERVERS_MAX]; /* slow lately: others first */
+        uint64_t srtt[UPSTREAM_SERVERS_MAX], rttvar[UPSTREAM_SERVERS_MAX]; /* usec: for one yet to measure */
+} UpstreamShared;
+
 typedef struct UpstreamConfig {
         /* In order of preference. n_servers 0: 9.9.9.9:853 and
          * 149.112.112.112:853, both named dns.quad9.net. */
@@ -71,6 +81,7 @@ typedef struct UpstreamConfig {
         size_t n_spki_pins;
         uint64_t timeout_usec;      /* per server; 0: UPSTREAM_TIMEOUT_USEC_DEFAULT */
         uint64_t idle_timeout_usec; /* 0: UPSTREAM_IDLE_TIMEOUT_USEC_DEFAULT */
+        UpstreamShared *shared;     /* NULL: this upstream's own judgement only */
         bool allow_plaintext_fallback;
         /* Plaintext servers, port included (resolvconf.h finds them): never
          * ztnad's own listen addresses. n_fallback 0: 9.9.9.9:53 and
