@@ -190,7 +190,7 @@ $(B)/bench/bench-push: tests/bench-push.c tests/bench-peers.h
 
 # The module, and the daemon for its own rows.
 bench: $(B)/libnss_ztna.so.2 $(B)/bench/bench-nss $(B)/bench/libnss_ztnanoop.so.2 $(B)/bench/bench-gai \
-		$(B)/ztnad $(B)/bench/bench-push
+		$(B)/ztnad $(B)/ztna $(B)/bench/bench-push
 	sh tests/run-bench.sh
 
 # ---- installation ----
