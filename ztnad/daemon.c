@@ -51,6 +51,12 @@ void daemon_log(const char *priority, const char *fmt, ...) {
         fprintf(stderr, "%s%s\n", priority, line);
 }
 
+void daemon_log_priority(int priority, const char *message) {
+        static const char *const prefixes[] = { SD_EMERG, SD_ALERT, SD_CRIT, SD_ERR,
+                                                SD_WARNING, SD_NOTICE, SD_INFO, SD_DEBUG };
+        daemon_log(prefixes[priority >= 0 && priority < 8 ? priority : 6], "%s", message);
+}
+
 static uint64_t now_usec(void) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -587,10 +593,8 @@ static int op_flush(void *userdata) {
 }
 
 static void op_log(void *userdata, int priority, const char *message) {
-        static const char *const prefixes[] = { SD_EMERG, SD_ALERT, SD_CRIT, SD_ERR,
-                                                SD_WARNING, SD_NOTICE, SD_INFO, SD_DEBUG };
         (void) userdata;
-        daemon_log(prefixes[priority >= 0 && priority < 8 ? priority : 6], "%s", message);
+        daemon_log_priority(priority, message);
 }
 
 const ControlOps daemon_control_ops = {

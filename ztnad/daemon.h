@@ -79,6 +79,8 @@ typedef struct Daemon {
 } Daemon;
 
 __attribute__((format(printf, 2, 3))) void daemon_log(const char *priority, const char *fmt, ...);
+/* One line at a syslog priority (LOG_ERR...), for the parts' log hooks. */
+void daemon_log_priority(int priority, const char *message);
 
 const char *daemon_store_path(const Daemon *d);
 const char *daemon_peers_path(const Daemon *d);

@@ -216,10 +216,8 @@ static int on_prune_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 static void stub_log(void *userdata, int priority, const char *message) {
-        static const char *const prefixes[] = { SD_EMERG, SD_ALERT, SD_CRIT, SD_ERR,
-                                                SD_WARNING, SD_NOTICE, SD_INFO, SD_DEBUG };
         (void) userdata;
-        daemon_log(prefixes[priority >= 0 && priority < 8 ? priority : 6], "%s", message);
+        daemon_log_priority(priority, message);
 }
 
 /* The upstream configuration every worker's upstream is made from. The
