@@ -231,8 +231,10 @@ void upstream_server_failed(Server *s, FailKind kind, int err, const char *msg) 
                 upstream_log(SD_WARNING, "DNS-over-TLS server %s failed: %s; next try in %s", s->label, msg, delay);
         }
         upstream_server_arm_probe(s, s->backoff_until);
+        /* Failed until the probe of the upstream that found it so says it
+         * is back, not merely until this back-off ends. */
         if (u->shared && s->index < UPSTREAM_SERVERS_MAX)
-                __atomic_store_n(&u->shared->failed_until[s->index], s->backoff_until, __ATOMIC_RELAXED);
+                __atomic_store_n(&u->shared->failed_until[s->index], UINT64_MAX, __ATOMIC_RELAXED);
         if (s->conn)
                 dot_conn_close(s->conn, kind, msg);
 }

@@ -61,7 +61,8 @@ typedef struct UpstreamServer {
 /* Server health shared by several upstreams (one per thread): a server one
  * of them found dead (or slow) is skipped (or asked last) by the others
  * too, so no thread's users wait on it again. Entry i is about server i:
- * CLOCK_MONOTONIC usec, 0 for none, read and written atomically. */
+ * CLOCK_MONOTONIC usec, 0 for none (failed_until: UINT64_MAX until the
+ * upstream that found it dead sees it back), read and written atomically. */
 typedef struct UpstreamShared {
         uint64_t failed_until[UPSTREAM_SERVERS_MAX];
         uint64_t suspect_until[UPSTREAM_SERVERS_MAX]; /* slow lately: others first */
