@@ -38,21 +38,30 @@ if [ $# -gt 0 ]; then
         TESTS=$*
 fi
 
+logs=$(mktemp -d) || exit 1
+trap 'rm -rf "$logs"' EXIT
+
 passed=0
 failed=0
 failures=
+n=0
 for t in $TESTS; do
+        n=$((n + 1))
         echo "=== $t"
         start=$(date +%s)
         rc=0
         if [ ! -e "$t" ]; then
-                echo "$t: missing (not built, or not written yet)"
+                echo "$t: missing (not built, or not written yet)" | tee "$logs/$n.log"
                 rc=127
         else
+                # Into a log first (not a pipe, which a daemon a test left
+                # behind would hold open), so the summary can repeat the end
+                # of a failure.
                 case $t in
-                *.sh) bash "$t" || rc=$? ;;
-                *) "./$t" || rc=$? ;;
+                *.sh) bash "$t" >"$logs/$n.log" 2>&1 || rc=$? ;;
+                *) "./$t" >"$logs/$n.log" 2>&1 || rc=$? ;;
                 esac
+                cat "$logs/$n.log"
         fi
         secs=$(($(date +%s) - start))
         if [ "$rc" -eq 0 ]; then
@@ -61,15 +70,23 @@ for t in $TESTS; do
         else
                 echo "=== FAIL $t (exit $rc, ${secs}s)"
                 failed=$((failed + 1))
-                failures="$failures $t"
+                failures="$failures $n:$t"
         fi
 done
 
 echo
 echo "run-tests: $passed passed, $failed failed"
 if [ "$failed" -gt 0 ]; then
-        for t in $failures; do
-                echo "  FAIL $t"
+        # The end of each failure's output again, where a log cut to its
+        # last lines still shows it.
+        for f in $failures; do
+                echo
+                echo "--- the last lines of ${f#*:}:"
+                grep -v '^ok \|^=== PASS' "$logs/${f%%:*}.log" | tail -n 25
+        done
+        echo
+        for f in $failures; do
+                echo "  FAIL ${f#*:}"
         done
         exit 1
 fi
