@@ -35,7 +35,7 @@
 # addresses 127.0.0.53-58 and the iptables rule exist only there.
 #
 # Environment: B (build dir), BENCH_QUICK=1 (short runs, numbers indicative
-# only). Needs root, unshare, iptables, taskset, unbound, dnsmasq (package
+# only), BENCH_DNS_PARTS (some of: hit miss fresh dead; all by default). Needs root, unshare, iptables, taskset, unbound, dnsmasq (package
 # dnsmasq-base), dnsperf, openssl, python3.
 
 # NAME_pid variables are set through eval by the start functions.
@@ -66,10 +66,18 @@ if [ "${1-}" != --in-namespace ]; then
 	for tool in unshare ip iptables taskset unbound unbound-checkconf unbound-control dnsmasq dnsperf openssl; do
 		command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed (dev.sh installs it)"
 	done
-	exec unshare --net env B="$B" bash "$0" --in-namespace
+	exec unshare --net env B="$B" BENCH_DNS_PARTS="${BENCH_DNS_PARTS-}" bash "$0" --in-namespace
 fi
 
 ip link set lo up
+
+# part NAME: whether to run that part (BENCH_DNS_PARTS).
+part() {
+	case " ${BENCH_DNS_PARTS:-hit miss fresh dead} " in
+	*" $1 "*) return 0 ;;
+	*) return 1 ;;
+	esac
+}
 
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
 	SECS=1 ROUNDS=1 PAIRS=200 FRESH=3 PACED_SECS=4 RATE=50
@@ -494,6 +502,7 @@ perf() {
 }
 
 # ---- 1 and 2: throughput ----
+if part hit; then
 warm() { # warm ADDR FILE: every name of FILE asked once, so it is cached
 	dnsperf -s "$1" -p 53 -d "$2" -n 2 -c 1 -q 1 >/dev/null 2>&1 || true
 }
@@ -559,8 +568,10 @@ for kind, others in (("hit", ("unbound", "dnsmasq")), ("tailnet", ("dnsmasq",)))
             print("%s.ztnad_over_%s=%.3f" % (kind, o, statistics.median(z[i] / r[i] for i in common)))
 EOF
 } | sed 's/^/dns./'
+fi
 
 # ---- 3: a cache miss over a warm DoT connection ----
+if part miss; then
 # A ztnad of its own, not pinned to a CPU: one query at a time, like the
 # client and the upstream.
 say "cache misses: ztnad over DoT vs plain UDP to the same unbound, $PAIRS interleaved pairs"
@@ -578,8 +589,10 @@ b=$(sed -n 's/^miss\.b_p50_us=//p' "$work/miss.out")
 if [ -n "$a" ] && [ -n "$b" ]; then
 	put miss.added_p50_us "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", a - b }')"
 fi
+fi
 
 # ---- 4: the first answer on a fresh connection ----
+if part fresh; then
 say "first answers on fresh DoT connections: $FRESH new ztnad processes"
 : >"$work/fresh.out"
 for i in $(seq "$FRESH"); do
@@ -604,8 +617,10 @@ if ms:
     print("dns.fresh.min_ms=%.3f" % min(ms))
     print("dns.fresh.max_ms=%.3f" % max(ms))
 EOF
+fi
 
 # ---- 5: the first server dead ----
+if part dead; then
 # Black hole: tests/tcp-proxy.py accepts TCP on 8861 and never answers.
 "$PYTHON" "$root/tests/tcp-proxy.py" --listen 8861 --blackhole &
 pids+=("$!")
@@ -631,6 +646,7 @@ else
 fi
 put rate_qps "$RATE"
 put paced_seconds "$PACED_SECS"
+fi
 # Every run above must have got right answers: a fast wrong answer is no
 # result. (Checked by run-bench.sh from the .bad and .unanswered keys.)
 exit 0
