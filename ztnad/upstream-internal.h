@@ -195,6 +195,9 @@ struct Upstream {
         Query *queries;
         unsigned n_queries_live;
         bool freeing;
+        /* Query IDs, 128 to a getrandom() call. */
+        uint8_t random_pool[256];
+        size_t random_left;
         uint64_t n_queries, n_answered, n_servfail, n_fallback_used;
         RateLog log_no_fallback, log_fallback;
 };

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
@@ -72,8 +73,19 @@ uint64_t upstream_now(const Upstream *u) {
 }
 
 uint16_t upstream_random16(Upstream *u) {
-        (void) u;
-        return (uint16_t) arc4random();
+        uint16_t v;
+
+        /* glibc's arc4random() is a getrandom() call each time: a system
+         * call on every query's way out. */
+        if (u->random_left < sizeof v) {
+                if (getrandom(u->random_pool, sizeof u->random_pool, GRND_NONBLOCK) !=
+                    (ssize_t) sizeof u->random_pool)
+                        return (uint16_t) arc4random();
+                u->random_left = sizeof u->random_pool;
+        }
+        u->random_left -= sizeof v;
+        memcpy(&v, u->random_pool + u->random_left, sizeof v);
+        return v;
 }
 
 const char *upstream_server_state_to_string(UpstreamServerState s) {
