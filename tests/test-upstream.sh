@@ -19,9 +19,10 @@
 # skipped (p99 small); a silently dropped first server (SYN dropped)
 # answered by the second well before 3 s; both dead: SERVFAIL with an EDE
 # and the "plaintext fallback disabled" log line; with the fallback
-# allowed: plain UDP, and TCP after TC; a certificate for another name,
-# an expired one, a self-signed one and a wrong SPKI pin refused with a
-# SERVFAIL and no downgrade; a right pin accepted; a server killed with
+# allowed: plain UDP, and TCP after TC; a server writing each answer in two
+# pieces with Nagle on answered without delayed-ACK stalls; a certificate
+# for another name, an expired one, a self-signed one and a wrong SPKI pin
+# refused with a SERVFAIL and no downgrade; a right pin accepted; a server killed with
 # queries in flight: the queries answered by the other server.
 # Prints the figures asked for in the report.
 #
@@ -99,6 +100,7 @@ O_TLS=8858 # certificate for other.test
 RELAY=8860
 HOLE=8861
 CLOSED=8862 # nothing listens here
+SPLIT=8863  # tests/split-dot.py: each answer in two TLS records, Nagle on
 
 sh "$HERE/unbound-dot.sh" certs "$dir/pki"
 CA=$dir/pki/ca.pem
@@ -134,6 +136,8 @@ $PYTHON "$HERE/tcp-proxy.py" --listen $RELAY --connect $A_TLS --count-file "$dir
 pids="$pids $!"
 $PYTHON "$HERE/tcp-proxy.py" --listen $HOLE --blackhole --count-file "$dir/hole.count" &
 pids="$pids $!"
+$PYTHON "$HERE/split-dot.py" --listen $SPLIT --cert "$dir/pki/server.pem" --key "$dir/pki/server.key" &
+pids="$pids $!"
 
 wait_port() {
 	for _ in $(seq 100); do
@@ -146,7 +150,7 @@ wait_port() {
 	cat "$dir"/*.log
 	exit 1
 }
-for p in $A_TLS $A_PLAIN $B_TLS $X_TLS $S_TLS $M_TLS $O_TLS $RELAY $HOLE; do
+for p in $A_TLS $A_PLAIN $B_TLS $X_TLS $S_TLS $M_TLS $O_TLS $RELAY $HOLE $SPLIT; do
 	wait_port "$p"
 done
 
@@ -187,6 +191,16 @@ check "answers matched to their questions" \
 run -s "$A" --repeat 3 --interval-ms 300 --idle-ms 100 www.example.test
 check "idle connections closed, sessions resumed on the next" \
 	grep -q "^server 0 .* connections=3 resumed=2 " "$out"
+
+# A server that writes the length and the message apart, Nagle on: its
+# message waits for our ACK of the length, which must not wait for the
+# delayed-ACK timer (40 ms) once the connection is past its first packets.
+run -s "127.0.0.1@$SPLIT#dns.test" --repeat 100 --interval-ms 2 www.example.test
+split_p50=$(field "^summary" median_ms)
+split_p99=$(field "^summary" p99_ms)
+check "answers in two pieces: all 100 answered" grep -q "^summary sent=100 answered=100 servfail=0" "$out"
+check "answers in two pieces: the second never waits for a delayed ACK (p50 ${split_p50}, p99 ${split_p99} ms < 20)" \
+	ms_lt "$split_p99" 20
 
 # ---- plain UDP to the same unbound, through the fallback path ----
 run -s "127.0.0.1@$CLOSED#dns.test" --allow-fallback --fallback "127.0.0.1@$A_PLAIN" --repeat 200 www.example.test
@@ -293,7 +307,8 @@ echo "figures: fresh connection first answer ${fresh} ms; warm DoT median ${warm
 	"(through the fallback path, a new socket each: ${via_fallback} ms);" \
 	"black hole first/p99/max ${hole_first}/${hole_p99}/${hole_max} ms, slowest after the first ${later} ms;" \
 	"SYN dropped first ${drop_first} ms, slowest after the first ${drop_later} ms;" \
-	"both dead worst ${dead_worst} ms; killed mid-stream max ${kill_max} ms"
+	"both dead worst ${dead_worst} ms; killed mid-stream max ${kill_max} ms;" \
+	"answers in two pieces p50/p99 ${split_p50}/${split_p99} ms"
 
 if [ "$failures" -gt 0 ]; then
 	echo "test-upstream: $failures failed"

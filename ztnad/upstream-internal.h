@@ -140,6 +140,8 @@ struct Conn {
         size_t out_len, out_cap;
         size_t out_retry; /* length of an SSL_write to repeat, 0 if none */
         bool write_wants_read, read_wants_write;
+        bool rx_drained; /* the last recv() left the socket empty */
+        uint64_t rx_bytes; /* received in all */
         uint8_t *in; /* FRAME_MAX bytes */
         size_t in_len;
         /* A failure noticed where the connection cannot be closed (inside a

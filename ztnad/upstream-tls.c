@@ -49,7 +49,7 @@ static int bio_sock_write(BIO *b, const char *buf, int len) {
         ssize_t n;
 
         BIO_clear_retry_flags(b);
-        n = send((int) (intptr_t) BIO_get_data(b), buf, (size_t) len, MSG_NOSIGNAL);
+        n = send(((Conn *) BIO_get_data(b))->fd, buf, (size_t) len, MSG_NOSIGNAL);
         if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR)
                         BIO_set_retry_write(b);
@@ -58,11 +58,27 @@ static int bio_sock_write(BIO *b, const char *buf, int len) {
         return (int) n;
 }
 
+/* ACKs what was read at once (the kernel clears the flag on its own): a
+ * server without TCP_NODELAY holds an answer behind unacknowledged data
+ * (its session tickets, the previous answer) until the ACK comes, and a
+ * delayed ACK makes that 40 ms. */
+static void dot_conn_ack_now(const Conn *c) {
+        int one = 1;
+
+        (void) setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+}
+
 static int bio_sock_read(BIO *b, char *buf, int len) {
+        Conn *c = BIO_get_data(b);
         ssize_t n;
 
         BIO_clear_retry_flags(b);
-        n = recv((int) (intptr_t) BIO_get_data(b), buf, (size_t) len, 0);
+        n = recv(c->fd, buf, (size_t) len, 0);
+        /* Less than asked for: the socket had no more just now (OpenSSL
+         * reads ahead, asking for all its buffer holds). */
+        c->rx_drained = n < len;
+        if (n > 0)
+                c->rx_bytes += (uint64_t) n;
         if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR)
                         BIO_set_retry_read(b);
@@ -70,16 +86,8 @@ static int bio_sock_read(BIO *b, char *buf, int len) {
         }
         if (n == 0)
                 errno = 0; /* EOF: SSL_ERROR_SYSCALL with errno 0 */
-        else {
-                /* ACK at once, every time (the kernel clears the flag on
-                 * its own): a server without TCP_NODELAY holds the answer
-                 * behind its session tickets (or behind the previous
-                 * answer) until they are ACKed, and a delayed ACK makes
-                 * that 40 ms. */
-                int one = 1;
-
-                (void) setsockopt((int) (intptr_t) BIO_get_data(b), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
-        }
+        else if (c->state != CONN_READY)
+                dot_conn_ack_now(c); /* the handshake: every flight */
         return (int) n;
 }
 
@@ -646,8 +654,10 @@ static int dot_conn_start_tls(Conn *c) {
         bio = BIO_new(u->bio_method);
         if (!bio)
                 return -ENOMEM;
-        BIO_set_data(bio, (void *) (intptr_t) c->fd);
+        BIO_set_data(bio, c);
         SSL_set_bio(c->ssl, bio, bio);
+        /* Whole TLS records, several if they are there, in one recv(). */
+        SSL_set_read_ahead(c->ssl, 1);
         SSL_set_app_data(c->ssl, c);
         SSL_set_connect_state(c->ssl);
         SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
@@ -776,11 +786,22 @@ static int dot_conn_frame(Conn *c, uint8_t *msg, size_t len) {
         return 0;
 }
 
+/* After reading: what came is ACKed at once while answers are still owed,
+ * the only time a server may hold one back for the ACK (a record's tail
+ * behind its first segment, an answer behind the previous one). Otherwise
+ * the ACK goes with the next query, at no cost: an ACK of its own is a
+ * packet and a wake-up for both ends, on every answer. */
+static void dot_conn_read_done(Conn *c, uint64_t rx_start) {
+        if (c->rx_bytes != rx_start && c->n_used > 0)
+                dot_conn_ack_now(c);
+}
+
 /* Reads and handles every frame available. Returns 0, or < 0 when the
  * connection was closed. */
 static int dot_conn_read(Conn *c) {
         Server *s = c->server;
         char msg[ATTEMPT_ERROR_MAX];
+        uint64_t rx_start = c->rx_bytes;
 
         c->read_wants_write = false;
         for (;;) {
@@ -791,10 +812,9 @@ static int dot_conn_read(Conn *c) {
                 n = SSL_read(c->ssl, c->in + c->in_len, (int) (FRAME_MAX - c->in_len));
                 if (n <= 0) {
                         e = SSL_get_error(c->ssl, n);
-                        if (e == SSL_ERROR_WANT_READ)
-                                return 0;
-                        if (e == SSL_ERROR_WANT_WRITE) {
-                                c->read_wants_write = true;
+                        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                                c->read_wants_write = e == SSL_ERROR_WANT_WRITE;
+                                dot_conn_read_done(c, rx_start);
                                 return 0;
                         }
                         if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0))
@@ -824,6 +844,11 @@ static int dot_conn_read(Conn *c) {
                 }
                 memmove(c->in, c->in + off, c->in_len - off);
                 c->in_len -= off;
+                /* Another SSL_read() would only find EAGAIN. */
+                if (c->rx_drained && !SSL_has_pending(c->ssl)) {
+                        dot_conn_read_done(c, rx_start);
+                        return 0;
+                }
         }
 }
 
