@@ -139,6 +139,8 @@ struct Worker {
         unsigned inflight;
         void *forward_data; /* config.worker_init's, for this worker */
         bool forward_ready;
+        bool forwarding; /* inside config.forward() */
+        bool closing;    /* in worker_teardown() */
 
         pthread_mutex_t lock; /* the two fields below */
         StubReply *queue_head, *queue_tail;
@@ -696,9 +698,22 @@ static int on_reply_timeout(sd_event_source *src, uint64_t usec, void *userdata)
         return 0;
 }
 
+/* The worker whose thread this is, if any. */
+static _Thread_local Worker *current_worker;
+
 static void reply_finish(StubReply *r) {
         Worker *w = r->worker;
         bool queued = false;
+
+        /* Finished on the worker's own thread (its forwarder runs on its
+         * loop): answered now, not after a trip through the eventfd. Not
+         * inside forward(), whose caller may be walking a connection's
+         * input, and not while the worker is being torn down. */
+        if (current_worker == w && !w->forwarding && !w->closing) {
+                reply_answer(r);
+                reply_release(r, true);
+                return;
+        }
 
         /* The wake-up is written under the lock: once the worker has
          * stopped (under the lock too) its eventfd may be closed. */
@@ -804,7 +819,9 @@ static void forward(Worker *w, const Client *cl, const uint8_t *query, size_t ql
         w->inflight++;
         count(w, STAT_FORWARDED);
         /* r may be finished (and queued) before this returns. */
+        w->forwarding = true;
         s->config.forward(s->config.forward_userdata, w->scratch, len, r);
+        w->forwarding = false;
 }
 
 /* ---- the query path ---- */
@@ -1171,6 +1188,7 @@ static int worker_setup(Worker *w) {
 }
 
 static void worker_teardown(Worker *w) {
+        w->closing = true;
         /* The forwarder's part of this worker goes first, on its thread:
          * what it still owes is finished and dropped below with the rest. */
         if (w->forward_ready) {
@@ -1211,6 +1229,7 @@ static void *worker_main(void *userdata) {
         Stub *s = w->stub;
 
         cache_thread_init();
+        current_worker = w;
         int r = worker_setup(w);
 
         pthread_mutex_lock(&s->setup_lock);
