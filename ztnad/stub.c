@@ -40,6 +40,10 @@
 #include "stub.h"
 
 #define UDP_BATCH 64u          /* datagrams per wakeup, for fairness */
+#define MMSG_BATCH 32u         /* datagrams per recvmmsg() and sendmmsg() */
+/* A UDP query longer than this is dropped (a real one is a few dozen bytes;
+ * TCP takes any size). */
+#define UDP_QUERY_MAX 4096u
 #define ACCEPT_BATCH 16u
 #define TCP_OUT_MAX (256u * 1024) /* queued answer bytes before a connection stops being read */
 #define ANY_TTL 3600u          /* the RFC 8482 HINFO record */
@@ -150,9 +154,21 @@ struct Worker {
         int setup_result;
         _Atomic uint64_t stats[_STAT_MAX];
 
-        uint8_t in[DNS_MESSAGE_MAX + 1];
         uint8_t scratch[DNS_MESSAGE_MAX];
         uint8_t out[DNS_MESSAGE_MAX];
+
+        /* UDP in batches: the queries of one recvmmsg() and the answers
+         * to them, sent together by one sendmmsg() at the end. */
+        struct mmsghdr rx_msgs[MMSG_BATCH];
+        struct iovec rx_iov[MMSG_BATCH];
+        struct sockaddr_storage rx_peers[MMSG_BATCH];
+        uint8_t rx[MMSG_BATCH][UDP_QUERY_MAX];
+        int tx_fd; /* the socket of the batch being answered, -1 if none */
+        unsigned n_tx;
+        struct mmsghdr tx_msgs[MMSG_BATCH];
+        struct iovec tx_iov[MMSG_BATCH];
+        struct sockaddr_storage tx_peers[MMSG_BATCH];
+        uint8_t tx[MMSG_BATCH][DNS_EDNS_UDP_SIZE];
 };
 
 struct Stub {
@@ -553,10 +569,26 @@ static void send_to_client(Worker *w, const Client *cl, const uint8_t *msg, size
                 conn_send(cl->conn, msg, len);
                 return;
         }
+        /* An answer to the batch on_udp() is working through: sent with
+         * the others when it is done. */
+        if (cl->fd == w->tx_fd && w->n_tx < MMSG_BATCH && len <= sizeof w->tx[0]) {
+                struct mmsghdr *m = &w->tx_msgs[w->n_tx];
+
+                memcpy(w->tx[w->n_tx], msg, len);
+                memcpy(&w->tx_peers[w->n_tx], &cl->peer, cl->peer_len);
+                w->tx_iov[w->n_tx] = (struct iovec) { .iov_base = w->tx[w->n_tx], .iov_len = len };
+                *m = (struct mmsghdr) { .msg_hdr = {
+                        .msg_name = &w->tx_peers[w->n_tx],
+                        .msg_namelen = cl->peer_len,
+                        .msg_iov = &w->tx_iov[w->n_tx],
+                        .msg_iovlen = 1,
+                } };
+                w->n_tx++;
+                return;
+        }
         /* UDP: a full socket buffer drops the answer; the client retries. */
         (void) sendto(cl->fd, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL, (const struct sockaddr *) &cl->peer,
                       cl->peer_len);
-        (void) w;
 }
 
 static void respond_error(Worker *w, const Client *cl, const uint8_t *query, size_t qlen, uint16_t rcode, int ede,
@@ -946,23 +978,61 @@ static void handle_query(Worker *w, const Client *cl, const uint8_t *query, size
 
 /* ---- sockets on the loop ---- */
 
+/* Sends the answers of the batch; one that cannot go is dropped (the
+ * client asks again), the rest still go. */
+static void udp_flush(Worker *w) {
+        unsigned sent = 0;
+
+        while (sent < w->n_tx) {
+                int n = sendmmsg(w->tx_fd, w->tx_msgs + sent, w->n_tx - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+                sent += n > 0 ? (unsigned) n : 1;
+        }
+        w->n_tx = 0;
+        w->tx_fd = -1;
+}
+
 static int on_udp(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
         Listener *l = userdata;
         Worker *w = l->worker;
 
         (void) src;
         (void) revents;
-        for (unsigned i = 0; i < UDP_BATCH; i++) {
-                Client cl = { .fd = fd, .peer_len = sizeof cl.peer };
-                ssize_t n = recvfrom(fd, w->in, sizeof w->in, MSG_DONTWAIT | MSG_TRUNC,
-                                     (struct sockaddr *) &cl.peer, &cl.peer_len);
-                if (n < 0)
-                        break; /* EAGAIN, or an ICMP error queued by an earlier send */
-                if (!is_loopback((const struct sockaddr *) &cl.peer) || (size_t) n > DNS_MESSAGE_MAX) {
-                        count(w, STAT_DROPPED);
-                        continue;
+        for (unsigned done = 0; done < UDP_BATCH;) {
+                Client cl = { .fd = fd };
+                int n;
+
+                for (unsigned i = 0; i < MMSG_BATCH; i++) {
+                        w->rx_iov[i] = (struct iovec) { .iov_base = w->rx[i], .iov_len = sizeof w->rx[i] };
+                        w->rx_msgs[i] = (struct mmsghdr) { .msg_hdr = {
+                                .msg_name = &w->rx_peers[i],
+                                .msg_namelen = sizeof w->rx_peers[i],
+                                .msg_iov = &w->rx_iov[i],
+                                .msg_iovlen = 1,
+                        } };
                 }
-                handle_query(w, &cl, w->in, (size_t) n);
+                /* MSG_TRUNC: the real length of a datagram too long. */
+                n = recvmmsg(fd, w->rx_msgs, MMSG_BATCH, MSG_DONTWAIT | MSG_TRUNC, NULL);
+                if (n <= 0)
+                        break; /* EAGAIN, or an ICMP error queued by an earlier send */
+                w->tx_fd = fd;
+                for (int i = 0; i < n; i++) {
+                        const struct msghdr *h = &w->rx_msgs[i].msg_hdr;
+                        size_t len = w->rx_msgs[i].msg_len;
+
+                        memcpy(&cl.peer, h->msg_name, h->msg_namelen);
+                        cl.peer_len = h->msg_namelen;
+                        if (!is_loopback((const struct sockaddr *) &cl.peer) || len > sizeof w->rx[i] ||
+                            (h->msg_flags & MSG_TRUNC)) {
+                                count(w, STAT_DROPPED);
+                                continue;
+                        }
+                        handle_query(w, &cl, w->rx[i], len);
+                }
+                udp_flush(w);
+                done += (unsigned) n;
+                /* Fewer than asked for: the socket is empty. */
+                if ((unsigned) n < MMSG_BATCH)
+                        break;
         }
         return 0;
 }
@@ -1332,6 +1402,7 @@ int stub_new(const StubConfig *config, Stub **ret) {
                 w->stub = s;
                 w->index = i;
                 w->wake_fd = -1;
+                w->tx_fd = -1;
                 pthread_mutex_init(&w->lock, NULL);
         }
         /* fds first: they are ours to close whatever happens next */
