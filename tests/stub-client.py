@@ -132,6 +132,10 @@ def malformed(addr, port):
     qid, msg = query("win-a.yourorg.zt.net", edns=False)
     r = udp_exchange(addr, port, msg + b"\xff")
     report(r is not None and header(r)["rcode"] == 1, "a byte after the last section -> FORMERR")
+    # over 4 KiB over UDP: dropped unread (TCP takes any size)
+    qid, msg = query("win-a.yourorg.zt.net", edns=False)
+    r = udp_exchange(addr, port, msg + b"\0" * 5000, timeout=0.5)
+    report(r is None, "a 5 KB UDP datagram -> no answer")
     # shorter than a header: dropped
     r = udp_exchange(addr, port, b"\x12\x34\x01\x00\x00", timeout=0.5)
     report(r is None, "five bytes -> no answer")
