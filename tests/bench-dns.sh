@@ -28,8 +28,9 @@
 #      connection goes silent (its packets dropped by iptables).
 #
 # On two or more CPUs dnsperf is pinned to CPU 0 and the server under test
-# to CPU 1, so each has a core of its own whatever its thread count (ztnad's
-# stub runs 2 workers, unbound is given 2 threads, dnsmasq has 1).
+# to CPU 1, so each has a core of its own. ztnad runs a stub worker per CPU
+# it may use and unbound is given as many threads (one each when pinned);
+# dnsmasq always has one.
 #
 # Everything runs in a network namespace of its own (unshare --net): the
 # addresses 127.0.0.53-58 and the iptables rule exist only there.
@@ -113,10 +114,12 @@ fail_step() {
 if [ "$(nproc)" -ge 2 ]; then
 	CLIENT_CPU="taskset -c 0"
 	SERVER_CPU="taskset -c 1"
+	SERVER_THREADS=1
 	put pinning "dnsperf on CPU 0, the server on CPU 1"
 else
 	CLIENT_CPU=""
 	SERVER_CPU=""
+	SERVER_THREADS=$(nproc)
 	put pinning "none (one CPU)"
 fi
 put seconds_per_run "$SECS"
@@ -386,7 +389,7 @@ start_ztnad z 127.0.0.53 || skip "ztnad did not start"
 # with the same CA; a control socket for its counters.
 cat >"$work/unbound.conf" <<EOF
 server:
-	num-threads: 2
+	num-threads: $SERVER_THREADS
 	interface: 127.0.0.54@53
 	do-daemonize: no
 	chroot: ""

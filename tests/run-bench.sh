@@ -617,7 +617,7 @@ END {
 		printf "\n"
 		printf "DNS (%s): every server on loopback in a network namespace of its own; %s; dnsperf " \
 			"%s, a file of 20 names (cached) or the example tailnet'"'"'s names (A and AAAA), each run " \
-			"%d s, the servers taking turns. ztnad and unbound (2 threads) forward to the same upstream " \
+			"%d s, the servers taking turns. ztnad (a stub worker per CPU it may use) and unbound (as many threads) forward to the same upstream " \
 			"unbound over DoT with the test CA, dnsmasq to it over plain DNS (it has no DoT); every " \
 			"name was asked once before. CPU per answer is the server'"'"'s user + system time over " \
 			"the answers of the run. Cache misses: unique names under a redirect zone of the upstream, " \

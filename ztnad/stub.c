@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -464,6 +465,18 @@ int stub_activated_fds(int **ret_fds) {
 }
 
 /* ---- the stub's lifetime ---- */
+
+/* The CPUs this process may run on (CPUAffinity=, a cpuset, taskset):
+ * workers beyond them would only take turns. */
+static unsigned usable_cpus(void) {
+        cpu_set_t set;
+        long n;
+
+        if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+                return (unsigned) CPU_COUNT(&set);
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+        return n > 0 ? (unsigned) n : 1;
+}
 
 static void stub_unref(Stub *s) {
         if (atomic_fetch_sub(&s->refs, 1) != 1)
@@ -1380,10 +1393,8 @@ int stub_new(const StubConfig *config, Stub **ret) {
                 s->config.forward_timeout_usec = STUB_DEFAULT_FORWARD_TIMEOUT_USEC;
         if (s->config.max_inflight == 0)
                 s->config.max_inflight = STUB_DEFAULT_INFLIGHT;
-        if (s->config.n_workers == 0) {
-                long n = sysconf(_SC_NPROCESSORS_ONLN);
-                s->config.n_workers = n > 0 ? (unsigned) n : 1;
-        }
+        if (s->config.n_workers == 0)
+                s->config.n_workers = usable_cpus();
         if (s->config.n_workers > STUB_WORKERS_MAX)
                 s->config.n_workers = STUB_WORKERS_MAX;
         pthread_mutex_init(&s->setup_lock, NULL);

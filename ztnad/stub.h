@@ -35,10 +35,10 @@
  * (RFC 1035 4.2.2), several queries per connection answered as they
  * complete (RFC 7766 6.2.1.1), an idle timeout, a connection limit.
  *
- * Threads: stub_new() starts one worker thread per CPU (or n_workers),
- * each with its own sd-event loop, its own SO_REUSEPORT UDP and TCP
- * sockets on every address (the kernel spreads queries over them) and its
- * own store reader; the cache and the blocklist are shared. Sockets from
+ * Threads: stub_new() starts one worker thread per CPU it may run on (or
+ * n_workers), each with its own sd-event loop, its own SO_REUSEPORT UDP
+ * and TCP sockets on every address (the kernel spreads queries over them)
+ * and its own store reader; the cache and the blocklist are shared. Sockets from
  * socket activation are watched by every worker.
  *
  * The forwarder: for a query that must go upstream the stub calls
@@ -104,7 +104,7 @@ typedef struct StubConfig {
         const int *fds;
         size_t n_fds;
 
-        unsigned n_workers; /* 0: one per online CPU */
+        unsigned n_workers; /* 0: one per CPU the process may run on */
         const char *store_path; /* NULL: $ZTNA_STORE or /run/ztna/records */
         Cache *cache;           /* NULL: no cache; not owned */
         Blocklist *blocklist;   /* NULL: none; owned by the stub from here on */
