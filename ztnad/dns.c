@@ -58,15 +58,29 @@ struct DaemonDns {
         WorkerUpstream *workers;
 };
 
+/* The worker's upstream status, copied for `ztna status` every
+ * STATUS_COPY_USEC while the upstream has something under way; once it is
+ * idle the last copy stands and the timer rests (no wake-ups of an idle
+ * worker) until the next query starts it again. */
 static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         WorkerUpstream *wu = userdata;
         (void) usec;
         pthread_mutex_lock(&wu->lock);
         upstream_get_status(wu->upstream, &wu->status);
         pthread_mutex_unlock(&wu->lock);
+        if (upstream_is_idle(wu->upstream))
+                return sd_event_source_set_enabled(s, SD_EVENT_OFF);
         (void) sd_event_source_set_time_relative(s, STATUS_COPY_USEC);
         (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         return 0;
+}
+
+static void status_timer_wake(WorkerUpstream *wu) {
+        int enabled = SD_EVENT_ONESHOT;
+
+        if (sd_event_source_get_enabled(wu->status_timer, &enabled) >= 0 && enabled == SD_EVENT_OFF &&
+            sd_event_source_set_time_relative(wu->status_timer, STATUS_COPY_USEC) >= 0)
+                (void) sd_event_source_set_enabled(wu->status_timer, SD_EVENT_ONESHOT);
 }
 
 /* Worker thread, before it serves. */
@@ -126,8 +140,11 @@ static void on_upstream_done(void *userdata, const uint8_t *answer, size_t len, 
 static void forward(void *userdata, const uint8_t *query, size_t len, StubReply *reply) {
         WorkerUpstream *wu = stub_reply_worker_data(reply);
         (void) userdata;
-        if (!wu || upstream_resolve(wu->upstream, query, len, on_upstream_done, reply) < 0)
+        if (!wu || upstream_resolve(wu->upstream, query, len, on_upstream_done, reply) < 0) {
                 stub_reply_error(reply, DNS_RCODE_SERVFAIL, DNS_EDE_OTHER, "cannot forward the query");
+                return;
+        }
+        status_timer_wake(wu);
 }
 
 /* The blocklist's names for the store, so the NSS module refuses them too. */

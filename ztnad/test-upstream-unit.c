@@ -305,7 +305,9 @@ START_TEST(test_refused_and_backoff) {
         strcpy(s.tls_name, "dns.test");
         ck_assert_int_ge(sd_event_new(&e), 0);
         ck_assert_int_eq(upstream_new(e, &c, &u), 0);
+        ck_assert(upstream_is_idle(u));
         ck_assert_int_eq(upstream_resolve(u, q, len, on_result, &r1), 0);
+        ck_assert(!upstream_is_idle(u)); /* a query in flight */
         ck_assert_uint_eq(r1.calls, 0); /* never from inside */
         while (r1.calls == 0)
                 ck_assert_int_ge(sd_event_run(e, UINT64_MAX), 0);
@@ -315,6 +317,9 @@ START_TEST(test_refused_and_backoff) {
         ck_assert_msg(strstr(r1.text, "Connection refused"), "%s", r1.text);
         ck_assert(r1.servfail_wire);
         ck_assert_uint_eq(r1.id, 0x1234);
+        /* Answered, but a probe of the failed server is due: its state
+         * can still change without a query. */
+        ck_assert(!upstream_is_idle(u));
 
         /* In back-off: the next query fails at once, with the reason. */
         upstream_get_status(u, &st);

@@ -88,6 +88,23 @@ uint16_t upstream_random16(Upstream *u) {
         return v;
 }
 
+bool upstream_is_idle(const Upstream *u) {
+        int enabled = SD_EVENT_OFF;
+
+        if (u->n_queries_live > 0)
+                return false;
+        for (size_t i = 0; i < u->n_servers; i++) {
+                const Server *s = &u->servers[i];
+
+                if (s->conn || s->probe)
+                        return false;
+                if (s->probe_timer && sd_event_source_get_enabled(s->probe_timer, &enabled) >= 0 &&
+                    enabled != SD_EVENT_OFF)
+                        return false;
+        }
+        return true;
+}
+
 const char *upstream_server_state_to_string(UpstreamServerState s) {
         switch (s) {
         case UPSTREAM_SERVER_UNKNOWN:

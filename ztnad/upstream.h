@@ -159,6 +159,10 @@ typedef struct UpstreamStatus {
 
 void upstream_get_status(const Upstream *u, UpstreamStatus *ret);
 
+/* Whether nothing is under way that could change the status by itself: no
+ * query in flight, no connection open, no probe scheduled. */
+bool upstream_is_idle(const Upstream *u);
+
 static inline void upstream_freep(Upstream **u) {
         upstream_free(*u);
 }
