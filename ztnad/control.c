@@ -194,30 +194,29 @@ static json_t *object_result(const char *what, int r, json_t *result) {
         return success(result);
 }
 
-static json_t *cmd_status(const Command *cmd, const ControlOps *ops, void *userdata, const ControlPeer *peer,
-                          json_t *req) {
+/* A command that is one op answering an object. */
+static json_t *object_op(const Command *cmd, int (*op)(void *userdata, json_t **ret), void *userdata) {
         json_t *result = NULL;
         int r;
 
+        if (!op)
+                return op_failed(cmd->name, -EOPNOTSUPP);
+        r = op(userdata, &result);
+        return object_result(cmd->name, r, result);
+}
+
+static json_t *cmd_status(const Command *cmd, const ControlOps *ops, void *userdata, const ControlPeer *peer,
+                          json_t *req) {
         (void) peer;
         (void) req;
-        if (!ops->status)
-                return op_failed(cmd->name, -EOPNOTSUPP);
-        r = ops->status(userdata, &result);
-        return object_result(cmd->name, r, result);
+        return object_op(cmd, ops->status, userdata);
 }
 
 static json_t *cmd_list(const Command *cmd, const ControlOps *ops, void *userdata, const ControlPeer *peer,
                         json_t *req) {
-        json_t *result = NULL;
-        int r;
-
         (void) peer;
         (void) req;
-        if (!ops->list)
-                return op_failed(cmd->name, -EOPNOTSUPP);
-        r = ops->list(userdata, &result);
-        return object_result(cmd->name, r, result);
+        return object_op(cmd, ops->list, userdata);
 }
 
 static json_t *cmd_query(const Command *cmd, const ControlOps *ops, void *userdata, const ControlPeer *peer,
