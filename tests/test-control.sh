@@ -12,6 +12,7 @@ case $B in
 *) B=$(pwd)/$B ;;
 esac
 ADMIN_GID=4242
+TESTS=$(cd "$(dirname "$0")" && pwd)
 
 dir=$(mktemp -d)
 # nobody must reach the socket and run the binary from here.
@@ -21,10 +22,13 @@ sock=$dir/run/control.sock
 store=$dir/run/records
 log=$dir/harness.log
 pid=
+cppid=
 failures=0
 
 cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	for p in $pid $cppid; do
+		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+	done
 	rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -110,6 +114,81 @@ out=$(ztna status)
 echo "$out" | grep -q "^daemon: *running" && echo "$out" | grep -q "^  generation: *1$" &&
 	echo "$out" | grep -qx "state: *up" && ok "status shows ztnad, then the store" || fail "status printed '$out'"
 exit_is 0 ztna status
+
+# ---- dns query with a control plane configured (ztna -c CONF) ----
+# tests/cp-server.py serves the same map over HTTPS with a certificate from
+# a throwaway CA. Its "resolve" knows names only: an address goes to ztnad,
+# and so does every query the control plane cannot be asked for.
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY \
+	CURL_CA_BUNDLE SSL_CERT_FILE SSL_CERT_DIR 2>/dev/null || true
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=ztna test CA" \
+	-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+	-keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+printf 'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n' >"$dir/server.ext"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=127.0.0.1" \
+	-keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial -days 2 \
+	-extfile "$dir/server.ext" -out "$dir/server.pem" 2>/dev/null
+mkdir "$dir/cp"
+cp "$dir/peers.json" "$dir/cp/peers.json"
+echo "cp-token-$$" >"$dir/cp/token"
+cp "$dir/cp/token" "$dir/token"
+chmod 0600 "$dir/token"
+/usr/bin/python3 "$TESTS/cp-server.py" --cert "$dir/server.pem" --key "$dir/server.key" --dir "$dir/cp" \
+	--org org-test --port-file "$dir/cp-port" 2>"$dir/cp.err" &
+cppid=$!
+i=0
+until [ -s "$dir/cp-port" ]; do
+	i=$((i + 1))
+	[ $i -lt 100 ] || break
+	sleep 0.05
+done
+# cpconf NAME TOKEN_FILE: a ztnad.conf naming the control plane.
+cpconf() {
+	printf 'control_url = https://127.0.0.1:%s\norg_id = org-test\ntoken_file = %s\nca_file = %s\ncontrol_socket = %s\n' \
+		"$(cat "$dir/cp-port")" "$2" "$dir/ca.pem" "$sock" >"$dir/$1"
+}
+cpconf cp.conf "$dir/token"
+cpconf notoken.conf "$dir/no-such-token"
+requests() { wc -l <"$dir/cp/requests.log" 2>/dev/null || echo 0; }
+
+exit_is 0 "$B/ztna" -c "$dir/cp.conf" --json dns query Win-A
+grep -qF '"source": "control plane"' "$dir/out" && ok "a name is asked of the control plane" ||
+	fail "not from the control plane: $(cat "$dir/out") $(cat "$dir/err") $(cat "$dir/cp.err")"
+n=$(requests)
+exit_is 0 "$B/ztna" -c "$dir/cp.conf" dns query 100.64.0.3
+[ "$(cat "$dir/out")" = "100.64.0.3 -> Linux-C.yourorg.zt.net" ] && ok "an address with a control plane: $(cat "$dir/out")" ||
+	fail "an address with a control plane printed '$(cat "$dir/out")' ($(cat "$dir/err"))"
+[ "$(requests)" = "$n" ] && ok "an address is not sent to the control plane" || fail "the control plane was asked for an address"
+exit_is 0 "$B/ztna" -c "$dir/cp.conf" --json dns query fd7a:115c:a1e0::1
+grep -qF '"source": "daemon"' "$dir/out" && ok "an IPv6 address is answered by ztnad" || fail "IPv6: $(cat "$dir/out")"
+exit_is 1 "$B/ztna" -c "$dir/cp.conf" dns query nosuch
+grep -qF 'control plane knows no peer "nosuch"' "$dir/err" && ok "the control plane's 'no such peer' stays final" ||
+	fail "nosuch: $(cat "$dir/err")"
+
+exit_is 0 "$B/ztna" -c "$dir/notoken.conf" dns query Win-A
+grep -qxF "Win-A.yourorg.zt.net -> 100.64.0.1" "$dir/out" && ok "token file missing: ztnad answers" ||
+	fail "token file missing printed '$(cat "$dir/out")'"
+grep -qxF "ztna: control plane: cannot open token file $dir/no-such-token: No such file or directory; asking ztnad instead" \
+	"$dir/err" && ok "and stderr says the control plane could not be asked" || fail "token file missing: $(cat "$dir/err")"
+exit_is 0 "$B/ztna" -c "$dir/notoken.conf" --json dns query Win-A
+grep -qF '"source": "daemon"' "$dir/out" && ok "--json names ztnad as the source" || fail "--json: $(cat "$dir/out")"
+# Every other way of failing to ask falls back the same way.
+: >"$dir/empty-token"
+chmod 0600 "$dir/empty-token"
+cpconf empty.conf "$dir/empty-token"
+exit_is 0 "$B/ztna" -c "$dir/empty.conf" dns query Win-A
+grep -q "control plane: token file .* is empty; asking ztnad instead" "$dir/err" && ok "an empty token falls back too" ||
+	fail "empty token: $(cat "$dir/err")"
+echo wrong >"$dir/cp/token"
+exit_is 0 "$B/ztna" -c "$dir/cp.conf" dns query Win-A
+grep -q "control plane: control plane refused the token (HTTP 401).*; asking ztnad instead" "$dir/err" &&
+	ok "a refused token falls back too" || fail "refused token: $(cat "$dir/err")"
+kill "$cppid" && wait "$cppid" 2>/dev/null || true
+cppid=
+exit_is 0 "$B/ztna" -c "$dir/cp.conf" dns query Win-A
+grep -q "control plane: .*; asking ztnad instead" "$dir/err" && ok "a stopped control plane falls back too" ||
+	fail "stopped control plane: $(cat "$dir/err")"
 
 # ---- changes: refused to nobody, allowed to the admin group and root ----
 exit_is 4 as_nobody "$B/ztna" --socket "$sock" down

@@ -741,6 +741,10 @@ int controlplane_resolve(const ControlPlaneConfig *c, const char *name, ControlP
                 goto finish;
         }
         r = controlplane_request_new(c, body, NULL, &q, ret_token_exposed, err, errlen);
+        if (r == -ENOENT)
+                /* A token file that does not exist: the control plane was
+                 * never asked, which is not its "no such peer". */
+                r = -ENOKEY;
         if (r < 0)
                 goto finish;
         rc = curl_easy_perform(controlplane_request_handle(q));

@@ -140,8 +140,9 @@ int controlplane_parse_answer(const char *body, size_t len, const char *query, C
 
 /*
  * Asks the control plane for `name` and waits (at most the config's
- * timeout). Returns 0 with *ret set, -ENOENT when the control plane knows no
- * such peer, or the errors of controlplane_endpoint(),
+ * timeout). Returns 0 with *ret set, -ENOENT only when the control plane
+ * answered that it knows no such peer, -ENOKEY when the token file does not
+ * exist, or the other errors of controlplane_endpoint(),
  * controlplane_read_token(), controlplane_request_finish() and
  * controlplane_parse_answer(), always with a message in `err`. On failure
  * *ret is left alone. A token file readable by others sets

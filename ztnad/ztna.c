@@ -837,15 +837,27 @@ static QueryOutcome query_daemon(const Args *a, const char *query, json_t **ret,
         return QUERY_REFUSED;
 }
 
+static bool is_address(const char *s) {
+        unsigned char buf[sizeof(struct in6_addr)];
+
+        return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
 /* The control plane, asked over HTTPS the way the earlier client did (the
  * guide's ST3): it answers while ztnad is stopped. Used only when ztnad.conf
- * names one; when it cannot be reached, the daemon is asked instead. */
+ * names one, and only for names: its "resolve" has no lookup by address
+ * (docs/control-plane.md), so an address goes to the daemon. Whenever it
+ * cannot be asked (the configuration, the token file, the network, the
+ * server), the daemon is asked instead and stderr says so; only its own
+ * "no such peer" is final. */
 static QueryOutcome query_controlplane(const Args *a, const char *query, json_t **ret, char *err, size_t errlen) {
         _cleanup_config_ ZtnadConfig *cfg = NULL;
         _cleanup_controlplane_answer_ ControlPlaneAnswer *ans = NULL;
         ConfigError cerr;
         bool exposed = false;
 
+        if (is_address(query))
+                return QUERY_UNAVAILABLE;
         if (config_load(a->config, &cfg, &cerr) < 0) {
                 fprintf(stderr, "ztna: %s; not asking the control plane\n", cerr.message);
                 return QUERY_UNAVAILABLE;
@@ -881,12 +893,6 @@ static const QueryWay query_way_daemon = { "daemon", query_daemon };
 static const QueryWay query_way_controlplane = { "control plane", query_controlplane };
 static const QueryWay *const query_ways_local[] = { &query_way_store, NULL };
 static const QueryWay *const query_ways_default[] = { &query_way_controlplane, &query_way_daemon, NULL };
-
-static bool is_address(const char *s) {
-        unsigned char buf[sizeof(struct in6_addr)];
-
-        return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
 
 static int cmd_query(const Args *a, const char *query) {
         const QueryWay *const *ways = a->local ? query_ways_local : query_ways_default;
