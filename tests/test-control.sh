@@ -237,6 +237,63 @@ exit_is 5 ztna peers push "$dir/missing.json"
 head -c 300000 /dev/zero | tr '\0' ' ' >"$dir/big.json"
 exit_is 4 as_nobody "$B/ztna" --socket "$sock" peers push "$dir/big.json"
 
+# ---- --json: exactly one JSON object on stdout, whatever went wrong ----
+# json_is WANT COMMAND...: COMMAND exits WANT and its stdout is one JSON
+# object; for a failure (not 0 or 1) {"ok": false, "code": ..., "error": ...}.
+json_is() {
+	want=$1
+	shift
+	exit_is "$want" "$@"
+	if /usr/bin/python3 -c '
+import json, sys
+o = json.load(open(sys.argv[1]))
+assert isinstance(o, dict), "not an object"
+if int(sys.argv[2]) >= 2:
+    assert o.get("ok") is False, "ok is not false"
+    assert isinstance(o.get("code"), str) and o["code"], "no code"
+    assert isinstance(o.get("error"), str) and o["error"], "no error"
+' "$dir/out" "$want" 2>"$dir/pyerr"; then
+		ok "  one JSON object: $(cut -c1-100 "$dir/out")"
+	else
+		fail "  not one JSON object ($(tail -n 1 "$dir/pyerr")): '$(cat "$dir/out")'"
+	fi
+}
+json_is 5 ztna --json peers push "$dir/missing.json"
+json_is 5 ztna --json peers push "$dir/bin.json"
+json_is 5 ztna --json peers push "$dir/trunc.json"
+json_is 5 ztna --json peers push "$dir"
+json_is 4 as_nobody "$B/ztna" --socket "$sock" --json peers push "$dir/big.json"
+json_is 4 as_nobody "$B/ztna" --socket "$sock" --json down
+json_is 3 "$B/ztna" --local --store "$dir/missing" --json dns list
+json_is 3 "$B/ztna" --local --store "$dir/missing" --json dns query Win-A
+json_is 3 "$B/ztna" --local --store "$dir/missing" --json dns query 100.64.0.1
+json_is 3 "$B/ztna" --local --store "$dir/missing" --json status
+for c in status "dns list" "dns query Win-A" "dns flush" up down "peers push $dir/new.json"; do
+	# shellcheck disable=SC2086 # the words of the command
+	json_is 3 "$B/ztna" --socket "$dir/no.sock" --json $c
+done
+json_is 1 ztna --json dns query nosuch
+json_is 1 ztna --json dns query 100.64.9.9
+json_is 2 ztna --json
+json_is 2 ztna --json status extra
+json_is 2 ztna --json dns
+json_is 2 ztna --json dns query
+json_is 2 ztna --json dns list extra
+json_is 2 ztna --json dns flush extra
+json_is 2 ztna --json up extra
+json_is 2 ztna --json peers
+json_is 2 ztna --json peers push
+json_is 2 ztna --json frobnicate
+json_is 2 ztna --no-such-option --json status
+json_is 2 ztna --timeout 0 --json status
+json_is 2 "$B/ztna" --store "$store" --json down
+json_is 2 "$B/ztna" --store "$store" --json dns flush
+json_is 2 "$B/ztna" --store "$store" --json peers push "$dir/new.json"
+json_is 2 "$B/ztna" --store "" --json status
+json_is 2 "$B/ztna" -c "$dir/no-such.conf" --json status
+printf 'frobnicate = 1\n' >"$dir/bad.conf"
+json_is 2 "$B/ztna" -c "$dir/bad.conf" --json dns query Win-A
+
 # ---- usage ----
 exit_is 2 ztna
 exit_is 2 ztna dns

@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,13 @@ enum {
         EXIT_NOT_AUTHORISED = 4,
         EXIT_FAILED = 5,        /* a push rejected, or any other failure */
 };
+
+/* The "code" of a --json failure found by ztna itself rather than refused
+ * by ztnad (those carry ztnad's CONTROL_CODE_*). */
+#define CLIENT_CODE_USAGE "usage"
+#define CLIENT_CODE_UNREACHABLE "unreachable"     /* ztnad could not be asked */
+#define CLIENT_CODE_STORE "store-unavailable"     /* --local: the store cannot be read */
+#define CLIENT_CODE_FILE "cannot-read"            /* push: the document cannot be read */
 
 #define USEC_PER_SEC UINT64_C(1000000)
 #define USEC_PER_MSEC UINT64_C(1000)
@@ -458,16 +466,35 @@ static int refused(const Args *a, json_t *reply) {
         return code_exit(json_string_value(json_object_get(reply, "code")));
 }
 
-static int unreachable(const Args *a, const char *err) {
-        fprintf(stderr, "ztna: cannot reach ztnad at %s: %s\n", socket_path(a), err);
+/* A failure of ztna's own, not a reply from ztnad: the message on stderr
+ * and, with --json, an object shaped like a refusal
+ * ({"ok": false, "code": CODE, "error": MESSAGE}), so that a script reads
+ * exactly one JSON object whatever happened. Returns `exit_code`. */
+__attribute__((format(printf, 4, 5)))
+static int failed(const Args *a, int exit_code, const char *code, const char *fmt, ...) {
+        char msg[ERROR_MAX + 128];
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "ztna: %s\n", msg);
         if (a->json) {
-                json_t *j = json_pack("{s:b, s:s, s:s}", "ok", 0, "code", "unreachable", "error", err);
+                json_t *j = json_pack("{s:b, s:s, s:s}", "ok", 0, "code", code, "error", msg);
 
                 if (j)
                         print_json(j);
+                else
+                        /* Out of memory: still one object, made by hand. */
+                        printf("{\"ok\": false, \"code\": \"%s\", \"error\": \"out of memory\"}\n", code);
                 json_decref(j);
         }
-        return EXIT_UNAVAILABLE;
+        return exit_code;
+}
+
+static int unreachable(const Args *a, const char *err) {
+        return failed(a, EXIT_UNAVAILABLE, CLIENT_CODE_UNREACHABLE, "cannot reach ztnad at %s: %s", socket_path(a),
+                      err);
 }
 
 /* ---- the store ---- */
@@ -654,7 +681,7 @@ static int cmd_status(const Args *a) {
         int dr = 0, sr, ret = EXIT_OK;
 
         if (!out)
-                return EXIT_FAILED;
+                return failed(a, EXIT_FAILED, CONTROL_CODE_FAILED, "out of memory");
         if (!a->local) {
                 json_t *req = json_pack("{s:s}", "command", "status");
 
@@ -698,9 +725,28 @@ static int cmd_status(const Args *a) {
         if (a->local && sr < 0)
                 ret = EXIT_UNAVAILABLE;
 
-        if (a->json)
+        if (a->json) {
+                /* A failed status is still the report, with what made it
+                 * fail in the fields every --json failure has. */
+                if (ret != EXIT_OK) {
+                        const char *code = CLIENT_CODE_STORE;
+                        char msg[ERROR_MAX + 128];
+
+                        if (a->local)
+                                snprintf(msg, sizeof msg, "%s", serr);
+                        else if (dr < 0) {
+                                code = CLIENT_CODE_UNREACHABLE;
+                                snprintf(msg, sizeof msg, "cannot reach ztnad at %s: %s", socket_path(a), derr);
+                        } else {
+                                code = json_string_value(json_object_get(reply, "code"));
+                                snprintf(msg, sizeof msg, "%s", derr);
+                        }
+                        json_object_set_new(out, "ok", json_false());
+                        json_object_set_new(out, "code", json_string(code ? code : CONTROL_CODE_FAILED));
+                        json_object_set_new(out, "error", json_string(msg));
+                }
                 print_json(out);
-        else {
+        } else {
                 json_t *d = json_object_get(out, "daemon");
 
                 if (d && json_is_true(json_object_get(d, "reachable")) && !json_object_get(d, "error")) {
@@ -748,10 +794,8 @@ static int cmd_list(const Args *a) {
         char err[ERROR_MAX];
 
         if (a->local) {
-                if (store_read(a, store_list, NULL, &list, err, sizeof err) < 0) {
-                        fprintf(stderr, "ztna: %s\n", err);
-                        return EXIT_UNAVAILABLE;
-                }
+                if (store_read(a, store_list, NULL, &list, err, sizeof err) < 0)
+                        return failed(a, EXIT_UNAVAILABLE, CLIENT_CODE_STORE, "%s", err);
         } else {
                 _cleanup_(json_decrefp) json_t *req = json_pack("{s:s}", "command", "list");
 
@@ -925,9 +969,10 @@ static int cmd_query(const Args *a, const char *query) {
                 if (a->json) {
                         out = json_pack("{s:s, s:b, s:o, s:s}", "query", query, "found", 1, "peer", peer, "source",
                                         (*ways)->name);
-                        if (out)
-                                print_json(out);
-                        return out ? EXIT_OK : EXIT_FAILED;
+                        if (!out)
+                                return failed(a, EXIT_FAILED, CONTROL_CODE_FAILED, "out of memory");
+                        print_json(out);
+                        return EXIT_OK;
                 }
                 {
                         const char *fqdn = json_string_value(json_object_get(peer, "fqdn"));
@@ -950,10 +995,8 @@ static int cmd_query(const Args *a, const char *query) {
                 return EXIT_OK;
         }
         /* Every way was unavailable; `err` is the last one's reason. */
-        if (a->local) {
-                fprintf(stderr, "ztna: %s\n", err);
-                return EXIT_UNAVAILABLE;
-        }
+        if (a->local)
+                return failed(a, EXIT_UNAVAILABLE, CLIENT_CODE_STORE, "%s", err);
         return unreachable(a, err);
 }
 
@@ -1045,19 +1088,15 @@ static int cmd_push(const Args *a, const char *path) {
         json_t *generation;
         int r;
 
-        if (read_document(path, &doc, &len, err, sizeof err) < 0) {
-                fprintf(stderr, "ztna: %s\n", err);
-                return EXIT_FAILED;
-        }
+        if (read_document(path, &doc, &len, err, sizeof err) < 0)
+                return failed(a, EXIT_FAILED, CLIENT_CODE_FILE, "%s", err);
         /* The document goes as a JSON string, byte for byte, so ztnad's
          * errors point at lines and columns of this file. A JSON string
          * holds UTF-8 text without NULs, as a JSON document is. */
         req = json_pack("{s:s, s:o}", "command", "push", "document", json_stringn(doc, len));
-        if (!req) {
-                fprintf(stderr, "ztna: %s: not UTF-8 text (or it holds a NUL byte): not a peers document\n",
-                        shown);
-                return EXIT_FAILED;
-        }
+        if (!req)
+                return failed(a, EXIT_FAILED, CONTROL_CODE_REJECTED,
+                              "%s: not UTF-8 text (or it holds a NUL byte): not a peers document", shown);
         free(doc);
         doc = NULL;
 
@@ -1141,9 +1180,8 @@ static void help(void) {
                DEFAULT_TIMEOUT_SEC);
 }
 
-static int usage_error(const char *msg) {
-        fprintf(stderr, "ztna: %s. Try 'ztna --help'.\n", msg);
-        return EXIT_USAGE;
+static int usage_error(const Args *a, const char *msg) {
+        return failed(a, EXIT_USAGE, CLIENT_CODE_USAGE, "%s. Try 'ztna --help'.", msg);
 }
 
 int main(int argc, char **argv) {
@@ -1160,6 +1198,7 @@ int main(int argc, char **argv) {
                 {},
         };
         Args a = { .timeout_usec = DEFAULT_TIMEOUT_SEC * USEC_PER_SEC };
+        const char *bad_option = NULL;
         char **cmd, *end;
         unsigned long secs;
         int n, c;
@@ -1182,8 +1221,9 @@ int main(int argc, char **argv) {
                         errno = 0;
                         secs = strtoul(optarg, &end, 10);
                         if (errno || end == optarg || *end || secs == 0 || secs > 3600)
-                                return usage_error("--timeout takes 1 to 3600 seconds");
-                        a.timeout_usec = secs * USEC_PER_SEC;
+                                bad_option = bad_option ? bad_option : "--timeout takes 1 to 3600 seconds";
+                        else
+                                a.timeout_usec = secs * USEC_PER_SEC;
                         break;
                 case 'j':
                         a.json = true;
@@ -1195,10 +1235,14 @@ int main(int argc, char **argv) {
                         printf("ztna " ZTNA_VERSION "\n");
                         return EXIT_OK;
                 default:
-                        return usage_error("unknown option");
+                        /* Reported once every option is read: a --json
+                         * after it still gets its JSON. */
+                        bad_option = bad_option ? bad_option : "unknown option";
                 }
+        if (bad_option)
+                return usage_error(&a, bad_option);
         if ((a.store && !a.store[0]) || (a.socket && !a.socket[0]))
-                return usage_error("empty path");
+                return usage_error(&a, "empty path");
         /* Naming a store means reading that file. */
         if (a.store && !a.socket)
                 a.local = true;
@@ -1208,62 +1252,60 @@ int main(int argc, char **argv) {
         if (a.config && !a.socket) {
                 _cleanup_config_ ZtnadConfig *cfg = NULL;
                 ConfigError cerr;
-                if (config_load(a.config, &cfg, &cerr) < 0) {
-                        fprintf(stderr, "ztna: %s\n", cerr.message);
-                        return EXIT_USAGE;
-                }
+                if (config_load(a.config, &cfg, &cerr) < 0)
+                        return failed(&a, EXIT_USAGE, CLIENT_CODE_USAGE, "%s", cerr.message);
                 a.socket = config_socket = strdup(cfg->control_socket);
                 if (!config_socket)
-                        return EXIT_FAILED;
+                        return failed(&a, EXIT_FAILED, CONTROL_CODE_FAILED, "out of memory");
         }
         cmd = argv + optind;
         n = argc - optind;
         if (n == 0)
-                return usage_error("missing command");
+                return usage_error(&a, "missing command");
         if (strcmp(cmd[0], "status") == 0) {
                 if (n != 1)
-                        return usage_error("status takes no arguments");
+                        return usage_error(&a, "status takes no arguments");
                 return cmd_status(&a);
         }
         if (strcmp(cmd[0], "dns") == 0) {
                 if (n >= 2 && strcmp(cmd[1], "list") == 0) {
                         if (n != 2)
-                                return usage_error("dns list takes no arguments");
+                                return usage_error(&a, "dns list takes no arguments");
                         return cmd_list(&a);
                 }
                 if (n >= 2 && strcmp(cmd[1], "query") == 0) {
                         if (n != 3 || cmd[2][0] == '\0')
-                                return usage_error("dns query takes one NAME");
+                                return usage_error(&a, "dns query takes one NAME");
                         return cmd_query(&a, cmd[2]);
                 }
                 if (n >= 2 && strcmp(cmd[1], "flush") == 0) {
                         if (n != 2)
-                                return usage_error("dns flush takes no arguments");
+                                return usage_error(&a, "dns flush takes no arguments");
                         if (a.local)
-                                return usage_error("dns flush asks ztnad; not with --local or --store");
+                                return usage_error(&a, "dns flush asks ztnad; not with --local or --store");
                         return cmd_change(&a, "flush", "flushed ztnad's DNS cache");
                 }
-                return usage_error("dns needs 'list', 'query NAME' or 'flush'");
+                return usage_error(&a, "dns needs 'list', 'query NAME' or 'flush'");
         }
         if (strcmp(cmd[0], "up") == 0 || strcmp(cmd[0], "down") == 0) {
                 bool up = cmd[0][0] == 'u';
 
                 if (n != 1)
-                        return usage_error(up ? "up takes no arguments" : "down takes no arguments");
+                        return usage_error(&a, up ? "up takes no arguments" : "down takes no arguments");
                 if (a.local)
-                        return usage_error("up and down ask ztnad; not with --local or --store");
+                        return usage_error(&a, "up and down ask ztnad; not with --local or --store");
                 return cmd_change(&a, cmd[0],
                                   up ? "tailnet DNS is up" : "tailnet DNS is down: tailnet names fail until 'ztna up'");
         }
         if (strcmp(cmd[0], "peers") == 0) {
                 if (n >= 2 && strcmp(cmd[1], "push") == 0) {
                         if (n != 3 || cmd[2][0] == '\0')
-                                return usage_error("peers push takes one FILE ('-' for standard input)");
+                                return usage_error(&a, "peers push takes one FILE ('-' for standard input)");
                         if (a.local)
-                                return usage_error("peers push asks ztnad; not with --local or --store");
+                                return usage_error(&a, "peers push asks ztnad; not with --local or --store");
                         return cmd_push(&a, cmd[2]);
                 }
-                return usage_error("peers needs 'push FILE'");
+                return usage_error(&a, "peers needs 'push FILE'");
         }
-        return usage_error("unknown command");
+        return usage_error(&a, "unknown command");
 }
