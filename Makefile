@@ -105,6 +105,10 @@ TEST_BINS += $(T)/control-harness
 $(T)/test-config: $(T)/ztnad/test-config.o $(T)/ztnad/config.o
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
 TEST_BINS += $(T)/test-config
+# The DNS state file ztnad hands its root helper, and the reverse zones.
+$(T)/test-dns-state: $(T)/ztnad/test-dns-state.o $(T)/ztnad/dns-state.o
+	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
+TEST_BINS += $(T)/test-dns-state
 
 # The DNS-over-TLS upstream: unit tests, and the harness that
 # tests/test-upstream.sh drives against unbound.
@@ -168,6 +172,10 @@ $(B)/fuzz/fuzz-dns: tests/fuzz-dns.c ztnad/dns-wire.c ztnad/dns-wire.h $(wildcar
 	done
 	$(CLANG) $(FUZZ_FLAGS) -Iztnad -o $@ tests/fuzz-dns.c ztnad/dns-wire.c
 FUZZ_BINS += $(B)/fuzz/fuzz-dns
+$(B)/fuzz/fuzz-dns-state: tests/fuzz-dns-state.c ztnad/dns-state.c ztnad/dns-state.h
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_FLAGS) -o $@ tests/fuzz-dns-state.c ztnad/dns-state.c
+FUZZ_BINS += $(B)/fuzz/fuzz-dns-state
 fuzz: $(FUZZ_BINS)
 	sh tests/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 

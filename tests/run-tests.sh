@@ -18,6 +18,7 @@ build/test/test-nss
 build/test/test-peers
 build/test/test-controlplane
 build/test/test-config
+build/test/test-dns-state
 build/test/test-control
 build/test/test-dns-wire
 build/test/test-blocklist
