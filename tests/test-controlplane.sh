@@ -326,11 +326,11 @@ if wait_for 12 seen " error 4 "; then
 else
 	fail "HTTP 500: fewer than 4 attempts: $(since_mark)"
 fi
-[ "$(grep -c 'answered HTTP 500' "$err")" -eq 1 ] && ok "HTTP 500 four times is logged once: $(grep 'answered HTTP 500' "$err" | sed 's/^<[0-9]>//')" ||
+[ "$(grep -c 'answered HTTP 500' "$err")" -eq 1 ] && ok "HTTP 500 four times is logged once: $(grep 'answered HTTP 500' "$err")" ||
 	fail "HTTP 500 log lines: $(grep -c 'answered HTTP 500' "$err")"
 mode normal
 if recovered && [ "$(published)" -eq "$n" ] && grep -q "back in sync.*after 4 failed attempts\|back in sync.*after 5 failed attempts" "$err"; then
-	ok "recovery after HTTP 500, the map kept: $(grep 'back in sync' "$err" | tail -n 1 | sed 's/^<[0-9]>//')"
+	ok "recovery after HTTP 500, the map kept: $(grep 'back in sync' "$err" | tail -n 1)"
 else
 	fail "no recovery after HTTP 500: $(since_mark)"
 fi

@@ -106,6 +106,32 @@ else
 fi
 [ ! -e "$dir/unused/records" ] && ok "nothing was published for it" || fail "a store was created for a bad first file"
 
+# ---- log lines: plain text, "<N>" priority prefixes only into the journal ----
+printf '[dns]\nstub = maybe\n' >"$dir/broken.conf"
+want="$dir/broken.conf:2: key 'stub':"
+# A terminal: script(1) gives ztnad a pty as stdin, stdout and stderr.
+out=$(script -qec "'$B/ztnad' --check-config -c '$dir/broken.conf'" /dev/null 2>&1 | tr -d '\r' || true)
+case $out in
+"$want"*) ok "on a terminal --check-config prints plain text: $out" ;;
+*) fail "on a terminal --check-config printed '$out'" ;;
+esac
+# The journal: systemd's JOURNAL_STREAM names stderr's device and inode.
+: >"$dir/journal"
+rc=0
+JOURNAL_STREAM=$(stat -c %d:%i "$dir/journal") "$B/ztnad" --check-config -c "$dir/broken.conf" 2>>"$dir/journal" ||
+	rc=$?
+out=$(cat "$dir/journal")
+case $out in
+"<3>$want"*) ok "with stderr the journal's stream the line has its priority (exit $rc): $out" ;;
+*) fail "with stderr the journal's stream ztnad printed '$out' (exit $rc)" ;;
+esac
+# Inherited, but stderr went elsewhere: plain again.
+out=$(JOURNAL_STREAM=$(stat -c %d:%i "$dir/journal") "$B/ztnad" --check-config -c "$dir/broken.conf" 2>&1 || true)
+case $out in
+"$want"*) ok "JOURNAL_STREAM naming another file leaves stderr plain" ;;
+*) fail "JOURNAL_STREAM naming another file: ztnad printed '$out'" ;;
+esac
+
 # ---- publish ----
 start_daemon
 if wait_for test -s "$store" && wait_for resolves_to Win-A 100.64.0.1; then
@@ -236,7 +262,7 @@ fi
 rc=0
 out=$(timeout 10 "$B/ztnad" -c "$dir/unused.conf" --peers "$peers" --store "$store" 2>&1) || rc=$?
 if [ $rc -ne 0 ] && [ $rc -ne 124 ] && echo "$out" | grep -qF "store $store is in use by another ztnad"; then
-	ok "a second ztnad on the same store fails (exit $rc): $(echo "$out" | sed 's/^<[0-9]>//')"
+	ok "a second ztnad on the same store fails (exit $rc): $(echo "$out")"
 else
 	fail "a second ztnad on the same store: exit $rc, output: $out"
 fi

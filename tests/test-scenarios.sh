@@ -356,7 +356,7 @@ check "a python listener holds 127.0.0.53:53, UDP and TCP" \
 conf st4 "upstream = 127.0.0.1:853#dns.test" "tls_ca_file = $CA"
 check "ztnad starts with its default listen address taken" start st4
 out=$(cat "$tmp/st4/ztnad.log")
-check "it logs 'Cannot bind to port 53, trying high port'" says "^<4>Cannot bind to port 53, trying high port$"
+check "it logs 'Cannot bind to port 53, trying high port'" says "^Cannot bind to port 53, trying high port$"
 check "and 'DNS resolver started' on 127.0.0.53:15353" says "DNS resolver started on 127.0.0.53:15353 "
 out=$(ztna st4 status 2>&1 || true)
 check "ztna status shows the stub listening on 127.0.0.53:15353" says "^ +listening: +127\.0\.0\.53:15353$"

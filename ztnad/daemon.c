@@ -18,6 +18,7 @@
 
 #include "daemon.h"
 #include "example.h"
+#include "log.h"
 #include "macro.h"
 #include "peers.h"
 #include "shm-format.h"
@@ -47,8 +48,8 @@ void daemon_log(const char *priority, const char *fmt, ...) {
         va_start(ap, fmt);
         (void) vsnprintf(line, sizeof line, fmt, ap);
         va_end(ap);
-        /* One call, one line: the journal reads the <N> prefix. */
-        fprintf(stderr, "%s%s\n", priority, line);
+        /* One call, one line; the <N> prefix only for the journal. */
+        log_emit(priority, line);
 }
 
 void daemon_log_priority(int priority, const char *message) {

@@ -35,6 +35,7 @@
 #include <urcu/urcu-memb.h>
 
 #include "dns-wire.h"
+#include "log.h"
 #include "macro.h"
 #include "shm.h"
 #include "stub-tailnet.h"
@@ -201,7 +202,7 @@ __attribute__((format(printf, 3, 4))) static void stub_log(const Stub *s, int pr
         if (s->config.log)
                 s->config.log(s->config.log_userdata, priority, line);
         else
-                fprintf(stderr, "<%d>%s\n", priority, line);
+                log_emit_priority(priority, line);
 }
 
 static void count(Worker *w, unsigned stat) {

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "controlplane.h"
+#include "log.h"
 #include "siphash.h"
 #include "sync.h"
 
@@ -75,7 +76,7 @@ static void sync_log(const char *priority, const char *fmt, ...) {
         va_start(ap, fmt);
         (void) vsnprintf(line, sizeof line, fmt, ap);
         va_end(ap);
-        fprintf(stderr, "%s%s\n", priority, line);
+        log_emit(priority, line);
 }
 
 /* snprintf() that may cut a message short, which is fine for messages. */

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "dns-wire.h"
+#include "log.h"
 #include "upstream-internal.h"
 
 #define QUAD9_NAME "dns.quad9.net"
@@ -48,8 +49,8 @@ void upstream_log(const char *priority, const char *fmt, ...) {
         va_start(ap, fmt);
         (void) vsnprintf(line, sizeof line, fmt, ap);
         va_end(ap);
-        /* One call, one line: the journal reads the <N> prefix. */
-        fprintf(stderr, "%s%s\n", priority, line);
+        /* One call, one line; the <N> prefix only for the journal. */
+        log_emit(priority, line);
 }
 
 void upstream_format(char *buf, size_t len, const char *fmt, ...) {

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * ztnad's log lines on stderr, one write per line.
+ *
+ * Under systemd stderr is a stream into the journal, which takes an
+ * sd-daemon "<N>" prefix (SD_ERR...) as the line's priority. Anywhere else
+ * (a terminal, `ztnad --check-config`, a file, a pipe) that prefix is
+ * noise, so it is written only while stderr is the journal's stream.
+ * systemd says which stream that is: JOURNAL_STREAM holds its
+ * "DEVICE:INODE" (systemd.exec(5)). A child whose stderr was redirected
+ * still inherits the variable, so it is compared with stderr itself, not
+ * merely looked for.
+ *
+ * Header-only so every part that logs (daemon, stub, upstream, sync) and
+ * their test programs use it without another object to link; each file
+ * decides once, on its first line.
+ */
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static inline bool log_stderr_is_journal(void) {
+        /* -1: not decided yet; the answer is the same in every thread. */
+        static _Atomic int journal = -1;
+        int v = atomic_load_explicit(&journal, memory_order_relaxed);
+
+        if (v < 0) {
+                const char *e = getenv("JOURNAL_STREAM");
+                unsigned long long dev, ino;
+                struct stat st;
+                int end = 0;
+
+                v = e && sscanf(e, "%llu:%llu%n", &dev, &ino, &end) == 2 && e[end] == '\0' &&
+                    fstat(STDERR_FILENO, &st) == 0 && (unsigned long long) st.st_dev == dev &&
+                    (unsigned long long) st.st_ino == ino;
+                atomic_store_explicit(&journal, v, memory_order_relaxed);
+        }
+        return v;
+}
+
+/* `prefix` is an SD_* string ("<3>"); `line` has no newline. */
+static inline void log_emit(const char *prefix, const char *line) {
+        if (log_stderr_is_journal())
+                fprintf(stderr, "%s%s\n", prefix, line);
+        else
+                fprintf(stderr, "%s\n", line);
+}
+
+/* The same with a syslog priority (LOG_ERR...). */
+static inline void log_emit_priority(int priority, const char *line) {
+        if (log_stderr_is_journal())
+                fprintf(stderr, "<%d>%s\n", priority, line);
+        else
+                fprintf(stderr, "%s\n", line);
+}
