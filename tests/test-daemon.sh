@@ -268,7 +268,40 @@ else
 fi
 resolves_to Win-A 100.64.0.22 && ok "the first ztnad's map still resolves" || fail "the second ztnad disturbed the store"
 
-if [ -n "${VERBOSE:-}" ]; then
+# ---- peers_file from ztnad.conf stays watched across reloads ----
+# Issue 11 item 1: the watch kept a pointer into the configuration that a
+# reload frees, and after the second SIGHUP a replaced file went unseen.
+kill -TERM "$pid"
+wait "$pid" || true
+pid=
+rm -f "$peers"
+replace "$peers" <<'EOF'
+{"domain": "yourorg.zt.net", "peers": [{"name": "Win-A", "addresses": ["100.64.0.30"]}]}
+EOF
+printf 'state_dir = %s\ncontrol_socket = %s\npeers_file = %s\n[dns]\nstub = no\n' "$dir/state" \
+	"$dir/control.sock" "$peers" >"$conf"
+# Freed memory filled with junk at once, so a stale pointer cannot still
+# read the right name by luck.
+MALLOC_PERTURB_=165 "$B/ztnad" -c "$conf" --store "$store" 2>>"$log" &
+pid=$!
+wait_for resolves_to Win-A 100.64.0.30 && ok "peers_file in ztnad.conf is published" ||
+	fail "peers_file in ztnad.conf was not published"
+# reloaded_times N: the log has N "configuration reloaded" lines or more.
+reloaded_times() {
+	[ "$(grep -c 'configuration reloaded' "$log")" -ge "$1" ]
+}
+reloads=$(grep -c 'configuration reloaded' "$log" || true)
+for n in 1 2 3; do
+	kill -HUP "$pid"
+	wait_for reloaded_times $((reloads + n)) || fail "SIGHUP $n was not logged"
+	replace "$peers" <<EOF
+{"domain": "yourorg.zt.net", "peers": [{"name": "Win-A", "addresses": ["100.64.0.3$n"]}]}
+EOF
+	wait_for resolves_to Win-A "100.64.0.3$n" && ok "after SIGHUP $n a replaced peers file is published" ||
+		fail "after SIGHUP $n the replaced peers file was not published within 5 s"
+done
+
+if [ -n "${VERBOSE:-}" ] || [ $failures -ne 0 ]; then
 	echo "--- ztnad's log:"
 	cat "$log"
 fi

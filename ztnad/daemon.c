@@ -337,7 +337,7 @@ void daemon_watch_stop(Daemon *d) {
         d->inotify = sd_event_source_disable_unref(d->inotify);
         d->settle = sd_event_source_disable_unref(d->settle);
         d->watch_dir = mfree(d->watch_dir);
-        d->watch_name = NULL;
+        d->watch_name = mfree(d->watch_name);
 }
 
 /* Watches the peers file's directory, not the file: writers replace the file
@@ -353,16 +353,15 @@ int daemon_watch_start(Daemon *d) {
         if (!d->watch_dir)
                 return -ENOMEM;
         slash = strrchr(d->watch_dir, '/');
-        if (!slash) {
-                d->watch_name = path;
+        d->watch_name = strdup(slash ? slash + 1 : path);
+        if (!d->watch_name)
+                return -ENOMEM;
+        if (!slash)
                 strcpy(d->watch_dir, ".");
-        } else {
-                d->watch_name = path + (slash - d->watch_dir) + 1;
-                if (slash == d->watch_dir)
-                        slash[1] = '\0'; /* "/peers.json": the root */
-                else
-                        *slash = '\0';
-        }
+        else if (slash == d->watch_dir)
+                slash[1] = '\0'; /* "/peers.json": the root */
+        else
+                *slash = '\0';
         if (d->watch_name[0] == '\0') {
                 daemon_log(SD_ERR, "%s: not a file name", path);
                 return -EINVAL;

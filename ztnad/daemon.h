@@ -64,9 +64,10 @@ typedef struct Daemon {
 
         Source sources[_SOURCE_MAX];
 
-        /* peers file watch */
+        /* peers file watch: copies of their own, since a reload frees the
+         * configuration the path came from */
         char *watch_dir;
-        const char *watch_name;
+        char *watch_name;
         sd_event_source *inotify, *settle;
 
         sd_event_source *heartbeat;
