@@ -23,7 +23,7 @@ store=$dir/run/records
 log=$dir/harness.log
 pid=
 cppid=
-failures=0
+. "$(dirname "$0")/lib.sh"
 
 cleanup() {
 	for p in $pid $cppid; do
@@ -33,12 +33,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
-
-ok() { echo "ok - $*"; }
-fail() {
-	echo "FAIL - $*"
-	failures=$((failures + 1))
-}
 
 ztna() { "$B/ztna" --socket "$sock" "$@"; }
 as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
@@ -221,8 +215,11 @@ grep -q "accepted; ztnad publishes generation $((gen + 1))" "$dir/out" && ok "pu
 out=$("$B/ztna" --store "$store" dns query Mac-B)
 [ "$out" = "Mac-B.yourorg.zt.net -> 100.64.0.2" ] && ok "the pushed map is in the store" || fail "store: '$out'"
 
-printf '{"domain": "yourorg.zt.net",\n "peers": [{"name": "Win-A", "addresses": ["100.64.0.300"]}]}\n' |
-	{ exit_is 5 ztna peers push -; }
+# From standard input by a redirection, so that exit_is runs in this shell:
+# in a pipeline it would run in a subshell of its own.
+printf '{"domain": "yourorg.zt.net",\n "peers": [{"name": "Win-A", "addresses": ["100.64.0.300"]}]}\n' \
+	>"$dir/bad.json"
+exit_is 5 ztna peers push - <"$dir/bad.json"
 grep -qF 'peers[0].addresses[0]: "100.64.0.300" is not an IPv4 or IPv6 address' "$dir/err" &&
 	ok "a bad push is rejected with the JSON path and reason" || fail "rejection: $(cat "$dir/err")"
 printf '{"domain": "yourorg.zt.net",\n "peers": [\n' >"$dir/trunc.json"
@@ -309,9 +306,4 @@ if grep -q "ERROR: AddressSanitizer\|runtime error" "$log"; then
 	fail "sanitizer reports in the harness log:"
 	cat "$log"
 fi
-
-if [ $failures -ne 0 ]; then
-	echo "test-control: $failures FAILED"
-	exit 1
-fi
-echo "test-control: all passed"
+finish
