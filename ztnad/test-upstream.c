@@ -14,7 +14,9 @@
  * "server ..." line per DoT server from upstream_get_status(). upstream.c
  * logs on stderr. --udp ADDR@PORT sends the same queries over plain UDP
  * straight to a server instead (one socket, one query at a time): the
- * baseline for latency figures. Exit 0 when every query got its callback exactly once.
+ * baseline for latency figures. Exit 0 when every query got its callback
+ * exactly once and no "error: ..." line was printed (a failure answered with
+ * a response other than SERVFAIL), 1 otherwise.
  */
 
 #include <arpa/inet.h>
@@ -49,6 +51,7 @@ typedef struct Harness {
         uint64_t *started;       /* per query, usec */
         uint64_t *latency;       /* per query, usec */
         unsigned n_servfail;
+        unsigned n_errors; /* "error:" lines printed: the exit status is 1 */
         sd_event_source *next;
         /* --udp: plain UDP straight to a server, not through upstream.c: a
          * baseline for the latency figures. */
@@ -183,8 +186,10 @@ static void on_done(void *userdata, const uint8_t *answer, size_t len, uint16_t 
         h->done++;
         if (rcode == DNS_RCODE_SERVFAIL)
                 h->n_servfail++;
-        if (answer && len >= DNS_HEADER_SIZE && ede_code >= 0 && (answer[DNS_OFF_FLAGS + 1] & DNS_RCODE_MASK) != 2)
+        if (answer && len >= DNS_HEADER_SIZE && ede_code >= 0 && (answer[DNS_OFF_FLAGS + 1] & DNS_RCODE_MASK) != 2) {
                 printf("error: a failure whose response is not a SERVFAIL\n");
+                h->n_errors++;
+        }
         print_answer(h, i, answer, len, rcode, ede_code, ede_text);
         if (!h->parallel && h->sent < h->total) {
                 if (h->interval_usec == 0)
@@ -491,7 +496,7 @@ int main(int argc, char **argv) {
 
         r = sd_event_loop(h.event);
         print_summary(&h);
-        ret = r < 0 ? 1 : 0;
+        ret = r < 0 || h.n_errors > 0 ? 1 : 0;
         for (unsigned i = 0; i < h.total; i++)
                 if (h.calls[i] != 1) {
                         printf("error: query %u got %u callbacks\n", i, h.calls[i]);
