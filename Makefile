@@ -18,7 +18,7 @@ B := build
 T := build/test
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-SHM_SRC := shm/siphash.c shm/reader.c shm/writer.c
+SHM_SRC := shm/siphash.c shm/reader.c shm/writer.c shm/persist.c
 NSS_SRC := nss_ztna/nss-ztna.c
 ZTNAD_SRC := ztnad/ztnad.c ztnad/daemon.c ztnad/dns.c ztnad/peers.c ztnad/config.c ztnad/control.c \
 	ztnad/sync.c ztnad/controlplane.c ztnad/stub.c ztnad/stub-tailnet.c ztnad/cache.c ztnad/blocklist.c \

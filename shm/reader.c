@@ -6,6 +6,12 @@
  * every field is read once (READ_ONCE) and checked before use, every loop is
  * bounded. After the first mapping a lookup makes no syscall and no
  * allocation. See shm-format.h for the latch contract.
+ *
+ * When the store cannot be mapped (nothing published since the boot, say)
+ * the reader maps the persisted copy instead, with the same checks, and
+ * marks its snapshots stale. While it answers from the copy it tries the
+ * store's path again at most once every SHM_FALLBACK_RECHECK_USEC (the
+ * clock is read through the vDSO: no syscall on the lookups in between).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -39,11 +46,16 @@ typedef struct ShmMapping {
         size_t len;
         uint64_t region_off[2]; /* checked once at mapping time, kept here */
         uint32_t region_size[2];
+        struct stat st; /* the file as it was mapped: is it still the one at the path? */
 } ShmMapping;
 
 struct ShmReader {
-        const char *path; /* NULL: $ZTNA_STORE or the default */
-        ShmMapping *current;
+        const char *path;     /* NULL: $ZTNA_STORE or the default */
+        const char *fallback; /* with `explicit_fallback`; NULL: none */
+        bool explicit_fallback;
+        ShmMapping *current;  /* the store */
+        ShmMapping *stale;    /* the persisted copy, only while `current` is NULL */
+        uint64_t recheck_usec; /* CLOCK_MONOTONIC_COARSE: when to try the store's path again */
         ShmMapping slots[SHM_MAPPINGS_MAX];
         bool allocated;
 };
@@ -54,20 +66,27 @@ ShmReader *shm_reader_default(void) {
         return &default_reader;
 }
 
-int shm_reader_new(const char *path, ShmReader **ret) {
+static int reader_alloc(const char *path, const char *fallback, bool explicit_fallback, ShmReader **ret) {
         ShmReader *r = calloc(1, sizeof(*r));
         if (!r)
                 return -ENOMEM;
-        if (path) {
-                r->path = strdup(path);
-                if (!r->path) {
-                        free(r);
-                        return -ENOMEM;
-                }
-        }
         r->allocated = true;
+        r->explicit_fallback = explicit_fallback;
+        if ((path && !(r->path = strdup(path))) || (fallback && !(r->fallback = strdup(fallback)))) {
+                shm_reader_free(r);
+                return -ENOMEM;
+        }
         *ret = r;
         return 0;
+}
+
+int shm_reader_new(const char *path, ShmReader **ret) {
+        /* An explicit store has no persisted copy unless one is named. */
+        return reader_alloc(path, NULL, path != NULL, ret);
+}
+
+int shm_reader_new_fallback(const char *path, const char *fallback, ShmReader **ret) {
+        return reader_alloc(path, fallback, true, ret);
 }
 
 ShmReader *shm_reader_free(ShmReader *r) {
@@ -79,6 +98,7 @@ ShmReader *shm_reader_free(ShmReader *r) {
                         munmap((void *) r->slots[i].addr, r->slots[i].len);
         if (r->allocated) {
                 free((char *) r->path);
+                free((char *) r->fallback);
                 free(r);
         }
         return NULL;
@@ -92,6 +112,29 @@ static const char *reader_path(const ShmReader *r) {
         if (e && e[0] == '/')
                 return e;
         return SHM_DEFAULT_PATH;
+}
+
+/* The persisted copy's path, or NULL for none. The default copy belongs to
+ * the default store: a test's $ZTNA_STORE gets one only when
+ * $ZTNA_STORE_FALLBACK names it. */
+static const char *reader_fallback_path(const ShmReader *r) {
+        if (r->explicit_fallback)
+                return r->fallback;
+        const char *e = secure_getenv(SHM_ENV_FALLBACK);
+        if (e)
+                return e[0] == '/' ? e : NULL;
+        e = secure_getenv(SHM_ENV_PATH);
+        if (e && e[0] == '/')
+                return NULL;
+        return SHM_DEFAULT_FALLBACK_PATH;
+}
+
+/* Microseconds of CLOCK_MONOTONIC_COARSE: read in the vDSO, no syscall. */
+static uint64_t coarse_usec(void) {
+        struct timespec ts;
+        if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) < 0)
+                return 0;
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
 }
 
 static bool trusted_dir(const struct stat *st) {
@@ -176,6 +219,7 @@ static int store_map(const char *path, ShmMapping *m) {
                 return -errno;
         m->addr = p;
         m->len = (size_t) fst.st_size;
+        m->st = fst;
         int r = header_check(m);
         if (r < 0) {
                 munmap(p, m->len);
@@ -203,11 +247,11 @@ static void mapping_put(ShmMapping *m) {
                 munmap((void *) addr, len);
 }
 
-/* Maps the store into a free slot, holding two references: the caller's and
- * the one `current` will own. */
-static int mapping_open(ShmReader *r, ShmMapping **ret) {
+/* Maps the file at `path` into a free slot, holding two references: the
+ * caller's and the one `current` (or `stale`) will own. */
+static int mapping_open(ShmReader *r, const char *path, ShmMapping **ret) {
         ShmMapping tmp = {};
-        int e = store_map(reader_path(r), &tmp);
+        int e = store_map(path, &tmp);
         if (e < 0)
                 return e;
         for (size_t i = 0; i < SHM_MAPPINGS_MAX; i++) {
@@ -227,6 +271,7 @@ static int mapping_open(ShmReader *r, ShmMapping **ret) {
                 __atomic_store_n(&m->len, tmp.len, __ATOMIC_RELAXED);
                 memcpy(m->region_off, tmp.region_off, sizeof(tmp.region_off));
                 memcpy(m->region_size, tmp.region_size, sizeof(tmp.region_size));
+                m->st = tmp.st;
                 __atomic_store_n(&m->refs, 2, __ATOMIC_RELEASE);
                 *ret = m;
                 return 0;
@@ -235,20 +280,89 @@ static int mapping_open(ShmReader *r, ShmMapping **ret) {
         return -EBUSY; /* every slot still used by a thread */
 }
 
-/* Stops publishing `m` as current (once); the caller still holds its own. */
-static void mapping_unpublish(ShmReader *r, ShmMapping *m) {
+/* Stops publishing `m` in `*where` (`current` or `stale`), once; the caller
+ * still holds its own reference. */
+static void mapping_unpublish(ShmMapping **where, ShmMapping *m) {
         ShmMapping *expected = m;
-        if (__atomic_compare_exchange_n(&r->current, &expected, NULL, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        if (__atomic_compare_exchange_n(where, &expected, NULL, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
                 mapping_put(m);
 }
 
 void shm_reader_forget(ShmReader *r) {
         ShmMapping *m = __atomic_load_n(&r->current, __ATOMIC_ACQUIRE);
         if (m)
-                mapping_unpublish(r, m);
+                mapping_unpublish(&r->current, m);
+        m = __atomic_load_n(&r->stale, __ATOMIC_ACQUIRE);
+        if (m)
+                mapping_unpublish(&r->stale, m);
+        __atomic_store_n(&r->recheck_usec, 0, __ATOMIC_RELAXED);
 }
 
-static int mapping_acquire(ShmReader *r, ShmMapping **ret) {
+/* A reference to the mapping published in `*where`, or false. */
+static bool mapping_get_published(ShmMapping **where, ShmMapping **ret) {
+        ShmMapping *m = __atomic_load_n(where, __ATOMIC_ACQUIRE);
+        if (!m || !mapping_tryget(m))
+                return false;
+        if (__atomic_load_n(where, __ATOMIC_ACQUIRE) != m) {
+                mapping_put(m);
+                return false;
+        }
+        *ret = m;
+        return true;
+}
+
+/* Whether the file at `path` is still the one `m` mapped, unchanged in what
+ * the trust checks looked at. One syscall. */
+static bool mapping_still_at(const ShmMapping *m, const char *path) {
+        struct stat st;
+        if (fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return false;
+        return st.st_dev == m->st.st_dev && st.st_ino == m->st.st_ino && st.st_size == m->st.st_size &&
+               st.st_mode == m->st.st_mode && st.st_uid == m->st.st_uid && st.st_nlink == m->st.st_nlink &&
+               st.st_ctim.tv_sec == m->st.st_ctim.tv_sec && st.st_ctim.tv_nsec == m->st.st_ctim.tv_nsec;
+}
+
+/* The store could not be mapped (error `e`): a reference to the persisted
+ * copy, mapped now or kept from before, or `e` when there is none that can
+ * be trusted. The copy is dropped once it is no longer at its path. */
+static int stale_open(ShmReader *r, int e, ShmMapping **ret) {
+        const char *path = reader_fallback_path(r);
+        ShmMapping *old;
+        if (path && mapping_get_published(&r->stale, &old)) {
+                /* Its fields are stable while we hold the reference. */
+                if (mapping_still_at(old, path)) {
+                        *ret = old;
+                        return 0;
+                }
+                mapping_put(old);
+        }
+        old = __atomic_load_n(&r->stale, __ATOMIC_ACQUIRE);
+        if (!path) {
+                if (old)
+                        mapping_unpublish(&r->stale, old);
+                return e;
+        }
+
+        ShmMapping *n;
+        int k = mapping_open(r, path, &n);
+        if (k < 0) {
+                if (old)
+                        mapping_unpublish(&r->stale, old);
+                return e; /* the store's error: the copy only stands in */
+        }
+        if (__atomic_compare_exchange_n(&r->stale, &old, n, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+                if (old)
+                        mapping_put(old); /* the reference `stale` held */
+                *ret = n;
+                return 0;
+        }
+        mapping_put(n); /* another thread swapped it first */
+        mapping_put(n);
+        return -EAGAIN;
+}
+
+/* A reference to the mapping to read, and whether it is the persisted copy. */
+static int mapping_acquire(ShmReader *r, ShmMapping **ret, bool *ret_stale) {
         for (unsigned tries = 0; tries < SHM_READ_TRIES; tries++) {
                 ShmMapping *m = __atomic_load_n(&r->current, __ATOMIC_ACQUIRE);
                 if (m) {
@@ -261,23 +375,55 @@ static int mapping_acquire(ShmReader *r, ShmMapping **ret) {
                         const ShmWireHeader *h = (const ShmWireHeader *) m->addr;
                         if (!__atomic_load_n(&h->retired, __ATOMIC_ACQUIRE)) {
                                 *ret = m;
+                                *ret_stale = false;
                                 return 0;
                         }
                         /* A larger store was renamed over this one. */
-                        mapping_unpublish(r, m);
+                        mapping_unpublish(&r->current, m);
                         mapping_put(m);
                         continue;
                 }
 
+                /* Answering from the persisted copy: the store's path is
+                 * tried again once a recheck period has passed, by the one
+                 * thread that moves the deadline on; the others go on
+                 * reading the copy meanwhile. */
+                if (__atomic_load_n(&r->stale, __ATOMIC_ACQUIRE)) {
+                        uint64_t now = coarse_usec(), when = __atomic_load_n(&r->recheck_usec, __ATOMIC_RELAXED);
+                        if ((now < when || !__atomic_compare_exchange_n(&r->recheck_usec, &when,
+                                                                        now + SHM_FALLBACK_RECHECK_USEC, false,
+                                                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) &&
+                            mapping_get_published(&r->stale, &m)) {
+                                *ret = m;
+                                *ret_stale = true;
+                                return 0;
+                        }
+                }
+
                 ShmMapping *n;
-                int e = mapping_open(r, &n);
+                int e = mapping_open(r, reader_path(r), &n);
                 if (e == -EAGAIN)
                         continue;
-                if (e < 0)
-                        return e;
+                if (e < 0) {
+                        e = stale_open(r, e, &n);
+                        if (e == -EAGAIN)
+                                continue;
+                        if (e < 0)
+                                return e;
+                        __atomic_store_n(&r->recheck_usec, coarse_usec() + SHM_FALLBACK_RECHECK_USEC,
+                                         __ATOMIC_RELAXED);
+                        *ret = n;
+                        *ret_stale = true;
+                        return 0;
+                }
                 ShmMapping *expected = NULL;
                 if (__atomic_compare_exchange_n(&r->current, &expected, n, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+                        /* The store is back: the copy is not read again. */
+                        ShmMapping *old = __atomic_load_n(&r->stale, __ATOMIC_ACQUIRE);
+                        if (old)
+                                mapping_unpublish(&r->stale, old);
                         *ret = n;
+                        *ret_stale = false;
                         return 0;
                 }
                 mapping_put(n); /* another thread mapped it first */
@@ -345,13 +491,15 @@ static bool copy_load(const ShmMapping *m, uint32_t seq, ShmSnapshot *s) {
 int shm_snapshot_begin(ShmReader *r, ShmSnapshot *ret) {
         for (unsigned tries = 0; tries < SHM_READ_TRIES; tries++) {
                 ShmMapping *m;
-                int e = mapping_acquire(r, &m);
+                bool stale;
+                int e = mapping_acquire(r, &m, &stale);
                 if (e < 0)
                         return e;
                 const ShmWireHeader *h = (const ShmWireHeader *) m->addr;
                 ShmSnapshot s;
                 s.seq = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE); /* (C) */
                 s.mapping = m;
+                s.stale = stale;
                 if (copy_load(m, s.seq, &s)) {
                         *ret = s;
                         return 0;
@@ -359,7 +507,7 @@ int shm_snapshot_begin(ShmReader *r, ShmSnapshot *ret) {
                 if (shm_snapshot_end(&s)) {
                         /* Consistent yet invalid: the file is corrupt. Let
                          * go of it so the next lookup maps the path again. */
-                        mapping_unpublish(r, m);
+                        mapping_unpublish(stale ? &r->stale : &r->current, m);
                         return -EBADMSG;
                 }
         }
@@ -378,6 +526,10 @@ bool shm_snapshot_end(ShmSnapshot *s) {
 
 bool shm_snapshot_down(const ShmSnapshot *s) {
         return s->state == SHM_STATE_DOWN;
+}
+
+bool shm_snapshot_stale(const ShmSnapshot *s) {
+        return s->stale;
 }
 
 /* The entry at byte `off` of the entries section, checked whole: its name

@@ -51,6 +51,14 @@
  * header's `retired` is set (release). Readers check it (acquire) on each
  * lookup and re-open the path. Old mappings stay mapped until no thread of
  * the process holds them (a reference count per mapping, no locks).
+ *
+ * The persisted copy (SHM_DEFAULT_FALLBACK_PATH): ztnad writes the table
+ * readers use, in this same format, into a new file on disk and renames it
+ * over the old one (shm_writer_export(), shm_store_save()). Both copy
+ * descriptors are the same and both region offsets name the one region;
+ * `seq` is 0 and nothing ever writes the file in place. A reader that cannot
+ * map the store maps this file, with the same trust checks, and marks every
+ * snapshot of it stale.
  */
 
 #include <assert.h>
@@ -66,6 +74,15 @@
 #define SHM_VERSION     2u /* 2: one entry per peer, the blocklist */
 #define SHM_DEFAULT_PATH "/run/ztna/records"
 #define SHM_ENV_PATH    "ZTNA_STORE"
+/* The persisted copy of the default store, outside tmpfs (docs/store-fallback.md):
+ * the same format with one region, answered from as stale while the store
+ * itself is missing (before the first publish after a boot, say). */
+#define SHM_DEFAULT_FALLBACK_PATH "/var/cache/ztna/records"
+#define SHM_ENV_FALLBACK "ZTNA_STORE_FALLBACK"
+/* While a reader answers from the persisted copy it tries the store's path
+ * again (and checks that the copy is still the file at its path) at most
+ * this often: one attempt a second per process, not one per lookup. */
+#define SHM_FALLBACK_RECHECK_USEC UINT64_C(1000000)
 
 #define SHM_LABEL_MAX   63u  /* RFC 1035 2.3.4 */
 #define SHM_DOMAIN_MAX  253u /* a name's text form, without the final dot */

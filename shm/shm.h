@@ -61,12 +61,32 @@ void shm_writer_heartbeat(ShmWriter *w);
 uint64_t shm_writer_generation(const ShmWriter *w);
 uint64_t shm_writer_file_size(const ShmWriter *w);
 
+/* ---- The persisted copy (docs/store-fallback.md) ---- */
+
+/* The table readers use now as the bytes of a one-region store file, in
+ * *ret (malloc'd, *ret_len bytes), for shm_store_save(). -ENODATA before
+ * the first publish. */
+int shm_writer_export(const ShmWriter *w, void **ret, size_t *ret_len);
+/* Writes `data` to a new file beside `path` (mode 0644), flushes it, renames
+ * it over `path` and flushes the directory: the file at `path` is always
+ * either the old copy or the new one, whole. */
+int shm_store_save(const char *path, const void *data, size_t len);
+/* Removes "<path>.XXXXXX" files that a saver killed mid-write left behind;
+ * only for the one process that writes `path` (it holds a lock). */
+void shm_store_remove_leftovers(const char *path);
+
 /* ---- Reader (the NSS module, ztna, tests) ---- */
 
 typedef struct ShmReader ShmReader;
 
-/* `path` NULL: $ZTNA_STORE read with secure_getenv(), else /run/ztna/records. */
+/* `path` NULL: $ZTNA_STORE read with secure_getenv(), else /run/ztna/records.
+ * The persisted copy that stands in while the store cannot be mapped: with
+ * `path` NULL, $ZTNA_STORE_FALLBACK (secure_getenv(); empty: none), else
+ * /var/cache/ztna/records, but none when $ZTNA_STORE names another store;
+ * with a `path`, none. */
 int shm_reader_new(const char *path, ShmReader **ret);
+/* The same with both paths given; `fallback` NULL: none. */
+int shm_reader_new_fallback(const char *path, const char *fallback, ShmReader **ret);
 ShmReader *shm_reader_free(ShmReader *r); /* NULL-safe */
 /* The process-wide reader of the NSS module: static storage, no malloc. */
 ShmReader *shm_reader_default(void);
@@ -96,7 +116,14 @@ typedef struct ShmSnapshot {
         const char *domain;    /* in the mapping, not NUL-terminated for you */
         const char *domain_lc; /* the same, lower-cased */
         const void *ranges;
+        /* Read from the persisted copy because the store could not be
+         * mapped: the last map ztnad saved, perhaps out of date. */
+        bool stale;
 } ShmSnapshot;
+
+/* The longest TTL to give an answer from a stale snapshot: a caching caller
+ * (nscd) asks again soon and gets the store once it is back. */
+#define SHM_STALE_TTL_MAX 5u
 
 typedef struct ShmRecordView {
         const char *name; /* in the mapping; checked NUL-terminated */
@@ -122,6 +149,7 @@ int shm_snapshot_begin(ShmReader *r, ShmSnapshot *ret);
 bool shm_snapshot_end(ShmSnapshot *s);
 
 bool shm_snapshot_down(const ShmSnapshot *s);
+bool shm_snapshot_stale(const ShmSnapshot *s);
 /* `name`: a host name as given to gethostbyname (one final dot allowed). */
 ShmClass shm_snapshot_lookup_name(const ShmSnapshot *s, const char *name, ShmRecordView *ret);
 /* `addr`: 4 or 16 bytes by family. */

@@ -4,7 +4,8 @@
  * each other. Boundaries of names, addresses and the domain; a second
  * writer taking over; growth into a new file; a torture run in which reader
  * threads check every answer while the writer republishes; writers killed
- * at random moments and at the rename of a growth; hostile files; SipHash-1-3
+ * at random moments and at the rename of a growth; hostile files; the
+ * persisted copy of the store and readers falling back on it; SipHash-1-3
  * known answers.
  *
  * Check runs every test in its own process. Each gets a private store
@@ -145,7 +146,7 @@ static void basic_map_init(BasicMap *b) {
 typedef struct Answer {
         ShmClass cls;
         uint64_t generation;
-        bool down;
+        bool down, stale;
         char name[SHM_LABEL_MAX + 1];
         size_t name_len;
         uint32_t ttl;
@@ -181,6 +182,7 @@ static int lookup_name(ShmReader *r, const char *name, Answer *ret) {
         answer_copy(shm_snapshot_lookup_name(&s, name, &v), &v, ret);
         ret->generation = s.generation;
         ret->down = shm_snapshot_down(&s);
+        ret->stale = shm_snapshot_stale(&s);
         ck_assert(shm_snapshot_end(&s));
         return 0;
 }
@@ -197,6 +199,7 @@ static int lookup_addr(ShmReader *r, int family, const char *text, Answer *ret) 
         answer_copy(shm_snapshot_lookup_addr(&s, family, addr, &v), &v, ret);
         ret->generation = s.generation;
         ret->down = shm_snapshot_down(&s);
+        ret->stale = shm_snapshot_stale(&s);
         ck_assert(shm_snapshot_end(&s));
         return 0;
 }
@@ -1912,72 +1915,77 @@ static const struct {
         [GOOD_SYSTEM_ACCOUNT] = { "file and directory of a system account", 0 },
 };
 
+/* Makes the file at `path` (a valid store or copy) in `dir` bad in way `i`;
+ * `other` is a spare path in the same directory, `other_base` its name. */
+static void bad_file_make(unsigned i, const char *dir, const char *path, const char *other, const char *other_base) {
+        off_t size = size_of(path);
+        switch (i) {
+        case BAD_OWNER:
+                ck_assert_int_eq(chown(path, NOBODY_UID, NOBODY_UID), 0);
+                break;
+        case BAD_OWNER_SYSTEM:
+                ck_assert_int_eq(chown(path, DAEMON_UID, 0), 0);
+                break;
+        case BAD_GROUP_WRITABLE:
+                ck_assert_int_eq(chmod(path, 0664), 0);
+                break;
+        case BAD_WORLD_WRITABLE:
+                ck_assert_int_eq(chmod(path, 0646), 0);
+                break;
+        case BAD_SYMLINK:
+                ck_assert_int_eq(rename(path, other), 0);
+                ck_assert_int_eq(symlink(other_base, path), 0);
+                break;
+        case BAD_HARD_LINK:
+                ck_assert_int_eq(link(path, other), 0);
+                break;
+        case BAD_FIFO:
+                ck_assert_int_eq(unlink(path), 0);
+                ck_assert_int_eq(mkfifo(path, 0644), 0); /* opening it must not block */
+                break;
+        case BAD_DIRECTORY:
+                ck_assert_int_eq(unlink(path), 0);
+                ck_assert_int_eq(mkdir(path, 0755), 0);
+                break;
+        case BAD_DIR_WORLD_WRITABLE:
+                ck_assert_int_eq(chmod(dir, 0777), 0);
+                break;
+        case BAD_DIR_STICKY:
+                ck_assert_int_eq(chmod(dir, 01777), 0);
+                break;
+        case BAD_DIR_OWNER:
+                ck_assert_int_eq(chown(dir, NOBODY_UID, NOBODY_UID), 0);
+                break;
+        case BAD_MISSING:
+                ck_assert_int_eq(unlink(path), 0);
+                break;
+        case BAD_EMPTY:
+                ck_assert_int_eq(truncate(path, 0), 0);
+                break;
+        case BAD_SHORT_HEADER:
+                ck_assert_int_eq(truncate(path, sizeof(ShmWireHeader) - 1), 0);
+                break;
+        case BAD_TRUNCATED:
+                ck_assert_int_eq(truncate(path, size - 4096), 0);
+                break;
+        case BAD_EXTENDED:
+                ck_assert_int_eq(truncate(path, size + 4096), 0);
+                break;
+        case GOOD_SYSTEM_ACCOUNT: /* ztnad's own account, as the design allows */
+                ck_assert_int_eq(chown(dir, DAEMON_UID, 0), 0);
+                ck_assert_int_eq(chown(path, DAEMON_UID, 0), 0);
+                break;
+        }
+}
+
 START_TEST(test_hostile_files) {
         char other[PATH_MAX];
         static Answer a;
         ShmSnapshot s;
-        off_t size;
 
         path_in_dir(other, sizeof(other), "other");
         store_write_valid(store);
-        size = size_of(store);
-        switch (_i) {
-        case BAD_OWNER:
-                ck_assert_int_eq(chown(store, NOBODY_UID, NOBODY_UID), 0);
-                break;
-        case BAD_OWNER_SYSTEM:
-                ck_assert_int_eq(chown(store, DAEMON_UID, 0), 0);
-                break;
-        case BAD_GROUP_WRITABLE:
-                ck_assert_int_eq(chmod(store, 0664), 0);
-                break;
-        case BAD_WORLD_WRITABLE:
-                ck_assert_int_eq(chmod(store, 0646), 0);
-                break;
-        case BAD_SYMLINK:
-                ck_assert_int_eq(rename(store, other), 0);
-                ck_assert_int_eq(symlink("other", store), 0);
-                break;
-        case BAD_HARD_LINK:
-                ck_assert_int_eq(link(store, other), 0);
-                break;
-        case BAD_FIFO:
-                ck_assert_int_eq(unlink(store), 0);
-                ck_assert_int_eq(mkfifo(store, 0644), 0); /* opening it must not block */
-                break;
-        case BAD_DIRECTORY:
-                ck_assert_int_eq(unlink(store), 0);
-                ck_assert_int_eq(mkdir(store, 0755), 0);
-                break;
-        case BAD_DIR_WORLD_WRITABLE:
-                ck_assert_int_eq(chmod(test_dir, 0777), 0);
-                break;
-        case BAD_DIR_STICKY:
-                ck_assert_int_eq(chmod(test_dir, 01777), 0);
-                break;
-        case BAD_DIR_OWNER:
-                ck_assert_int_eq(chown(test_dir, NOBODY_UID, NOBODY_UID), 0);
-                break;
-        case BAD_MISSING:
-                ck_assert_int_eq(unlink(store), 0);
-                break;
-        case BAD_EMPTY:
-                ck_assert_int_eq(truncate(store, 0), 0);
-                break;
-        case BAD_SHORT_HEADER:
-                ck_assert_int_eq(truncate(store, sizeof(ShmWireHeader) - 1), 0);
-                break;
-        case BAD_TRUNCATED:
-                ck_assert_int_eq(truncate(store, size - 4096), 0);
-                break;
-        case BAD_EXTENDED:
-                ck_assert_int_eq(truncate(store, size + 4096), 0);
-                break;
-        case GOOD_SYSTEM_ACCOUNT: /* ztnad's own account, as the design allows */
-                ck_assert_int_eq(chown(test_dir, DAEMON_UID, 0), 0);
-                ck_assert_int_eq(chown(store, DAEMON_UID, 0), 0);
-                break;
-        }
+        bad_file_make(_i, test_dir, store, other, "other");
 
         ShmReader *r = reader_new();
         for (unsigned n = 0; n < 2; n++) {
@@ -2012,7 +2020,284 @@ START_TEST(test_hostile_files) {
 }
 END_TEST
 
-/* ---- 7. SipHash-1-3 ---- */
+/* ---- 7. the persisted copy, and readers falling back on it ---- */
+
+/* Publishes `map` into a store of its own ("src"), so that `store` stays
+ * missing, and saves its copy to `path`. */
+static void copy_save(const ShmMap *map, bool up, const char *path) {
+        char src[PATH_MAX];
+        ShmWriter *w = NULL;
+        void *img = NULL;
+        size_t len = 0;
+        path_in_dir(src, sizeof(src), "src");
+        ck_assert_int_eq(shm_writer_open(src, &w), 0);
+        ck_assert_int_eq(shm_writer_publish(w, map, up), 0);
+        ck_assert_int_eq(shm_writer_export(w, &img, &len), 0);
+        ck_assert_int_eq(shm_store_save(path, img, len), 0);
+        free(img);
+        shm_writer_close(w);
+}
+
+static ShmReader *reader_with_copy(const char *copy) {
+        ShmReader *r = NULL;
+        ck_assert_int_eq(shm_reader_new_fallback(store, copy, &r), 0);
+        return r;
+}
+
+static double mono_sec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+/* Sleeps past the reader's recheck period. */
+static void recheck_wait(void) {
+        usleep((useconds_t) (SHM_FALLBACK_RECHECK_USEC + SHM_FALLBACK_RECHECK_USEC / 5));
+}
+
+static unsigned dir_entries(const char *dir) {
+        unsigned n = 0;
+        DIR *d = opendir(dir);
+        ck_assert_ptr_nonnull(d);
+        for (struct dirent *de; (de = readdir(d));)
+                n += de->d_name[0] != '.';
+        closedir(d);
+        return n;
+}
+
+START_TEST(test_copy_roundtrip) {
+        static BasicMap b;
+        static Answer a;
+        char copy[PATH_MAX];
+        void *img = NULL;
+        size_t len = 0;
+        struct stat st;
+
+        basic_map_init(&b);
+        path_in_dir(copy, sizeof(copy), "copy");
+        ShmWriter *w = writer_open();
+        ck_assert_int_eq(shm_writer_export(w, &img, &len), -ENODATA); /* nothing published yet */
+        ck_assert_int_eq(shm_writer_publish(w, &b.map, true), 0);
+        ck_assert_int_eq(shm_writer_publish(w, &b.map, true), 0); /* readers on copy 1 now */
+        ck_assert_int_eq(shm_writer_export(w, &img, &len), 0);
+        /* One region, not two with room to grow. */
+        ck_assert_uint_eq(len % 8, 0);
+        ck_assert_uint_lt(len, (size_t) size_of(store));
+        ck_assert_int_eq(shm_store_save(copy, img, len), 0);
+        free(img);
+        ck_assert_int_eq(lstat(copy, &st), 0);
+        ck_assert(S_ISREG(st.st_mode));
+        ck_assert_uint_eq(st.st_mode & 07777, 0644);
+        ck_assert_uint_eq((size_t) st.st_size, len);
+        ck_assert_uint_eq(dir_entries(test_dir), 3); /* records, records.lock, copy: no temporary left */
+
+        /* Read as a store of its own: the same answers, not stale. */
+        ShmReader *r = NULL;
+        ck_assert_int_eq(shm_reader_new(copy, &r), 0);
+        ck_assert_int_eq(lookup_name(r, "win-a", &a), 0);
+        check_win_a(&a);
+        ck_assert(!a.stale);
+        ck_assert_uint_eq(a.generation, 2);
+        shm_reader_free(r);
+
+        /* The store missing: answered from the copy, stale. */
+        ck_assert_int_eq(unlink(store), 0);
+        r = reader_with_copy(copy);
+        ck_assert_int_eq(lookup_name(r, "Win-A.yourorg.zt.net.", &a), 0);
+        check_win_a(&a);
+        ck_assert(a.stale);
+        ck_assert(!a.down);
+        ck_assert_int_eq(class_of(r, "linux-b." DOMAIN, "linux-b"), SHM_FOUND);
+        ck_assert_int_eq(class_of(r, "nobody." DOMAIN, NULL), SHM_UNKNOWN);
+        ck_assert_int_eq(class_of(r, "nobody", NULL), SHM_NOT_OURS);
+        ck_assert_int_eq(class_of_addr(r, AF_INET6, "fd7a:115c:a1e0:1::1f3", "many"), SHM_FOUND);
+        ck_assert_int_eq(class_of_addr(r, AF_INET, "100.64.9.9", NULL), SHM_UNKNOWN);
+        ck_assert_int_eq(class_of_addr(r, AF_INET, "10.0.0.1", NULL), SHM_NOT_OURS);
+        shm_reader_free(r);
+
+        /* `ztna down` carries over into the copy. */
+        ck_assert_int_eq(shm_writer_set_state(w, false), 0);
+        ck_assert_int_eq(shm_writer_export(w, &img, &len), 0);
+        ck_assert_int_eq(shm_store_save(copy, img, len), 0);
+        free(img);
+        r = reader_with_copy(copy);
+        ck_assert_int_eq(lookup_name(r, "win-a", &a), 0);
+        ck_assert(a.down && a.stale);
+        shm_reader_free(r);
+        shm_writer_close(w);
+
+        /* A copy where none can be written: an error, the old one stays. */
+        ck_assert_int_eq(shm_store_save("/nonexistent-ztna-dir/records", "x", 1), -ENOENT);
+        ck_assert_int_eq(chmod(test_dir, 0555), 0);
+        if (access(test_dir, W_OK) < 0) /* root may write anyway unless capabilities are dropped */
+                ck_assert_int_lt(shm_store_save(copy, "x", 1), 0);
+        ck_assert_int_eq(chmod(test_dir, 0755), 0);
+        ck_assert_uint_eq((size_t) size_of(copy), len);
+}
+END_TEST
+
+START_TEST(test_copy_until_store_returns) {
+        static BasicMap b;
+        static Answer a;
+        char copy[PATH_MAX];
+
+        basic_map_init(&b);
+        path_in_dir(copy, sizeof(copy), "copy");
+        copy_save(&b.map, true, copy);
+        ShmReader *r = reader_with_copy(copy);
+        double t0 = mono_sec();
+        ck_assert_int_eq(lookup_name(r, "win-a", &a), 0);
+        ck_assert(a.stale);
+
+        /* The store appears with another map (Win-A gone). */
+        ShmMap two = b.map;
+        two.peers = &b.peers[1];
+        two.n_peers = N_BASIC_PEERS - 1;
+        ShmWriter *w = writer_open();
+        ck_assert_int_eq(shm_writer_publish(w, &two, true), 0);
+        /* Within the recheck period the reader keeps to the copy (it makes
+         * no syscall to look); a machine too slow to tell is let off. */
+        ck_assert_int_eq(lookup_name(r, "win-a", &a), 0);
+        if (mono_sec() - t0 < (double) SHM_FALLBACK_RECHECK_USEC / 2e6)
+                ck_assert(a.stale && a.cls == SHM_FOUND);
+        recheck_wait();
+        ck_assert_int_eq(lookup_name(r, "win-a", &a), 0);
+        ck_assert(!a.stale);
+        ck_assert_int_eq(a.cls, SHM_NOT_OURS); /* the store's answer */
+        ck_assert_int_eq(class_of(r, "win-a." DOMAIN, NULL), SHM_UNKNOWN);
+
+        /* Forgotten (as after a store that went bad) and missing again:
+         * back on the copy at once. */
+        shm_writer_close(w);
+        ck_assert_int_eq(unlink(store), 0);
+        shm_reader_forget(r);
+        ck_assert_int_eq(lookup_name(r, "win-a", &a), 0);
+        ck_assert(a.stale && a.cls == SHM_FOUND);
+        shm_reader_free(r);
+}
+END_TEST
+
+START_TEST(test_copy_replaced) {
+        static BasicMap b;
+        static Answer a;
+        char copy[PATH_MAX];
+        ShmSnapshot s;
+
+        basic_map_init(&b);
+        path_in_dir(copy, sizeof(copy), "copy");
+        copy_save(&b.map, true, copy);
+        ShmReader *r = reader_with_copy(copy);
+        ck_assert_int_eq(class_of(r, "win-a", "Win-A"), SHM_FOUND);
+
+        /* A newer copy renamed over it is read after the recheck. */
+        ShmMap two = b.map;
+        two.peers = &b.peers[1];
+        two.n_peers = N_BASIC_PEERS - 1;
+        copy_save(&two, true, copy);
+        recheck_wait();
+        ck_assert_int_eq(lookup_name(r, "win-a", &a), 0);
+        ck_assert(a.stale && a.cls == SHM_NOT_OURS);
+
+        /* Made untrusted in place: dropped at the recheck. */
+        ck_assert_int_eq(chmod(copy, 0666), 0);
+        recheck_wait();
+        ck_assert_int_eq(shm_snapshot_begin(r, &s), -ENOENT); /* the store's error */
+        ck_assert_int_eq(chmod(copy, 0644), 0);
+        ck_assert_int_eq(class_of(r, "linux-b", "linux-b"), SHM_FOUND);
+
+        /* Removed: dropped at the recheck, nothing is answered. */
+        ck_assert_int_eq(unlink(copy), 0);
+        recheck_wait();
+        ck_assert_int_eq(shm_snapshot_begin(r, &s), -ENOENT);
+        shm_reader_free(r);
+
+        /* No copy named at all. */
+        ck_assert_int_eq(shm_reader_new_fallback(store, NULL, &r), 0);
+        ck_assert_int_eq(shm_snapshot_begin(r, &s), -ENOENT);
+        shm_reader_free(r);
+}
+END_TEST
+
+/* Every untrusted file of test_hostile_files, as the copy: refused the
+ * same way, and the lookup fails with the store's own error. */
+START_TEST(test_hostile_copy_files) {
+        static BasicMap b;
+        char dir[PATH_MAX], copy[PATH_MAX], other[PATH_MAX];
+        ShmSnapshot s;
+
+        basic_map_init(&b);
+        path_in_dir(dir, sizeof(dir), "cache");
+        ck_assert_int_eq(mkdir(dir, 0755), 0);
+        path_in_dir(copy, sizeof(copy), "cache/records");
+        path_in_dir(other, sizeof(other), "cache/other");
+        copy_save(&b.map, true, copy);
+        bad_file_make(_i, dir, copy, other, "other");
+
+        ShmReader *r = reader_with_copy(copy);
+        for (unsigned n = 0; n < 2; n++) {
+                int e = shm_snapshot_begin(r, &s);
+                int want = bad_files[_i].error == 0 ? 0 : -ENOENT;
+                ck_assert_msg(e == want, "%s: shm_snapshot_begin() = %d, not %d", bad_files[_i].what, e, want);
+                if (e == 0) {
+                        ShmRecordView v;
+                        ck_assert(shm_snapshot_stale(&s));
+                        ck_assert_int_eq(shm_snapshot_lookup_name(&s, "win-a", &v), SHM_FOUND);
+                        ck_assert(shm_snapshot_end(&s));
+                }
+        }
+        shm_reader_free(r);
+        ck_assert_int_eq(chmod(dir, 0755), 0);
+        ck_assert_int_eq(chown(dir, 0, 0), 0);
+}
+END_TEST
+
+/* Bytes of a trusted copy that make no sense: an error, never a fault. */
+START_TEST(test_hostile_copy_bytes) {
+        static BasicMap b;
+        char copy[PATH_MAX];
+        ShmSnapshot s;
+
+        basic_map_init(&b);
+        path_in_dir(copy, sizeof(copy), "copy");
+        copy_save(&b.map, true, copy);
+        int fd = open(copy, O_RDWR | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        size_t len = (size_t) size_of(copy);
+        uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        ck_assert(p != MAP_FAILED);
+        close(fd);
+        ShmWireHeader *h = (ShmWireHeader *) p;
+        ShmReader *r = reader_with_copy(copy);
+
+        switch (_i) {
+        case 0: /* the table runs past its region */
+                h->copy[0].used = (uint32_t) h->region_size[0] + 8;
+                ck_assert_int_eq(shm_snapshot_begin(r, &s), -EBADMSG);
+                break;
+        case 1: /* a region past the end of the file */
+                h->region_off[1] = len;
+                h->region_size[1] = 4096;
+                h->copy[1].used = 8;
+                __atomic_store_n(&h->seq, 1, __ATOMIC_RELEASE);
+                ck_assert_int_eq(shm_snapshot_begin(r, &s), -ENOENT);
+                break;
+        case 2: /* an index slot that points past the entries */
+        {
+                ShmWireSlot *slots = (ShmWireSlot *) (p + h->region_off[0] + h->copy[0].name_idx_off);
+                for (uint32_t i = 0; i < h->copy[0].name_slots; i++)
+                        if (slots[i].entry)
+                                slots[i].entry = UINT32_MAX;
+                ck_assert_int_eq(class_of(r, "win-a", NULL), SHM_NOT_OURS);
+                ck_assert_int_eq(class_of(r, "win-a." DOMAIN, NULL), SHM_UNKNOWN);
+                break;
+        }
+        }
+        shm_reader_free(r);
+        munmap(p, len);
+}
+END_TEST
+
+/* ---- 8. SipHash-1-3 ---- */
 
 /* Known answers from an independent implementation: CPython 3.11 hashes
  * bytes with SipHash-1-3 (sys.hash_info.algorithm == 'siphash13'). With
@@ -2121,6 +2406,16 @@ int main(void) {
         tcase_add_loop_test(tc, test_hostile_bytes, 0, ELEMENTSOF(hostile));
         tcase_add_test(tc, test_hostile_one_copy);
         tcase_add_loop_test(tc, test_hostile_files, 0, N_BAD_FILES);
+        tcase_add_loop_test(tc, test_hostile_copy_files, 0, N_BAD_FILES);
+        tcase_add_loop_test(tc, test_hostile_copy_bytes, 0, 3);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("persisted copy");
+        tcase_add_checked_fixture(tc, dir_setup, dir_teardown);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_copy_roundtrip);
+        tcase_add_test(tc, test_copy_until_store_returns);
+        tcase_add_test(tc, test_copy_replaced);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("siphash");

@@ -6,7 +6,6 @@
  * other copy level; see the contract in shm-format.h.
  */
 #include <assert.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -92,26 +91,6 @@ static void adopt_existing(ShmWriter *w) {
         __atomic_store_n(&header(w)->retired, 0, __ATOMIC_RELEASE); /* readers may keep it again */
 }
 
-/* A writer killed while growing the store leaves its "<path>.XXXXXX"
- * (mkostemp) behind; on tmpfs that is memory. Only the lock holder may make
- * them, so under the lock every such name is a leftover. */
-static void remove_leftovers(const char *path) {
-        const char *slash = strrchr(path, '/');
-        _cleanup_free_ char *dir = slash ? strndup(path, slash == path ? 1 : (size_t) (slash - path)) : strdup(".");
-        const char *base = slash ? slash + 1 : path;
-        size_t bl = strlen(base);
-        if (!dir)
-                return;
-        DIR *d = opendir(dir);
-        if (!d)
-                return;
-        for (struct dirent *de; (de = readdir(d));)
-                if (strlen(de->d_name) == bl + 7 && strncmp(de->d_name, base, bl) == 0 && de->d_name[bl] == '.' &&
-                    strspn(de->d_name + bl + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") == 6)
-                        (void) unlinkat(dirfd(d), de->d_name, 0);
-        closedir(d);
-}
-
 int shm_writer_open(const char *path, ShmWriter **ret) {
         _cleanup_free_ char *lock_path = NULL;
         if (asprintf(&lock_path, "%s.lock", path) < 0)
@@ -133,7 +112,10 @@ int shm_writer_open(const char *path, ShmWriter **ret) {
                 shm_writer_close(w);
                 return e;
         }
-        remove_leftovers(path);
+        /* A writer killed while growing the store leaves its "<path>.XXXXXX"
+         * (mkostemp) behind; on tmpfs that is memory. Only the lock holder
+         * may make them, so under the lock every such name is a leftover. */
+        shm_store_remove_leftovers(path);
         adopt_existing(w);
         *ret = w;
         return 0;
@@ -545,4 +527,39 @@ uint64_t shm_writer_generation(const ShmWriter *w) {
 
 uint64_t shm_writer_file_size(const ShmWriter *w) {
         return w->map_len;
+}
+
+int shm_writer_export(const ShmWriter *w, void **ret, size_t *ret_len) {
+        if (!w->map)
+                return -ENODATA;
+        /* The copy readers use is complete: only this writer changes the
+         * store, and not while this runs. */
+        const ShmWireHeader *h = header(w);
+        unsigned cur = h->seq & 1;
+        const ShmWireCopy *c = &h->copy[cur];
+        if (c->used > h->region_size[cur])
+                return -EBADMSG; /* an adopted store not yet republished */
+        uint64_t used = ALIGN_TO((uint64_t) c->used, 8);
+        size_t len = (size_t) SHM_HEADER_SIZE + (size_t) used;
+
+        uint8_t *p = calloc(1, len);
+        if (!p)
+                return -ENOMEM;
+        ShmWireHeader *o = (ShmWireHeader *) p;
+        o->magic = SHM_MAGIC;
+        o->version = SHM_VERSION;
+        o->header_size = SHM_HEADER_SIZE;
+        o->file_size = len;
+        o->heartbeat_usec = h->heartbeat_usec;
+        o->writer_pid = h->writer_pid;
+        /* One region that both copies name: seq stays 0, nothing rewrites it. */
+        for (unsigned i = 0; i < 2; i++) {
+                o->region_off[i] = SHM_HEADER_SIZE;
+                o->region_size[i] = used;
+                o->copy[i] = *c;
+        }
+        memcpy(p + SHM_HEADER_SIZE, region(w, cur), c->used);
+        *ret = p;
+        *ret_len = len;
+        return 0;
 }

@@ -8,6 +8,10 @@
  *   odd:  the rest is a list of (uint32 offset, uint8 value) patches
  *         applied to a valid store, to reach deep into descriptors,
  *         indexes and records.
+ * Its second bit picks the file: clear, the store itself; set, the
+ * persisted copy (docs/store-fallback.md) with the store missing, so the
+ * reader takes the copy's path (one region named twice) and the patches
+ * start from a copy ztnad would save.
  * Whatever the bytes, every call must return without a fault or a hang.
  */
 #include <arpa/inet.h>
@@ -39,9 +43,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char store_path[256];
+static char copy_path[256];
+static char missing_path[256];
 static char tmp_path[256];
-static uint8_t *valid;
-static size_t valid_len;
+static uint8_t *valid, *valid_copy;
+static size_t valid_len, valid_copy_len;
 
 static void publish_valid(void) {
         static const char *names[] = { "Win-A", "Linux-C", "v4only", "v6only", "empty" };
@@ -68,8 +74,11 @@ static void publish_valid(void) {
         ShmMap map = { .domain = "yourorg.zt.net", .n_ranges = 2, .ranges = ranges, .n_peers = 5, .peers = peers,
                        .n_blocked = 2, .blocked = blocked };
 
-        if (shm_writer_open(store_path, &w) < 0 || shm_writer_publish(w, &map, true) < 0)
+        void *img;
+        if (shm_writer_open(store_path, &w) < 0 || shm_writer_publish(w, &map, true) < 0 ||
+            shm_writer_export(w, &img, &valid_copy_len) < 0)
                 abort();
+        valid_copy = img;
         shm_writer_close(w);
 
         FILE *f = fopen(store_path, "rb");
@@ -90,15 +99,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         if (!mkdtemp(dir) || chmod(dir, 0755) < 0)
                 abort();
         snprintf(store_path, sizeof(store_path), "%s/records", dir);
+        snprintf(copy_path, sizeof(copy_path), "%s/copy", dir);
+        snprintf(missing_path, sizeof(missing_path), "%s/missing", dir);
         snprintf(tmp_path, sizeof(tmp_path), "%s/records.new", dir);
-        setenv(SHM_ENV_PATH, store_path, 1);
+        setenv(SHM_ENV_FALLBACK, copy_path, 1);
         publish_valid();
         return 0;
 }
 
-static void write_store(const uint8_t *p, size_t n) {
+static void write_store(const char *path, const uint8_t *p, size_t n) {
         int fd = open(tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0 || (n && write(fd, p, n) != (ssize_t) n) || close(fd) < 0 || rename(tmp_path, store_path) < 0)
+        if (fd < 0 || (n && write(fd, p, n) != (ssize_t) n) || close(fd) < 0 || rename(tmp_path, path) < 0)
                 abort();
 }
 
@@ -136,6 +147,12 @@ static void query_all(void) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (size < 1)
                 return 0;
+        bool copy = data[0] & 2;
+        const char *path = copy ? copy_path : store_path;
+        const uint8_t *base = copy ? valid_copy : valid;
+        size_t base_len = copy ? valid_copy_len : valid_len;
+        /* The copy is read only while the store is missing. */
+        setenv(SHM_ENV_PATH, copy ? missing_path : store_path, 1);
         if (!(data[0] & 1)) {
                 size_t n = size - 1 < SHM_HEADER_SIZE ? SHM_HEADER_SIZE : size - 1;
                 uint8_t *p = calloc(1, n);
@@ -147,25 +164,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 h->version = SHM_VERSION;
                 h->header_size = SHM_HEADER_SIZE;
                 h->file_size = n;
-                write_store(p, n);
+                write_store(path, p, n);
                 free(p);
         } else {
-                uint8_t *p = malloc(valid_len);
+                uint8_t *p = malloc(base_len);
                 if (!p)
                         abort();
-                memcpy(p, valid, valid_len);
+                memcpy(p, base, base_len);
                 for (size_t i = 1; i + 5 <= size; i += 5) {
                         uint32_t off;
                         memcpy(&off, data + i, 4);
                         /* Most patches aim at the header and the small
                          * sections at the start of each region. */
-                        off %= (off & 0x80000000u) ? (uint32_t) valid_len : 2 * SHM_HEADER_SIZE;
+                        off %= (off & 0x80000000u) ? (uint32_t) base_len : 2 * SHM_HEADER_SIZE;
                         if (off >= SHM_HEADER_SIZE && (data[i] & 1))
                                 off = SHM_HEADER_SIZE + (off - SHM_HEADER_SIZE) % 512;
-                        if (off < valid_len)
+                        if (off < base_len)
                                 p[off] = data[i + 4];
                 }
-                write_store(p, valid_len);
+                write_store(path, p, base_len);
                 free(p);
         }
         shm_reader_forget(shm_reader_default());
