@@ -11,6 +11,13 @@
  * snapshot, computes the size it needs, fails with ERANGE before writing a
  * byte, fills the caller's buffer, and keeps the answer only if the snapshot
  * was consistent (else it reads again).
+ *
+ * Without a store (nothing published since the boot, ztnad broken) the
+ * reader answers from the persisted copy and marks the snapshot stale:
+ * peers in it resolve, with a short TTL; an unknown name under the tailnet
+ * domain or address in its ranges is TRYAGAIN, not NOTFOUND, as the copy
+ * may predate the peer (docs/store-fallback.md). Nothing in the domain or
+ * the ranges is ever UNAVAIL then, so `[!UNAVAIL=return]` keeps it from DNS.
  */
 #include <assert.h>
 #include <errno.h>
@@ -112,16 +119,23 @@ static void fqdn_write(char *p, const ShmSnapshot *s, const ShmRecordView *v) {
         p[v->name_len + 1 + s->domain_len] = '\0';
 }
 
-static Outcome classify(ShmClass c, bool down, size_t n_addrs) {
+static Outcome classify(ShmClass c, const ShmSnapshot *s, size_t n_addrs) {
         if (c == SHM_NOT_OURS)
                 return OUT_NOT_OURS;
         if (c == SHM_BLOCKED)
                 return OUT_NOT_FOUND; /* authoritative: never on to DNS */
-        if (down)
+        if (shm_snapshot_down(s))
                 return OUT_DOWN;
         if (c == SHM_UNKNOWN)
-                return OUT_NOT_FOUND;
+                /* A stale copy cannot say a peer does not exist. */
+                return shm_snapshot_stale(s) ? OUT_DOWN : OUT_NOT_FOUND;
         return n_addrs > 0 ? OUT_SUCCESS : OUT_NO_DATA;
+}
+
+static int32_t answer_ttl(const ShmSnapshot *s, uint32_t ttl) {
+        if (shm_snapshot_stale(s) && ttl > SHM_STALE_TTL_MAX)
+                ttl = SHM_STALE_TTL_MAX;
+        return (int32_t) (ttl > INT32_MAX ? INT32_MAX : ttl);
 }
 
 NSS_ENTRY(gethostbyname4_r)(const char *name, struct gaih_addrtuple **pat, char *buffer, size_t buflen, int *errnop,
@@ -138,7 +152,7 @@ NSS_ENTRY(gethostbyname4_r)(const char *name, struct gaih_addrtuple **pat, char 
 
                 ShmClass c = shm_snapshot_lookup_name(&s, name, &v);
                 size_t n = c == SHM_FOUND ? v.n_v4 + v.n_v6 : 0;
-                Outcome o = classify(c, shm_snapshot_down(&s), n);
+                Outcome o = classify(c, &s, n);
                 if (o == OUT_SUCCESS) {
                         size_t pad = align_pad(buffer, alignof(struct gaih_addrtuple));
                         size_t nl = fqdn_len(&s, &v);
@@ -166,7 +180,7 @@ NSS_ENTRY(gethostbyname4_r)(const char *name, struct gaih_addrtuple **pat, char 
                                 assert(idx == needed);
                         }
                 }
-                uint32_t ttl = v.ttl;
+                int32_t ttl = answer_ttl(&s, v.ttl);
                 if (!shm_snapshot_end(&s))
                         continue;
 
@@ -178,7 +192,7 @@ NSS_ENTRY(gethostbyname4_r)(const char *name, struct gaih_addrtuple **pat, char 
                         else
                                 *pat = first;
                         if (ttlp)
-                                *ttlp = (int32_t) (ttl > INT32_MAX ? INT32_MAX : ttl);
+                                *ttlp = ttl;
                 }
                 return finish(o, saved_errno, errnop, h_errnop);
         }
@@ -251,7 +265,7 @@ NSS_ENTRY(gethostbyname3_r)(const char *name, int af, struct hostent *result, ch
 
                 ShmClass c = shm_snapshot_lookup_name(&s, name, &v);
                 size_t n = c == SHM_FOUND ? (af == AF_INET ? v.n_v4 : v.n_v6) : 0;
-                Outcome o = classify(c, shm_snapshot_down(&s), n);
+                Outcome o = classify(c, &s, n);
                 if (o == OUT_SUCCESS) {
                         size_t needed = hostent_needed(buffer, fqdn_len(&s, &v), v.name_len, n,
                                                        af == AF_INET ? 4 : 16);
@@ -260,13 +274,13 @@ NSS_ENTRY(gethostbyname3_r)(const char *name, int af, struct hostent *result, ch
                         else
                                 hostent_fill(result, buffer, needed, &s, &v, af, NULL);
                 }
-                uint32_t ttl = v.ttl;
+                int32_t ttl = answer_ttl(&s, v.ttl);
                 if (!shm_snapshot_end(&s))
                         continue;
 
                 if (o == OUT_SUCCESS) {
                         if (ttlp)
-                                *ttlp = (int32_t) (ttl > INT32_MAX ? INT32_MAX : ttl);
+                                *ttlp = ttl;
                         if (canonp)
                                 *canonp = result->h_name;
                 }
@@ -304,7 +318,7 @@ NSS_ENTRY(gethostbyaddr2_r)(const void *addr, socklen_t len, int af, struct host
                         return store_error(e, errnop, h_errnop);
 
                 ShmClass c = shm_snapshot_lookup_addr(&s, af, addr, &v);
-                Outcome o = classify(c, shm_snapshot_down(&s), 1);
+                Outcome o = classify(c, &s, 1);
                 if (o == OUT_SUCCESS) {
                         size_t needed = hostent_needed(buffer, fqdn_len(&s, &v), v.name_len, 1, len);
                         if (buflen < needed)
@@ -312,12 +326,12 @@ NSS_ENTRY(gethostbyaddr2_r)(const void *addr, socklen_t len, int af, struct host
                         else
                                 hostent_fill(result, buffer, needed, &s, &v, af, addr);
                 }
-                uint32_t ttl = v.ttl;
+                int32_t ttl = answer_ttl(&s, v.ttl);
                 if (!shm_snapshot_end(&s))
                         continue;
 
                 if (o == OUT_SUCCESS && ttlp)
-                        *ttlp = (int32_t) (ttl > INT32_MAX ? INT32_MAX : ttl);
+                        *ttlp = ttl;
                 return finish(o, saved_errno, errnop, h_errnop);
         }
         return store_error(-EAGAIN, errnop, h_errnop);

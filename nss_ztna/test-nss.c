@@ -11,6 +11,10 @@
  * cached, so every test runs in a process of its own (Check's fork mode,
  * forced in main()) and points ZTNA_STORE at its store before its first
  * lookup. The parent publishes all stores once, in a private directory.
+ *
+ * The persisted copy: with ZTNA_STORE missing (or untrusted) and
+ * ZTNA_STORE_FALLBACK naming a copy ztnad would save, names and addresses
+ * of the tailnet must never be UNAVAIL; untrusted copies change nothing.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -82,6 +86,8 @@ static ShmPeer peers[N_PEERS];
 static ShmPrefix ranges[2];
 static ShmMap tailnet;
 static char store_dir[PATH_MAX];
+/* Answers come from the persisted copy: TTLs are capped. */
+static bool stale_ttl;
 
 static struct in_addr ip4(const char *text) {
         struct in_addr a;
@@ -174,6 +180,29 @@ static void publish_or_die(const char *name, const ShmMap *map, bool up) {
         }
 }
 
+/* Publishes `map` and saves its persisted copy as `name`, as ztnad does. */
+static void copy_or_die(const char *name, const ShmMap *map, bool up) {
+        char src[PATH_MAX], path[PATH_MAX];
+        ShmWriter *w = NULL;
+        void *img = NULL;
+        size_t len;
+        store_path("copy-source", src, sizeof(src));
+        store_path(name, path, sizeof(path));
+        int r = shm_writer_open(src, &w);
+        if (r >= 0)
+                r = shm_writer_publish(w, map, up);
+        if (r >= 0)
+                r = shm_writer_export(w, &img, &len);
+        if (r >= 0)
+                r = shm_store_save(path, img, len);
+        free(img);
+        shm_writer_close(w);
+        if (r < 0) {
+                errno = -r;
+                die(name);
+        }
+}
+
 static void write_file(const char *name, uint8_t byte, size_t size) {
         char path[PATH_MAX];
         store_path(name, path, sizeof(path));
@@ -245,6 +274,18 @@ static void stores_create(void) {
 
         write_file("garbage", 0xa5, 65536);
         write_file("truncated", 0, 100);
+
+        copy_or_die("copy-good", &tailnet, true);
+        copy_or_die("copy-down", &tailnet, false);
+        copy_or_die("copy-world-writable", &tailnet, true);
+        store_path("copy-world-writable", a, sizeof(a));
+        if (chmod(a, 0666) < 0)
+                die(a);
+        copy_or_die("copy-foreign-owner", &tailnet, true);
+        store_path("copy-foreign-owner", a, sizeof(a));
+        if (chown(a, 4242, 4242) < 0)
+                die(a);
+        copy_or_die("open-dir/copy", &tailnet, true);
 }
 
 static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw) {
@@ -261,6 +302,12 @@ static void use_store(const char *name) {
         char path[PATH_MAX];
         store_path(name, path, sizeof(path));
         ck_assert_int_eq(setenv("ZTNA_STORE", path, 1), 0);
+}
+
+static void use_fallback(const char *name) {
+        char path[PATH_MAX];
+        store_path(name, path, sizeof(path));
+        ck_assert_int_eq(setenv("ZTNA_STORE_FALLBACK", path, 1), 0);
 }
 
 /* ---- calling the module ---- */
@@ -519,7 +566,10 @@ static void peer_fqdn(int peer, char *ret, size_t size) {
 }
 
 static int32_t peer_ttl(int peer) {
-        return peers[peer].ttl > INT32_MAX ? INT32_MAX : (int32_t) peers[peer].ttl;
+        uint32_t ttl = peers[peer].ttl;
+        if (stale_ttl && ttl > SHM_STALE_TTL_MAX)
+                ttl = SHM_STALE_TTL_MAX;
+        return ttl > INT32_MAX ? INT32_MAX : (int32_t) ttl;
 }
 
 static void verify_tuples(const Query *q, unsigned flags, const Call *c, const Buf *b, int peer) {
@@ -950,6 +1000,101 @@ START_TEST(test_store_corrupt) {
 }
 END_TEST
 
+/* ---- the persisted copy ---- */
+
+START_TEST(test_fallback_found) {
+        use_store("missing");
+        use_fallback("copy-good");
+        stale_ttl = true;
+        /* Peers in the copy resolve, as stale answers with short TTLs. */
+        expect_name("Win-A", P_WIN_A, FOUND, FOUND, FOUND);
+        expect_name("win-a.yourorg.zt.net.", P_WIN_A, FOUND, FOUND, FOUND);
+        expect_name("Linux-B", P_LINUX_B, FOUND, FOUND, NO_ADDR);
+        expect_name("Mac-C.YOURORG.zt.net", P_MAC_C, FOUND, NO_ADDR, FOUND);
+        expect_name(long_name, P_LONG, FOUND, FOUND, NO_ADDR); /* TTL UINT32_MAX, capped */
+        expect_name_all("Empty-D", NO_ADDR);
+        expect_addr(AF_INET, "100.64.0.1", P_WIN_A, FOUND);
+        expect_addr(AF_INET6, "fd7a:115c:a1e0::1:12b", P_MANY, FOUND);
+
+        /* Unknown in the domain or the ranges: try again (the copy may
+         * predate the peer), never "not ours". */
+        static const char *const unknown[] = { "nobody.yourorg.zt.net", "NOBODY.yourorg.zt.net.", "yourorg.zt.net",
+                                               "a.b.yourorg.zt.net" };
+        for (size_t i = 0; i < ELEMENTSOF(unknown); i++)
+                expect_name_all(unknown[i], DOWN);
+        expect_addr(AF_INET, "100.64.9.9", -1, DOWN);
+        expect_addr(AF_INET6, "fd7a:115c:a1e0::99", -1, DOWN);
+
+        /* Everything else still goes to the next module. */
+        expect_name_all("nobody", NOT_OURS);
+        expect_name_all("example.com", NOT_OURS);
+        expect_name_all("notyourorg.zt.net", NOT_OURS);
+        expect_addr(AF_INET, "8.8.8.8", -1, NOT_OURS);
+        expect_addr(AF_INET6, "2001:db8::1", -1, NOT_OURS);
+
+        /* `getent hosts` lists the copy. */
+        expect_enum_first(FOUND);
+}
+END_TEST
+
+START_TEST(test_fallback_store_untrusted) {
+        /* A store that cannot be trusted is no current store either. */
+        use_store("world-writable");
+        use_fallback("copy-good");
+        stale_ttl = true;
+        expect_name("Win-A", P_WIN_A, FOUND, FOUND, FOUND);
+        expect_name_all("nobody.yourorg.zt.net", DOWN);
+}
+END_TEST
+
+START_TEST(test_fallback_store_wins) {
+        /* With a store, the copy is never read: not down, TTLs whole. */
+        use_store("good");
+        use_fallback("copy-down");
+        expect_name("Win-A", P_WIN_A, FOUND, FOUND, FOUND);
+        expect_name_all("nobody.yourorg.zt.net", UNKNOWN);
+}
+END_TEST
+
+START_TEST(test_fallback_down) {
+        use_store("missing");
+        use_fallback("copy-down");
+        static const char *const names[] = { "Win-A", "win-a.yourorg.zt.net", "nobody.yourorg.zt.net" };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                expect_name_all(names[i], DOWN);
+        expect_addr(AF_INET, "100.64.0.1", -1, DOWN);
+        expect_addr(AF_INET, "100.64.9.9", -1, DOWN);
+        expect_name_all("example.com", NOT_OURS);
+        expect_enum_first(UNKNOWN);
+}
+END_TEST
+
+START_TEST(test_fallback_untrusted) {
+        /* An untrusted or corrupt copy is not read: the old behaviour, the
+         * store's own error (docs/store-fallback.md says why). */
+        static const char *const bad[] = { "copy-world-writable", "copy-foreign-owner", "open-dir/copy", "garbage",
+                                           "truncated", "missing-copy" };
+        use_store("missing");
+        for (size_t i = 0; i < ELEMENTSOF(untrusted_stores); i++) {
+                use_fallback(untrusted_stores[i]);
+                expect_unusable(MISSING);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                use_fallback(bad[i]);
+                expect_unusable(MISSING);
+        }
+        /* Empty or relative: no copy. */
+        ck_assert_int_eq(setenv("ZTNA_STORE_FALLBACK", "", 1), 0);
+        expect_unusable(MISSING);
+        ck_assert_int_eq(setenv("ZTNA_STORE_FALLBACK", "copy-good", 1), 0);
+        expect_unusable(MISSING);
+        /* The same process, given a trusted copy, answers. */
+        use_fallback("copy-good");
+        stale_ttl = true;
+        expect_name("Win-A", P_WIN_A, FOUND, FOUND, FOUND);
+}
+END_TEST
+
 START_TEST(test_erange_name) {
         use_store("good");
         Query q;
@@ -1245,6 +1390,8 @@ static Suite *nss_suite(void) {
                              test_found_many_addresses, test_found_reverse } },
                 { "not found", { test_unknown_in_tailnet, test_not_ours, test_down } },
                 { "store", { test_store_missing, test_store_untrusted, test_store_corrupt, test_store_updates } },
+                { "persisted copy", { test_fallback_found, test_fallback_store_untrusted, test_fallback_store_wins,
+                                      test_fallback_down, test_fallback_untrusted } },
                 { "buffer sizes", { test_erange_name, test_erange_addr } },
                 { "buffer sizes, many addresses", { test_erange_many } },
                 { "enumeration", { test_enumerate, test_enumerate_interleaved, test_enumerate_erange } },
