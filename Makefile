@@ -22,7 +22,7 @@ SHM_SRC := shm/siphash.c shm/reader.c shm/writer.c shm/persist.c
 NSS_SRC := nss_ztna/nss-ztna.c
 ZTNAD_SRC := ztnad/ztnad.c ztnad/daemon.c ztnad/dns.c ztnad/peers.c ztnad/config.c ztnad/control.c \
 	ztnad/sync.c ztnad/controlplane.c ztnad/stub.c ztnad/stub-tailnet.c ztnad/cache.c ztnad/blocklist.c \
-	ztnad/upstream.c ztnad/upstream-tls.c ztnad/upstream-plain.c ztnad/resolvconf.c ztnad/dns-wire.c
+	ztnad/upstream.c ztnad/upstream-tls.c ztnad/upstream-plain.c ztnad/resolvconf.c ztnad/dns-wire.c ztnad/fallback.c
 ZTNA_SRC := ztnad/ztna.c ztnad/config.c ztnad/controlplane.c
 HEADERS := $(wildcard shm/*.h nss_ztna/*.h ztnad/*.h)
 

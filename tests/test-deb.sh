@@ -212,6 +212,8 @@ in_root ztnad --check-config >"$work/check-config.log" 2>&1 &&
 gid=$(in_root getent group ztna | cut -d: -f3)
 st=$(stat -c '%u:%g %a' "$root/var/lib/ztna" 2>/dev/null || true)
 [ "$st" = "$uid:$gid 750" ] && ok "/var/lib/ztna from tmpfiles.d: $st" || fail "/var/lib/ztna is '$st'"
+st=$(stat -c '%u:%g %a' "$root/var/cache/ztna" 2>/dev/null || true)
+[ "$st" = "$uid:$gid 755" ] && ok "/var/cache/ztna from tmpfiles.d: $st" || fail "/var/cache/ztna is '$st'"
 [ -L "$root/etc/systemd/system/multi-user.target.wants/ztnad.service" ] &&
 	ok "ztnad.service enabled" || fail "ztnad.service not enabled"
 [ ! -e "$root/etc/systemd/system/sockets.target.wants/ztnad.socket" ] &&
@@ -323,6 +325,8 @@ cmp "$work/nsswitch.orig" "$root/etc/nsswitch.conf" &&
 [ ! -e "$root/run/ztna" ] && ok "after remove: /run/ztna is gone" || fail "after remove: /run/ztna left"
 [ -f "$root/etc/ztna/ztnad.conf" ] && ok "after remove: the conffile stays until purge" ||
 	fail "after remove: the conffile is gone"
+[ -d "$root/var/cache/ztna" ] && ok "after remove: the store's copy stays until purge" ||
+	fail "after remove: /var/cache/ztna is gone"
 
 apt_root purge ztnad libnss-ztna && ok "apt purges both" || fail "apt purge"
 cmp "$work/nsswitch.orig" "$root/etc/nsswitch.conf" &&
@@ -336,7 +340,7 @@ while read -r f; do
 	[ -e "$root$f" ] || [ -L "$root$f" ] && left="$left $f"
 done <"$work/files"
 [ -z "$left" ] && ok "no file of the packages left" || fail "left behind:$left"
-for d in /etc/ztna /var/lib/ztna /run/ztna; do
+for d in /etc/ztna /var/lib/ztna /var/cache/ztna /run/ztna; do
 	[ ! -e "$root$d" ] && ok "no $d" || fail "$d left behind"
 done
 left=$(find "$root/etc/systemd" "$root/var/lib/systemd" -name '*ztna*' 2>/dev/null || true)

@@ -205,6 +205,9 @@ else
 fi
 st=$(stat -c '%a %u %g' "$root/var/lib/ztna" 2>/dev/null || true)
 [ "$st" = "750 $uid $gid" ] && ok "/var/lib/ztna is 0750 ztna:ztna" || fail "/var/lib/ztna is '$st', not '750 $uid $gid'"
+st=$(stat -c '%a %u %g' "$root/var/cache/ztna" 2>/dev/null || true)
+[ "$st" = "755 $uid $gid" ] && ok "/var/cache/ztna (the store's copy) is 0755 ztna:ztna" ||
+	fail "/var/cache/ztna is '$st', not '755 $uid $gid'"
 
 # ---- the system call filter lets ztnad run ----
 # expand SET...: the system calls systemd-analyze lists in SET, nested

@@ -120,6 +120,8 @@ static const Key keys[] = {
           .description = "The record store that the NSS module resolves from (on a tmpfs)." },
         { "state_dir", Z, TYPE_PATH, 0, F(state_dir), "/var/lib/ztna",
           .description = "Where the last good peer map is kept for a start without the control plane." },
+        { "store_fallback", Z, TYPE_PATH, KEY_OPTIONAL | KEY_FILE, F(store_fallback), SHM_DEFAULT_FALLBACK_PATH,
+          .description = "A copy of the store on disk for lookups while it is missing; empty: none." },
         { "peers_file", Z, TYPE_PATH, KEY_OPTIONAL | KEY_FILE, F(peers_file), "",
           .description = "A peers JSON file to publish and follow; empty: none." },
         { "offline_peers", Z, TYPE_ENUM, 0, F(offline_peers), "show", .choices = offline_choices,

@@ -88,6 +88,7 @@ typedef struct ZtnadConfig {
         /* [ztnad] */
         char *store;
         char *state_dir;
+        char *store_fallback; /* NULL: no persisted copy of the store */
         char *peers_file; /* NULL: no peers file */
         ConfigOfflinePeers offline_peers;
         char *control_url; /* NULL: no control plane; otherwise https:// */

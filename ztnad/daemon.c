@@ -68,6 +68,31 @@ const char *daemon_store_path(const Daemon *d) {
         return d->store_override ? d->store_override : d->config->store;
 }
 
+const char *daemon_fallback_path(const Daemon *d) {
+        if (d->fallback_override)
+                return d->fallback_override[0] ? d->fallback_override : NULL;
+        const char *p = d->config->store_fallback;
+        /* The default copy belongs to the default store: a daemon that
+         * publishes elsewhere (--store, a test's `store =`) must not replace
+         * the copy that the machine's lookups fall back on. */
+        if (p && strcmp(p, SHM_DEFAULT_FALLBACK_PATH) == 0 && strcmp(daemon_store_path(d), SHM_DEFAULT_PATH) != 0)
+                return NULL;
+        return p;
+}
+
+void daemon_fallback_start(Daemon *d) {
+        const char *path = daemon_fallback_path(d);
+        if (!path)
+                return;
+        int r = fallback_new(d->event, d->writer, path, &d->fallback);
+        if (r == -EBUSY)
+                daemon_log(SD_WARNING, "the store's copy %s is kept by another ztnad (it holds %s.lock); not saving it",
+                           path, path);
+        else if (r < 0)
+                daemon_log(SD_WARNING, "cannot keep a copy of the store at %s: %s (while the store is missing, tailnet names go to DNS)",
+                           path, strerror(-r));
+}
+
 const char *daemon_peers_path(const Daemon *d) {
         return d->peers_override ? d->peers_override : d->config->peers_file;
 }
@@ -187,6 +212,7 @@ int daemon_apply(Daemon *d, SourceKind kind, const char *data, size_t len, const
         d->published = true;
         d->current = kind;
         d->n_peers = n;
+        fallback_changed(d->fallback);
         daemon_log(SD_NOTICE, "published generation %" PRIu64 ": %zu peers from the %s (%s)",
                    shm_writer_generation(d->writer), n, source_names[kind], origin);
         notify_status(d);
@@ -287,6 +313,7 @@ int daemon_set_state(Daemon *d, bool up) {
                 int r = shm_writer_set_state(d->writer, up);
                 if (r < 0)
                         return r;
+                fallback_changed(d->fallback);
         }
         d->up = up;
         daemon_log(SD_NOTICE, "tailnet marked %s", up ? "up" : "down (tailnet names answer TRY_AGAIN)");
@@ -448,6 +475,7 @@ static int op_status(void *userdata, json_t **ret) {
         json_object_set_new(o, "records", json_integer((json_int_t) d->n_peers));
         json_object_set_new(o, "store", json_string(daemon_store_path(d)));
         json_object_set_new(o, "store_size", json_integer((json_int_t) shm_writer_file_size(d->writer)));
+        json_object_set_new(o, "store_fallback", d->fallback ? fallback_status(d->fallback) : json_null());
         json_object_set_new(o, "published", json_time(d->published_usec));
         json_object_set_new(o, "published_from", d->published ? json_string(source_names[d->current]) : json_null());
         json_object_set_new(o, "offline_peers",

@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "fallback.h"
 #include "shm.h"
 #include "sync.h"
 
@@ -51,9 +52,11 @@ typedef struct Daemon {
         const char *config_path;   /* NULL: the default path */
         const char *peers_override; /* --peers */
         const char *store_override; /* --store */
+        const char *fallback_override; /* --store-fallback; "": none */
         bool example;               /* --example: the built-in tailnet */
 
         ShmWriter *writer;
+        Fallback *fallback; /* NULL: no persisted copy */
         ShmReader *reader; /* the daemon's own view, for list/query */
         bool up;
         bool published;
@@ -84,6 +87,10 @@ __attribute__((format(printf, 2, 3))) void daemon_log(const char *priority, cons
 void daemon_log_priority(int priority, const char *message);
 
 const char *daemon_store_path(const Daemon *d);
+/* Where the persisted copy of the store goes; NULL: nowhere. */
+const char *daemon_fallback_path(const Daemon *d);
+/* Starts saving the persisted copy; a failure is logged, not fatal. */
+void daemon_fallback_start(Daemon *d);
 const char *daemon_peers_path(const Daemon *d);
 
 /* Validates and publishes a whole document from `kind`; on failure the

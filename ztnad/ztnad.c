@@ -117,14 +117,17 @@ static void daemon_reload(Daemon *d) {
                             old->sync_interval_usec != c->sync_interval_usec;
                 bool control = !streq_ptr(old->control_socket, c->control_socket) ||
                                !streq_ptr(old->control_group, c->control_group);
-                if (!streq_ptr(old->store, c->store) || !streq_ptr(old->state_dir, c->state_dir))
-                        daemon_log(SD_WARNING, "store and state_dir changes take effect at the next start");
+                if (!streq_ptr(old->store, c->store) || !streq_ptr(old->state_dir, c->state_dir) ||
+                    !streq_ptr(old->store_fallback, c->store_fallback))
+                        daemon_log(SD_WARNING, "store, state_dir and store_fallback changes take effect at the next start");
                 /* Keep what cannot change under a running daemon. */
-                char *keep_store = c->store, *keep_state = c->state_dir;
+                char *keep_store = c->store, *keep_state = c->state_dir, *keep_fallback = c->store_fallback;
                 c->store = old->store;
                 c->state_dir = old->state_dir;
+                c->store_fallback = old->store_fallback;
                 old->store = keep_store;
                 old->state_dir = keep_state;
+                old->store_fallback = keep_fallback;
                 d->config = TAKE_PTR(c);
                 c = old; /* freed on return */
 
@@ -173,6 +176,8 @@ static void daemon_done(Daemon *d) {
         d->heartbeat = sd_event_source_disable_unref(d->heartbeat);
         d->sync = sync_free(d->sync);
         d->control = control_free(d->control);
+        /* Before the writer goes: a change not yet saved is saved now. */
+        d->fallback = fallback_free(d->fallback);
         d->event = sd_event_unref(d->event);
         /* Releases the lock; the store file stays for the readers. */
         d->writer = shm_writer_close(d->writer);
@@ -192,6 +197,9 @@ static void help(void) {
                "      --check-config print the effective configuration and exit\n"
                "  -p, --peers FILE   peers JSON to publish and watch (overrides peers_file)\n"
                "  -s, --store PATH   record store (overrides store; default " SHM_DEFAULT_PATH ")\n"
+               "      --store-fallback PATH\n"
+               "                     the store's copy on disk (overrides store_fallback;\n"
+               "                     with --store alone: none; \"\": none)\n"
                "      --example      publish the built-in example tailnet\n"
                "  -f, --foreground   run in the foreground (the default and only mode)\n"
                "  -h, --help         show this help\n"
@@ -205,12 +213,13 @@ static void help(void) {
 }
 
 int main(int argc, char **argv) {
-        enum { OPT_VERSION = 0x100, OPT_CHECK, OPT_EXAMPLE };
+        enum { OPT_VERSION = 0x100, OPT_CHECK, OPT_EXAMPLE, OPT_STORE_FALLBACK };
         static const struct option options[] = {
                 { "config", required_argument, NULL, 'c' },
                 { "check-config", no_argument, NULL, OPT_CHECK },
                 { "peers", required_argument, NULL, 'p' },
                 { "store", required_argument, NULL, 's' },
+                { "store-fallback", required_argument, NULL, OPT_STORE_FALLBACK },
                 { "example", no_argument, NULL, OPT_EXAMPLE },
                 { "foreground", no_argument, NULL, 'f' },
                 { "help", no_argument, NULL, 'h' },
@@ -239,6 +248,9 @@ int main(int argc, char **argv) {
                 case 's':
                         d.store_override = optarg;
                         break;
+                case OPT_STORE_FALLBACK:
+                        d.fallback_override = optarg;
+                        break;
                 case OPT_EXAMPLE:
                         d.example = true;
                         break;
@@ -258,8 +270,9 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "ztnad: unexpected argument '%s'. Try 'ztnad --help'.\n", argv[optind]);
                 return EXIT_USAGE;
         }
-        if ((d.store_override && d.store_override[0] != '/') || (d.peers_override && !d.peers_override[0])) {
-                fprintf(stderr, "ztnad: --store needs an absolute path, --peers a file. Try 'ztnad --help'.\n");
+        if ((d.store_override && d.store_override[0] != '/') || (d.peers_override && !d.peers_override[0]) ||
+            (d.fallback_override && d.fallback_override[0] && d.fallback_override[0] != '/')) {
+                fprintf(stderr, "ztnad: --store and --store-fallback need an absolute path, --peers a file. Try 'ztnad --help'.\n");
                 return EXIT_USAGE;
         }
 
@@ -312,6 +325,7 @@ int main(int argc, char **argv) {
         }
         /* A restart keeps the state `ztna down` left in the store. */
         d.up = shm_writer_state_up(d.writer);
+        daemon_fallback_start(&d);
 
         /* The blocklist is loaded before the first publish, which carries
          * it into the store. A stub that cannot bind is logged; names still
