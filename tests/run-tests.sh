@@ -37,6 +37,7 @@ build/test/test-cache
 build/test/test-stub
 build/test/test-upstream-unit
 tests/test-glibc.sh
+tests/test-fallback.sh
 tests/test-daemon.sh
 tests/test-controlplane.sh
 tests/test-control.sh
