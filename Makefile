@@ -281,6 +281,11 @@ deb:
 deb-test: deb
 	bash tests/test-deb.sh
 
+# The packages in a booted Debian 12 container (systemd-nspawn): the
+# parts of tests/test-system.sh that pass today (docs/system-tests.md).
+system-test: deb
+	bash tests/test-system.sh
+
 # The policy module's rules and labels, checked with setools.
 selinux-check: selinux deb
 	bash tests/test-selinux.sh
@@ -288,5 +293,5 @@ selinux-check: selinux deb
 clean:
 	rm -rf $(B)
 
-.PHONY: all check test fuzz bench demo clean install units-check selinux deb deb-test selinux-check
+.PHONY: all check test fuzz bench demo clean install units-check selinux deb deb-test selinux-check system-test
 .DELETE_ON_ERROR:

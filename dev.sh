@@ -4,16 +4,20 @@
 #                    example tailnet through the module (touches nothing in /etc)
 #   sh dev.sh test   install what is needed, build, and run every test
 #                    (unit, real glibc, daemon, DNS, a short fuzz run, the
-#                    Debian packages and the SELinux policy)
+#                    Debian packages, the SELinux policy and the packages
+#                    in a booted Debian 12 container)
 set -eu
 cd "$(dirname "$0")"
 
+# systemd-container: systemd-nspawn for tests/test-system.sh. Installed, like
+# everything here, without recommends: its libnss-mymachines would edit this
+# machine's nsswitch.conf.
 PACKAGES="build-essential pkg-config check libjansson-dev libsystemd-dev liburcu-dev
 libssl-dev libcurl4-openssl-dev clang libclang-rt-14-dev valgrind python3 iproute2 util-linux
 strace groff-base man-db systemd openssl unbound iptables bind9-dnsutils knot-dnsutils
 dpkg-dev debhelper dh-nss lintian fakeroot debootstrap selinux-policy-dev selinux-policy-default
 policycoreutils setools selinux-utils checkpolicy semodule-utils procps
-dnsperf dnsmasq-base"
+dnsperf dnsmasq-base systemd-container"
 
 deps() {
         missing=
@@ -47,6 +51,9 @@ test)
         # then installed, reinstalled and purged in a throwaway Debian root.
         make -s selinux-check
         bash tests/test-deb.sh
+        # The packages in a booted Debian 12 container: real systemd,
+        # resolved, every DNS client, the uplink's DNS watched for leaks.
+        make -s system-test
         ;;
 *)
         echo "usage: sh dev.sh demo|test" >&2

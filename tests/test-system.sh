@@ -1,0 +1,548 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# The system tests: ztna's packages in a booted Debian 12 container (real
+# systemd, D-Bus, systemd-resolved, apt), every client of the host's DNS
+# checked, and the uplink's "public" DNS server and the DoT upstream
+# watched for tailnet names. The bed is tests/container.sh; the parts and
+# what each proves are in docs/system-tests.md.
+#
+#   bash tests/test-system.sh            the parts of SYSTEM_PARTS_DEFAULT
+#   bash tests/test-system.sh PART...    those parts ("all": every part)
+#   CT_KEEP=1 bash tests/test-system.sh PART   keep the overlay and logs
+#
+# Each part boots a container of its own from the cached base (a fresh
+# overlay), so parts do not depend on each other. Prints "ok - ..." /
+# "not ok - ..." per check and exits 1 when any check failed.
+#
+# Needs root, systemd-container, debootstrap, unbound, openssl and the
+# packages of "make deb" in build/deb; the base (build/system-test/) is
+# bootstrapped from the Debian mirror once, runs need no network.
+# Scripts for the container are in single quotes; ct_install_debs without
+# arguments installs the default packages.
+# shellcheck disable=SC2016,SC2119
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 1
+# shellcheck source=tests/container.sh
+. tests/container.sh
+
+# The parts that pass today; "make system-test" and "sh dev.sh test" run
+# these. A part joins the list once the feature it tests is on main.
+SYSTEM_PARTS_DEFAULT="harness"
+SYSTEM_PARTS_ALL="harness resolved resolved-after file resolvconf failclosed broken restart reload"
+
+TAILNET_FQDN=win-a.yourorg.zt.net
+TAILNET_SHORT=win-a
+TAILNET_ADDR=100.64.0.1
+# A match for the peer's address and nothing longer (not 100.64.0.10).
+TAILNET_ADDR_RE='(^|[^0-9.])100\.64\.0\.1([^0-9]|$)'
+# getent hosts prints one address, IPv6 first when the peer has one.
+TAILNET_ANY_RE="$TAILNET_ADDR_RE|(^|[^0-9a-f:])fd7a:115c:a1e0::1([^0-9a-f:]|\$)"
+TAILNET_PTR_RE='win-a\.yourorg\.zt\.net'
+# What the stand-in answers: a tailnet name that got this leaked.
+STANDIN_RE='203\.0\.113\.66|2001:db8::66|standin\.example'
+# The DoT upstream's (unbound's) public test name.
+PUBLIC_NAME=www.example.test
+PUBLIC_DOT_ADDR=192.0.2.1
+
+# ---- client checks ---------------------------------------------------------
+# t_run SECS CMD...: runs CMD in the container, bounded; its output in
+# T_OUT, exit status in T_RC, milliseconds in T_MS.
+t_run() {
+	local secs=$1 t0
+	shift
+	t0=$(date +%s%N)
+	T_RC=0
+	T_OUT=$(ct_timeout "$secs" "$@" 2>&1) || T_RC=$?
+	T_MS=$((($(date +%s%N) - t0) / 1000000))
+	T_OUT=$(printf '%s' "$T_OUT" | tr '\n' ' ' | cut -c1-200)
+}
+
+# t_answer LABEL REGEX CMD...: ok when CMD's output matches REGEX (and
+# holds nothing the stand-in would answer).
+t_answer() {
+	local label=$1 re=$2
+	shift 2
+	t_run 10 "$@"
+	if [ "$T_RC" -eq 124 ]; then
+		not_ok "$label: hung (killed after 10s): $*"
+	elif grep -Eqi -- "$STANDIN_RE" <<<"$T_OUT"; then
+		not_ok "$label: the stand-in's answer: $T_OUT"
+	elif grep -Eqi -- "$re" <<<"$T_OUT"; then
+		ok "$label (${T_MS} ms)"
+	else
+		not_ok "$label: '$T_OUT' (exit $T_RC)"
+	fi
+}
+
+# t_closed LABEL MAX_MS CMD...: fail closed: the tailnet's answer, or a
+# failure within MAX_MS; never the stand-in's answer, never a hang.
+t_closed() {
+	local label=$1 max=$2
+	shift 2
+	t_run 10 "$@"
+	if grep -Eqi -- "$STANDIN_RE" <<<"$T_OUT"; then
+		not_ok "$label: the stand-in's answer: $T_OUT"
+	elif grep -Eqi -- "$TAILNET_ANY_RE|$TAILNET_PTR_RE" <<<"$T_OUT" && [ "$T_RC" -eq 0 ]; then
+		ok "$label: the tailnet's answer (${T_MS} ms)"
+	elif [ "$T_MS" -le "$max" ]; then
+		ok "$label: fails fast (${T_MS} ms, exit $T_RC)"
+	else
+		not_ok "$label: no answer after ${T_MS} ms (at most ${max} ms; exit $T_RC): $T_OUT"
+	fi
+}
+
+PY_GAI='import socket, sys
+print(" ".join(sorted({a[4][0] for a in socket.getaddrinfo(sys.argv[1], None, socket.AF_INET)})))'
+PY_REV='import socket, sys
+print(socket.gethostbyaddr(sys.argv[1])[0])'
+
+t_resolved_active() {
+	ct_exec systemctl is-active -q systemd-resolved.service
+}
+
+# t_clients CHECK LABEL: every client for the FQDN, the short name and the
+# reverse name, through CHECK (t_answer_tailnet or t_closed_tailnet); then
+# no tailnet name may have reached the stand-in or the DoT upstream.
+t_clients() {
+	local how=$1 label=$2
+	ct_logs_mark
+	$how "$label: dig $TAILNET_FQDN" "$TAILNET_ADDR_RE" dig +short +time=2 +tries=1 "$TAILNET_FQDN"
+	$how "$label: dig +search $TAILNET_SHORT" "$TAILNET_ADDR_RE" dig +short +search +time=2 +tries=1 "$TAILNET_SHORT"
+	$how "$label: dig -x $TAILNET_ADDR" "$TAILNET_PTR_RE" dig +short +time=2 +tries=1 -x "$TAILNET_ADDR"
+	if t_resolved_active; then
+		$how "$label: resolvectl query $TAILNET_FQDN" "$TAILNET_ADDR_RE" resolvectl query --legend=no "$TAILNET_FQDN"
+		$how "$label: resolvectl query $TAILNET_SHORT" "$TAILNET_ADDR_RE" resolvectl query --legend=no "$TAILNET_SHORT"
+		$how "$label: resolvectl query $TAILNET_ADDR" "$TAILNET_PTR_RE" resolvectl query --legend=no "$TAILNET_ADDR"
+	fi
+	$how "$label: getent hosts $TAILNET_FQDN" "$TAILNET_ANY_RE" getent hosts "$TAILNET_FQDN"
+	$how "$label: getent ahostsv4 $TAILNET_SHORT" "$TAILNET_ADDR_RE" getent ahostsv4 "$TAILNET_SHORT"
+	$how "$label: getent hosts $TAILNET_ADDR" "$TAILNET_PTR_RE" getent hosts "$TAILNET_ADDR"
+	$how "$label: python getaddrinfo $TAILNET_FQDN" "$TAILNET_ADDR_RE" python3 -c "$PY_GAI" "$TAILNET_FQDN"
+	$how "$label: python getaddrinfo $TAILNET_SHORT" "$TAILNET_ADDR_RE" python3 -c "$PY_GAI" "$TAILNET_SHORT"
+	$how "$label: python gethostbyaddr $TAILNET_ADDR" "$TAILNET_PTR_RE" python3 -c "$PY_REV" "$TAILNET_ADDR"
+	ct_assert_no_leak "$label"
+}
+t_answer_tailnet() {
+	t_answer "$@"
+}
+# Fail fast: 3 s, more than a failed first try and less than a timeout.
+t_closed_tailnet() {
+	local label=$1
+	shift 2
+	t_closed "$label" 3000 "$@"
+}
+
+# t_dns_state: what a restore must give back byte for byte: resolved's
+# global and per-link settings (when it runs), /etc/resolv.conf (its
+# bytes and whether it is a link), resolved's drop-in directories.
+t_dns_state() {
+	ct_sh '
+		echo "resolv.conf: $(readlink /etc/resolv.conf || echo file) $(sha256sum </etc/resolv.conf)"
+		ls -l /etc/systemd/resolved.conf.d /run/systemd/resolved.conf.d 2>/dev/null
+		if systemctl is-active -q systemd-resolved; then
+			for p in DNSEx FallbackDNSEx Domains DNSOverTLS DNSSEC LLMNR MulticastDNS; do
+				echo "Manager.$p: $(busctl get-property org.freedesktop.resolve1 /org/freedesktop/resolve1 \
+					org.freedesktop.resolve1.Manager $p 2>&1)"
+			done
+			for l in host0 ztna0 lo; do
+				for v in dns domain default-route dnsovertls dnssec llmnr mdns; do
+					echo "$l $v: $(resolvectl $v $l 2>&1)"
+				done
+			done
+		else
+			echo "resolved: not running"
+		fi'
+}
+# t_same_state LABEL FILE: the state now equals FILE's.
+t_same_state() {
+	local label=$1 want=$2
+	t_dns_state >"$CT_RUN/state.now"
+	if cmp -s "$want" "$CT_RUN/state.now"; then
+		ok "$label: resolved's settings and /etc/resolv.conf as before"
+	else
+		not_ok "$label: DNS state differs: $(diff "$want" "$CT_RUN/state.now" | grep '^[<>]' | head -6 | tr '\n' ' ')"
+	fi
+}
+
+t_ztnad_active() {
+	local msg
+	if msg=$(ct_wait_active ztnad.service "${2:-20}"); then
+		ok "$1: ztnad.service is active"
+	else
+		not_ok "$1: $msg"
+		ct_journal ztnad.service | tail -15 | sed 's/^/# /'
+		return 1
+	fi
+}
+
+# ---- parts -----------------------------------------------------------------
+# The bed itself: the container boots, the stand-in logs what it is
+# asked (and the leak check can go red), unbound answers DoT over the
+# veth, the packages install offline and ztnad runs under systemd.
+part_harness() {
+	local state
+	state=$(ct_exec systemctl is-system-running)
+	check "harness: the container booted ($state)" grep -Eqx 'running|degraded' <<<"$state"
+	state=$(ct_exec readlink /proc/1/exe)
+	check "harness: PID 1 is systemd ($state)" test "$state" = /usr/lib/systemd/systemd
+	check "harness: $CT_TUN is up with $CT_TUN_ADDR4 and $CT_TUN_ADDR6" \
+		ct_sh "ip -br addr show $CT_TUN | grep -q ' $CT_TUN_ADDR4/10 .*$CT_TUN_ADDR6/48'"
+	check "harness: host0 has $CT_CT_ADDR and the default route (networkd)" \
+		ct_sh "ip -br addr show host0 | grep -q ' $CT_CT_ADDR/24' && ip route show default | grep -q 'via $CT_NS_ADDR dev host0'"
+
+	ct_logs_mark
+	# The stand-in's answer is what t_answer refuses: checked by hand.
+	t_run 10 dig +short +time=2 +tries=1 www.public.test
+	check "harness: dig www.public.test through resolv.conf: the stand-in answers ($T_OUT)" \
+		test "$T_OUT" = "$CT_PUBLIC_ANSWER"
+	check "harness: the stand-in logged www.public.test" grep -qx 'www.public.test' <(ct_standin_log)
+	ct_logs_mark
+	ct_exec dig +short +time=2 +tries=1 "@$CT_NS_ADDR" "$TAILNET_FQDN" >/dev/null
+	ct_exec dig +short +time=2 +tries=1 "@$CT_NS_ADDR" -x "$TAILNET_ADDR" >/dev/null
+	ct_exec dig +short +time=2 +tries=1 "@$CT_NS_ADDR" -x fd7a:115c:a1e0::1 >/dev/null
+	ct_exec dig +short +time=2 +tries=1 "@$CT_NS_ADDR" "$TAILNET_SHORT" >/dev/null
+	local leaks
+	leaks=$(ct_leaks | sort -u | tr '\n' ' ')
+	check "harness: the leak check sees 4 tailnet names asked of the stand-in ($leaks)" \
+		test "$(ct_leaks | grep -c '^standin ')" -eq 4
+
+	ct_copy_in "$CT_RUN/certs/ca.pem" /root/test-ca.pem
+	ct_logs_mark
+	t_answer "harness: unbound answers DNS-over-TLS on $CT_DOT_ADDR:853 (certificate verified)" \
+		"^${PUBLIC_DOT_ADDR//./\\.} *\$" dig +short +time=2 +tries=1 +tls +tls-ca=/root/test-ca.pem \
+		+tls-hostname="$CT_DOT_NAME" -p 853 "@$CT_DOT_ADDR" "$PUBLIC_NAME"
+	check "harness: unbound logged $PUBLIC_NAME" grep -qx "$PUBLIC_NAME" <(ct_dot_log)
+	ct_exec dig +short +time=2 +tries=1 +tls +tls-ca=/root/test-ca.pem +tls-hostname="$CT_DOT_NAME" \
+		-p 853 "@$CT_DOT_ADDR" "$TAILNET_FQDN" >/dev/null
+	check "harness: the leak check sees a tailnet name asked of the DoT upstream" \
+		grep -qx "dot $TAILNET_FQDN" <(ct_leaks)
+
+	# The project's packages under real systemd.
+	ct_ztnad_conf
+	if ct_install_debs; then
+		ok "harness: apt installs ztnad and libnss-ztna offline"
+	else
+		not_ok "harness: apt install of the packages"
+		return
+	fi
+	t_ztnad_active "harness" || return
+	state="$(ct_exec systemctl show -P User ztnad.service) $(ct_exec systemctl show -P ProtectSystem ztnad.service)"
+	state="$state $(ct_sh 'ps -o user= -p "$(systemctl show -P MainPID ztnad.service)"')"
+	check "harness: ztnad runs hardened, as ztna (User, ProtectSystem, process owner: $state)" \
+		test "$state" = "ztna strict ztna"
+	state=$(ct_sh 'stat -c "%U %a" /run/ztna/records')
+	check "harness: ztnad published /run/ztna/records ($state)" test "$state" = "ztna 644"
+	ct_logs_mark
+	t_answer "harness: getent hosts $TAILNET_FQDN from the store" "$TAILNET_ANY_RE" getent hosts "$TAILNET_FQDN"
+	t_answer "harness: getent ahostsv4 $TAILNET_SHORT from the store" "$TAILNET_ADDR_RE" getent ahostsv4 "$TAILNET_SHORT"
+	t_answer "harness: getent hosts $TAILNET_ADDR from the store" "$TAILNET_PTR_RE" getent hosts "$TAILNET_ADDR"
+	t_answer "harness: ztnad's stub answers $TAILNET_FQDN" "$TAILNET_ADDR_RE" \
+		dig +short +time=2 +tries=1 @127.0.0.53 "$TAILNET_FQDN"
+	t_answer "harness: ztnad's stub forwards $PUBLIC_NAME over DoT to unbound" \
+		"^${PUBLIC_DOT_ADDR//./\\.} *\$" dig +short +time=3 +tries=1 @127.0.0.53 "$PUBLIC_NAME"
+	check "harness: unbound got $PUBLIC_NAME from ztnad" grep -qx "$PUBLIC_NAME" <(ct_dot_log)
+	ct_assert_no_leak "harness: ztnad's answers"
+
+	# Packages fetched in advance install offline; resolved takes the
+	# uplink's DNS server from networkd as from a DHCP lease.
+	if ct_resolved_install; then
+		ok "harness: apt installs systemd-resolved offline; it is on the bus"
+			state=$(ct_exec resolvectl dns host0 2>&1)
+		check "harness: resolved has the stand-in as host0's DNS server ($state)" grep -q "$CT_NS_ADDR" <<<"$state"
+		ct_logs_mark
+		ct_exec resolvectl query --legend=no www.public.test >/dev/null 2>&1
+		check "harness: resolvectl query reaches the stand-in" grep -qx 'www.public.test' <(ct_standin_log)
+	else
+		not_ok "harness: apt install systemd-resolved"
+	fi
+
+	# A reboot keeps the overlay and brings the bed back.
+	ct_exec touch /var/lib/ztna-test-mark
+	ct_reboot
+	check "harness: reboot: the container's changes are kept" ct_exec test -e /var/lib/ztna-test-mark
+	check "harness: reboot: $CT_TUN is back" ct_sh "ip -br addr show $CT_TUN | grep -q ' $CT_TUN_ADDR4/10'"
+	t_ztnad_active "harness: reboot"
+	t_answer "harness: reboot: getent hosts $TAILNET_FQDN" "$TAILNET_ANY_RE" getent hosts "$TAILNET_FQDN"
+}
+
+# systemd-resolved installed before ztna, a VPN link (ztna0) configured.
+part_resolved() {
+	ct_resolved_install || { not_ok "resolved: apt install systemd-resolved"; return; }
+	t_dns_state >"$CT_RUN/state.before"
+	ct_ztnad_conf "manage = auto" "link = $CT_TUN"
+	check "resolved: apt installs ztna after resolved" ct_install_debs
+	t_ztnad_active resolved || return
+	t_clients t_answer_tailnet "resolved"
+	t_public resolved
+	ct_reboot
+	t_ztnad_active "resolved: reboot"
+	t_clients t_answer_tailnet "resolved: reboot"
+	# default_route = yes: public names go to ztnad only, out over DoT.
+	ct_ztnad_conf "manage = auto" "link = $CT_TUN" "default_route = yes"
+	ct_exec systemctl reload ztnad.service
+	sleep 1
+	ct_logs_mark
+	t_answer "resolved: default_route = yes: dig $PUBLIC_NAME over DoT" "^${PUBLIC_DOT_ADDR//./\\.} *\$" \
+		dig +short +time=3 +tries=1 "$PUBLIC_NAME"
+	check "resolved: default_route = yes: the stand-in was not asked $PUBLIC_NAME" \
+		sh -c "! tail -n +$((CT_MARK_STANDIN + 1)) '$CT_RUN/standin.log' | grep -q '^$PUBLIC_NAME '"
+	t_clients t_answer_tailnet "resolved: default_route = yes"
+}
+
+# Where a public name goes (reported, not judged: that depends on the mode).
+t_public() {
+	ct_logs_mark
+	t_run 10 dig +short +time=3 +tries=1 "$PUBLIC_NAME"
+	local where=nobody
+	grep -qx "$PUBLIC_NAME" <(ct_dot_log) && where="the DoT upstream"
+	grep -qx "$PUBLIC_NAME" <(ct_standin_log) && where="$where, the stand-in"
+	note "$1: dig $PUBLIC_NAME -> '$T_OUT', asked of: $where"
+}
+
+# systemd-resolved installed after ztna, no VPN link configured.
+part_resolved_after() {
+	ct_ztnad_conf "manage = auto"
+	check "resolved-after: apt installs ztna" ct_install_debs
+	t_ztnad_active resolved-after || return
+	ct_resolved_install || { not_ok "resolved-after: apt install systemd-resolved"; return; }
+	# ztnad has to notice resolved on its own; give it a bounded while.
+	local i
+	for i in $(seq 20); do
+		ct_exec dig +short +time=1 +tries=1 "@127.0.0.53" "$TAILNET_FQDN" 2>/dev/null | grep -Eq "$TAILNET_ADDR_RE" && break
+		sleep 0.5
+	done
+	ct_logs_mark
+	t_clients t_answer_tailnet "resolved-after"
+	t_public resolved-after
+	ct_reboot
+	t_clients t_answer_tailnet "resolved-after: reboot"
+}
+
+# No resolved: ztnad writes /etc/resolv.conf itself (manage = file).
+part_file() {
+	t_dns_state >"$CT_RUN/state.before"
+	ct_ztnad_conf "manage = file"
+	check "file: apt installs ztna" ct_install_debs
+	t_ztnad_active file || return
+	local conf
+	conf=$(ct_read /etc/resolv.conf | grep '^nameserver' | tr '\n' ' ')
+	check "file: /etc/resolv.conf names the stub only ($conf)" test "$conf" = "nameserver 127.0.0.53 "
+	t_clients t_answer_tailnet "file"
+	t_public file
+	# Another program rewrites the file: ztnad puts the stub back.
+	ct_sh "echo 'nameserver $CT_NS_ADDR' >/etc/resolv.conf"
+	local i
+	for i in $(seq 50); do
+		ct_exec grep -q '^nameserver 127.0.0.53' /etc/resolv.conf && break
+		sleep 0.2
+	done
+	check "file: a rewritten /etc/resolv.conf is re-applied within 10s" ct_exec grep -q '^nameserver 127.0.0.53' /etc/resolv.conf
+	ct_reboot
+	t_clients t_answer_tailnet "file: reboot"
+	ct_apt_remove remove ztnad libnss-ztna
+	t_same_state "file: after remove" "$CT_RUN/state.before"
+	ct_apt_remove purge ztnad libnss-ztna
+	t_same_state "file: after purge" "$CT_RUN/state.before"
+}
+
+# Debian's resolvconf: the uplink registers its server as a DHCP client
+# would; ztnad registers the stub.
+t_resolvconf_uplink() {
+	ct_sh "echo 'nameserver $CT_NS_ADDR' | resolvconf -a host0.dhcp"
+}
+part_resolvconf() {
+	ct_apt_install resolvconf || { not_ok "resolvconf: apt install resolvconf"; return; }
+	t_resolvconf_uplink
+	t_dns_state >"$CT_RUN/state.before"
+	ct_ztnad_conf "manage = resolvconf"
+	check "resolvconf: apt installs ztna" ct_install_debs
+	t_ztnad_active resolvconf || return
+	local conf
+	conf=$(ct_read /etc/resolv.conf | grep '^nameserver' | head -1)
+	check "resolvconf: the stub comes first in /etc/resolv.conf ($conf)" test "$conf" = "nameserver 127.0.0.53"
+	t_clients t_answer_tailnet "resolvconf"
+	t_public resolvconf
+	ct_reboot
+	t_resolvconf_uplink
+	t_clients t_answer_tailnet "resolvconf: reboot"
+	ct_apt_remove remove ztnad libnss-ztna
+	t_same_state "resolvconf: after remove" "$CT_RUN/state.before"
+	ct_apt_remove purge ztnad libnss-ztna
+	t_same_state "resolvconf: after purge" "$CT_RUN/state.before"
+}
+
+# Fail closed while installed, restored byte for byte when not.
+part_failclosed() {
+	ct_resolved_install || { not_ok "failclosed: apt install systemd-resolved"; return; }
+	t_dns_state >"$CT_RUN/state.before"
+	ct_ztnad_conf "manage = auto" "link = $CT_TUN"
+	check "failclosed: apt installs ztna" ct_install_debs
+	t_ztnad_active failclosed || return
+	t_clients t_answer_tailnet "failclosed: running"
+	ct_exec systemctl stop ztnad.service
+	t_clients t_closed_tailnet "failclosed: stopped"
+	ct_exec systemctl start ztnad.service
+	t_ztnad_active "failclosed: started again"
+	ct_exec systemctl kill -s KILL ztnad.service
+	t_clients t_closed_tailnet "failclosed: SIGKILL"
+	t_ztnad_active "failclosed: restarted after SIGKILL"
+	# Stopped at boot: the routing stays, names fail closed.
+	ct_exec systemctl disable ztnad.service >/dev/null 2>&1
+	ct_reboot
+	t_clients t_closed_tailnet "failclosed: reboot with ztnad disabled"
+	ct_exec systemctl enable --now ztnad.service >/dev/null 2>&1
+	t_ztnad_active "failclosed: enabled again"
+	# manage = off + reload: everything as before install.
+	ct_ztnad_conf "manage = off" "link = $CT_TUN"
+	ct_exec systemctl reload ztnad.service
+	sleep 1
+	t_same_state "failclosed: manage = off + reload" "$CT_RUN/state.before"
+	ct_ztnad_conf "manage = auto" "link = $CT_TUN"
+	ct_exec systemctl reload ztnad.service
+	sleep 1
+	ct_apt_remove remove ztnad libnss-ztna
+	t_same_state "failclosed: after remove" "$CT_RUN/state.before"
+	ct_logs_mark
+	ct_exec getent hosts "$TAILNET_FQDN" >/dev/null
+	note "failclosed: after remove the tailnet names are the public DNS's again (ztna is gone)"
+	ct_install_debs
+	ct_apt_remove purge ztnad libnss-ztna
+	t_same_state "failclosed: after purge" "$CT_RUN/state.before"
+	ct_reboot
+	t_same_state "failclosed: after purge and a reboot" "$CT_RUN/state.before"
+}
+
+# A broken configuration at boot: the store is never published.
+part_broken() {
+	ct_resolved_install || { not_ok "broken: apt install systemd-resolved"; return; }
+	ct_ztnad_conf "manage = auto" "link = $CT_TUN"
+	check "broken: apt installs ztna" ct_install_debs
+	t_ztnad_active broken || return
+	ct_ztnad_conf "manage = auto" "link = $CT_TUN" "listen = not-an-address"
+	ct_reboot
+	local state
+	state=$(ct_exec systemctl is-active ztnad.service)
+	check "broken: ztnad is not running with the broken configuration ($state)" test "$state" != active
+	check "broken: no store published since boot" ct_exec test ! -e /run/ztna/records
+	t_clients t_closed_tailnet "broken"
+}
+
+# 10 restarts under a stream of stub queries: none lost.
+part_restart() {
+	ct_ztnad_conf
+	check "restart: apt installs ztna" ct_install_debs
+	t_ztnad_active restart || return
+	ct_copy_in tests/system-query-loop.py /root/query-loop.py 0755
+	ct_exec rm -f /root/stop
+	ct_exec python3 /root/query-loop.py 127.0.0.53 53 "$TAILNET_FQDN" 20 1000 /root/stop >"$CT_RUN/loop.out" 2>&1 &
+	local loop=$! i
+	sleep 1
+	for i in $(seq 10); do
+		ct_timeout 30 systemctl restart ztnad.service || not_ok "restart: systemctl restart $i"
+		sleep 0.5
+	done
+	sleep 1
+	ct_exec touch /root/stop
+	local waited=0
+	while kill -0 "$loop" 2>/dev/null && [ $waited -lt 50 ]; do
+		sleep 0.1
+		waited=$((waited + 1))
+	done
+	kill "$loop" 2>/dev/null && not_ok "restart: the query loop did not stop"
+	wait "$loop" 2>/dev/null
+	local counts lost
+	counts=$(head -1 "$CT_RUN/loop.out")
+	lost=$(awk '$1 == "sent" { print $6 }' "$CT_RUN/loop.out")
+	if [ -n "$lost" ] && [ "$lost" -eq 0 ]; then
+		ok "restart: 10 restarts, no stub query lost ($counts)"
+	else
+		not_ok "restart: 10 restarts: ${lost:-?} queries lost ($counts)"
+	fi
+}
+
+# Every [dns] key across SIGHUP: applied, or named as needing a restart.
+part_reload() {
+	ct_ztnad_conf
+	check "reload: apt installs ztna" ct_install_debs
+	t_ztnad_active reload || return
+	local dot="^${PUBLIC_DOT_ADDR//./\\.} *\$"
+	t_answer "reload: $PUBLIC_NAME over DoT" "$dot" dig +short +time=3 +tries=1 @127.0.0.53 "$PUBLIC_NAME"
+	# upstream: a dead one, plaintext fallback on: the stand-in answers.
+	t_reload "upstream = 192.0.2.9:853#$CT_DOT_NAME" "allow_plaintext_fallback = yes" "upstream_timeout = 500ms" \
+		"cache_size = 0"
+	ct_logs_mark
+	t_run 10 dig +short +time=5 +tries=1 @127.0.0.53 fallback.example.test
+	check "reload: upstream dead, allow_plaintext_fallback = yes: plaintext to the stand-in ($T_OUT)" \
+		grep -qx fallback.example.test <(ct_standin_log)
+	# Plaintext fallback off by reload: nothing in plaintext any more.
+	t_reload "upstream = 192.0.2.9:853#$CT_DOT_NAME" "allow_plaintext_fallback = no" "upstream_timeout = 500ms" \
+		"cache_size = 0"
+	ct_logs_mark
+	t_run 10 dig +short +time=5 +tries=1 @127.0.0.53 nofallback.example.test
+	check "reload: allow_plaintext_fallback = no by reload: nothing in plaintext ($T_OUT)" \
+		sh -c "! grep -q nofallback '$CT_RUN/standin.log'"
+	# upstream back: DoT answers again.
+	t_reload "cache_size = 0"
+	t_answer "reload: upstream restored by reload" "$dot" dig +short +time=3 +tries=1 @127.0.0.53 "$PUBLIC_NAME"
+	# cache_size = 0: each query reaches unbound.
+	ct_logs_mark
+	ct_exec dig +short +time=3 +tries=1 @127.0.0.53 "$PUBLIC_NAME" >/dev/null
+	ct_exec dig +short +time=3 +tries=1 @127.0.0.53 "$PUBLIC_NAME" >/dev/null
+	check "reload: cache_size = 0: both queries reached the upstream" \
+		test "$(tail -n +$((CT_MARK_DOT + 1)) "$CT_RUN/unbound.log" | grep -c " $PUBLIC_NAME\. A IN")" -eq 2
+	# blocklist
+	ct_sh "echo blocked.example.test >/etc/ztna/test-blocklist"
+	t_reload "blocklist = /etc/ztna/test-blocklist"
+	t_answer "reload: blocklist applied" 'NXDOMAIN' dig +time=3 +tries=1 @127.0.0.53 blocked.example.test
+	# tls_ca_file: a CA that did not sign unbound's certificate.
+	ct_copy_in "$CT_RUN/certs/selfsigned.pem" /etc/ztna/test-other-ca.pem
+	t_reload "tls_ca_file = /etc/ztna/test-other-ca.pem" "cache_size = 0"
+	t_answer "reload: tls_ca_file applied (unbound no longer trusted)" 'SERVFAIL' \
+		dig +time=5 +tries=1 @127.0.0.53 ca.example.test
+	# spki_pins: a pin unbound's key does not match.
+	t_reload "spki_pins = AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" "cache_size = 0"
+	t_answer "reload: spki_pins applied (pin mismatch)" 'SERVFAIL' dig +time=5 +tries=1 @127.0.0.53 pin.example.test
+	# listen: applied, or the log names it as needing a restart.
+	t_reload "listen = 127.0.0.1:5353"
+	t_run 5 dig +short +time=2 +tries=1 -p 5353 @127.0.0.1 "$TAILNET_FQDN"
+	if grep -Eq "$TAILNET_ADDR_RE" <<<"$T_OUT"; then
+		ok "reload: listen applied"
+	elif ct_journal ztnad.service | tail -5 | grep -q 'listen.*restart'; then
+		ok "reload: listen named as needing a restart"
+	else
+		not_ok "reload: listen neither applied nor named as needing a restart"
+	fi
+}
+
+# t_reload DNS_LINE...: a new configuration and "systemctl reload".
+t_reload() {
+	ct_ztnad_conf "$@"
+	ct_timeout 20 systemctl reload ztnad.service || not_ok "reload: systemctl reload failed"
+	sleep 0.5
+}
+
+# ---- main ------------------------------------------------------------------
+ct_require
+ct_private_mounts "$0" "$@"
+
+parts=${*:-$SYSTEM_PARTS_DEFAULT}
+[ "$parts" = all ] && parts=$SYSTEM_PARTS_ALL
+for p in $parts; do
+	grep -qw -- "$p" <<<"$SYSTEM_PARTS_ALL" || ct_die "no part '$p' (parts: $SYSTEM_PARTS_ALL)"
+done
+ls build/deb/ztnad_*.deb build/deb/libnss-ztna_*.deb >/dev/null 2>&1 ||
+	ct_die "no packages in build/deb: run make deb first"
+
+start=$(date +%s)
+for p in $parts; do
+	echo "=== part $p"
+	t0=$(date +%s)
+	ct_start
+	"part_${p//-/_}"
+	ct_teardown
+	echo "=== part $p: $(($(date +%s) - t0))s"
+done
+echo "system-test: parts $parts in $(($(date +%s) - start))s"
+ct_summary
