@@ -22,7 +22,8 @@ SHM_SRC := shm/siphash.c shm/reader.c shm/writer.c shm/persist.c
 NSS_SRC := nss_ztna/nss-ztna.c
 ZTNAD_SRC := ztnad/ztnad.c ztnad/daemon.c ztnad/dns.c ztnad/peers.c ztnad/config.c ztnad/control.c \
 	ztnad/sync.c ztnad/controlplane.c ztnad/stub.c ztnad/stub-tailnet.c ztnad/cache.c ztnad/blocklist.c \
-	ztnad/upstream.c ztnad/upstream-tls.c ztnad/upstream-plain.c ztnad/resolvconf.c ztnad/dns-wire.c ztnad/fallback.c
+	ztnad/upstream.c ztnad/upstream-tls.c ztnad/upstream-plain.c ztnad/resolvconf.c ztnad/dns-wire.c ztnad/fallback.c \
+	ztnad/dns-state.c ztnad/dns-manager.c
 ZTNA_SRC := ztnad/ztna.c ztnad/config.c ztnad/controlplane.c
 HEADERS := $(wildcard shm/*.h nss_ztna/*.h ztnad/*.h)
 
@@ -230,8 +231,11 @@ install: all
 	$(INSTALL) -m 0755 $(B)/ztna $(DESTDIR)$(bindir)/ztna
 	$(INSTALL) -m 0755 $(B)/ztnad $(DESTDIR)$(sbindir)/ztnad
 	$(INSTALL) -m 0644 $(B)/libnss_ztna.so.2 $(DESTDIR)$(libdir)/libnss_ztna.so.2
-	sed 's|^ExecStart=/usr/sbin/ztnad$$|ExecStart=$(sbindir)/ztnad|' systemd/ztnad.service >$(B)/ztnad.service
-	$(INSTALL) -m 0644 $(B)/ztnad.service systemd/ztnad.socket $(DESTDIR)$(systemdsystemunitdir)/
+	for u in ztnad.service ztnad-dns.service ztnad-dns-check.service; do \
+		sed 's|^\(Exec[A-Za-z]*=[-+]*\)/usr/sbin/ztnad\b|\1$(sbindir)/ztnad|' systemd/$$u >$(B)/$$u || exit 1; \
+	done
+	$(INSTALL) -m 0644 $(B)/ztnad.service $(B)/ztnad-dns.service $(B)/ztnad-dns-check.service \
+		systemd/ztnad.socket systemd/ztnad-dns.path $(DESTDIR)$(systemdsystemunitdir)/
 	$(INSTALL) -m 0644 systemd/ztna.sysusers $(DESTDIR)$(sysusersdir)/ztna.conf
 	$(INSTALL) -m 0644 systemd/ztna.tmpfiles $(DESTDIR)$(tmpfilesdir)/ztna.conf
 	for page in $(MAN_PAGES); do \

@@ -3,7 +3,7 @@
  * libFuzzer target: arbitrary bytes as /run/ztna/dns-state, the file the
  * unprivileged daemon hands to its root helper. A refusal leaves the
  * output alone and says why in printable text; whatever is accepted names
- * only loopback servers resolved takes and formats back to the very same
+ * only loopback servers and formats back to the very same
  * bytes (the parser knows one spelling of everything).
  */
 

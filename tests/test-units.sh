@@ -104,8 +104,11 @@ chmod 0644 "$peers"
 # ---- systemd-analyze verify ----
 verify_dir=$dir/verify
 mkdir "$verify_dir"
-sed "s|^ExecStart=/usr/sbin/ztnad\$|ExecStart=$B/ztnad|" "$UNITS/ztnad.service" >"$verify_dir/ztnad.service"
-cp "$UNITS/ztnad.socket" "$verify_dir/ztnad.socket"
+# Every Exec*= line that runs ztnad (the DNS manager's too), prefixes kept.
+for unit in ztnad.service ztnad-dns.service ztnad-dns-check.service; do
+	sed -E "s#^(Exec[A-Za-z]*=[-+]*)/usr/sbin/ztnad\b#\1$B/ztnad#" "$UNITS/$unit" >"$verify_dir/$unit"
+done
+cp "$UNITS/ztnad.socket" "$UNITS/ztnad-dns.path" "$verify_dir/"
 if grep -qxF "ExecStart=$B/ztnad" "$verify_dir/ztnad.service"; then
 	ok "the verified copy of ztnad.service runs $B/ztnad"
 else
@@ -121,7 +124,7 @@ for page in "$SRC"/man/*.[1-8]; do
 done
 missing=
 # shellcheck disable=SC2013 # Documentation= is a list of words
-for ref in $(sed -n 's/^Documentation=//p' "$UNITS/ztnad.service" "$UNITS/ztnad.socket"); do
+for ref in $(sed -n 's/^Documentation=//p' "$UNITS"/ztnad*.service "$UNITS"/ztnad*.socket "$UNITS"/ztnad*.path); do
 	page=${ref#man:}
 	name=${page%(*}
 	section=${page#*(}
@@ -134,7 +137,7 @@ else
 	man_opt=--man=no
 	skip "Documentation= pages not yet in man/ or no man(1):$missing (verify runs with --man=no)"
 fi
-for unit in ztnad.service ztnad.socket; do
+for unit in ztnad.service ztnad.socket ztnad-dns.service ztnad-dns.path ztnad-dns-check.service; do
 	if out=$(cd "$verify_dir" && MANPATH=$dir/man systemd-analyze verify "$man_opt" "$verify_dir/$unit" 2>&1) &&
 		[ -z "$out" ]; then
 		ok "systemd-analyze verify $unit ($man_opt)"

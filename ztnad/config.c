@@ -101,6 +101,7 @@ typedef struct Key {
 static bool check_org_id(const char *value, char *why, size_t why_size);
 static bool check_group(const char *value, char *why, size_t why_size);
 static bool check_socket_path(const char *value, char *why, size_t why_size);
+static bool check_ifname(const char *value, char *why, size_t why_size);
 
 static const char *const offline_choices[] = {
         [CONFIG_OFFLINE_SHOW] = "show",
@@ -108,6 +109,21 @@ static const char *const offline_choices[] = {
         NULL,
 };
 static_assert(sizeof(ConfigOfflinePeers) == sizeof(int), "enums are stored as int");
+
+static const char *const manage_choices[] = {
+        [CONFIG_MANAGE_AUTO] = "auto",
+        [CONFIG_MANAGE_RESOLVED] = "resolved",
+        [CONFIG_MANAGE_RESOLVCONF] = "resolvconf",
+        [CONFIG_MANAGE_FILE] = "file",
+        [CONFIG_MANAGE_OFF] = "off",
+        NULL,
+};
+static_assert(sizeof(ConfigManage) == sizeof(int), "enums are stored as int");
+static_assert(ELEMENTSOF(manage_choices) == _CONFIG_MANAGE_MAX + 1, "a name for every mode");
+
+const char *config_manage_name(ConfigManage m) {
+        return m >= 0 && m < _CONFIG_MANAGE_MAX ? manage_choices[m] : "?";
+}
 
 #define F(field) offsetof(ZtnadConfig, field)
 #define Z SECTION_ZTNAD
@@ -162,6 +178,12 @@ static const Key keys[] = {
         { "upstream_timeout", D, TYPE_DURATION, 0, F(upstream_timeout_usec), "3s",
           100 * CONFIG_USEC_PER_MSEC, 60 * CONFIG_USEC_PER_SEC,
           .description = "How long to wait for one upstream server before the next, 100ms to 1min." },
+        { "manage", D, TYPE_ENUM, 0, F(manage), "auto", .choices = manage_choices,
+          .description = "Who points the resolver at the stub: auto, resolved, resolvconf, file or off." },
+        { "link", D, TYPE_STRING, KEY_OPTIONAL, F(link), "", .check = check_ifname,
+          .description = "The VPN's network interface for resolved's per-link settings; empty: found." },
+        { "default_route", D, TYPE_BOOL, 0, F(default_route), "no",
+          .description = "With resolved: send every name, not only the tailnet's, to the stub (DoT)." },
 };
 
 #undef F
@@ -362,6 +384,26 @@ static bool check_socket_path(const char *value, char *why, size_t why_size) {
         if (len > SOCKET_PATH_MAX)
                 return why_set(why, why_size, "is %zu bytes long; a socket path is at most %zu", len,
                                SOCKET_PATH_MAX);
+        return true;
+}
+
+/* A network interface's name as the kernel takes it (dev_valid_name()):
+ * 1 to 15 bytes, no '/', ':' or white space, not "." or "..". */
+static bool check_ifname(const char *value, char *why, size_t why_size) {
+        size_t len = strlen(value);
+
+        if (len > CONFIG_IFNAME_MAX)
+                return why_set(why, why_size, "is %zu characters long; an interface name is at most %u", len,
+                               CONFIG_IFNAME_MAX);
+        if (strcmp(value, ".") == 0 || strcmp(value, "..") == 0)
+                return why_set(why, why_size, "is not an interface name");
+        for (size_t i = 0; i < len; i++) {
+                unsigned char c = (unsigned char) value[i];
+
+                if (c <= 0x20 || c >= 0x7f || c == '/' || c == ':')
+                        return why_set(why, why_size,
+                                       "is not an interface name: no '/', ':', spaces or bytes outside printable ASCII");
+        }
         return true;
 }
 

@@ -82,6 +82,19 @@ typedef enum ConfigOfflinePeers {
         CONFIG_OFFLINE_HIDE, /* offline peers are left out of the store */
 } ConfigOfflinePeers;
 
+/* [dns] manage: who tells the host's resolver about the stub (the root
+ * helper, `ztnad --dns-manager`, does the telling; see docs/dns-manager.md). */
+typedef enum ConfigManage {
+        CONFIG_MANAGE_AUTO,       /* resolved if it runs, else resolvconf if installed, else file */
+        CONFIG_MANAGE_RESOLVED,   /* systemd-resolved over D-Bus */
+        CONFIG_MANAGE_RESOLVCONF, /* resolvconf -a lo.ztna */
+        CONFIG_MANAGE_FILE,       /* /etc/resolv.conf written and watched */
+        CONFIG_MANAGE_OFF,        /* nothing; what was set is restored */
+        _CONFIG_MANAGE_MAX,
+} ConfigManage;
+
+#define CONFIG_IFNAME_MAX 15u /* IFNAMSIZ - 1 */
+
 /* The effective configuration. Optional paths and strings that are not set
  * are NULL, never "". Durations are in microseconds. */
 typedef struct ZtnadConfig {
@@ -110,7 +123,13 @@ typedef struct ZtnadConfig {
         uint64_t cache_size; /* bytes; 0: no cache */
         bool serve_stale;
         uint64_t upstream_timeout_usec;
+        ConfigManage manage;
+        char *link;         /* NULL: found (a tun with a tailnet address) */
+        bool default_route; /* resolved: every name to the stub, "~." */
 } ZtnadConfig;
+
+/* "auto", "resolved", ...: the names the file uses. */
+const char *config_manage_name(ConfigManage m);
 
 #define CONFIG_SOURCE_MAX 256
 #define CONFIG_KEY_MAX 64

@@ -120,6 +120,8 @@ static int publish_map(Daemon *d, const PeerMap *m, size_t *ret_n) {
 
         peer_map_to_shm(m, &map);
         snprintf(d->domain, sizeof d->domain, "%s", map.domain);
+        d->n_ranges = map.n_ranges < SHM_RANGES_MAX ? map.n_ranges : SHM_RANGES_MAX;
+        memcpy(d->ranges, map.ranges, d->n_ranges * sizeof *d->ranges);
         map.blocked = (const char *const *) d->blocked;
         map.n_blocked = d->n_blocked;
         if (d->config->offline_peers == CONFIG_OFFLINE_HIDE) {
@@ -216,6 +218,7 @@ int daemon_apply(Daemon *d, SourceKind kind, const char *data, size_t len, const
         daemon_log(SD_NOTICE, "published generation %" PRIu64 ": %zu peers from the %s (%s)",
                    shm_writer_generation(d->writer), n, source_names[kind], origin);
         notify_status(d);
+        daemon_dns_state_write(d);
 
         if (kind != SOURCE_SAVED && kind != SOURCE_EXAMPLE) {
                 r = save_state(d, data, len);

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "control.h"
 #include "fallback.h"
+#include "shm-format.h"
 #include "shm.h"
 #include "sync.h"
 
@@ -63,6 +64,8 @@ typedef struct Daemon {
         SourceKind current; /* where the published map came from */
         size_t n_peers;
         char domain[256]; /* of the published map */
+        ShmPrefix ranges[SHM_RANGES_MAX]; /* of the published map */
+        size_t n_ranges;
         uint64_t published_usec;
 
         Source sources[_SOURCE_MAX];
@@ -117,4 +120,7 @@ int daemon_dns_start(Daemon *d);
 void daemon_dns_stop(Daemon *d);
 int daemon_dns_flush(Daemon *d);
 json_t *daemon_dns_status(const Daemon *d);
+/* Writes what the root DNS manager needs (the stub's bound addresses, the
+ * published domain and ranges) to the DNS state file next to the store. */
+void daemon_dns_state_write(Daemon *d);
 void daemon_blocked_free(Daemon *d);

@@ -41,10 +41,12 @@ bool dns_state_server_usable(const DnsStateServer *s) {
                 return false;
         if (s->family == AF_INET6)
                 return IN6_IS_ADDR_LOOPBACK(&s->addr.in6);
-        if (s->family != AF_INET)
-                return false;
-        uint32_t a = ntohl(s->addr.in.s_addr);
-        return (a >> 24) == 127 && a != 0x7f000035u && a != 0x7f000036u;
+        return s->family == AF_INET && (ntohl(s->addr.in.s_addr) >> 24) == 127;
+}
+
+bool dns_state_server_resolved_ok(const DnsStateServer *s) {
+        uint32_t a = s->family == AF_INET ? ntohl(s->addr.in.s_addr) : 0;
+        return dns_state_server_usable(s) && a != 0x7f000035u && a != 0x7f000036u;
 }
 
 int dns_state_server_text(const DnsStateServer *s, char *buf, size_t size) {
@@ -137,8 +139,7 @@ static int parse_server(const char *v, size_t len, DnsState *st, unsigned line, 
                 return fail(why, why_size, "line %u: the port is not a number from 1 to 65535", line);
         s.port = (uint16_t) port;
         if (!dns_state_server_usable(&s))
-                return fail(why, why_size, "line %u: a server must be loopback, not 127.0.0.53 or 127.0.0.54",
-                            line);
+                return fail(why, why_size, "line %u: a server must be a loopback address", line);
         for (size_t i = 0; i < st->n_servers; i++)
                 if (st->servers[i].family == s.family && st->servers[i].port == s.port &&
                     memcmp(&st->servers[i].addr, &s.addr, s.family == AF_INET ? 4 : 16) == 0)

@@ -20,9 +20,8 @@
  * The first line exactly; then one "KEY VALUE" a line, one space between,
  * every line ending in '\n', no blank lines, no comments, the keys in this
  * order. `server`: the
- * addresses and ports the stub has bound (loopback only, never 127.0.0.53
- * or 127.0.0.54, which resolved refuses: ztnad leaves those out), at most
- * DNS_STATE_SERVERS_MAX. `domain`: the published tailnet domain (absent
+ * addresses and ports the stub has bound (loopback only; the helper picks
+ * what its mode can use), at most DNS_STATE_SERVERS_MAX. `domain`: the published tailnet domain (absent
  * before the first publish). `range`: a tailnet range in canonical form
  * (host bits zero), at most DNS_STATE_RANGES_MAX.
  */
@@ -59,9 +58,12 @@ typedef struct DnsState {
         ShmPrefix ranges[DNS_STATE_RANGES_MAX];
 } DnsState;
 
-/* Whether resolved takes `s` as a DNS server: loopback, not 127.0.0.53 or
- * 127.0.0.54 (systemd 252 refuses those: its own stub listeners). */
+/* Whether `s` may be in the file: a loopback address and a port. */
 bool dns_state_server_usable(const DnsStateServer *s);
+/* Whether resolved takes `s` as a DNS server: usable, and not 127.0.0.53
+ * or 127.0.0.54 (systemd 252 refuses those, its own stub listeners, with
+ * "Invalid DNS server address"). */
+bool dns_state_server_resolved_ok(const DnsStateServer *s);
 
 /* "127.0.0.1:53", "[::1]:53". Returns the length or -ENOBUFS. */
 int dns_state_server_text(const DnsStateServer *s, char *buf, size_t size);

@@ -22,6 +22,8 @@
 #include "blocklist.h"
 #include "cache.h"
 #include "daemon.h"
+#include "dns-manager.h"
+#include "dns-state.h"
 #include "dns-wire.h"
 #include "macro.h"
 #include "resolvconf.h"
@@ -276,6 +278,53 @@ static int upstream_config_build(DaemonDns *dns) {
         return 0;
 }
 
+static bool server_from(const StubAddress *a, DnsStateServer *ret) {
+        DnsStateServer s = { .family = a->sa.ss_family };
+        if (s.family == AF_INET) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *) (const void *) &a->sa;
+                s.addr.in = in->sin_addr;
+                s.port = ntohs(in->sin_port);
+        } else if (s.family == AF_INET6) {
+                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) (const void *) &a->sa;
+                s.addr.in6 = in6->sin6_addr;
+                s.port = ntohs(in6->sin6_port);
+        } else
+                return false;
+        *ret = s;
+        return dns_state_server_usable(&s);
+}
+
+static bool listen_resolved_ok(const StubAddress *a) {
+        DnsStateServer s;
+        return server_from(a, &s) && dns_state_server_resolved_ok(&s);
+}
+
+void daemon_dns_state_write(Daemon *d) {
+        _cleanup_free_ char *path = NULL;
+        const char *store = daemon_store_path(d), *slash = strrchr(store, '/');
+        DnsState st = { 0 };
+        int r;
+
+        if (!d->dns || !d->dns->stub || !slash)
+                return;
+        if (asprintf(&path, "%.*s/" DNS_STATE_FILE_NAME, (int) (slash - store), store) < 0)
+                return;
+        for (size_t i = 0; i < stub_n_addresses(d->dns->stub) && st.n_servers < DNS_STATE_SERVERS_MAX; i++)
+                if (server_from(stub_address(d->dns->stub, i), &st.servers[st.n_servers]))
+                        st.n_servers++;
+        if (d->published) {
+                /* The state file spells the domain in lower case. */
+                for (size_t i = 0; i < DNS_STATE_DOMAIN_MAX && d->domain[i]; i++)
+                        st.domain[i] = ascii_tolower(d->domain[i]);
+                for (size_t i = 0; i < d->n_ranges && i < DNS_STATE_RANGES_MAX; i++)
+                        st.ranges[st.n_ranges++] = d->ranges[i];
+        }
+        r = dns_state_write(path, &st);
+        if (r < 0)
+                daemon_log(SD_WARNING, "cannot write %s: %s (the DNS manager cannot point the resolver at the stub)",
+                           path, strerror(-r));
+}
+
 int daemon_dns_start(Daemon *d) {
         const ZtnadConfig *c = d->config;
         StubAddress listen[CONFIG_LISTEN_MAX];
@@ -307,16 +356,33 @@ int daemon_dns_start(Daemon *d) {
                 return r;
         }
 
+        size_t n_listen = 0;
+        bool resolved_ok = false;
         for (size_t i = 0; i < c->listen.n && i < CONFIG_LISTEN_MAX; i++) {
                 listen[i].sa = c->listen.items[i].sa;
                 listen[i].len = c->listen.items[i].sa_len;
+                resolved_ok = resolved_ok || listen_resolved_ok(&listen[i]);
+                n_listen++;
+        }
+        /* resolved refuses 127.0.0.53 and 127.0.0.54 as servers (its own
+         * stub's addresses): give it 127.0.0.1, on port 53 or the stub's
+         * high port when 53 is taken. */
+        if (!resolved_ok && n_listen < CONFIG_LISTEN_MAX && dns_manager_effective_mode(c) == CONFIG_MANAGE_RESOLVED) {
+                struct sockaddr_in *in = (struct sockaddr_in *) (void *) &listen[n_listen].sa;
+                memset(&listen[n_listen], 0, sizeof listen[n_listen]);
+                in->sin_family = AF_INET;
+                in->sin_port = htons(53);
+                in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+                listen[n_listen].len = sizeof *in;
+                n_listen++;
+                daemon_log(SD_INFO, "DNS manager: also listening on 127.0.0.1 for systemd-resolved");
         }
         n_fds = stub_activated_fds(&fds);
         if (n_fds < 0)
                 n_fds = 0;
         StubConfig sc = {
                 .listen = listen,
-                .n_listen = c->listen.n,
+                .n_listen = n_listen,
                 .fds = fds,
                 .n_fds = (size_t) n_fds,
                 .store_path = daemon_store_path(d),
@@ -337,6 +403,7 @@ int daemon_dns_start(Daemon *d) {
         r = apply_blocklist(dns, bl);
         if (r < 0)
                 return r;
+        daemon_dns_state_write(d);
         r = sd_event_add_time_relative(d->event, &dns->blocklist_timer, CLOCK_MONOTONIC, BLOCKLIST_CHECK_USEC,
                                        USEC_PER_SEC, on_blocklist_timer, dns);
         if (r >= 0 && dns->cache)

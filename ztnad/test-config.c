@@ -208,6 +208,9 @@ START_TEST(test_defaults) {
         ck_assert_uint_eq(c->cache_size, 16u << 20);
         ck_assert(!c->serve_stale);
         ck_assert_uint_eq(c->upstream_timeout_usec, 3 * CONFIG_USEC_PER_SEC);
+        ck_assert_int_eq(c->manage, CONFIG_MANAGE_AUTO);
+        ck_assert_ptr_null(c->link);
+        ck_assert(!c->default_route);
 }
 END_TEST
 
@@ -501,6 +504,14 @@ static const struct {
         { "dns", "listen", "127.0.0.53:53#dns.quad9.net", "a listen address takes no TLS name" },
         { "dns", "listen", "127.0.0.53:53 127.0.0.53:53", "\"127.0.0.53:53\" is listed twice" },
         { "dns", "listen", "[::1]:53 [0::1]:53", "\"[0::1]:53\" is listed twice" },
+        { "dns", "manage", "systemd-resolved", "\"systemd-resolved\" is not one of auto, resolved, resolvconf, file or off" },
+        { "dns", "manage", "", "is not one of auto, resolved" },
+        { "dns", "link", "ztna0123456789ab", "is 16 characters long; an interface name is at most 15" },
+        { "dns", "link", "zt/0", "is not an interface name" },
+        { "dns", "link", "zt:0", "is not an interface name" },
+        { "dns", "link", "\"zt 0\"", "is not an interface name" },
+        { "dns", "link", "..", "is not an interface name" },
+        { "dns", "default_route", "maybe", "\"maybe\" is not a boolean" },
         { "dns", "upstream", "9.9.9.9:853", "has no TLS name" },
         { "dns", "upstream", "9.9.9.9:853#", "the TLS name is empty" },
         { "dns", "upstream", "9.9.9.9:853#dns..quad9.net", "the TLS name has an empty label" },
@@ -583,6 +594,9 @@ static const struct {
         { "dns", "cache_size", "0" },
         { "dns", "serve_stale", "1" },
         { "dns", "upstream_timeout", "1500ms" },
+        { "dns", "manage", "Resolved" },
+        { "dns", "link", "ztna0" },
+        { "dns", "default_route", "yes" },
 };
 
 START_TEST(test_every_key_changes) {
@@ -622,6 +636,9 @@ START_TEST(test_every_key_changes) {
         ck_assert(every->serve_stale);
         ck_assert_uint_eq(every->cache_size, 0);
         ck_assert_uint_eq(every->upstream_timeout_usec, 1500 * CONFIG_USEC_PER_MSEC);
+        ck_assert_int_eq(every->manage, CONFIG_MANAGE_RESOLVED);
+        ck_assert_str_eq(every->link, "ztna0");
+        ck_assert(every->default_route);
         ck_assert_uint_eq(every->listen.n, 2);
         assert_address(&every->listen.items[0], AF_INET, "127.0.0.1", 5353, "");
         assert_address(&every->listen.items[1], AF_INET6, "::1", 53, "");

@@ -80,8 +80,21 @@ START_TEST(test_round_trip) {
         ck_assert_str_eq(back.domain, "");
         ck_assert_uint_eq(back.n_ranges, 0);
 
+        /* 127.0.0.53 is fine in the file (resolv.conf can use it) but
+         * not for resolved, which refuses it. */
+        DnsStateServer s53 = server("127.0.0.53", 53), s54 = server("127.0.0.54", 53), s1 = server("127.0.0.1", 53),
+                       s6 = server("::1", 53), s2 = server("127.0.0.2", 53), out = server("9.9.9.9", 53);
+        ck_assert(dns_state_server_usable(&s53));
+        ck_assert(!dns_state_server_resolved_ok(&s53));
+        ck_assert(!dns_state_server_resolved_ok(&s54));
+        ck_assert(dns_state_server_resolved_ok(&s1));
+        ck_assert(dns_state_server_resolved_ok(&s2));
+        ck_assert(dns_state_server_resolved_ok(&s6));
+        ck_assert(!dns_state_server_usable(&out));
+        ck_assert(!dns_state_server_resolved_ok(&out));
+
         /* What the parser refuses, the writer refuses to write. */
-        st.servers[0] = server("127.0.0.53", 53);
+        st.servers[0] = server("10.0.0.53", 53);
         ck_assert_int_eq(dns_state_format(&st, text, sizeof text), -EINVAL);
         st.servers[0] = server("127.0.0.1", 53);
         st.ranges[0] = prefix("100.64.0.1", 10);
@@ -118,10 +131,10 @@ static const struct {
         { "ztna-dns-state 1\nserver 0:0::1 53\n", "expected 'server ADDRESS PORT'" },
         { "ztna-dns-state 1\nserver [::1] 53\n", "expected 'server ADDRESS PORT'" },
         { "ztna-dns-state 1\nserver localhost 53\n", "expected 'server ADDRESS PORT'" },
-        { "ztna-dns-state 1\nserver 9.9.9.9 53\n", "must be loopback" },
-        { "ztna-dns-state 1\nserver 127.0.0.53 53\n", "must be loopback, not 127.0.0.53" },
-        { "ztna-dns-state 1\nserver 127.0.0.54 53\n", "must be loopback, not 127.0.0.53" },
-        { "ztna-dns-state 1\nserver ::ffff:127.0.0.1 53\n", "must be loopback" },
+        { "ztna-dns-state 1\nserver 9.9.9.9 53\n", "must be a loopback address" },
+        { "ztna-dns-state 1\nserver 128.0.0.1 53\n", "must be a loopback address" },
+        { "ztna-dns-state 1\nserver ::2 53\n", "must be a loopback address" },
+        { "ztna-dns-state 1\nserver ::ffff:127.0.0.1 53\n", "must be a loopback address" },
         { "ztna-dns-state 1\nserver 127.0.0.1 53\nserver 127.0.0.1 53\n", "line 3: the server is listed twice" },
         { "ztna-dns-state 1\nserver 127.0.0.1 1\nserver 127.0.0.1 2\nserver 127.0.0.1 3\nserver 127.0.0.1 4\n"
           "server 127.0.0.1 5\nserver 127.0.0.1 6\nserver 127.0.0.1 7\nserver 127.0.0.1 8\nserver 127.0.0.1 9\n",
@@ -243,7 +256,7 @@ START_TEST(test_files) {
         ck_assert_int_eq(fclose(f), 0);
         ck_assert_int_eq(chmod(path, 0644), 0);
         ck_assert_int_eq(dns_state_read(path, &back, why, sizeof why), -EBADMSG);
-        ck_assert_ptr_nonnull(strstr(why, "must be loopback"));
+        ck_assert_ptr_nonnull(strstr(why, "must be a loopback address"));
 done:
         free(path);
         free(link_path);

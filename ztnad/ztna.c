@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <poll.h>
@@ -672,6 +673,36 @@ static void print_store_text(const json_t *st) {
         printf("file size:  %" JSON_INTEGER_FORMAT " bytes\n", json_integer_value(json_object_get(st, "file_size")));
 }
 
+/* What the root DNS manager last did (ztnad --dns-manager writes it next
+ * to the store): mode, link, servers, domains, state, error. Always an
+ * object, so a reader of --json finds the key. */
+#define DNS_MANAGER_STATUS_MAX 65536
+static json_t *dns_manager_status(const char *store) {
+        const char *slash = strrchr(store, '/');
+        char path[PATH_MAX], *buf = NULL;
+        json_t *o = NULL;
+        size_t len = 0;
+        FILE *f;
+
+        if (slash && snprintf(path, sizeof path, "%.*s/dns-manager.json", (int) (slash - store), store) <
+                             (int) sizeof path &&
+            (f = fopen(path, "re"))) {
+                buf = malloc(DNS_MANAGER_STATUS_MAX);
+                if (buf)
+                        len = fread(buf, 1, DNS_MANAGER_STATUS_MAX, f);
+                fclose(f);
+                if (buf && len < DNS_MANAGER_STATUS_MAX)
+                        o = json_loadb(buf, len, 0, NULL);
+                free(buf);
+        }
+        if (!json_is_object(o)) {
+                json_decref(o);
+                o = json_pack("{s:n, s:n, s:[], s:[], s:s, s:s}", "mode", "link", "servers", "domains", "state",
+                              "unknown", "error", "no report from the DNS manager (ztnad --dns-manager has not run)");
+        }
+        return o;
+}
+
 /* ---- commands ---- */
 
 static int cmd_status(const Args *a) {
@@ -720,6 +751,7 @@ static int cmd_status(const Args *a) {
                                                                     "error", serr));
                 else
                         json_object_set(out, "store", store);
+                json_object_set_new(out, "dns_manager", dns_manager_status(store_display(&sa)));
         }
         /* With --local the store is all there is to report on. */
         if (a->local && sr < 0)
@@ -761,6 +793,8 @@ static int cmd_status(const Args *a) {
                         printf("daemon:     not reachable at %s: %s\n", socket_path(a), derr);
                 if (sr >= 0)
                         print_store_text(store);
+                printf("dns manager:\n");
+                print_object_text(json_object_get(out, "dns_manager"), 2, false);
         }
         if (sr < 0)
                 fprintf(stderr, "ztna: %s\n", serr);

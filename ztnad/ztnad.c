@@ -25,6 +25,7 @@
 #include "config.h"
 #include "control.h"
 #include "daemon.h"
+#include "dns-manager.h"
 #include "macro.h"
 #include "shm-format.h"
 #include "shm.h"
@@ -201,6 +202,8 @@ static void help(void) {
                "                     the store's copy on disk (overrides store_fallback;\n"
                "                     with --store alone: none; \"\": none)\n"
                "      --example      publish the built-in example tailnet\n"
+               "      --dns-manager VERB  as root: point the host's resolver at the stub\n"
+               "                     (apply, reload, hold, stopped, revert, check, status)\n"
                "  -f, --foreground   run in the foreground (the default and only mode)\n"
                "  -h, --help         show this help\n"
                "      --version      show the version\n"
@@ -213,7 +216,7 @@ static void help(void) {
 }
 
 int main(int argc, char **argv) {
-        enum { OPT_VERSION = 0x100, OPT_CHECK, OPT_EXAMPLE, OPT_STORE_FALLBACK };
+        enum { OPT_VERSION = 0x100, OPT_CHECK, OPT_EXAMPLE, OPT_STORE_FALLBACK, OPT_DNS_MANAGER };
         static const struct option options[] = {
                 { "config", required_argument, NULL, 'c' },
                 { "check-config", no_argument, NULL, OPT_CHECK },
@@ -221,6 +224,7 @@ int main(int argc, char **argv) {
                 { "store", required_argument, NULL, 's' },
                 { "store-fallback", required_argument, NULL, OPT_STORE_FALLBACK },
                 { "example", no_argument, NULL, OPT_EXAMPLE },
+                { "dns-manager", required_argument, NULL, OPT_DNS_MANAGER },
                 { "foreground", no_argument, NULL, 'f' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, OPT_VERSION },
@@ -228,6 +232,7 @@ int main(int argc, char **argv) {
         };
         Daemon d = { .up = true };
         bool check = false;
+        const char *dns_manager = NULL;
         ConfigError cerr;
         sigset_t mask;
         int c, r, ret = EXIT_FAILURE;
@@ -254,6 +259,9 @@ int main(int argc, char **argv) {
                 case OPT_EXAMPLE:
                         d.example = true;
                         break;
+                case OPT_DNS_MANAGER:
+                        dns_manager = optarg;
+                        break;
                 case 'f':
                         break;
                 case 'h':
@@ -275,6 +283,9 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "ztnad: --store and --store-fallback need an absolute path, --peers a file. Try 'ztnad --help'.\n");
                 return EXIT_USAGE;
         }
+
+        if (dns_manager)
+                return dns_manager_main(dns_manager, d.config_path);
 
         r = config_load(d.config_path, &d.config, &cerr);
         if (r < 0) {
