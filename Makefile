@@ -197,9 +197,10 @@ $(B)/bench/bench-push: tests/bench-push.c tests/bench-peers.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $<
 
-# The module, and the daemon for its own rows.
+# The module, and the daemon for its own rows; the packages for the rows
+# measured in the booted container (tests/bench-system.sh).
 bench: $(B)/libnss_ztna.so.2 $(B)/bench/bench-nss $(B)/bench/libnss_ztnanoop.so.2 $(B)/bench/bench-gai \
-		$(B)/ztnad $(B)/ztna $(B)/bench/bench-push
+		$(B)/ztnad $(B)/ztna $(B)/bench/bench-push deb
 	sh tests/run-bench.sh
 
 # ---- installation ----
