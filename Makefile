@@ -13,6 +13,9 @@ DAEMON_LIBS := $(shell $(PKG_CONFIG) --libs jansson libsystemd 2>/dev/null || ec
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 ZTNA_LIBS := $(shell $(PKG_CONFIG) --libs jansson 2>/dev/null || echo -ljansson)
 CURL_LIBS := $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
+# The public suffix list (libpsl reading Debian's publicsuffix data): a
+# tailnet domain and a peers document's domain are checked against it.
+PSL_LIBS := $(shell $(PKG_CONFIG) --libs libpsl 2>/dev/null || echo -lpsl)
 
 B := build
 T := build/test
@@ -23,8 +26,8 @@ NSS_SRC := nss_ztna/nss-ztna.c
 ZTNAD_SRC := ztnad/ztnad.c ztnad/daemon.c ztnad/dns.c ztnad/peers.c ztnad/config.c ztnad/control.c \
 	ztnad/sync.c ztnad/controlplane.c ztnad/stub.c ztnad/stub-tailnet.c ztnad/cache.c ztnad/blocklist.c \
 	ztnad/upstream.c ztnad/upstream-tls.c ztnad/upstream-plain.c ztnad/resolvconf.c ztnad/dns-wire.c ztnad/fallback.c \
-	ztnad/dns-state.c ztnad/dns-manager.c
-ZTNA_SRC := ztnad/ztna.c ztnad/config.c ztnad/controlplane.c
+	ztnad/dns-state.c ztnad/dns-manager.c ztnad/public-suffix.c
+ZTNA_SRC := ztnad/ztna.c ztnad/config.c ztnad/controlplane.c ztnad/public-suffix.c
 HEADERS := $(wildcard shm/*.h nss_ztna/*.h ztnad/*.h)
 
 all: $(B)/libnss_ztna.so.2 $(B)/ztnad $(B)/ztna
@@ -55,10 +58,10 @@ $(B)/obj/ztnad/example.o: $(B)/obj/ztnad/example.c
 
 ZTNAD_OBJ := $(ZTNAD_SRC:%.c=$(B)/obj/%.o) $(B)/obj/ztnad/example.o
 $(B)/ztnad: $(ZTNAD_OBJ) $(B)/libshm.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(DAEMON_LIBS) $(CURL_LIBS) $(SSL_LIBS) $(URCU_LIBS) -lpthread
+	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(DAEMON_LIBS) $(CURL_LIBS) $(SSL_LIBS) $(URCU_LIBS) $(PSL_LIBS) -lpthread
 
 $(B)/ztna: $(ZTNA_SRC:%.c=$(B)/obj/%.o) $(B)/libshm.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(ZTNA_LIBS) $(CURL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(ZTNA_LIBS) $(CURL_LIBS) $(PSL_LIBS)
 
 # ---- sanitized test build (never installed, never dlopen'ed by getent) ----
 $(T)/%.o: %.c $(HEADERS)
@@ -74,14 +77,16 @@ $(T)/test-shm: $(T)/shm/test-shm.o $(T)/libshm.a
 $(T)/test-nss: $(T)/nss_ztna/test-nss.o $(T)/nss_ztna/nss-ztna.o $(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) -lpthread
 
-$(T)/test-peers: $(T)/ztnad/test-peers.o $(T)/ztnad/peers.o $(T)/libshm.a
-	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS)
+$(T)/test-peers: $(T)/ztnad/test-peers.o $(T)/ztnad/peers.o $(T)/ztnad/public-suffix.o $(T)/libshm.a
+	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) $(PSL_LIBS)
 
 # Drives the control plane client against tests/cp-server.py.
-$(T)/test-sync: $(T)/ztnad/test-sync.o $(T)/ztnad/sync.o $(T)/ztnad/controlplane.o $(T)/ztnad/peers.o $(T)/libshm.a
-	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(CURL_LIBS)
-$(T)/test-controlplane: $(T)/ztnad/test-controlplane.o $(T)/ztnad/controlplane.o $(T)/ztnad/peers.o $(T)/libshm.a
-	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) $(CURL_LIBS)
+$(T)/test-sync: $(T)/ztnad/test-sync.o $(T)/ztnad/sync.o $(T)/ztnad/controlplane.o $(T)/ztnad/peers.o \
+		$(T)/ztnad/public-suffix.o $(T)/libshm.a
+	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(CURL_LIBS) $(PSL_LIBS)
+$(T)/test-controlplane: $(T)/ztnad/test-controlplane.o $(T)/ztnad/controlplane.o $(T)/ztnad/peers.o \
+		$(T)/ztnad/public-suffix.o $(T)/libshm.a
+	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) $(CURL_LIBS) $(PSL_LIBS)
 
 TEST_BINS := $(T)/test-shm $(T)/test-nss $(T)/test-peers $(T)/test-sync $(T)/test-controlplane
 # C getaddrinfo client for the integration tests (uninstrumented: it loads
@@ -95,16 +100,18 @@ $(B)/publish: tests/publish.c $(B)/libshm.a
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
 # The control socket over real sockets (clients run as nobody: needs root).
-$(T)/test-control: $(T)/ztnad/test-control.o $(T)/ztnad/control.o $(T)/ztnad/peers.o $(T)/libshm.a
-	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) -lpthread
+$(T)/test-control: $(T)/ztnad/test-control.o $(T)/ztnad/control.o $(T)/ztnad/peers.o $(T)/ztnad/public-suffix.o \
+		$(T)/libshm.a
+	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) $(PSL_LIBS) -lpthread
 TEST_BINS += $(T)/test-control
 # A stand-in daemon serving the control socket, for tests/test-control.sh.
-$(T)/control-harness: $(T)/tests/control-harness.o $(T)/ztnad/control.o $(T)/ztnad/peers.o $(T)/libshm.a
-	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS)
+$(T)/control-harness: $(T)/tests/control-harness.o $(T)/ztnad/control.o $(T)/ztnad/peers.o \
+		$(T)/ztnad/public-suffix.o $(T)/libshm.a
+	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(PSL_LIBS)
 TEST_BINS += $(T)/control-harness
 
-$(T)/test-config: $(T)/ztnad/test-config.o $(T)/ztnad/config.o
-	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
+$(T)/test-config: $(T)/ztnad/test-config.o $(T)/ztnad/config.o $(T)/ztnad/public-suffix.o
+	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(PSL_LIBS)
 TEST_BINS += $(T)/test-config
 # The DNS state file ztnad hands its root helper, and the reverse zones.
 $(T)/test-dns-state: $(T)/ztnad/test-dns-state.o $(T)/ztnad/dns-state.o
@@ -151,18 +158,18 @@ FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined 
 $(B)/fuzz/fuzz-store: tests/fuzz-store.c $(SHM_SRC) $(NSS_SRC)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^
-$(B)/fuzz/fuzz-peers: tests/fuzz-peers.c ztnad/peers.c $(SHM_SRC)
+$(B)/fuzz/fuzz-peers: tests/fuzz-peers.c ztnad/peers.c ztnad/public-suffix.c $(SHM_SRC)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(DAEMON_LIBS)
+	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(DAEMON_LIBS) $(PSL_LIBS)
 
 FUZZ_BINS := $(B)/fuzz/fuzz-store $(B)/fuzz/fuzz-peers
 $(B)/fuzz/fuzz-control: tests/fuzz-control.c ztnad/control.c
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(DAEMON_LIBS)
 FUZZ_BINS += $(B)/fuzz/fuzz-control
-$(B)/fuzz/fuzz-config: tests/fuzz-config.c ztnad/config.c
+$(B)/fuzz/fuzz-config: tests/fuzz-config.c ztnad/config.c ztnad/public-suffix.c
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_FLAGS) -o $@ $^
+	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(PSL_LIBS)
 FUZZ_BINS += $(B)/fuzz/fuzz-config
 # Seeded with the hex packets of tests/data/dns, turned into binary files.
 $(B)/fuzz/fuzz-dns: tests/fuzz-dns.c ztnad/dns-wire.c ztnad/dns-wire.h $(wildcard tests/data/dns/*.hex)
