@@ -25,6 +25,7 @@
 
 #include "config.h"
 #include "macro.h"
+#include "public-suffix.h"
 #include "shm-format.h"
 
 /* A value, after its quotes are taken off, is at most this long. config_print
@@ -37,6 +38,7 @@
 #define KEY_NAME_MAX 32u
 static_assert(KEY_NAME_MAX + 3 + 2 * CONFIG_VALUE_MAX + 2 <= CONFIG_LINE_MAX, "a quoted value must fit a line");
 static_assert(KEY_NAME_MAX + 3 + CONFIG_VALUE_MAX + CONFIG_UPSTREAM_MAX <= CONFIG_LINE_MAX, "a list must fit a line");
+static_assert(KEY_NAME_MAX + 3 + CONFIG_VALUE_MAX + CONFIG_RANGES_MAX <= CONFIG_LINE_MAX, "a list must fit a line");
 
 #define ORG_ID_MAX 255u
 #define GROUP_NAME_MAX 32u /* Debian's useradd/groupadd limit */
@@ -75,6 +77,8 @@ typedef enum KeyType {
         TYPE_UPSTREAM, /* ConfigAddresses with TLS names */
         TYPE_PINS,     /* ConfigPins */
         TYPE_PATHS,    /* ConfigPaths */
+        TYPE_DOMAINS,  /* ConfigNames */
+        TYPE_PREFIXES, /* ConfigPrefixes */
         _TYPE_MAX,
 } KeyType;
 
@@ -157,6 +161,11 @@ static const Key keys[] = {
           .description = "The socket of the ztna command and the VPN client's pushes." },
         { "control_group", Z, TYPE_STRING, 0, F(control_group), "ztna", .check = check_group,
           .description = "The group that may make changes over the control socket (root always may)." },
+        { "domains", Z, TYPE_DOMAINS, 0, F(domains), "yourorg.zt.net",
+          .description = "Tailnet domains a peer map may claim, space-separated; others are refused." },
+        { "address_space", Z, TYPE_PREFIXES, 0, F(address_space),
+          "100.64.0.0/10 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 fc00::/7",
+          .description = "Prefixes that every peer address and every range of a map must lie in." },
         { "stub", D, TYPE_BOOL, 0, F(stub), "yes",
           .description = "Whether to serve DNS for names outside the tailnet on the listen addresses." },
         { "listen", D, TYPE_LISTEN, KEY_OPTIONAL, F(listen), "127.0.0.53:53",
@@ -979,6 +988,138 @@ static int parse_paths(const Key *k, const char *value, void *field, char *why, 
         return list_foreach(value, CONFIG_BLOCKLIST_MAX, "files", why, why_size, path_parse_item, &l);
 }
 
+/* One tailnet domain a peers document may claim. Stored in lower case
+ * without the final dot, the form documents are compared in. */
+static int domain_parse_item(const char *item, size_t len, size_t index, void *userdata, char *why,
+                             size_t why_size) {
+        ConfigNames *l = userdata;
+        char q[SHOW_MAX], phrase[WHY_MAX];
+        size_t last;
+        char *name;
+        int r;
+
+        show(q, item, len);
+        if (len > 1 && item[len - 1] == '.')
+                len--;
+        if (!hostname_valid(item, len, phrase, sizeof phrase))
+                return invalid(why, why_size, "%s %s", q, phrase);
+        if (!memchr(item, '.', len))
+                return invalid(why, why_size,
+                               "%s has a single label; it would make a whole top-level domain the tailnet's", q);
+        last = len;
+        while (last > 0 && item[last - 1] != '.')
+                last--;
+        if (strspn(item + last, "0123456789") == len - last)
+                return invalid(why, why_size, "%s ends in an all-numeric label, which reads as an IPv4 address", q);
+        r = public_suffix_check(item, len);
+        if (r < 0)
+                return invalid(why, why_size,
+                               "%s cannot be checked against the public suffix list (%s); is the publicsuffix "
+                               "package installed?",
+                               q, strerror(-r));
+        if (r > 0)
+                return invalid(why, why_size,
+                               "%s is a public suffix (anyone may register names under it), not a domain a "
+                               "tailnet can own",
+                               q);
+        for (size_t i = 0; i < index; i++)
+                if (ascii_equal_n(item, len, l->items[i]))
+                        return invalid(why, why_size, "%s is listed twice", q);
+
+        name = strndup(item, len);
+        if (!name)
+                return -ENOMEM;
+        for (char *c = name; *c; c++)
+                *c = ascii_tolower(*c);
+        l->items[index] = name;
+        l->n = index + 1;
+        return 0;
+}
+
+static int parse_domains(const Key *k, const char *value, void *field, char *why, size_t why_size) {
+        ConfigNames *p = field;
+        size_t n = list_count(value);
+
+        (void) k;
+        if (n == 0)
+                return invalid(why, why_size, "must not be empty (expected the tailnet's domain, e.g. "
+                                              "\"yourorg.zt.net\")");
+        p->items = calloc(n < CONFIG_DOMAINS_MAX ? n : CONFIG_DOMAINS_MAX, sizeof *p->items);
+        if (!p->items)
+                return -ENOMEM;
+        return list_foreach(value, CONFIG_DOMAINS_MAX, "domains", why, why_size, domain_parse_item, p);
+}
+
+static bool prefix_same(const ShmPrefix *a, const ShmPrefix *b) {
+        if (a->family != b->family || a->prefixlen != b->prefixlen)
+                return false;
+        if (a->family == AF_INET)
+                return a->addr.in.s_addr == b->addr.in.s_addr;
+        return memcmp(&a->addr.in6, &b->addr.in6, sizeof a->addr.in6) == 0;
+}
+
+/* "ADDRESS/LENGTH", host bits clear; "0.0.0.0/0" and "::/0" allow every
+ * address of their family, for an operator who means it. */
+static int prefix_parse_item(const char *item, size_t len, size_t index, void *userdata, char *why,
+                             size_t why_size) {
+        ConfigPrefixes *l = userdata;
+        ShmPrefix *p = &l->items[index];
+        const char *slash = memchr(item, '/', len);
+        char q[SHOW_MAX], text[INET6_ADDRSTRLEN];
+        size_t alen, plen;
+        uint64_t prefixlen;
+        const uint8_t *bytes;
+        unsigned max;
+
+        show(q, item, len);
+        if (!slash)
+                return invalid(why, why_size,
+                               "%s has no prefix length; expected ADDRESS/LENGTH, e.g. \"100.64.0.0/10\"", q);
+        alen = (size_t) (slash - item);
+        plen = len - alen - 1;
+        if (!parse_digits(slash + 1, plen, 3, &prefixlen) || (plen > 1 && slash[1] == '0'))
+                return invalid(why, why_size, "%s has a bad prefix length (expected a decimal number)", q);
+        if (alen >= sizeof text)
+                return invalid(why, why_size, "%s is not an IPv4 or IPv6 prefix", q);
+        memcpy(text, item, alen);
+        text[alen] = '\0';
+        *p = (ShmPrefix) {};
+        if (inet_pton(AF_INET, text, &p->addr.in) == 1) {
+                p->family = AF_INET;
+                max = 32;
+                bytes = (const uint8_t *) &p->addr.in;
+        } else if (inet_pton(AF_INET6, text, &p->addr.in6) == 1) {
+                p->family = AF_INET6;
+                max = 128;
+                bytes = p->addr.in6.s6_addr;
+        } else
+                return invalid(why, why_size, "%s is not an IPv4 or IPv6 prefix", q);
+        if (prefixlen > max)
+                return invalid(why, why_size, "%s: prefix length %" PRIu64 " is more than %u", q, prefixlen, max);
+        for (unsigned bit = (unsigned) prefixlen; bit < max; bit++)
+                if (bytes[bit / 8] & (0x80u >> (bit % 8)))
+                        return invalid(why, why_size, "%s has bits set after the first %" PRIu64, q, prefixlen);
+        p->prefixlen = (unsigned) prefixlen;
+        for (size_t i = 0; i < index; i++)
+                if (prefix_same(&l->items[i], p))
+                        return invalid(why, why_size, "%s is listed twice", q);
+        l->n = index + 1;
+        return 0;
+}
+
+static int parse_prefixes(const Key *k, const char *value, void *field, char *why, size_t why_size) {
+        ConfigPrefixes *p = field;
+        size_t n = list_count(value);
+
+        (void) k;
+        if (n == 0)
+                return invalid(why, why_size, "must not be empty (expected prefixes, e.g. \"100.64.0.0/10\")");
+        p->items = calloc(n < CONFIG_RANGES_MAX ? n : CONFIG_RANGES_MAX, sizeof *p->items);
+        if (!p->items)
+                return -ENOMEM;
+        return list_foreach(value, CONFIG_RANGES_MAX, "prefixes", why, why_size, prefix_parse_item, p);
+}
+
 /* A value as config_parse() reads it back: bare when it can be, otherwise in
  * double quotes with '"' and '\' escaped. */
 static void string_print(const char *s, FILE *f) {
@@ -1080,6 +1221,23 @@ static void value_print(const Key *k, const void *field, FILE *f) {
                         fprintf(f, "%s%s", i > 0 ? " " : "", l->items[i]);
                 break;
         }
+        case TYPE_DOMAINS: {
+                const ConfigNames *l = field;
+
+                for (size_t i = 0; i < l->n; i++)
+                        fprintf(f, "%s%s", i > 0 ? " " : "", l->items[i]);
+                break;
+        }
+        case TYPE_PREFIXES: {
+                const ConfigPrefixes *l = field;
+                char text[INET6_ADDRSTRLEN];
+
+                for (size_t i = 0; i < l->n; i++) {
+                        (void) inet_ntop(l->items[i].family, &l->items[i].addr, text, sizeof text);
+                        fprintf(f, "%s%s/%u", i > 0 ? " " : "", text, l->items[i].prefixlen);
+                }
+                break;
+        }
         case _TYPE_MAX:
                 assert(false);
         }
@@ -1097,6 +1255,8 @@ static const ParseFn parsers[_TYPE_MAX] = {
         [TYPE_UPSTREAM] = parse_upstream,
         [TYPE_PINS] = parse_pins,
         [TYPE_PATHS] = parse_paths,
+        [TYPE_DOMAINS] = parse_domains,
+        [TYPE_PREFIXES] = parse_prefixes,
 };
 
 static bool string_equal(const char *a, const char *b) {
@@ -1145,6 +1305,26 @@ static bool value_equal(const Key *k, const void *a, const void *b) {
                                 return false;
                 return true;
         }
+        case TYPE_DOMAINS: {
+                const ConfigNames *x = a, *y = b;
+
+                if (x->n != y->n)
+                        return false;
+                for (size_t i = 0; i < x->n; i++)
+                        if (strcmp(x->items[i], y->items[i]) != 0)
+                                return false;
+                return true;
+        }
+        case TYPE_PREFIXES: {
+                const ConfigPrefixes *x = a, *y = b;
+
+                if (x->n != y->n)
+                        return false;
+                for (size_t i = 0; i < x->n; i++)
+                        if (!prefix_same(&x->items[i], &y->items[i]))
+                                return false;
+                return true;
+        }
         case _TYPE_MAX:
                 break;
         }
@@ -1174,6 +1354,17 @@ static void value_free(const Key *k, void *field) {
                 free(l->items);
                 break;
         }
+        case TYPE_DOMAINS: {
+                ConfigNames *l = field;
+
+                for (size_t i = 0; i < l->n; i++)
+                        free(l->items[i]);
+                free(l->items);
+                break;
+        }
+        case TYPE_PREFIXES:
+                free(((ConfigPrefixes *) field)->items);
+                break;
         case TYPE_DURATION:
         case TYPE_SIZE:
         case TYPE_BOOL:
@@ -1536,6 +1727,13 @@ bool config_equal(const ZtnadConfig *a, const ZtnadConfig *b) {
         return true;
 }
 
+bool config_key_equal(const ZtnadConfig *a, const ZtnadConfig *b, const char *name) {
+        const Key *k = key_find(name);
+
+        assert(k);
+        return value_equal(k, key_field_const(a, k), key_field_const(b, k));
+}
+
 /* Whether a value prints as nothing: an unset optional string, an empty
  * list. */
 static bool value_empty(const Key *k, const void *field) {
@@ -1551,6 +1749,10 @@ static bool value_empty(const Key *k, const void *field) {
                 return ((const ConfigPins *) field)->n == 0;
         case TYPE_PATHS:
                 return ((const ConfigPaths *) field)->n == 0;
+        case TYPE_DOMAINS:
+                return ((const ConfigNames *) field)->n == 0;
+        case TYPE_PREFIXES:
+                return ((const ConfigPrefixes *) field)->n == 0;
         default:
                 return false;
         }

@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 
 #include "macro.h"
+#include "shm.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/ztna/ztnad.conf"
 
@@ -40,6 +41,8 @@
 #define CONFIG_UPSTREAM_MAX 8u
 #define CONFIG_PINS_MAX 16u
 #define CONFIG_BLOCKLIST_MAX 64u
+#define CONFIG_DOMAINS_MAX 16u
+#define CONFIG_RANGES_MAX 32u
 #define CONFIG_TLS_NAME_MAX 253u /* RFC 1035 2.3.4, text form */
 #define CONFIG_SHA256_SIZE 32u
 
@@ -77,6 +80,18 @@ typedef struct ConfigPaths {
         size_t n;
 } ConfigPaths;
 
+/* Domain names, lower case, without a final dot. */
+typedef struct ConfigNames {
+        char **items;
+        size_t n;
+} ConfigNames;
+
+/* Address prefixes, host bits clear. */
+typedef struct ConfigPrefixes {
+        ShmPrefix *items;
+        size_t n;
+} ConfigPrefixes;
+
 typedef enum ConfigOfflinePeers {
         CONFIG_OFFLINE_SHOW, /* offline peers resolve like online ones */
         CONFIG_OFFLINE_HIDE, /* offline peers are left out of the store */
@@ -111,6 +126,11 @@ typedef struct ZtnadConfig {
         uint64_t sync_interval_usec;
         char *control_socket;
         char *control_group;
+        /* What a peers document may claim, whatever its source: one of
+         * these domains (never a public suffix), and addresses and ranges
+         * inside these prefixes. Never empty. */
+        ConfigNames domains;
+        ConfigPrefixes address_space;
 
         /* [dns] */
         bool stub;
@@ -165,6 +185,9 @@ ZtnadConfig *config_free(ZtnadConfig *c); /* NULL-safe, returns NULL */
 
 /* Whether two configurations would make the daemon behave the same. */
 bool config_equal(const ZtnadConfig *a, const ZtnadConfig *b);
+
+/* Whether one key, by its name in the file, has the same value in both. */
+bool config_key_equal(const ZtnadConfig *a, const ZtnadConfig *b, const char *name);
 
 /* Every key as "key = value" under its section header: a file that
  * config_parse() reads back to an equal configuration. */

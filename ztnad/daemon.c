@@ -186,7 +186,16 @@ int daemon_apply(Daemon *d, SourceKind kind, const char *data, size_t len, const
         size_t n = 0;
         int r;
 
-        r = peers_parse(data, len, origin, &m, &perr);
+        PeersPolicy policy = {
+                .domains = (const char *const *) d->config->domains.items,
+                .n_domains = d->config->domains.n,
+                .allowed = d->config->address_space.items,
+                .n_allowed = d->config->address_space.n,
+        };
+
+        /* Every source, the built-in example included: what the
+         * configuration pins holds for every map this machine publishes. */
+        r = peers_parse_policy(data, len, origin, &policy, &m, &perr);
         if (r < 0) {
                 daemon_log(SD_ERR, "%s; %s", perr.message,
                            d->published ? "the last good map stays published" : "nothing published");

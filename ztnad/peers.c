@@ -22,6 +22,7 @@
 
 #include "macro.h"
 #include "peers.h"
+#include "public-suffix.h"
 #include "shm-format.h"
 
 /* Counts and indexes below are kept in uint32_t: the input cap bounds them. */
@@ -82,6 +83,7 @@ typedef struct Where {
 typedef struct Parser {
         const char *source;
         PeersError *err;
+        const PeersPolicy *policy; /* NULL: nothing pinned */
 } Parser;
 
 /* One address as read, with where it was read, for the duplicate checks. */
@@ -317,6 +319,89 @@ static bool label_valid(const char *s, size_t len, char *why, size_t why_size) {
         return true;
 }
 
+/* ---- the policy: what this machine lets a document claim ---- */
+
+#define POLICY_TEXT_MAX 200 /* a list in a message, cut short with "..." */
+
+static bool policy_has_domain(const PeersPolicy *policy, const char *s, size_t len) {
+        for (size_t i = 0; i < policy->n_domains; i++)
+                if (ascii_equal(s, len, policy->domains[i]))
+                        return true;
+        return false;
+}
+
+/* Whether the first `bits` bits of `a` and `b` agree. */
+static bool bits_equal(const uint8_t *a, const uint8_t *b, unsigned bits) {
+        unsigned whole = bits / 8, rest = bits % 8;
+
+        if (memcmp(a, b, whole) != 0)
+                return false;
+        return rest == 0 || ((a[whole] ^ b[whole]) & (uint8_t) (0xff00u >> rest)) == 0;
+}
+
+static const uint8_t *prefix_bytes(const ShmPrefix *p) {
+        return p->family == AF_INET ? (const uint8_t *) &p->addr.in : p->addr.in6.s6_addr;
+}
+
+/* Whether the prefix `family`/`bytes`/`prefixlen` (an address: its full
+ * length) lies inside one of the allowed prefixes. */
+static bool policy_allows(const PeersPolicy *policy, int family, const uint8_t *bytes, unsigned prefixlen) {
+        for (size_t i = 0; i < policy->n_allowed; i++) {
+                const ShmPrefix *a = &policy->allowed[i];
+
+                if (a->family == family && prefixlen >= a->prefixlen &&
+                    bits_equal(prefix_bytes(a), bytes, a->prefixlen))
+                        return true;
+        }
+        return false;
+}
+
+/* `items` joined by spaces into `buf`, cut short with "..." when long. */
+static const char *join_text(char buf[static POLICY_TEXT_MAX], size_t n, const char *(*item)(const void *, size_t, char *),
+                             const void *list) {
+        size_t o = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < n; i++) {
+                char one[INET6_ADDRSTRLEN + 8];
+                const char *t = item(list, i, one);
+                size_t tl = strlen(t);
+
+                if (o + 1 + tl + 4 > POLICY_TEXT_MAX) {
+                        memcpy(buf + o, " ...", 5);
+                        break;
+                }
+                o += (size_t) snprintf(buf + o, POLICY_TEXT_MAX - o, "%s%s", i > 0 ? " " : "", t);
+        }
+        return buf;
+}
+
+static const char *domain_item(const void *list, size_t i, char *one) {
+        (void) one;
+        return ((const PeersPolicy *) list)->domains[i];
+}
+
+static const char *prefix_text(const ShmPrefix *p, char *buf) {
+        char text[INET6_ADDRSTRLEN];
+
+        if (!inet_ntop(p->family, &p->addr, text, sizeof text))
+                (void) snprintf(text, sizeof text, "?");
+        (void) snprintf(buf, INET6_ADDRSTRLEN + 8, "%s/%u", text, p->prefixlen);
+        return buf;
+}
+
+static const char *allowed_item(const void *list, size_t i, char *one) {
+        return prefix_text(&((const PeersPolicy *) list)->allowed[i], one);
+}
+
+static const char *policy_domains_text(const PeersPolicy *policy, char buf[static POLICY_TEXT_MAX]) {
+        return join_text(buf, policy->n_domains, domain_item, policy);
+}
+
+static const char *policy_allowed_text(const PeersPolicy *policy, char buf[static POLICY_TEXT_MAX]) {
+        return join_text(buf, policy->n_allowed, allowed_item, policy);
+}
+
 /* The tailnet domain. Returns its length without the one tolerated final
  * dot, so the caller copies exactly the name the store will hold. */
 static int parse_domain(const Parser *p, json_t *root, const char **ret, size_t *ret_len) {
@@ -378,6 +463,20 @@ static int parse_domain(const Parser *p, json_t *root, const char **ret, size_t 
         copy[len] = '\0';
         if (inet_aton(copy, &a))
                 return fail(p, AT("domain"), "%s reads as an IPv4 address", q);
+
+        r = public_suffix_check(s, len);
+        if (r < 0)
+                return fail(p, AT("domain"), "%s cannot be checked against the public suffix list: %s", q,
+                            strerror(-r));
+        if (r > 0)
+                return fail(p, AT("domain"),
+                            "%s is a public suffix: anyone may register names under it, so no tailnet owns it", q);
+        if (p->policy && !policy_has_domain(p->policy, s, len)) {
+                char list[POLICY_TEXT_MAX];
+
+                return fail(p, AT("domain"), "%s is not a domain this machine takes maps for (domains in ztnad.conf: %s)",
+                            q, policy_domains_text(p->policy, list));
+        }
 
         *ret = s;
         *ret_len = len;
@@ -453,6 +552,18 @@ static int parse_ranges(const Parser *p, json_t *root, PeerMap *m) {
                         .addr.in6.s6_addr = { 0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0 },
                 };
                 m->n_ranges = 2;
+                /* Published all the same: they must keep to the policy. */
+                for (size_t k = 0; p->policy && k < m->n_ranges; k++)
+                        if (!policy_allows(p->policy, m->ranges[k].family, prefix_bytes(&m->ranges[k]),
+                                           m->ranges[k].prefixlen)) {
+                                char one[INET6_ADDRSTRLEN + 8], list[POLICY_TEXT_MAX];
+
+                                return fail(p, AT("ranges"),
+                                            "missing, and the default range %s is outside the address space this "
+                                            "machine allows (address_space in ztnad.conf: %s); list the tailnet's "
+                                            "ranges",
+                                            prefix_text(&m->ranges[k], one), policy_allowed_text(p->policy, list));
+                        }
                 return 0;
         }
         if (!json_is_array(v))
@@ -462,10 +573,20 @@ static int parse_ranges(const Parser *p, json_t *root, PeerMap *m) {
                             SHM_RANGES_MAX);
 
         json_array_foreach(v, i, item) {
-                int r = parse_range(p, AT_ITEM("ranges", i), item, &m->ranges[i]);
+                ShmPrefix *range = &m->ranges[i];
+                int r = parse_range(p, AT_ITEM("ranges", i), item, range);
 
                 if (r < 0)
                         return r;
+                if (p->policy && !policy_allows(p->policy, range->family, prefix_bytes(range), range->prefixlen)) {
+                        char one[INET6_ADDRSTRLEN + 8], list[POLICY_TEXT_MAX], q[QUOTE_MAX];
+
+                        (void) prefix_text(range, one);
+                        return fail(p, AT_ITEM("ranges", i),
+                                    "%s is outside the address space this machine allows (address_space in "
+                                    "ztnad.conf: %s)",
+                                    quote(q, one, strlen(one)), policy_allowed_text(p->policy, list));
+                }
         }
         m->n_ranges = json_array_size(v);
         return 0;
@@ -623,6 +744,17 @@ static int parse_peer(const Parser *p, size_t i, json_t *v, size_t domain_len, u
                 r = parse_address(p, AT_ADDR(i, j), item, e);
                 if (r < 0)
                         return r;
+                if (p->policy && !policy_allows(p->policy, e->family, e->bytes, e->family == AF_INET ? 32 : 128)) {
+                        char text[INET6_ADDRSTRLEN], list[POLICY_TEXT_MAX], q[QUOTE_MAX], qa[QUOTE_MAX];
+
+                        if (!inet_ntop(e->family, e->bytes, text, sizeof text))
+                                (void) snprintf(text, sizeof text, "?");
+                        return fail(p, AT_ADDR(i, j),
+                                    "%s of peer %s is outside the address space this machine allows "
+                                    "(address_space in ztnad.conf: %s)",
+                                    quote(qa, text, strlen(text)), quote(q, name, name_len),
+                                    policy_allowed_text(p->policy, list));
+                }
                 e->peer = (uint32_t) i;
                 e->pos = (uint32_t) j;
                 (*n_entries)++;
@@ -780,7 +912,12 @@ static int fill_addresses(const Parser *p, PeerMap *m, const AddrEntry *entries,
 static const char *const top_keys[] = { "domain", "ranges", "ttl", "peers", NULL };
 
 int peers_parse(const char *data, size_t len, const char *source, PeerMap **ret_map, PeersError *err) {
-        Parser p = { .source = source ? source : "peers", .err = err };
+        return peers_parse_policy(data, len, source, NULL, ret_map, err);
+}
+
+int peers_parse_policy(const char *data, size_t len, const char *source, const PeersPolicy *policy,
+                       PeerMap **ret_map, PeersError *err) {
+        Parser p = { .source = source ? source : "peers", .err = err, .policy = policy };
         _cleanup_(json_decrefp) json_t *root = NULL;
         _cleanup_peer_map_ PeerMap *m = NULL;
         _cleanup_free_ AddrEntry *entries = NULL;

@@ -43,12 +43,30 @@ typedef struct PeersError {
  * it, so it must outlive every use of that ShmMap. */
 typedef struct PeerMap PeerMap;
 
+/* What a document may claim on this machine (ztnad.conf's domains and
+ * allowed_ranges): whoever publishes a map answers these names for every
+ * process here, so a map for another domain, or with an address or range
+ * outside these prefixes, is refused whole. */
+typedef struct PeersPolicy {
+        const char *const *domains; /* lower case, no final dot */
+        size_t n_domains;
+        const ShmPrefix *allowed;
+        size_t n_allowed;
+} PeersPolicy;
+
 /* Parses and validates `len` bytes of `data` (need not be NUL-terminated).
  * `source` names the input in messages (the file name). On failure `err`
  * (may be NULL) says why and *ret_map is left alone.
  * Returns 0, -EBADMSG for an invalid document, -E2BIG above PEERS_INPUT_MAX,
  * -ENOMEM. */
 int peers_parse(const char *data, size_t len, const char *source, PeerMap **ret_map, PeersError *err);
+
+/* The same, and the document must also keep to `policy`: its domain one of
+ * policy->domains, every peer address and every range inside one of
+ * policy->allowed. A public suffix ("co.uk") is refused as the domain with
+ * or without a policy; a NULL policy pins nothing else (tests). */
+int peers_parse_policy(const char *data, size_t len, const char *source, const PeersPolicy *policy,
+                       PeerMap **ret_map, PeersError *err);
 
 /* Reads a regular file of at most PEERS_INPUT_MAX bytes without blocking on
  * a FIFO or a device; the bytes are the caller's to free. */

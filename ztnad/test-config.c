@@ -180,6 +180,14 @@ static void assert_address(const ConfigAddress *a, int family, const char *addr,
 
 /* ---- defaults ---- */
 
+static void assert_prefix(const ShmPrefix *p, int family, const char *text, unsigned len) {
+        char buf[INET6_ADDRSTRLEN];
+
+        ck_assert_int_eq(p->family, family);
+        ck_assert_str_eq(inet_ntop(family, &p->addr, buf, sizeof buf), text);
+        ck_assert_uint_eq(p->prefixlen, len);
+}
+
 START_TEST(test_defaults) {
         _cleanup_config_ ZtnadConfig *c = defaults();
 
@@ -194,6 +202,14 @@ START_TEST(test_defaults) {
         ck_assert_uint_eq(c->sync_interval_usec, 30 * CONFIG_USEC_PER_SEC);
         ck_assert_str_eq(c->control_socket, "/run/ztna/control.sock");
         ck_assert_str_eq(c->control_group, "ztna");
+        ck_assert_uint_eq(c->domains.n, 1);
+        ck_assert_str_eq(c->domains.items[0], "yourorg.zt.net");
+        ck_assert_uint_eq(c->address_space.n, 5);
+        assert_prefix(&c->address_space.items[0], AF_INET, "100.64.0.0", 10);
+        assert_prefix(&c->address_space.items[1], AF_INET, "10.0.0.0", 8);
+        assert_prefix(&c->address_space.items[2], AF_INET, "172.16.0.0", 12);
+        assert_prefix(&c->address_space.items[3], AF_INET, "192.168.0.0", 16);
+        assert_prefix(&c->address_space.items[4], AF_INET6, "fc00::", 7);
 
         ck_assert(c->stub);
         ck_assert_uint_eq(c->listen.n, 1);
@@ -555,6 +571,25 @@ static const struct {
         { "dns", "upstream_timeout", "61s", "\"61s\" is longer than the maximum, 1min" },
         { "dns", "upstream_timeout", "60001ms", "is longer than the maximum, 1min" },
         { "dns", "upstream_timeout", "3 s", "is not a duration" },
+        { "ztnad", "domains", "", "must not be empty" },
+        { "ztnad", "domains", "co.uk", "\"co.uk\" is a public suffix (anyone may register names under it)" },
+        { "ztnad", "domains", "yourorg.zt.net CO.UK.", "\"CO.UK.\" is a public suffix" },
+        { "ztnad", "domains", "github.io", "is a public suffix" },
+        { "ztnad", "domains", "x.kawasaki.jp", "is a public suffix" },
+        { "ztnad", "domains", "com", "\"com\" has a single label" },
+        { "ztnad", "domains", "zt.123", "ends in an all-numeric label" },
+        { "ztnad", "domains", "a..b", "has an empty label" },
+        { "ztnad", "domains", "zt_x.net", "contains '_'" },
+        { "ztnad", "domains", "a.b A.B.", "\"A.B.\" is listed twice" },
+        { "ztnad", "address_space", "", "must not be empty" },
+        { "ztnad", "address_space", "10.0.0.0", "has no prefix length" },
+        { "ztnad", "address_space", "10.0.0.0/", "bad prefix length" },
+        { "ztnad", "address_space", "10.0.0.0/08", "bad prefix length" },
+        { "ztnad", "address_space", "10.0.0.0/33", "prefix length 33 is more than 32" },
+        { "ztnad", "address_space", "fc00::/129", "prefix length 129 is more than 128" },
+        { "ztnad", "address_space", "10.0.0.1/8", "has bits set after the first 8" },
+        { "ztnad", "address_space", "ten/8", "is not an IPv4 or IPv6 prefix" },
+        { "ztnad", "address_space", "10.0.0.0/8 10.0.0.0/8", "\"10.0.0.0/8\" is listed twice" },
 };
 
 START_TEST(test_bad_values) {
@@ -584,6 +619,8 @@ static const struct {
         { "ztnad", "sync_interval", "90" },
         { "ztnad", "control_socket", "/run/ztna/ctl.sock" },
         { "ztnad", "control_group", "netadm" },
+        { "ztnad", "domains", "corp.example yourorg.zt.net" },
+        { "ztnad", "address_space", "100.64.0.0/10 fd7a:115c:a1e0::/48 8.8.8.0/24" },
         { "dns", "stub", "off" },
         { "dns", "listen", "127.0.0.1:5353 [::1]:53" },
         { "dns", "upstream", "[2620:fe::fe]:853#dns.quad9.net 1.1.1.1:853#one.one.one.one" },
@@ -936,6 +973,56 @@ START_TEST(test_lists) {
                 }
         }
         refused(many, 2, "blocklist", "has more than 64 files");
+
+        /* Domains: stored in lower case without the final dot; 16 at most. */
+        c = parse_ok("domains = YourOrg.ZT.net. example.co.uk city.kawasaki.jp\n");
+        ck_assert_uint_eq(c->domains.n, 3);
+        ck_assert_str_eq(c->domains.items[0], "yourorg.zt.net");
+        ck_assert_str_eq(c->domains.items[1], "example.co.uk");
+        ck_assert_str_eq(c->domains.items[2], "city.kawasaki.jp");
+        assert_round_trip(c);
+        c = config_free(c);
+        free(many);
+        many = strdup("domains =");
+        for (unsigned i = 1; i <= CONFIG_DOMAINS_MAX + 1; i++) {
+                char *more = textf("%s t%u.example", many, i);
+
+                free(many);
+                many = more;
+                if (i == CONFIG_DOMAINS_MAX) {
+                        c = parse_ok(many);
+                        ck_assert_uint_eq(c->domains.n, CONFIG_DOMAINS_MAX);
+                        assert_round_trip(c);
+                        c = config_free(c);
+                }
+        }
+        refused(many, 1, "domains", "has more than 16 domains");
+
+        /* Prefixes: printed as inet_ntop() writes them; /0 is the
+         * operator's to give. */
+        c = parse_ok("address_space = 0.0.0.0/0 ::/0 FC00:0::/7 192.0.2.1/32\n");
+        ck_assert_uint_eq(c->address_space.n, 4);
+        assert_prefix(&c->address_space.items[0], AF_INET, "0.0.0.0", 0);
+        assert_prefix(&c->address_space.items[1], AF_INET6, "::", 0);
+        assert_prefix(&c->address_space.items[2], AF_INET6, "fc00::", 7);
+        assert_prefix(&c->address_space.items[3], AF_INET, "192.0.2.1", 32);
+        assert_round_trip(c);
+        c = config_free(c);
+        free(many);
+        many = strdup("address_space =");
+        for (unsigned i = 1; i <= CONFIG_RANGES_MAX + 1; i++) {
+                char *more = textf("%s 10.%u.0.0/16", many, i);
+
+                free(many);
+                many = more;
+                if (i == CONFIG_RANGES_MAX) {
+                        c = parse_ok(many);
+                        ck_assert_uint_eq(c->address_space.n, CONFIG_RANGES_MAX);
+                        assert_round_trip(c);
+                        c = config_free(c);
+                }
+        }
+        refused(many, 1, "address_space", "has more than 32 prefixes");
 }
 END_TEST
 

@@ -59,9 +59,14 @@ static char *repeat(char c, size_t n) {
         return s;
 }
 
+/* What the documents below must keep to: NULL (nothing pinned) but in the
+ * policy tests, which set it for one test each. */
+static const PeersPolicy *policy;
+
 static int parse(const char *sq, PeerMap **ret, PeersError *err) {
         char *j = unquote(sq);
-        int r = peers_parse(j, strlen(j), SOURCE, ret, err);
+        int r = policy ? peers_parse_policy(j, strlen(j), SOURCE, policy, ret, err)
+                       : peers_parse(j, strlen(j), SOURCE, ret, err);
 
         free(j);
         return r;
@@ -141,7 +146,7 @@ static void accepts_domain(const char *domain, const char *expect) {
 }
 
 static void refuses_range(const char *range, const char *needle) {
-        char *doc = docf("{'domain': 'a.b', 'ranges': ['100.64.0.0/10', '%s'], 'peers': []}", range);
+        char *doc = docf("{'domain': 'yourorg.zt.net', 'ranges': ['100.64.0.0/10', '%s'], 'peers': []}", range);
 
         refuses(doc, "ranges[1]", needle);
         free(doc);
@@ -673,6 +678,207 @@ START_TEST(test_ranges) {
 }
 END_TEST
 
+/* ---- what this machine lets a document claim (ztnad.conf) ---- */
+
+static ShmPrefix prefix(const char *text, unsigned len) {
+        ShmPrefix p = { .prefixlen = len };
+
+        if (inet_pton(AF_INET, text, &p.addr.in) == 1)
+                p.family = AF_INET;
+        else {
+                ck_assert_int_eq(inet_pton(AF_INET6, text, &p.addr.in6), 1);
+                p.family = AF_INET6;
+        }
+        return p;
+}
+
+/* ztnad.conf's defaults: domains, address_space. */
+static const char *const default_domains[] = { "yourorg.zt.net" };
+static ShmPrefix default_space[5];
+static PeersPolicy default_policy;
+
+static void default_policy_set(void) {
+        default_space[0] = prefix("100.64.0.0", 10);
+        default_space[1] = prefix("10.0.0.0", 8);
+        default_space[2] = prefix("172.16.0.0", 12);
+        default_space[3] = prefix("192.168.0.0", 16);
+        default_space[4] = prefix("fc00::", 7);
+        default_policy = (PeersPolicy) {
+                .domains = default_domains,
+                .n_domains = 1,
+                .allowed = default_space,
+                .n_allowed = 5,
+        };
+        policy = &default_policy;
+}
+
+static void accepts_address(const char *addr) {
+        char *peer = docf("{'name': 'a', 'addresses': ['%s']}", addr);
+        char *doc = with_peers(peer);
+
+        accepts(doc);
+        free(doc);
+        free(peer);
+}
+
+static void refuses_outside(const char *addr) {
+        char *needle = docf("\"%s\" of peer \"a\" is outside the address space this machine allows "
+                            "(address_space in ztnad.conf: 100.64.0.0/10 10.0.0.0/8 172.16.0.0/12 "
+                            "192.168.0.0/16 fc00::/7)",
+                            addr);
+
+        refuses_address(addr, needle);
+        free(needle);
+}
+
+START_TEST(test_public_suffix) {
+        /* With or without a policy: no tailnet owns a public suffix. */
+        for (int pass = 0; pass < 2; pass++) {
+                if (pass == 1)
+                        default_policy_set();
+                refuses_domain("'co.uk'", "\"co.uk\" is a public suffix: anyone may register names under it");
+                refuses_domain("'CO.UK.'", "is a public suffix");
+                refuses_domain("'github.io'", "is a public suffix");      /* the list's private section */
+                refuses_domain("'anything.kawasaki.jp'", "is a public suffix"); /* a wildcard rule */
+                refuses_domain("'com'", "single label");
+        }
+        policy = NULL;
+        /* Under a suffix is a name someone registered, an exception rule's
+         * name too. */
+        accepts_domain("example.co.uk", "example.co.uk");
+        accepts_domain("city.kawasaki.jp", "city.kawasaki.jp");
+}
+END_TEST
+
+START_TEST(test_pinned_domain) {
+        default_policy_set();
+        accepts_domain("yourorg.zt.net", "yourorg.zt.net");
+        accepts_domain("YourOrg.ZT.net.", "YourOrg.ZT.net");
+        refuses_domain("'example.com'", "\"example.com\" is not a domain this machine takes maps for (domains in "
+                                        "ztnad.conf: yourorg.zt.net)");
+        refuses_domain("'sub.yourorg.zt.net'", "is not a domain this machine takes maps for");
+        refuses_domain("'zt.net'", "is not a domain this machine takes maps for");
+        /* The document's other checks come first: a bad domain says why. */
+        refuses_domain("'yourorg..zt.net'", "is empty");
+
+        /* Any of several. */
+        {
+                static const char *const two[] = { "yourorg.zt.net", "corp.example" };
+                PeersPolicy p = default_policy;
+
+                p.domains = two;
+                p.n_domains = 2;
+                policy = &p;
+                accepts_domain("corp.example", "corp.example");
+                accepts_domain("yourorg.zt.net", "yourorg.zt.net");
+                refuses_domain("'example.com'", "(domains in ztnad.conf: yourorg.zt.net corp.example)");
+                policy = NULL;
+        }
+}
+END_TEST
+
+START_TEST(test_address_space) {
+        char *doc;
+
+        default_policy_set();
+
+        refuses_outside("8.8.8.8");
+        refuses_outside("2001:4860::8888");
+        refuses_outside("192.0.2.1");
+        refuses_outside("2001:db8::1");
+        /* Each default prefix: its first and last address, and one past
+         * either end. */
+        accepts_address("100.64.0.0");
+        accepts_address("100.127.255.255");
+        refuses_outside("100.63.255.255");
+        refuses_outside("100.128.0.0");
+        accepts_address("10.0.0.1");
+        accepts_address("10.255.255.255");
+        refuses_outside("9.255.255.255");
+        refuses_outside("11.0.0.0");
+        accepts_address("172.16.0.0");
+        accepts_address("172.31.255.255");
+        refuses_outside("172.15.255.255");
+        refuses_outside("172.32.0.0");
+        accepts_address("192.168.0.0");
+        accepts_address("192.168.255.255");
+        refuses_outside("192.167.255.255");
+        refuses_outside("192.169.0.0");
+        accepts_address("fc00::");
+        accepts_address("fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+        refuses_outside("fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+        refuses_outside("fe00::");
+
+        /* The peer is named, at its place in the document. */
+        doc = with_peers("{'name': 'Win-A', 'addresses': ['100.64.0.1']},"
+                         " {'name': 'evil', 'addresses': ['fd7a:115c:a1e0::9', '8.8.4.4']}");
+        refuses(doc, "peers[1].addresses[1]", "\"8.8.4.4\" of peer \"evil\" is outside");
+        free(doc);
+}
+END_TEST
+
+START_TEST(test_range_space) {
+        default_policy_set();
+
+        accepts("{'domain': 'yourorg.zt.net', 'ranges': ['100.64.0.0/10', 'fd7a:115c:a1e0::/48', '10.9.0.0/16',"
+                " '192.168.1.0/24', '172.16.0.0/12', 'fc00::/7', '10.0.0.1/32'], 'peers': []}");
+        refuses_range("8.8.0.0/16", "\"8.8.0.0/16\" is outside the address space this machine allows "
+                                    "(address_space in ztnad.conf: 100.64.0.0/10 10.0.0.0/8");
+        /* Wider than an allowed prefix is outside it too. */
+        refuses_range("100.0.0.0/8", "\"100.0.0.0/8\" is outside");
+        refuses_range("fc00::/6", "\"fc00::/6\" is outside");
+        refuses_range("2001:4860::/32", "is outside");
+        refuses_range("100.128.0.0/10", "is outside");
+
+        /* Without "ranges" the defaults are published, so they are held to
+         * the policy as well. */
+        accepts("{'domain': 'yourorg.zt.net', 'peers': []}");
+        {
+                PeersPolicy p = default_policy;
+
+                p.n_allowed = 1; /* 100.64.0.0/10 only */
+                policy = &p;
+                refuses("{'domain': 'yourorg.zt.net', 'peers': []}", "ranges",
+                        "missing, and the default range fd7a:115c:a1e0::/48 is outside the address space");
+                accepts("{'domain': 'yourorg.zt.net', 'ranges': ['100.64.0.0/10'], 'peers': []}");
+                policy = NULL;
+        }
+}
+END_TEST
+
+START_TEST(test_widened_space) {
+        ShmPrefix wide[7];
+        PeersPolicy p;
+        PeerMap *m;
+        ShmMap s;
+
+        default_policy_set();
+        memcpy(wide, default_space, sizeof default_space);
+        wide[5] = prefix("8.8.8.0", 24);
+        wide[6] = prefix("2001:4860::", 32);
+        p = default_policy;
+        p.allowed = wide;
+        p.n_allowed = 7;
+        policy = &p;
+        m = parse_ok("{'domain': 'yourorg.zt.net', 'ranges': ['100.64.0.0/10', '8.8.8.0/24', '2001:4860::/32'],"
+                     " 'peers': [{'name': 'dns', 'addresses': ['8.8.8.8', '2001:4860::8888']}]}");
+        peer_map_to_shm(m, &s);
+        ck_assert_uint_eq(s.n_peers, 1);
+        assert_v4(&s.peers[0].v4[0], "8.8.8.8");
+        assert_v6(&s.peers[0].v6[0], "2001:4860::8888");
+        peer_map_free(m);
+        refuses_address("8.8.4.4", "is outside");
+
+        /* Every address, for an operator who says so. */
+        wide[0] = prefix("0.0.0.0", 0);
+        wide[1] = prefix("::", 0);
+        p.n_allowed = 2;
+        accepts_address("8.8.4.4");
+        accepts_address("2a00:1450::1");
+        policy = NULL;
+}
+END_TEST
+
 START_TEST(test_size_cap) {
         static const char small[] = "{}";
         PeersError err;
@@ -770,6 +976,11 @@ static Suite *peers_suite(void) {
         tcase_add_test(tc, test_address_count);
         tcase_add_test(tc, test_online_ttl);
         tcase_add_test(tc, test_ranges);
+        tcase_add_test(tc, test_public_suffix);
+        tcase_add_test(tc, test_pinned_domain);
+        tcase_add_test(tc, test_address_space);
+        tcase_add_test(tc, test_range_space);
+        tcase_add_test(tc, test_widened_space);
         tcase_add_test(tc, test_size_cap);
         tcase_add_test(tc, test_load_file);
         tcase_add_test(tc, test_null_error);

@@ -104,6 +104,7 @@ static bool streq_ptr(const char *a, const char *b) {
 static void daemon_reload(Daemon *d) {
         _cleanup_config_ ZtnadConfig *c = NULL;
         ConfigError err;
+        bool pin = false;
         int r;
 
         r = config_load(d->config_path, &c, &err);
@@ -118,6 +119,9 @@ static void daemon_reload(Daemon *d) {
                             old->sync_interval_usec != c->sync_interval_usec;
                 bool control = !streq_ptr(old->control_socket, c->control_socket) ||
                                !streq_ptr(old->control_group, c->control_group);
+                /* What a map may claim: the published one is checked again
+                 * (a peers file is read again below anyway). */
+                pin = !config_key_equal(old, c, "domains") || !config_key_equal(old, c, "address_space");
                 if (!streq_ptr(old->store, c->store) || !streq_ptr(old->state_dir, c->state_dir) ||
                     !streq_ptr(old->store_fallback, c->store_fallback))
                         daemon_log(SD_WARNING, "store, state_dir and store_fallback changes take effect at the next start");
@@ -149,6 +153,8 @@ static void daemon_reload(Daemon *d) {
 
         if (daemon_peers_path(d))
                 (void) daemon_reload_file(d, "SIGHUP");
+        else if (pin)
+                (void) daemon_republish(d, "domains or address_space changed");
         if (d->sync)
                 sync_now(d->sync);
 }
