@@ -8,15 +8,21 @@
 #     temporary directory whose ExecStart= names the built binary's absolute
 #     path; nothing else in them is changed. (--root= would need a whole OS
 #     tree: verify looks for sysinit.target and /bin/kill under it.) The
-#     Documentation= pages are checked against man/ through MANPATH once all
-#     of them exist there; until then verify runs with --man=no.
+#     Documentation= pages must all be in man/; verify finds them through
+#     MANPATH.
 #   - systemd-analyze security --offline=true: the exposure must be 2.0 or
 #     lower (--threshold counts tenths).
 #   - systemd-sysusers and systemd-tmpfiles apply the files to an empty
 #     temporary root, never to the host: the account must be a system one,
 #     as the NSS module's trust rule requires.
-#   - every system call ztnad makes (strace) must pass the unit's
-#     SystemCallFilter=, or the service would fail under systemd only.
+#   - every system call ztnad makes (strace) while it starts, answers DNS
+#     queries over UDP and TCP (a tailnet name, and a name for an upstream
+#     that refuses the connection), reloads on SIGHUP and stops on SIGTERM
+#     must pass the unit's SystemCallFilter=, or the service would fail
+#     under systemd only.
+#   - socket activation as ztnad.socket does it: two sockets passed as
+#     LISTEN_FDS named "stub" (one UDP, one TCP), answered on, and ztnad's
+#     own listen address left alone.
 #   - sd_notify: READY=1 arrives only once the store is published and
 #     resolves through glibc, never for a map that could not be published;
 #     WATCHDOG=1 follows when WATCHDOG_USEC is set; STOPPING=1 and exit 0 on
@@ -26,7 +32,8 @@
 #     glibc trusts.
 #
 # No unit is started and nothing under /etc is read for the test or written.
-# The socket-activation smoke test waits for the stub listener.
+# Without man, groff, strace or root the checks that need them are skipped,
+# counted as skips (tests/lib.sh), never as passes.
 # Usage: B=build bash tests/test-units.sh
 # "CHECK && ok || fail" is meant: ok only prints.
 # shellcheck disable=SC2015
@@ -47,7 +54,7 @@ dir=$(mktemp -d)
 # itself), and the account test below must be able to reach this one.
 chmod 0755 "$dir"
 pids=
-failures=0
+. "$SRC/tests/lib.sh"
 
 cleanup() {
 	for p in $pids; do
@@ -58,17 +65,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
-
-ok() {
-	echo "ok - $*"
-}
-fail() {
-	echo "FAIL - $*"
-	failures=$((failures + 1))
-}
-skip() {
-	echo "skip - $*"
-}
 
 # wait_for COMMAND...: polls for up to 5 s until COMMAND succeeds.
 wait_for() {
@@ -93,8 +89,10 @@ peers=$dir/peers.json
 conf=$dir/ztnad.conf
 printf 'state_dir = %s\ncontrol_socket = %s\n[dns]\nstub = no\n' "$dir/state" "$dir/control.sock" >"$conf"
 strace_conf=$dir/strace.conf
-printf 'state_dir = %s\ncontrol_socket = %s\n[dns]\nlisten = 127.0.0.1:15398\n' "$dir/strace-state" \
-	"$dir/strace.sock" >"$strace_conf"
+# Its upstream a closed port: a name sent there fails at once, through
+# the whole path of a query that leaves the machine.
+printf 'state_dir = %s\ncontrol_socket = %s\n[dns]\nlisten = 127.0.0.1:15398\nupstream = 127.0.0.1:15396#dns.test\n' \
+	"$dir/strace-state" "$dir/strace.sock" >"$strace_conf"
 cat >"$peers" <<'EOF'
 {"domain": "yourorg.zt.net",
  "peers": [{"name": "Win-A", "addresses": ["100.64.0.1", "fd7a:115c:a1e0::1"]}]}
@@ -131,11 +129,12 @@ for ref in $(sed -n 's/^Documentation=//p' "$UNITS"/ztnad*.service "$UNITS"/ztna
 	section=${section%)}
 	[ -e "$SRC/man/$name.$section" ] || missing="$missing $page"
 done
-if [ -z "$missing" ] && command -v man >/dev/null; then
+check "every Documentation= page is in man/${missing:+ (missing:$missing)}" test -z "$missing"
+if command -v man >/dev/null; then
 	man_opt=--man=yes
 else
 	man_opt=--man=no
-	skip "Documentation= pages not yet in man/ or no man(1):$missing (verify runs with --man=no)"
+	skip "man(1) is not installed (man-db): verify does not look for the Documentation= pages"
 fi
 for unit in ztnad.service ztnad.socket ztnad-dns.service ztnad-dns.path ztnad-dns-check.service; do
 	if out=$(cd "$verify_dir" && MANPATH=$dir/man systemd-analyze verify "$man_opt" "$verify_dir/$unit" 2>&1) &&
@@ -247,8 +246,18 @@ else
 	pids="$pids $spid"
 	if wait_for resolves_to "$store" Win-A 100.64.0.1; then
 		zpid=$(pgrep -P "$spid" || true)
+		# The query path, every thread of it (strace -f).
+		dq() { dig @127.0.0.1 -p 15398 +tries=1 +time=5 "$@" 2>&1 || true; }
+		wait_for dig @127.0.0.1 -p 15398 +tries=1 +time=1 Win-A.yourorg.zt.net || true
+		out=$(dq +short Win-A.yourorg.zt.net A)
+		check "under strace: a tailnet name over UDP ($out)" test "$out" = 100.64.0.1
+		out=$(dq +tcp +short Win-A.yourorg.zt.net AAAA)
+		check "under strace: a tailnet name over TCP ($out)" test "$out" = fd7a:115c:a1e0::1
+		out=$(dq www.example.test A)
+		check "under strace: a name for the upstream, which refuses the connection: SERVFAIL" \
+			grep -q 'status: SERVFAIL' <<<"$out"
 		kill -HUP "$zpid"
-		wait_for grep -qF '(SIGHUP)' "$dir/strace.log" || true
+		check "under strace: SIGHUP reloads" wait_for grep -qF '(SIGHUP)' "$dir/strace.log"
 		kill -TERM "$zpid"
 	else
 		fail "ztnad under strace did not publish; log: $(cat "$dir/strace.log")"
@@ -260,7 +269,7 @@ else
 	if [ ! -s "$dir/used" ]; then
 		fail "strace recorded no system calls"
 	elif [ -z "$blocked" ]; then
-		ok "all $(wc -l <"$dir/used") system calls ztnad made (start, SIGHUP, SIGTERM) pass SystemCallFilter="
+		ok "all $(wc -l <"$dir/used") system calls ztnad made (start, DNS queries, SIGHUP, SIGTERM) pass SystemCallFilter="
 	else
 		fail "ztnad makes system calls the unit's SystemCallFilter= refuses: $blocked"
 	fi
@@ -365,6 +374,51 @@ else
 	fail "an invalid first map: $out"
 fi
 
+# ---- socket activation, as ztnad.socket hands the stub its sockets ----
+# A Python parent binds a UDP and a TCP socket, as systemd would for
+# ListenDatagram= and ListenStream=, and execs ztnad with them as fds 3 and
+# 4, LISTEN_FDS=2, LISTEN_FDNAMES=stub:stub and LISTEN_PID its own pid.
+cat >"$dir/activate.py" <<'EOF'
+import os, socket, sys
+
+port = int(sys.argv[1])
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("127.0.0.1", port))
+tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+tcp.bind(("127.0.0.1", port))
+tcp.listen(16)
+# Out of the way first: either may be 3 or 4 already, and close on exec.
+u, t = os.dup(udp.fileno()), os.dup(tcp.fileno())
+os.dup2(u, 3)
+os.dup2(t, 4)
+os.environ.update(LISTEN_FDS="2", LISTEN_FDNAMES="stub:stub", LISTEN_PID=str(os.getpid()))
+os.execv(sys.argv[2], sys.argv[2:])
+EOF
+act=$dir/activated
+mkdir -m 0755 "$act"
+printf 'state_dir = %s\ncontrol_socket = %s\n[dns]\nlisten = 127.0.0.1:15395\nupstream = 127.0.0.1:15396#dns.test\n' \
+	"$act/state" "$act/control.sock" >"$act/ztnad.conf"
+"$PYTHON" "$dir/activate.py" 15397 "$B/ztnad" -c "$act/ztnad.conf" --peers "$peers" --store "$act/records" \
+	2>"$act/ztnad.log" &
+sapid=$!
+pids="$pids $sapid"
+if wait_for resolves_to "$act/records" Win-A 100.64.0.1; then
+	aq() { dig @127.0.0.1 -p 15397 +tries=1 +time=5 +short "$@" 2>&1 || true; }
+	out=$(aq Win-A.yourorg.zt.net A)
+	check "socket activation: answered on the passed UDP socket ($out)" test "$out" = 100.64.0.1
+	out=$(aq +tcp Win-A.yourorg.zt.net A)
+	check "socket activation: answered on the passed TCP socket ($out)" test "$out" = 100.64.0.1
+	check "socket activation: its own listen address (127.0.0.1:15395) is not bound" \
+		test -z "$(ss -Hlnu 'sport = :15395'; ss -Hlnt 'sport = :15395')"
+else
+	fail "socket activation: ztnad did not publish; log: $(cat "$act/ztnad.log")"
+fi
+kill -TERM "$sapid" 2>/dev/null || true
+rc=0
+wait "$sapid" || rc=$?
+pids=
+check "socket activation: ztnad exits 0 on SIGTERM (exit $rc)" test "$rc" = 0
+
 # ---- running as a system account in a directory it owns ----
 if [ "$(id -u)" -ne 0 ]; then
 	skip "not root: ztnad is not run as a system account"
@@ -408,8 +462,4 @@ if [ -n "${sys_uid:-}" ]; then
 		fail "after SIGTERM: exit $rc, or the store stopped resolving"
 fi
 
-if [ $failures -ne 0 ]; then
-	echo "test-units: $failures FAILED"
-	exit 1
-fi
-echo "test-units: all passed"
+finish
