@@ -16,7 +16,7 @@
 # Shown: an answer over DoT; 300 parallel queries pipelined on one
 # connection; TLS session resumption on the next connection; a black-holed
 # first server answered by the second within a few hundred ms and then
-# skipped (the median after the first under its 100 ms hedge); a silently
+# skipped (at most 3 of 99 as slow as its 100 ms hedge); a silently
 # dropped first server (SYN dropped) answered by the second well before
 # 3 s; both dead: SERVFAIL with an EDE and the "plaintext fallback
 # disabled" log line; with the fallback allowed: plain UDP, and TCP after
@@ -224,11 +224,12 @@ check_lt "black-holed first server: answered by the second (ms)" "$hole_first" 1
 check "all 100 answered, p99 ${hole_p99} ms" grep -q "^summary sent=100 answered=100 servfail=0" "$out"
 # Later queries skip it: only the first one waited. Its hedge is 100 ms (the
 # TCP handshake measured a round trip): a query asking it first would be
-# answered no sooner, so were they not skipped, the median after the first
-# would be over 100 ms, which load alone does not do to 99 queries.
+# answered no sooner. At most 3 of the 99 may take that long (room for a
+# loaded machine, not for the server asked again), and none 300 ms.
 later=$(after_first | tail -n 1)
-later_p50=$(after_first | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')
-check_lt "later queries skip the silent server (median after the first, ms)" "$later_p50" 100
+later_slow=$(after_first | awk '$1 >= 100' | wc -l)
+check_le "later queries skip the silent server (answers after the first taking its 100 ms hedge or more)" \
+	"$later_slow" 3
 check_lt "none waits for its timeout (slowest after the first, ms)" "$later" 300
 
 run -s "127.0.0.1@$HOLE#dns.test" -s "127.0.0.1@$CLOSED#dns.test" --repeat 5 www.example.test
@@ -314,7 +315,7 @@ iptables -D OUTPUT -p tcp --dport $B_TLS -j DROP
 echo "figures: fresh connection first answer ${fresh} ms; warm DoT median ${warm} ms vs plain UDP median ${plain} ms" \
 	"(through the fallback path, a new socket each: ${via_fallback} ms);" \
 	"black hole first/p99/max ${hole_first}/${hole_p99}/${hole_max} ms," \
-	"after the first median ${later_p50} ms, slowest ${later} ms;" \
+	"after the first ${later_slow} at 100 ms or more, slowest ${later} ms;" \
 	"SYN dropped first ${drop_first} ms, slowest after the first ${drop_later} ms;" \
 	"both dead worst ${dead_worst} ms; killed mid-stream max ${kill_max} ms;" \
 	"answers in two pieces p50/p99 ${split_p50}/${split_p99} ms"
