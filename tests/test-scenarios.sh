@@ -19,16 +19,17 @@
 #        certificate, a self-signed one, and the right one without our CA:
 #        each refused with SERVFAIL and an EDE, nothing sent over plain DNS;
 #   ST2  first DoT server dropped: answered by the second (timed), later
-#        queries fast; both dropped: SERVFAIL with EDE and the log line
-#        "DNS-over-TLS failed, plaintext fallback disabled -- returning
-#        SERVFAIL"; with allow_plaintext_fallback: answered over plain DNS
-#        by the server of the namespace's own resolv.conf;
+#        queries not waiting for it (at most 3 of 28 as slow as its 100 ms
+#        hedge, none near its 3 s timeout); both dropped: SERVFAIL with EDE
+#        and the log line "DNS-over-TLS failed, plaintext fallback disabled
+#        -- returning SERVFAIL"; with allow_plaintext_fallback: answered
+#        over plain DNS by the server of the namespace's own resolv.conf;
 #   ST1  every upstream dropped (tcp/853, tcp/8853, udp+tcp/53): tailnet names
 #        still resolve through the stub and NSS, public names fail with
 #        SERVFAIL and an EDE in bounded time, never silence;
-#   ST3  ztnad stopped: dig @127.0.0.53 gets no answer (UDP and TCP refused)
-#        while `ztna -c CONF dns query Win-A` answers from the HTTPS control
-#        plane (tests/cp-server.py).
+#   ST3  ztnad stopped: dig @127.0.0.53 gets no answer (UDP: refused or
+#        timed out; TCP: refused) while `ztna -c CONF dns query Win-A`
+#        answers from the HTTPS control plane (tests/cp-server.py).
 #
 # Upstreams are Debian's unbound (tests/unbound-dot.sh) with a throwaway CA,
 # answering example.test from local data: no internet is needed. Everything
@@ -81,19 +82,11 @@ fi
 
 ip link set lo up
 
-failures=0
-passes=0
-ok() {
-	echo "ok - $*"
-	passes=$((passes + 1))
-}
-not_ok() {
-	echo "not ok - $*"
-	failures=$((failures + 1))
-}
+TEST_NAME=test-scenarios
+. "$root/tests/lib.sh"
 out=''
-# check DESCRIPTION COMMAND...: ok when COMMAND succeeds; else the last
-# output is shown.
+# check DESCRIPTION COMMAND...: tests/lib.sh's, and the last output shown
+# when it fails.
 check() {
 	local what=$1
 	shift
@@ -350,8 +343,10 @@ pids+=("$occ_udp")
 "$PYTHON" "$root/tests/stub-client.py" occupy 127.0.0.53 53 tcp >"$tmp/occupy-tcp.out" &
 occ_tcp=$!
 pids+=("$occ_tcp")
-check "a python listener holds 127.0.0.53:53, UDP and TCP" \
-	wait_for 5 grep -q occupied "$tmp/occupy-udp.out" "$tmp/occupy-tcp.out"
+both_occupied() {
+	grep -q occupied "$tmp/occupy-udp.out" && grep -q occupied "$tmp/occupy-tcp.out"
+}
+check "a python listener holds 127.0.0.53:53, UDP and TCP" wait_for 5 both_occupied
 # listen is left at its default, 127.0.0.53:53.
 conf st4 "upstream = 127.0.0.1:853#dns.test" "tls_ca_file = $CA"
 check "ztnad starts with its default listen address taken" start st4
@@ -411,7 +406,11 @@ else
 fi
 q $STUB soon-blocked.example.test A
 check "... NXDOMAIN with EDE 15" has_ede 15
-check "... and NSS refuses it too (getent exit 2)" wait_for 2 test "$(nss_rc m soon-blocked.example.test)" = 2
+# nss_refuses HOST: getent exits 2 for it, asked anew each time.
+nss_refuses() {
+	test "$(nss_rc m "$1")" = 2
+}
+check "... and NSS refuses it too (getent exit 2)" wait_for 2 nss_refuses soon-blocked.example.test
 check "the log says the blocklist was reloaded (2 names)" logged m "blocklist: 2 names"
 
 # ---- cache ----
@@ -511,13 +510,17 @@ check "tcp/853 (u1) dropped: answered by u2 in ${st2_first} ms" test "$(cat "$tm
 # than one timeout). None should wait for u1 again.
 # The connection to u1 stays open but silent: the abandoned first query
 # keeps its 3 s deadline there, and u1 is marked failed when it passes.
+# A query asking u1 first would wait for its hedge (100 ms: u1 answered
+# before) or its timeout (3 s). So at most 3 of the 28 may take 100 ms
+# (room for a loaded machine, not for u1 asked again after it was marked
+# failed), and none 500 ms.
 later_max=0 later_bad=0 later_slow=0 first_20_max=0
-# who_u2: one more query; counts a wrong server and a slow answer, keeps
-# the slowest time.
+# who_u2: one more query; counts a wrong server and an answer of 100 ms or
+# more, keeps the slowest time.
 who_u2() {
 	who $F >"$tmp/who"
 	[ "$qt" -le "$later_max" ] || later_max=$qt
-	[ "$qt" -le 50 ] || later_slow=$((later_slow + 1))
+	[ "$qt" -lt 100 ] || later_slow=$((later_slow + 1))
 	[ "$(cat "$tmp/who")" = u2 ] || later_bad=$((later_bad + 1))
 }
 t0=$(now_ms)
@@ -531,11 +534,8 @@ for _ in $(seq 8); do
 done
 later_ms=$(($(now_ms) - t0))
 check "the next 28 queries (20 back to back, 8 spread over 4 s) all answered by u2" test "$later_bad" = 0
-if [ "$later_slow" = 0 ]; then
-	ok "... none waited for u1 again (slowest ${later_max} ms <= 50, over ${later_ms} ms)"
-else
-	not_ok "... $later_slow of them waited for u1 again (slowest ${later_max} ms, over ${later_ms} ms)"
-fi
+check_le "... u1 skipped: answers of the 28 that took its 100 ms hedge or more" "$later_slow" 3
+check_lt "... none waited for u1's timeout (slowest of the 28 in ms, over ${later_ms} ms)" "$later_max" 500
 states=$(jstat f upstream | grep -o '"state": "[a-z]*"' | cut -d'"' -f4 | tr '\n' ' ')
 if [ "$states" = "failed up " ]; then
 	ok "ztna --json status: u1 failed, u2 up"
@@ -669,7 +669,6 @@ else
 fi
 
 echo "# figures: blocklist edit picked up in ${bl_ms} ms; ST2 first answer with u1 dropped ${st2_first} ms," \
-	"slowest of the next 20 ${first_20_max} ms, of all 28 ${later_max} ms ($later_slow over 50 ms), both dropped SERVFAIL in ${st2_dead} ms;" \
+	"slowest of the next 20 ${first_20_max} ms, of all 28 ${later_max} ms ($later_slow at 100 ms or more), both dropped SERVFAIL in ${st2_dead} ms;" \
 	"ST1 public name SERVFAIL in ${st1_dead} ms"
-echo "test-scenarios: $passes passed, $failures failed"
-[ "$failures" = 0 ]
+finish
