@@ -56,20 +56,7 @@ RESTARTS=${RESTARTS:-50}
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY \
 	CURL_CA_BUNDLE SSL_CERT_FILE SSL_CERT_DIR 2>/dev/null || true
 
-failures=0
-ok() {
-	echo "ok - $*"
-}
-not_ok() {
-	echo "not ok - $*"
-	failures=$((failures + 1))
-}
-# check DESCRIPTION COMMAND...: one line, ok when COMMAND succeeds.
-check() {
-	ck_what=$1
-	shift
-	if "$@"; then ok "$ck_what"; else not_ok "$ck_what"; fi
-}
+. "$here/tests/lib.sh"
 
 if [ "$(id -u)" != 0 ]; then
 	echo "not ok - needs root (setpriv, unshare and mount for the clients)"
@@ -423,8 +410,13 @@ check "up: getaddrinfo Win-A through 'ztna [!UNAVAIL=return] files' gives 100.64
 run ztna down
 check "root's ztna down: exit 0" test "$rc" = 0
 check "ztna status shows the store down" status_has "^state: *down$"
+# getent exits 2 for TRY_AGAIN and for not found alike; getaddrinfo tells
+# them apart (EAI_AGAIN, EAI_NONAME).
 for name in Win-A win-a.yourorg.zt.net Pushed-P.yourorg.zt.net. nosuch.yourorg.zt.net; do
-	check "down: getent hosts $name exits 2 (TRY_AGAIN)" test "$(getent_rc hosts "$name")" = 2
+	check "down: getent hosts $name exits 2" test "$(getent_rc hosts "$name")" = 2
+	run in_ns "$dir/nss.ztna-files" "$dir/hosts.shadow" $PYTHON "$dir/gai1.py" "$name"
+	check "down: getaddrinfo $name fails with EAI_AGAIN (TRY_AGAIN), not as not found ($out)" \
+		test "$out" = "error $EAI_AGAIN"
 done
 run in_ns "$dir/nss.ztna-files" "$dir/hosts.shadow" $PYTHON "$dir/gai1.py" Win-A
 check "down: getaddrinfo Win-A fails with EAI_AGAIN, not 192.0.2.99 from files after ztna" \
@@ -824,8 +816,4 @@ stop_server
 etc_after=$(etc_sums)
 check "the host's /etc/nsswitch.conf and /etc/hosts are unchanged" test "$etc_before" = "$etc_after"
 
-if [ $failures -ne 0 ]; then
-	echo "test-daemon-live: $failures FAILED"
-	exit 1
-fi
-echo "test-daemon-live: all passed"
+finish
