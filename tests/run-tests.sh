@@ -46,6 +46,7 @@ tests/test-daemon-live.sh
 tests/test-upstream.sh
 tests/test-stub.sh
 tests/test-scenarios.sh
+tests/test-reload.sh
 tests/test-units.sh
 "
 if [ $# -gt 0 ]; then

@@ -12,6 +12,13 @@ socket activation by hand.
     stub-client.py source SRC ADDR PORT       from a non-loopback source: no answer
     stub-client.py activate ADDR PORT CMD...  exec CMD with UDP+TCP sockets as LISTEN_FDS
     stub-client.py occupy ADDR PORT udp|tcp   hold the port until killed
+    stub-client.py loop ADDR PORT NAME        one UDP query at a time until SIGTERM
+                                              or SIGINT, then a tally (below)
+
+loop: a query that has no answer within 2 s counts as lost (it is not
+asked again), a refused one too; every 5 ms a new one goes out. On
+SIGTERM or SIGINT it prints one line and exits 0:
+    sent N answered N lost N NOERROR=N SERVFAIL=N NXDOMAIN=N ... first_answer_ms=T
 
 Prints "ok - ..." / "not ok - ..." lines; exits 1 when any check failed.
 """
@@ -324,6 +331,54 @@ def occupy(addr, port, kind):
         time.sleep(3600)
 
 
+RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+
+
+def loop(addr, port, name):
+    import signal
+
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    sent = answered = lost = 0
+    rcodes = {}
+    t0 = time.monotonic()
+    first = None
+    while not stop:
+        qid, msg = query(name)
+        sent += 1
+        s = socket.socket(family(addr), socket.SOCK_DGRAM)
+        got = None
+        try:
+            s.sendto(msg, (addr, port))
+            deadline = time.monotonic() + 2
+            while got is None and time.monotonic() < deadline and not stop:
+                ready, _, _ = select.select([s], [], [], 0.1)
+                if ready:
+                    r = s.recv(65535)
+                    if len(r) >= 12 and header(r)["id"] == qid:
+                        got = r
+        except (ConnectionRefusedError, InterruptedError):
+            pass
+        finally:
+            s.close()
+        if got is None:
+            if stop:
+                sent -= 1  # cut short by the signal, not lost
+            else:
+                lost += 1
+        else:
+            answered += 1
+            rc = RCODES.get(header(got)["rcode"], str(header(got)["rcode"]))
+            rcodes[rc] = rcodes.get(rc, 0) + 1
+            if first is None:
+                first = (time.monotonic() - t0) * 1000
+        time.sleep(0.005)
+    print("sent %d answered %d lost %d %s first_answer_ms=%s" % (
+        sent, answered, lost, " ".join("%s=%d" % kv for kv in sorted(rcodes.items())),
+        "%.0f" % first if first is not None else "none"), flush=True)
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "malformed":
@@ -342,6 +397,8 @@ def main():
         activate(sys.argv[2], int(sys.argv[3]), sys.argv[4:])
     elif cmd == "occupy":
         occupy(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif cmd == "loop":
+        loop(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     else:
         sys.exit("unknown command " + cmd)
     sys.exit(1 if failures else 0)

@@ -1734,6 +1734,31 @@ bool config_key_equal(const ZtnadConfig *a, const ZtnadConfig *b, const char *na
         return value_equal(k, key_field_const(a, k), key_field_const(b, k));
 }
 
+bool config_section_equal(const ZtnadConfig *a, const ZtnadConfig *b, const char *section) {
+        for (size_t i = 0; i < N_KEYS; i++)
+                if (strcmp(section_names[keys[i].section], section) == 0 &&
+                    !value_equal(&keys[i], key_field_const(a, &keys[i]), key_field_const(b, &keys[i])))
+                        return false;
+        return true;
+}
+
+size_t config_changes(const ZtnadConfig *a, const ZtnadConfig *b, char *buf, size_t size) {
+        size_t n = 0, used = 0;
+
+        if (size > 0)
+                buf[0] = '\0';
+        for (size_t i = 0; i < N_KEYS; i++) {
+                if (value_equal(&keys[i], key_field_const(a, &keys[i]), key_field_const(b, &keys[i])))
+                        continue;
+                if (used < size) {
+                        int k = snprintf(buf + used, size - used, "%s%s", n > 0 ? ", " : "", keys[i].name);
+                        used += k > 0 ? (size_t) k : 0;
+                }
+                n++;
+        }
+        return n;
+}
+
 /* Whether a value prints as nothing: an unset optional string, an empty
  * list. */
 static bool value_empty(const Key *k, const void *field) {

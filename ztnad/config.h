@@ -189,6 +189,13 @@ bool config_equal(const ZtnadConfig *a, const ZtnadConfig *b);
 /* Whether one key, by its name in the file, has the same value in both. */
 bool config_key_equal(const ZtnadConfig *a, const ZtnadConfig *b, const char *name);
 
+/* Whether the keys of one section ("ztnad", "dns") are the same. */
+bool config_section_equal(const ZtnadConfig *a, const ZtnadConfig *b, const char *section);
+
+/* The keys whose values differ, as "upstream, blocklist" into buf (cut
+ * short when it is too small). Returns how many differ. */
+size_t config_changes(const ZtnadConfig *a, const ZtnadConfig *b, char *buf, size_t size);
+
 /* Every key as "key = value" under its section header: a file that
  * config_parse() reads back to an equal configuration. */
 void config_print(const ZtnadConfig *c, FILE *f);

@@ -80,6 +80,11 @@ typedef struct Daemon {
         Sync *sync;
         Control *control;
         DaemonDns *dns;   /* NULL with stub = no */
+        DaemonDns *dns_draining; /* replaced by a reload, finishing their queries */
+        sd_event_source *dns_drain_timer;
+        sd_event_source *dns_bind_timer; /* listen addresses not bound yet */
+        unsigned dns_bind_attempts;
+        uint64_t dns_bind_next_usec; /* CLOCK_MONOTONIC; 0: no retry planned */
         char **blocked;   /* the blocklist's names, published with every map */
         size_t n_blocked;
         bool ready;
@@ -118,6 +123,14 @@ extern const ControlOps daemon_control_ops;
 /* dns.c: the stub listener, the cache, the blocklist, the upstream. */
 int daemon_dns_start(Daemon *d);
 void daemon_dns_stop(Daemon *d);
+/* A reload in two steps: prepare builds the DNS side of configuration
+ * `c` (NULL with stub = no) while the running one serves, and fails
+ * without changing anything; commit makes it the one that serves and
+ * retires the old one (returns 1 when the blocklist's names changed, so
+ * the store needs them); discard drops a prepared one instead. */
+int daemon_dns_prepare(Daemon *d, const ZtnadConfig *c, DaemonDns **ret);
+int daemon_dns_commit(Daemon *d, DaemonDns *dns);
+void daemon_dns_discard(DaemonDns *dns);
 int daemon_dns_flush(Daemon *d);
 json_t *daemon_dns_status(const Daemon *d);
 /* Writes what the root DNS manager needs (the stub's bound addresses, the

@@ -10,6 +10,15 @@
  * 150 us a query. Each worker keeps its own warm, pipelined connections.
  * For `ztna status` a worker copies its upstream's status under a lock
  * every second; the daemon merges the copies.
+ *
+ * A reload (SIGHUP) builds a whole new generation from the new
+ * configuration (blocklist, upstream settings, a stub whose workers make
+ * new upstreams) while the old one serves. The new stub takes copies of
+ * the old one's sockets for every listen address still configured, so
+ * nothing queued in them is lost; then the old stub stops reading
+ * (stub_quiesce()) and drains: it is freed once the queries it forwarded
+ * are answered. The cache is kept while its settings are unchanged.
+ * docs/reload.md says what each key does.
  */
 #include <errno.h>
 #include <openssl/evp.h>
@@ -35,6 +44,22 @@
 #define CACHE_PRUNE_USEC (60 * USEC_PER_SEC)
 
 #define STATUS_COPY_USEC USEC_PER_SEC
+/* A draining generation is looked at this often, and freed at the latest
+ * after the stub's own timeout for a forwarded query. */
+#define DRAIN_CHECK_USEC (100 * UINT64_C(1000))
+#define DRAIN_MAX_USEC (STUB_DEFAULT_FORWARD_TIMEOUT_USEC + USEC_PER_SEC)
+/* Listen addresses that could not be bound are tried again after 1 s,
+ * 2 s, 4 s ... up to a minute apart. */
+#define BIND_RETRY_FIRST_USEC USEC_PER_SEC
+#define BIND_RETRY_MAX_USEC (60 * USEC_PER_SEC)
+
+/* The answer cache, shared by generations while its settings stay. */
+typedef struct SharedCache {
+        Cache *cache;
+        unsigned refs;
+        uint64_t max_bytes;
+        bool serve_stale;
+} SharedCache;
 
 /* One stub worker's upstream, on that worker's thread and loop. */
 typedef struct WorkerUpstream {
@@ -47,10 +72,13 @@ typedef struct WorkerUpstream {
 
 struct DaemonDns {
         Daemon *daemon;
+        DaemonDns *next;        /* in the Daemon's list of draining ones */
+        uint64_t drain_deadline; /* CLOCK_MONOTONIC */
         Stub *stub;
-        Cache *cache;
+        SharedCache *cache;     /* NULL: cache_size = 0 */
         Blocklist *blocklist; /* owned by the stub; ours to check for changes */
         sd_event_source *blocklist_timer, *prune_timer;
+        char *tls_ca_file;
         UpstreamServer servers[CONFIG_UPSTREAM_MAX];
         ResolvConfServers fallback;
         UpstreamConfig upstream_config;
@@ -176,8 +204,8 @@ void daemon_blocked_free(Daemon *d) {
         d->n_blocked = 0;
 }
 
-static int load_blocklist(DaemonDns *dns, Blocklist **ret) {
-        const ConfigPaths *p = &dns->daemon->config->blocklist;
+static int load_blocklist(const ZtnadConfig *c, Blocklist **ret) {
+        const ConfigPaths *p = &c->blocklist;
         char err[DAEMON_ERROR_MAX];
         Blocklist *bl;
         int r = blocklist_load((const char *const *) p->items, p->n, &bl, err, sizeof err);
@@ -192,22 +220,36 @@ static int load_blocklist(DaemonDns *dns, Blocklist **ret) {
         return 0;
 }
 
+/* The blocklist's names into the store's copy; whether they changed. */
+static int set_blocked(Daemon *d, const Blocklist *bl) {
+        char **names = NULL;
+        size_t n = 0;
+        bool same;
+
+        if (bl) {
+                int r = blocked_names(bl, &names, &n);
+                if (r < 0)
+                        return r;
+        }
+        same = n == d->n_blocked;
+        for (size_t i = 0; same && i < n; i++)
+                same = strcmp(names[i], d->blocked[i]) == 0;
+        daemon_blocked_free(d);
+        d->blocked = names;
+        d->n_blocked = n;
+        return same ? 0 : 1;
+}
+
 /* Swaps a freshly loaded blocklist into the stub and the store. */
 static int apply_blocklist(DaemonDns *dns, Blocklist *bl) {
-        Daemon *d = dns->daemon;
-        char **names;
-        size_t n;
-        int r = blocked_names(bl, &names, &n);
+        int r = set_blocked(dns->daemon, bl);
         if (r < 0) {
                 blocklist_free(bl);
                 return r;
         }
-        daemon_blocked_free(d);
-        d->blocked = names;
-        d->n_blocked = n;
         dns->blocklist = bl;
         stub_set_blocklist(dns->stub, bl);
-        daemon_log(SD_INFO, "blocklist: %zu names", n);
+        daemon_log(SD_INFO, "blocklist: %zu names", dns->daemon->n_blocked);
         return 0;
 }
 
@@ -215,7 +257,7 @@ static int on_blocklist_timer(sd_event_source *s, uint64_t usec, void *userdata)
         DaemonDns *dns = userdata;
         Blocklist *bl;
         (void) usec;
-        if (dns->blocklist && blocklist_changed(dns->blocklist) && load_blocklist(dns, &bl) >= 0 &&
+        if (dns->blocklist && blocklist_changed(dns->blocklist) && load_blocklist(dns->daemon->config, &bl) >= 0 &&
             apply_blocklist(dns, bl) >= 0)
                 (void) daemon_republish(dns->daemon, "blocklist changed");
         (void) sd_event_source_set_time_relative(s, BLOCKLIST_CHECK_USEC);
@@ -228,7 +270,7 @@ static int on_blocklist_timer(sd_event_source *s, uint64_t usec, void *userdata)
 static int on_prune_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         DaemonDns *dns = userdata;
         (void) usec;
-        (void) cache_prune(dns->cache, usec);
+        (void) cache_prune(dns->cache->cache, usec);
         (void) sd_event_source_set_time_relative(s, CACHE_PRUNE_USEC);
         (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         return 0;
@@ -241,8 +283,7 @@ static void stub_log(void *userdata, int priority, const char *message) {
 
 /* The upstream configuration every worker's upstream is made from. The
  * plaintext fallback never asks ztnad's own listen addresses. */
-static int upstream_config_build(DaemonDns *dns) {
-        const ZtnadConfig *c = dns->daemon->config;
+static int upstream_config_build(DaemonDns *dns, const ZtnadConfig *c) {
         struct sockaddr_storage own[CONFIG_LISTEN_MAX];
         size_t n_own = 0;
 
@@ -251,6 +292,8 @@ static int upstream_config_build(DaemonDns *dns) {
                 dns->servers[i].addrlen = c->upstream.items[i].sa_len;
                 snprintf(dns->servers[i].tls_name, sizeof dns->servers[i].tls_name, "%s", c->upstream.items[i].tls_name);
         }
+        if (c->tls_ca_file && !(dns->tls_ca_file = strdup(c->tls_ca_file)))
+                return -ENOMEM;
         for (size_t i = 0; i < c->spki_pins.n; i++) {
                 dns->pins_text[i] = malloc(4 * ((CONFIG_SHA256_SIZE + 2) / 3) + 1);
                 if (!dns->pins_text[i])
@@ -266,7 +309,7 @@ static int upstream_config_build(DaemonDns *dns) {
         dns->upstream_config = (UpstreamConfig) {
                 .servers = dns->servers,
                 .n_servers = c->upstream.n < CONFIG_UPSTREAM_MAX ? c->upstream.n : CONFIG_UPSTREAM_MAX,
-                .tls_ca_file = c->tls_ca_file,
+                .tls_ca_file = dns->tls_ca_file,
                 .spki_pins = (const char *const *) dns->pins_text,
                 .n_spki_pins = c->spki_pins.n,
                 .timeout_usec = c->upstream_timeout_usec,
@@ -325,36 +368,86 @@ void daemon_dns_state_write(Daemon *d) {
                            path, strerror(-r));
 }
 
-int daemon_dns_start(Daemon *d) {
-        const ZtnadConfig *c = d->config;
-        StubAddress listen[CONFIG_LISTEN_MAX];
-        Blocklist *bl = NULL;
-        _cleanup_free_ int *fds = NULL;
-        int n_fds, r;
+static SharedCache *shared_cache_unref(SharedCache *sc) {
+        if (sc && --sc->refs == 0) {
+                cache_free(sc->cache);
+                free(sc);
+        }
+        return NULL;
+}
 
-        if (!c->stub)
+/* The previous generation's cache when its settings are the same. */
+static int shared_cache_get(const ZtnadConfig *c, DaemonDns *prev, SharedCache **ret) {
+        SharedCache *sc = prev ? prev->cache : NULL;
+
+        *ret = NULL;
+        if (c->cache_size == 0)
                 return 0;
+        if (sc && sc->max_bytes == c->cache_size && sc->serve_stale == c->serve_stale) {
+                sc->refs++;
+                *ret = sc;
+                return 0;
+        }
+        sc = calloc(1, sizeof *sc);
+        if (!sc)
+                return -ENOMEM;
+        CacheConfig cc = { .max_bytes = c->cache_size, .serve_stale = c->serve_stale };
+        int r = cache_new(&cc, &sc->cache);
+        if (r < 0) {
+                free(sc);
+                return r;
+        }
+        sc->refs = 1;
+        sc->max_bytes = c->cache_size;
+        sc->serve_stale = c->serve_stale;
+        *ret = sc;
+        return 0;
+}
+
+/* Frees a generation that serves nobody any more (never the Daemon's
+ * blocked names, which belong to the store). */
+static void dns_free(DaemonDns *dns) {
+        if (!dns)
+                return;
+        /* Each worker frees its own upstream as it stops. */
+        dns->stub = stub_free(dns->stub);
+        dns->blocklist_timer = sd_event_source_disable_unref(dns->blocklist_timer);
+        dns->prune_timer = sd_event_source_disable_unref(dns->prune_timer);
+        dns->cache = shared_cache_unref(dns->cache);
+        for (size_t i = 0; i < CONFIG_PINS_MAX; i++)
+                free(dns->pins_text[i]);
+        free(dns->tls_ca_file);
+        pthread_mutex_destroy(&dns->lock);
+        free(dns);
+}
+
+/* A generation from `c`, serving at once. With `prev`, its cache (when
+ * the settings are the same) and copies of its sockets are taken over;
+ * prev itself is left alone. */
+static int dns_new(Daemon *d, const ZtnadConfig *c, DaemonDns *prev, const StubSocket *inherit, size_t n_inherit,
+                   DaemonDns **ret) {
+        StubAddress listen[CONFIG_LISTEN_MAX];
+        _cleanup_free_ StubSocket *socks = NULL;
+        _cleanup_free_ int *fds = NULL;
+        Blocklist *bl = NULL;
+        size_t n_socks = 0;
+        int n_fds = 0, r;
+
         DaemonDns *dns = calloc(1, sizeof(*dns));
         if (!dns)
                 return -ENOMEM;
         dns->daemon = d;
         pthread_mutex_init(&dns->lock, NULL);
-        d->dns = dns;
 
-        if (c->cache_size > 0) {
-                CacheConfig cc = { .max_bytes = c->cache_size, .serve_stale = c->serve_stale };
-                r = cache_new(&cc, &dns->cache);
-                if (r < 0)
-                        return r;
-        }
-        r = load_blocklist(dns, &bl);
+        r = shared_cache_get(c, prev, &dns->cache);
         if (r < 0)
-                return r;
-        r = upstream_config_build(dns);
-        if (r < 0) {
-                blocklist_free(bl);
-                return r;
-        }
+                goto fail;
+        r = load_blocklist(c, &bl);
+        if (r < 0)
+                goto fail;
+        r = upstream_config_build(dns, c);
+        if (r < 0)
+                goto fail;
 
         size_t n_listen = 0;
         bool resolved_ok = false;
@@ -375,62 +468,251 @@ int daemon_dns_start(Daemon *d) {
                 in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
                 listen[n_listen].len = sizeof *in;
                 n_listen++;
-                daemon_log(SD_INFO, "DNS manager: also listening on 127.0.0.1 for systemd-resolved");
+                if (!prev)
+                        daemon_log(SD_INFO, "DNS manager: also listening on 127.0.0.1 for systemd-resolved");
         }
-        n_fds = stub_activated_fds(&fds);
-        if (n_fds < 0)
-                n_fds = 0;
+        if (prev) {
+                /* Socket activation's sockets are the previous stub's too. */
+                r = stub_sockets(prev->stub, &socks, &n_socks);
+                if (r < 0)
+                        goto fail;
+        } else {
+                n_fds = stub_activated_fds(&fds);
+                if (n_fds < 0)
+                        n_fds = 0;
+        }
         StubConfig sc = {
                 .listen = listen,
                 .n_listen = n_listen,
                 .fds = fds,
                 .n_fds = (size_t) n_fds,
+                .inherit = prev ? socks : inherit,
+                .n_inherit = prev ? n_socks : n_inherit,
                 .store_path = daemon_store_path(d),
-                .cache = dns->cache,
-                .blocklist = NULL,
+                .cache = dns->cache ? dns->cache->cache : NULL,
+                .blocklist = bl,
                 .forward = forward,
                 .forward_userdata = dns,
                 .worker_init = worker_init,
                 .worker_done = worker_done,
                 .log = stub_log,
         };
+        /* A stub whose sockets came from socket activation keeps them:
+         * listen cannot move them. */
+        if (prev && stub_is_activated(prev->stub)) {
+                sc.fds = NULL;
+                sc.n_fds = 0;
+                fds = calloc(n_socks ? n_socks : 1, sizeof *fds);
+                if (!fds) {
+                        for (size_t i = 0; i < n_socks; i++)
+                                safe_close(socks[i].fd);
+                        blocklist_free(bl);
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                for (size_t i = 0; i < n_socks; i++)
+                        fds[i] = socks[i].fd;
+                sc.fds = fds;
+                sc.n_fds = n_socks;
+                sc.inherit = NULL;
+                sc.n_inherit = 0;
+        }
+        bl = NULL; /* the stub's from here on, whatever stub_new() does */
+        dns->blocklist = sc.blocklist;
         r = stub_new(&sc, &dns->stub);
         if (r < 0) {
                 daemon_log(SD_ERR, "cannot start the DNS stub: %s", strerror(-r));
-                blocklist_free(bl);
-                return r;
+                dns->blocklist = NULL;
+                goto fail;
         }
-        r = apply_blocklist(dns, bl);
-        if (r < 0)
-                return r;
-        daemon_dns_state_write(d);
-        r = sd_event_add_time_relative(d->event, &dns->blocklist_timer, CLOCK_MONOTONIC, BLOCKLIST_CHECK_USEC,
-                                       USEC_PER_SEC, on_blocklist_timer, dns);
+        *ret = dns;
+        return 0;
+fail:
+        blocklist_free(bl);
+        dns_free(dns);
+        return r;
+}
+
+/* Timers of the generation that serves. */
+static int dns_arm(DaemonDns *dns) {
+        Daemon *d = dns->daemon;
+        int r = sd_event_add_time_relative(d->event, &dns->blocklist_timer, CLOCK_MONOTONIC, BLOCKLIST_CHECK_USEC,
+                                           USEC_PER_SEC, on_blocklist_timer, dns);
         if (r >= 0 && dns->cache)
                 r = sd_event_add_time_relative(d->event, &dns->prune_timer, CLOCK_MONOTONIC, CACHE_PRUNE_USEC,
                                                USEC_PER_SEC, on_prune_timer, dns);
         return r < 0 ? r : 0;
 }
 
-void daemon_dns_stop(Daemon *d) {
-        DaemonDns *dns = d->dns;
+static int on_drain_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Daemon *d = userdata;
+
+        for (DaemonDns **p = &d->dns_draining; *p;) {
+                DaemonDns *dns = *p;
+                if (!stub_busy(dns->stub) || usec >= dns->drain_deadline) {
+                        *p = dns->next;
+                        dns_free(dns);
+                } else
+                        p = &dns->next;
+        }
+        if (d->dns_draining) {
+                (void) sd_event_source_set_time_relative(s, DRAIN_CHECK_USEC);
+                (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        }
+        return 0;
+}
+
+/* The old generation stops reading and is freed once its forwarded
+ * queries are answered. */
+static void dns_retire(Daemon *d, DaemonDns *dns) {
+        uint64_t now = 0;
+
         if (!dns)
                 return;
-        /* Each worker frees its own upstream as it stops. */
-        dns->stub = stub_free(dns->stub);
+        stub_quiesce(dns->stub);
         dns->blocklist_timer = sd_event_source_disable_unref(dns->blocklist_timer);
         dns->prune_timer = sd_event_source_disable_unref(dns->prune_timer);
-        dns->cache = cache_free(dns->cache);
-        for (size_t i = 0; i < CONFIG_PINS_MAX; i++)
-                free(dns->pins_text[i]);
-        pthread_mutex_destroy(&dns->lock);
-        d->dns = mfree(dns);
+        (void) sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+        dns->drain_deadline = now + DRAIN_MAX_USEC;
+        dns->next = d->dns_draining;
+        d->dns_draining = dns;
+        if (!d->dns_drain_timer &&
+            sd_event_add_time_relative(d->event, &d->dns_drain_timer, CLOCK_MONOTONIC, DRAIN_CHECK_USEC,
+                                       DRAIN_CHECK_USEC / 2, on_drain_timer, d) < 0) {
+                /* No timer: wait for it here rather than leak it. */
+                d->dns_draining = dns->next;
+                dns_free(dns);
+                return;
+        }
+        (void) sd_event_source_set_time_relative(d->dns_drain_timer, DRAIN_CHECK_USEC);
+        (void) sd_event_source_set_enabled(d->dns_drain_timer, SD_EVENT_ONESHOT);
+}
+
+static void bind_retry_schedule(Daemon *d);
+
+/* Addresses that could not be bound: when one can be now, a new
+ * generation (same configuration) takes over the sockets that are bound
+ * and binds the rest. */
+static int on_bind_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        Daemon *d = userdata;
+        DaemonDns *dns = d->dns, *next;
+        bool can = false;
+
+        (void) s;
+        (void) usec;
+        if (!dns || stub_n_unbound(dns->stub) == 0)
+                return 0;
+        for (size_t i = 0; i < stub_n_unbound(dns->stub); i++)
+                can = can || stub_try_bind(&stub_unbound(dns->stub, i)->want, 0) >= 0;
+        if (can && dns_new(d, d->config, dns, NULL, 0, &next) >= 0 && dns_arm(next) >= 0) {
+                d->dns = next;
+                dns_retire(d, dns);
+                daemon_dns_state_write(d);
+                d->dns_bind_attempts = 0;
+                daemon_log(SD_NOTICE, "DNS stub: %zu of %zu listen addresses bound",
+                           stub_n_addresses(next->stub), stub_n_addresses(next->stub) + stub_n_unbound(next->stub));
+        }
+        bind_retry_schedule(d);
+        return 0;
+}
+
+static void bind_retry_schedule(Daemon *d) {
+        uint64_t delay = BIND_RETRY_FIRST_USEC;
+
+        if (!d->dns || stub_n_unbound(d->dns->stub) == 0) {
+                d->dns_bind_attempts = 0;
+                d->dns_bind_next_usec = 0;
+                (void) sd_event_source_set_enabled(d->dns_bind_timer, SD_EVENT_OFF);
+                return;
+        }
+        for (unsigned i = 0; i < d->dns_bind_attempts && delay < BIND_RETRY_MAX_USEC; i++)
+                delay *= 2;
+        if (delay > BIND_RETRY_MAX_USEC)
+                delay = BIND_RETRY_MAX_USEC;
+        d->dns_bind_attempts++;
+        if (!d->dns_bind_timer &&
+            sd_event_add_time_relative(d->event, &d->dns_bind_timer, CLOCK_MONOTONIC, delay, USEC_PER_SEC / 10,
+                                       on_bind_retry, d) < 0) {
+                daemon_log(SD_ERR, "cannot set up a timer: listen addresses are not tried again");
+                return;
+        }
+        (void) sd_event_source_set_time_relative(d->dns_bind_timer, delay);
+        (void) sd_event_source_set_enabled(d->dns_bind_timer, SD_EVENT_ONESHOT);
+        (void) sd_event_now(d->event, CLOCK_MONOTONIC, &d->dns_bind_next_usec);
+        d->dns_bind_next_usec += delay;
+}
+
+int daemon_dns_start(Daemon *d) {
+        DaemonDns *dns;
+        int r;
+
+        if (!d->config->stub)
+                return 0;
+        r = dns_new(d, d->config, NULL, NULL, 0, &dns);
+        if (r < 0)
+                return r;
+        d->dns = dns;
+        r = set_blocked(d, dns->blocklist);
+        if (r >= 0)
+                r = dns_arm(dns);
+        daemon_dns_state_write(d);
+        bind_retry_schedule(d);
+        return r < 0 ? r : 0;
+}
+
+int daemon_dns_prepare(Daemon *d, const ZtnadConfig *c, DaemonDns **ret) {
+        DaemonDns *dns;
+        int r;
+
+        *ret = NULL;
+        if (!c->stub)
+                return 0;
+        r = dns_new(d, c, d->dns, NULL, 0, &dns);
+        if (r < 0)
+                return r;
+        r = dns_arm(dns);
+        if (r < 0) {
+                stub_quiesce(dns->stub);
+                dns_free(dns);
+                return r;
+        }
+        *ret = dns;
+        return 0;
+}
+
+int daemon_dns_commit(Daemon *d, DaemonDns *dns) {
+        DaemonDns *old = d->dns;
+
+        d->dns = dns;
+        dns_retire(d, old);
+        daemon_dns_state_write(d);
+        bind_retry_schedule(d);
+        return set_blocked(d, dns ? dns->blocklist : NULL);
+}
+
+void daemon_dns_discard(DaemonDns *dns) {
+        if (!dns)
+                return;
+        stub_quiesce(dns->stub);
+        dns_free(dns);
+}
+
+void daemon_dns_stop(Daemon *d) {
+        while (d->dns_draining) {
+                DaemonDns *dns = d->dns_draining;
+                d->dns_draining = dns->next;
+                dns_free(dns);
+        }
+        d->dns_drain_timer = sd_event_source_disable_unref(d->dns_drain_timer);
+        d->dns_bind_timer = sd_event_source_disable_unref(d->dns_bind_timer);
+        dns_free(d->dns);
+        d->dns = NULL;
         daemon_blocked_free(d);
 }
 
 int daemon_dns_flush(Daemon *d) {
         if (d->dns && d->dns->cache)
-                cache_flush(d->dns->cache);
+                cache_flush(d->dns->cache->cache);
         return 0;
 }
 
@@ -490,6 +772,15 @@ json_t *daemon_dns_status(const Daemon *d) {
                 if (stub_address_text(stub_address(dns->stub, i), buf, sizeof buf) >= 0)
                         json_array_append_new(addrs, json_string(buf));
         }
+        json_t *unbound = json_array();
+        for (size_t i = 0; i < stub_n_unbound(dns->stub); i++) {
+                const StubUnbound *u = stub_unbound(dns->stub, i);
+                char buf[64], line[192];
+                if (stub_address_text(&u->want, buf, sizeof buf) < 0)
+                        continue;
+                snprintf(line, sizeof line, "%s: %s", buf, strerror(u->error));
+                json_array_append_new(unbound, json_string(line));
+        }
         for (size_t i = 0; i < us.n_servers; i++) {
                 const UpstreamServerStatus *s = &us.servers[i];
                 json_array_append_new(servers,
@@ -500,9 +791,20 @@ json_t *daemon_dns_status(const Daemon *d) {
                                                 (json_int_t) s->n_failures, "last_error",
                                                 s->last_error[0] ? s->last_error : NULL));
         }
-        return json_pack("{s:b, s:o, s:I, s:I, s:I, s:I, s:I, s:b, s:o}", "enabled", 1, "listening", addrs,
-                         "queries", (json_int_t) (st.udp_queries + st.tcp_queries), "cache_hits",
-                         (json_int_t) st.cache_hits, "forwarded", (json_int_t) st.forwarded, "blocked",
-                         (json_int_t) st.blocked, "servfail", (json_int_t) us.n_servfail, "plaintext_fallback",
-                         us.allow_plaintext_fallback, "upstream", servers);
+        json_t *o = json_pack("{s:b, s:o, s:I, s:I, s:I, s:I, s:I, s:b, s:o}", "enabled", 1, "listening", addrs,
+                              "queries", (json_int_t) (st.udp_queries + st.tcp_queries), "cache_hits",
+                              (json_int_t) st.cache_hits, "forwarded", (json_int_t) st.forwarded, "blocked",
+                              (json_int_t) st.blocked, "servfail", (json_int_t) us.n_servfail, "plaintext_fallback",
+                              us.allow_plaintext_fallback, "upstream", servers);
+        /* Addresses that could not be bound, and when they are tried again. */
+        if (o && json_array_size(unbound) > 0) {
+                uint64_t now = 0;
+                json_object_set_new(o, "not_listening", unbound);
+                (void) sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+                if (d->dns_bind_next_usec > now)
+                        json_object_set_new(o, "next_bind_attempt_in_seconds",
+                                            json_real((double) (d->dns_bind_next_usec - now) / 1e6));
+        } else
+                json_decref(unbound);
+        return o;
 }

@@ -73,10 +73,11 @@ enum {
 typedef struct Worker Worker;
 typedef struct TcpConn TcpConn;
 
+/* A worker's watch on one of the Stub's sockets (the Stub owns and
+ * closes the fd). */
 typedef struct Listener {
         int fd;
         bool tcp;
-        bool shared; /* socket-activated: closed by the Stub, not the worker */
         sd_event_source *source;
         Worker *worker;
 } Listener;
@@ -147,12 +148,14 @@ struct Worker {
         bool forward_ready;
         bool forwarding; /* inside config.forward() */
         bool closing;    /* in worker_teardown() */
+        bool quiesced;   /* stub_quiesce() done on this thread */
 
         pthread_mutex_t lock; /* the two fields below */
         StubReply *queue_head, *queue_tail;
         bool stopped;
 
         atomic_bool stop;
+        atomic_bool quiesce;
         int setup_result;
         _Atomic uint64_t stats[_STAT_MAX];
 
@@ -177,17 +180,22 @@ struct Stub {
         atomic_uint refs;
         StubConfig config; /* listen, fds and blocklist not kept */
         Blocklist *blocklist; /* RCU */
-        StubAddress addresses[STUB_ADDRESSES_MAX];
+        StubAddress addresses[STUB_ADDRESSES_MAX]; /* bound, for status */
         size_t n_addresses;
-        int *activated;
-        size_t n_activated;
+        StubUnbound unbound[STUB_ADDRESSES_MAX];
+        size_t n_unbound;
+        /* Every listening socket, owned here; workers only watch them. */
+        StubSocket *socks;
+        size_t n_socks;
+        bool activated;
         Worker *workers;
         unsigned n_workers;
         atomic_uint tcp_connections;
 
-        pthread_mutex_t setup_lock;
+        pthread_mutex_t setup_lock; /* and the quiesce count */
         pthread_cond_t setup_cond;
         unsigned setup_done;
+        unsigned quiesce_done;
 };
 
 /* ---- logging ---- */
@@ -303,21 +311,140 @@ static int bind_pair(const StubAddress *a, int *ret_udp, int *ret_tcp) {
         return 0;
 }
 
-static int worker_add_listener(Worker *w, int fd, bool tcp, bool shared) {
+static bool address_equal(const StubAddress *a, const StubAddress *b) {
+        return a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
+}
+
+/* Takes `fd` into the Stub's table: it is the Stub's to close from here
+ * on, whatever else fails. */
+static int stub_own(Stub *s, int fd, bool tcp, const StubAddress *want) {
+        StubSocket *t = realloc(s->socks, (s->n_socks + 1) * sizeof *t);
+        if (!t) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        s->socks = t;
+        s->socks[s->n_socks++] = (StubSocket) { .fd = fd, .tcp = tcp, .want = *want };
+        return 0;
+}
+
+static int worker_add_listener(Worker *w, int fd, bool tcp) {
         Listener *l = realloc(w->listeners, (w->n_listeners + 1) * sizeof *l);
         if (!l)
                 return -ENOMEM;
         w->listeners = l;
-        w->listeners[w->n_listeners++] = (Listener) { .fd = fd, .tcp = tcp, .shared = shared, .worker = w };
+        w->listeners[w->n_listeners++] = (Listener) { .fd = fd, .tcp = tcp, .worker = w };
         return 0;
 }
 
-/* Binds every address for every worker, falling back from port 53. */
-static int bind_all(Stub *s, const StubConfig *config) {
+/* Owned by the Stub and watched by worker k. */
+static int stub_add_socket(Stub *s, unsigned k, int fd, bool tcp, const StubAddress *want) {
+        int r = stub_own(s, fd, tcp, want);
+        if (r < 0)
+                return r;
+        return worker_add_listener(&s->workers[k % s->n_workers], fd, tcp);
+}
+
+/* Binds UDP and TCP on `want`, or on the fallback port when port 53 is
+ * taken; the address bound goes to *ret_bound. */
+static int bind_want(Stub *s, const StubAddress *want, StubAddress *ret_bound, int *ret_udp, int *ret_tcp) {
+        StubAddress a = *want;
+        int r = bind_pair(&a, ret_udp, ret_tcp);
+
+        if ((r == -EADDRINUSE || r == -EACCES) && address_port(&a) == STUB_DEFAULT_PORT) {
+                if (s)
+                        stub_log(s, LOG_WARNING, STUB_LOG_HIGH_PORT);
+                address_set_port(&a, s ? s->config.fallback_port : STUB_FALLBACK_PORT);
+                r = bind_pair(&a, ret_udp, ret_tcp);
+        }
+        if (r >= 0)
+                *ret_bound = a;
+        return r;
+}
+
+int stub_try_bind(const StubAddress *want, uint16_t fallback_port) {
+        StubAddress a = *want;
+        int udp = -1, tcp = -1, r;
+
+        r = bind_pair(&a, &udp, &tcp);
+        if ((r == -EADDRINUSE || r == -EACCES) && address_port(&a) == STUB_DEFAULT_PORT) {
+                address_set_port(&a, fallback_port ? fallback_port : STUB_FALLBACK_PORT);
+                r = bind_pair(&a, &udp, &tcp);
+        }
+        safe_close(udp);
+        safe_close(tcp);
+        return r < 0 ? r : 0;
+}
+
+/* Every worker gets a UDP and a TCP socket on `want`: the inherited ones
+ * bound for it first (each keeps its queued queries), then new ones on
+ * the same address (SO_REUSEPORT) for workers still without. An address
+ * that cannot be bound at all is recorded in s->unbound, not an error. */
+static int listen_on(Stub *s, const StubAddress *want, StubSocket *inherit, size_t n_inherit) {
+        StubAddress bound = { .len = 0 };
+        unsigned n_udp = 0, n_tcp = 0;
+        char text[64];
+        int r;
+
+        for (size_t i = 0; i < n_inherit; i++) {
+                StubSocket *in = &inherit[i];
+                StubAddress a = { .len = sizeof a.sa };
+
+                if (in->fd < 0 || !address_equal(&in->want, want))
+                        continue;
+                if (getsockname(in->fd, (struct sockaddr *) &a.sa, &a.len) < 0 ||
+                    !is_loopback((const struct sockaddr *) &a.sa) || (bound.len > 0 && !address_equal(&a, &bound)))
+                        continue; /* closed with the unused ones */
+                bound = a;
+                int fd = TAKE_FD(in->fd);
+                r = stub_add_socket(s, in->tcp ? n_tcp++ : n_udp++, fd, in->tcp, want);
+                if (r < 0)
+                        return r;
+        }
+        if (bound.len == 0) {
+                int udp = -1, tcp = -1;
+                r = bind_want(s, want, &bound, &udp, &tcp);
+                if (r < 0) {
+                        (void) stub_address_text(want, text, sizeof text);
+                        stub_log(s, LOG_ERR, "cannot listen on %s: %s", text, strerror(-r));
+                        s->unbound[s->n_unbound++] = (StubUnbound) { .want = *want, .error = -r };
+                        return 0;
+                }
+                r = stub_add_socket(s, n_udp++, udp, false, want);
+                if (r < 0) {
+                        safe_close(tcp);
+                        return r;
+                }
+                r = stub_add_socket(s, n_tcp++, tcp, true, want);
+                if (r < 0)
+                        return r;
+        }
+        s->addresses[s->n_addresses++] = bound;
+
+        /* One socket of each per worker: the kernel spreads queries over
+         * them. A worker without is only a lost share of the load. */
+        while (n_udp < s->n_workers || n_tcp < s->n_workers) {
+                bool tcp = n_tcp < n_udp;
+                int fd = -1;
+                r = open_socket(&bound, tcp, &fd);
+                if (r < 0) {
+                        (void) stub_address_text(&bound, text, sizeof text);
+                        stub_log(s, LOG_WARNING, "cannot open another socket on %s: %s", text, strerror(-r));
+                        break;
+                }
+                r = stub_add_socket(s, tcp ? n_tcp++ : n_udp++, fd, tcp, want);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Every listen address, from inherited sockets or bound anew; inherited
+ * sockets for no listen address are closed. */
+static int bind_all(Stub *s, const StubConfig *config, StubSocket *inherit, size_t n_inherit) {
         StubAddress def = { .len = sizeof(struct sockaddr_in) };
         const StubAddress *listen = config->listen;
         size_t n_listen = config->n_listen;
-        bool warned = false;
         int r;
 
         if (n_listen == 0) {
@@ -332,78 +459,53 @@ static int bind_all(Stub *s, const StubConfig *config) {
                 return -E2BIG;
 
         for (size_t i = 0; i < n_listen; i++) {
-                StubAddress a = listen[i];
-                char text[64];
-                int udp = -1, tcp = -1;
+                const StubAddress *a = &listen[i];
+                bool dup = false;
 
-                if ((a.sa.ss_family != AF_INET && a.sa.ss_family != AF_INET6) ||
-                    !is_loopback((const struct sockaddr *) &a.sa)) {
+                if ((a->sa.ss_family != AF_INET && a->sa.ss_family != AF_INET6) ||
+                    !is_loopback((const struct sockaddr *) &a->sa)) {
                         stub_log(s, LOG_ERR, "refusing to listen on a non-loopback address");
                         return -EADDRNOTAVAIL;
                 }
-                r = bind_pair(&a, &udp, &tcp);
-                if ((r == -EADDRINUSE || r == -EACCES) && address_port(&a) == STUB_DEFAULT_PORT) {
-                        if (!warned)
-                                stub_log(s, LOG_WARNING, STUB_LOG_HIGH_PORT);
-                        warned = true;
-                        address_set_port(&a, s->config.fallback_port);
-                        r = bind_pair(&a, &udp, &tcp);
-                }
-                if (r < 0) {
-                        (void) stub_address_text(&a, text, sizeof text);
-                        stub_log(s, LOG_ERR, "cannot listen on %s: %s", text, strerror(-r));
+                for (size_t k = 0; k < i; k++)
+                        dup = dup || address_equal(&listen[k], a);
+                if (dup)
+                        continue;
+                r = listen_on(s, a, inherit, n_inherit);
+                if (r < 0)
                         return r;
-                }
-                s->addresses[s->n_addresses++] = a;
-                r = worker_add_listener(&s->workers[0], udp, false, false);
-                if (r < 0) {
-                        safe_close(udp);
-                        safe_close(tcp);
-                        return r;
-                }
-                r = worker_add_listener(&s->workers[0], tcp, true, false);
-                if (r < 0) {
-                        safe_close(tcp);
-                        return r;
-                }
-                for (unsigned k = 1; k < s->n_workers; k++) {
-                        r = bind_pair(&a, &udp, &tcp);
-                        if (r < 0) {
-                                (void) stub_address_text(&a, text, sizeof text);
-                                stub_log(s, LOG_ERR, "cannot open another socket on %s: %s", text, strerror(-r));
-                                return r;
-                        }
-                        r = worker_add_listener(&s->workers[k], udp, false, false);
-                        if (r < 0) {
-                                safe_close(udp);
-                                safe_close(tcp);
-                                return r;
-                        }
-                        r = worker_add_listener(&s->workers[k], tcp, true, false);
-                        if (r < 0) {
-                                safe_close(tcp);
-                                return r;
-                        }
-                }
         }
         return 0;
 }
 
 /* Takes over activated sockets: every worker watches each. */
 static int adopt_fds(Stub *s, const StubConfig *config) {
-        s->activated = calloc(config->n_fds, sizeof *s->activated);
-        if (!s->activated) {
-                for (size_t i = 0; i < config->n_fds; i++)
-                        safe_close(config->fds[i]);
-                return -ENOMEM;
-        }
-        for (size_t i = 0; i < config->n_fds; i++)
-                s->activated[s->n_activated++] = config->fds[i];
+        size_t first = s->n_socks;
 
-        for (size_t i = 0; i < s->n_activated; i++) {
-                int fd = s->activated[i], type = 0;
+        s->activated = true;
+        for (size_t i = 0; i < config->n_fds; i++) {
+                int fd = config->fds[i], type = 0;
                 socklen_t tl = sizeof type;
                 StubAddress a = { .len = sizeof a.sa };
+                int r = 0;
+
+                if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
+                    getsockname(fd, (struct sockaddr *) &a.sa, &a.len) < 0)
+                        r = -errno;
+                if (r >= 0)
+                        r = stub_own(s, fd, type == SOCK_STREAM, &a);
+                else
+                        safe_close(fd);
+                if (r < 0) {
+                        for (size_t k = i + 1; k < config->n_fds; k++)
+                                safe_close(config->fds[k]);
+                        return r;
+                }
+        }
+        for (size_t i = first; i < s->n_socks; i++) {
+                int fd = s->socks[i].fd, type = 0;
+                socklen_t tl = sizeof type;
+                const StubAddress *a = &s->socks[i].want;
 
                 if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0)
                         return -errno;
@@ -411,9 +513,7 @@ static int adopt_fds(Stub *s, const StubConfig *config) {
                         stub_log(s, LOG_ERR, "socket-activated fd %d is neither UDP nor TCP", fd);
                         return -EINVAL;
                 }
-                if (getsockname(fd, (struct sockaddr *) &a.sa, &a.len) < 0)
-                        return -errno;
-                if (!is_loopback((const struct sockaddr *) &a.sa)) {
+                if (!is_loopback((const struct sockaddr *) &a->sa)) {
                         stub_log(s, LOG_ERR, "socket-activated fd %d is not on a loopback address", fd);
                         return -EADDRNOTAVAIL;
                 }
@@ -424,18 +524,48 @@ static int adopt_fds(Stub *s, const StubConfig *config) {
 
                 bool known = false;
                 for (size_t k = 0; k < s->n_addresses; k++)
-                        if (s->addresses[k].len == a.len && memcmp(&s->addresses[k].sa, &a.sa, a.len) == 0)
-                                known = true;
+                        known = known || address_equal(&s->addresses[k], a);
                 if (!known && s->n_addresses < STUB_ADDRESSES_MAX)
-                        s->addresses[s->n_addresses++] = a;
+                        s->addresses[s->n_addresses++] = *a;
 
                 for (unsigned k = 0; k < s->n_workers; k++) {
-                        int r = worker_add_listener(&s->workers[k], fd, type == SOCK_STREAM, true);
+                        int r = worker_add_listener(&s->workers[k], fd, type == SOCK_STREAM);
                         if (r < 0)
                                 return r;
                 }
         }
         return 0;
+}
+
+int stub_sockets(const Stub *s, StubSocket **ret, size_t *ret_n) {
+        StubSocket *t = calloc(s->n_socks ? s->n_socks : 1, sizeof *t);
+        size_t n = 0;
+
+        if (!t)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->n_socks; i++) {
+                int fd = fcntl(s->socks[i].fd, F_DUPFD_CLOEXEC, 3);
+                if (fd < 0) {
+                        int r = -errno;
+                        while (n > 0)
+                                safe_close(t[--n].fd);
+                        free(t);
+                        return r;
+                }
+                t[n] = s->socks[i];
+                t[n++].fd = fd;
+        }
+        *ret = t;
+        *ret_n = n;
+        return 0;
+}
+
+size_t stub_n_unbound(const Stub *s) {
+        return s ? s->n_unbound : 0;
+}
+
+const StubUnbound *stub_unbound(const Stub *s, size_t i) {
+        return s && i < s->n_unbound ? &s->unbound[i] : NULL;
 }
 
 int stub_activated_fds(int **ret_fds) {
@@ -1233,6 +1363,22 @@ static int on_wake(sd_event_source *src, int fd, uint32_t revents, void *userdat
                 sd_event_exit(w->event, 0);
                 return 0;
         }
+        if (atomic_load(&w->quiesce) && !w->quiesced) {
+                /* A successor serves these sockets now; what is under way
+                 * here is still answered. */
+                w->quiesced = true;
+                for (size_t i = 0; i < w->n_listeners; i++)
+                        w->listeners[i].source = sd_event_source_disable_unref(w->listeners[i].source);
+                for (TcpConn *c = w->conns, *next; c; c = next) {
+                        next = c->next;
+                        c->read_eof = true;
+                        conn_update(c);
+                }
+                pthread_mutex_lock(&w->stub->setup_lock);
+                w->stub->quiesce_done++;
+                pthread_cond_broadcast(&w->stub->setup_cond);
+                pthread_mutex_unlock(&w->stub->setup_lock);
+        }
         pthread_mutex_lock(&w->lock);
         StubReply *r = w->queue_head;
         w->queue_head = w->queue_tail = NULL;
@@ -1298,11 +1444,9 @@ static void worker_teardown(Worker *w) {
         w->pending = NULL;
         while (w->conns)
                 conn_close(w->conns);
-        for (size_t i = 0; i < w->n_listeners; i++) {
+        /* The sockets are the Stub's: closed in stub_close(). */
+        for (size_t i = 0; i < w->n_listeners; i++)
                 w->listeners[i].source = sd_event_source_disable_unref(w->listeners[i].source);
-                if (!w->listeners[i].shared)
-                        w->listeners[i].fd = safe_close(w->listeners[i].fd);
-        }
         w->wake_source = sd_event_source_disable_unref(w->wake_source);
         w->event = sd_event_unref(w->event);
         w->reader = shm_reader_free(w->reader);
@@ -1348,33 +1492,42 @@ static void stub_close(Stub *s) {
         workers_stop(s);
         for (unsigned i = 0; s->workers && i < s->n_workers; i++) {
                 Worker *w = &s->workers[i];
-                /* workers that never ran still own their sockets */
-                for (size_t k = 0; k < w->n_listeners; k++)
-                        if (!w->listeners[k].shared)
-                                w->listeners[k].fd = safe_close(w->listeners[k].fd);
                 free(w->listeners);
                 w->listeners = NULL;
                 w->n_listeners = 0;
                 w->wake_fd = safe_close(w->wake_fd);
         }
-        for (size_t i = 0; i < s->n_activated; i++)
-                safe_close(s->activated[i]);
-        free(s->activated);
-        s->activated = NULL;
-        s->n_activated = 0;
+        /* No worker watches them any more. */
+        for (size_t i = 0; i < s->n_socks; i++)
+                safe_close(s->socks[i].fd);
+        s->socks = mfree(s->socks);
+        s->n_socks = 0;
         /* No worker reads it any more. */
         blocklist_free(s->blocklist);
         s->blocklist = NULL;
 }
 
+static void close_inherited(StubSocket *inherit, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                inherit[i].fd = safe_close(inherit[i].fd);
+}
+
 int stub_new(const StubConfig *config, Stub **ret) {
         char list[STUB_ADDRESSES_MAX * 64] = "";
+        _cleanup_free_ StubSocket *inherit = NULL;
+        size_t n_inherit = config->n_inherit;
         int r;
 
-        Stub *s = calloc(1, sizeof *s);
+        /* Ours from here on: a copy whose fds are taken one by one. */
+        inherit = calloc(n_inherit ? n_inherit : 1, sizeof *inherit);
+        if (inherit && n_inherit)
+                memcpy(inherit, config->inherit, n_inherit * sizeof *inherit);
+        Stub *s = inherit ? calloc(1, sizeof *s) : NULL;
         if (!s) {
                 for (size_t i = 0; i < config->n_fds; i++)
                         safe_close(config->fds[i]);
+                for (size_t i = 0; i < n_inherit; i++)
+                        safe_close(config->inherit[i].fd);
                 blocklist_free(config->blocklist);
                 return -ENOMEM;
         }
@@ -1382,6 +1535,7 @@ int stub_new(const StubConfig *config, Stub **ret) {
         s->config = *config;
         s->config.listen = NULL;
         s->config.fds = NULL;
+        s->config.inherit = NULL;
         s->config.blocklist = NULL;
         s->blocklist = config->blocklist;
         if (s->config.fallback_port == 0)
@@ -1405,6 +1559,7 @@ int stub_new(const StubConfig *config, Stub **ret) {
         if (!s->workers) {
                 for (size_t i = 0; i < config->n_fds; i++)
                         safe_close(config->fds[i]);
+                close_inherited(inherit, n_inherit);
                 r = -ENOMEM;
                 goto fail;
         }
@@ -1418,7 +1573,8 @@ int stub_new(const StubConfig *config, Stub **ret) {
                 pthread_mutex_init(&w->lock, NULL);
         }
         /* fds first: they are ours to close whatever happens next */
-        r = config->n_fds > 0 ? adopt_fds(s, config) : bind_all(s, config);
+        r = config->n_fds > 0 ? adopt_fds(s, config) : bind_all(s, config, inherit, n_inherit);
+        close_inherited(inherit, n_inherit); /* those bound for no listen address */
         if (r < 0)
                 goto fail;
         for (unsigned i = 0; i < s->n_workers; i++) {
@@ -1456,8 +1612,11 @@ int stub_new(const StubConfig *config, Stub **ret) {
                         strcat(list, ", ");
                 strcat(list, text);
         }
-        stub_log(s, LOG_NOTICE, STUB_LOG_STARTED " on %s (UDP and TCP%s, %u worker%s)", list,
-                 s->n_activated > 0 ? ", socket-activated" : "", s->n_workers, s->n_workers == 1 ? "" : "s");
+        if (s->n_addresses == 0)
+                stub_log(s, LOG_WARNING, "the DNS stub has no address to listen on yet");
+        else
+                stub_log(s, LOG_NOTICE, STUB_LOG_STARTED " on %s (UDP and TCP%s, %u worker%s)", list,
+                 s->activated ? ", socket-activated" : "", s->n_workers, s->n_workers == 1 ? "" : "s");
         *ret = s;
         return 0;
 
@@ -1473,6 +1632,35 @@ Stub *stub_free(Stub *s) {
         stub_close(s);
         stub_unref(s);
         return NULL;
+}
+
+/* Returns once every worker has stopped reading: a query that arrives
+ * after it is the successor's. */
+void stub_quiesce(Stub *s) {
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < s->n_workers; i++) {
+                Worker *w = &s->workers[i];
+                uint64_t one = 1;
+                if (!w->started || atomic_exchange(&w->quiesce, true))
+                        continue;
+                n++;
+                (void) !write(w->wake_fd, &one, sizeof one);
+        }
+        pthread_mutex_lock(&s->setup_lock);
+        while (s->quiesce_done < n)
+                pthread_cond_wait(&s->setup_cond, &s->setup_lock);
+        s->quiesce_done = 0;
+        pthread_mutex_unlock(&s->setup_lock);
+}
+
+bool stub_busy(const Stub *s) {
+        /* stub_free()'s reference, and one per reply the forwarder has. */
+        return atomic_load(&s->refs) > 1;
+}
+
+bool stub_is_activated(const Stub *s) {
+        return s->activated;
 }
 
 void stub_set_blocklist(Stub *s, Blocklist *bl) {

@@ -90,6 +90,22 @@ typedef struct StubAddress {
         socklen_t len;
 } StubAddress;
 
+/* A listening socket handed from one stub to the next (a reload, a
+ * restart through systemd's file descriptor store): `want` is the listen
+ * address it was bound for, which differs from its own address when port
+ * 53 was taken and the fallback port bound instead. */
+typedef struct StubSocket {
+        int fd;
+        bool tcp;
+        StubAddress want;
+} StubSocket;
+
+/* A listen address with nothing bound on it (both ports taken, say). */
+typedef struct StubUnbound {
+        StubAddress want;
+        int error; /* errno of the last attempt */
+} StubUnbound;
+
 typedef struct StubConfig {
         /* Where to listen; none: 127.0.0.53:53. Loopback addresses only
          * (-EADDRNOTAVAIL otherwise). When port 53 cannot be bound
@@ -103,6 +119,12 @@ typedef struct StubConfig {
          * them, and so does a failing stub_new(). */
         const int *fds;
         size_t n_fds;
+        /* Sockets of an earlier stub (stub_sockets()), taken over: those
+         * whose `want` is among `listen` serve again, so a query waiting in
+         * them is not lost; the others are closed. An address with none is
+         * bound anew. */
+        const StubSocket *inherit;
+        size_t n_inherit;
 
         unsigned n_workers; /* 0: one per CPU the process may run on */
         const char *store_path; /* NULL: $ZTNA_STORE or /run/ztna/records */
@@ -137,13 +159,35 @@ typedef struct StubStats {
         uint64_t truncated;
 } StubStats;
 
-/* Binds (or takes over config->fds), starts the workers, logs
- * STUB_LOG_STARTED with the addresses. Returns 0 or a negative errno
- * (nothing is left running then). */
+/* Binds (or takes over config->fds and config->inherit), starts the
+ * workers, logs STUB_LOG_STARTED with the addresses. A listen address that
+ * cannot be bound (in use on both ports, say) is logged and left out
+ * (stub_unbound()); the others serve. Returns 0 or a negative errno
+ * (nothing is left running then, and every fd given is closed). */
 int stub_new(const StubConfig *config, Stub **ret);
 /* Stops the workers and closes the sockets; NULL-safe. Replies still with
  * the forwarder stay valid until finished. */
 Stub *stub_free(Stub *s);
+
+/* Copies (dup()) of every listening socket with the address it was bound
+ * for, for a successor stub or systemd's fd store: the caller owns the
+ * malloc()ed array and the fds. */
+int stub_sockets(const Stub *s, StubSocket **ret, size_t *ret_n);
+/* Stops taking queries (a successor serves the same sockets): listeners
+ * are no longer watched and TCP connections close once their answers are
+ * out. Queries already forwarded are still answered. */
+void stub_quiesce(Stub *s);
+/* Whether the forwarder still owes answers to this stub's queries. */
+bool stub_busy(const Stub *s);
+/* Whether its sockets came from socket activation (config->fds). */
+bool stub_is_activated(const Stub *s);
+
+/* The listen addresses with nothing bound (see stub_new()). */
+size_t stub_n_unbound(const Stub *s);
+const StubUnbound *stub_unbound(const Stub *s, size_t i);
+/* Whether `want` (or its fallback port, for port 53) can be bound now:
+ * the sockets of a trial bind are closed again. 0 or a negative errno. */
+int stub_try_bind(const StubAddress *want, uint16_t fallback_port);
 
 /* The addresses actually bound (UDP and TCP share each), for
  * `ztna status`: "127.0.0.53:53", "[::1]:15353". */

@@ -99,18 +99,30 @@ static bool streq_ptr(const char *a, const char *b) {
         return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-/* SIGHUP: parse the configuration into a fresh one and switch only if it is
- * valid; then read the peers again and resync the control plane. */
+/* SIGHUP: the new configuration is parsed and every part it changes is
+ * built while the running ones serve; only when all of it is valid and
+ * built does ztnad switch, so a reload is applied whole or not at all.
+ * store, state_dir and store_fallback need a restart (the store's lock
+ * and readers' mappings, the saved map); the log says so. */
 static void daemon_reload(Daemon *d) {
         _cleanup_config_ ZtnadConfig *c = NULL;
+        DaemonDns *dns = NULL;
         ConfigError err;
         bool pin = false;
+        char changed[512];
+        bool blocked_changed = false;
         int r;
 
         r = config_load(d->config_path, &c, &err);
         if (r < 0) {
                 daemon_log(SD_ERR, "%s; keeping the running configuration", err.message);
                 (void) sd_notifyf(0, "STATUS=Configuration rejected: %s", err.message);
+        } else if (config_changes(d->config, c, changed, sizeof changed) == 0) {
+                daemon_log(SD_NOTICE, "configuration reloaded: nothing changed");
+        } else if (!config_section_equal(d->config, c, "dns") && daemon_dns_prepare(d, c, &dns) < 0) {
+                daemon_log(SD_ERR, "%s: the [dns] settings cannot be applied (see above); keeping the running "
+                           "configuration", d->config_path ? d->config_path : CONFIG_DEFAULT_PATH);
+                (void) sd_notify(0, "STATUS=Configuration rejected: the [dns] settings cannot be applied");
         } else {
                 ZtnadConfig *old = d->config;
                 bool watch = !streq_ptr(old->peers_file, c->peers_file);
@@ -122,9 +134,8 @@ static void daemon_reload(Daemon *d) {
                 /* What a map may claim: the published one is checked again
                  * (a peers file is read again below anyway). */
                 pin = !config_key_equal(old, c, "domains") || !config_key_equal(old, c, "address_space");
-                if (!streq_ptr(old->store, c->store) || !streq_ptr(old->state_dir, c->state_dir) ||
-                    !streq_ptr(old->store_fallback, c->store_fallback))
-                        daemon_log(SD_WARNING, "store, state_dir and store_fallback changes take effect at the next start");
+                bool restart = !streq_ptr(old->store, c->store) || !streq_ptr(old->state_dir, c->state_dir) ||
+                               !streq_ptr(old->store_fallback, c->store_fallback);
                 /* Keep what cannot change under a running daemon. */
                 char *keep_store = c->store, *keep_state = c->state_dir, *keep_fallback = c->store_fallback;
                 c->store = old->store;
@@ -136,6 +147,8 @@ static void daemon_reload(Daemon *d) {
                 d->config = TAKE_PTR(c);
                 c = old; /* freed on return */
 
+                if (!config_section_equal(old, d->config, "dns"))
+                        blocked_changed = daemon_dns_commit(d, dns) > 0;
                 if (watch && !d->peers_override) {
                         daemon_watch_stop(d);
                         (void) daemon_watch_start(d);
@@ -148,13 +161,17 @@ static void daemon_reload(Daemon *d) {
                         d->control = control_free(d->control);
                         (void) daemon_control_start(d);
                 }
-                daemon_log(SD_NOTICE, "configuration reloaded");
+                if (restart)
+                        daemon_log(SD_WARNING, "configuration reloaded: %s; store, state_dir and store_fallback "
+                                   "keep their old values until the next start", changed);
+                else
+                        daemon_log(SD_NOTICE, "configuration reloaded: %s", changed);
         }
 
         if (daemon_peers_path(d))
                 (void) daemon_reload_file(d, "SIGHUP");
-        else if (pin)
-                (void) daemon_republish(d, "domains or address_space changed");
+        else if (pin || blocked_changed)
+                (void) daemon_republish(d, pin ? "domains or address_space changed" : "blocklist changed");
         if (d->sync)
                 sync_now(d->sync);
 }
