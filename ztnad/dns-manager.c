@@ -58,6 +58,7 @@
 #define RESOLVE_PATH "/org/freedesktop/resolve1"
 #define RESOLVE_MANAGER "org.freedesktop.resolve1.Manager"
 #define RESOLVED_UNIT "systemd-resolved.service"
+#define ZTNAD_UNIT "ztnad.service"
 #define RESOLVCONF_IFACE "lo.ztna"
 
 static const char *const resolvconf_paths[] = { "/sbin/resolvconf", "/usr/sbin/resolvconf" };
@@ -277,8 +278,9 @@ static json_t *servers_json(const DnsState *st, bool resolved) {
         return a;
 }
 
-/* Routing-only domains: the tailnet domain and the reverse zones of the
- * tailnet ranges, "~." too when the stub takes every name. */
+/* The tailnet domain (a search domain) and, routing-only ("~"), the
+ * reverse zones of the tailnet ranges; "~." too when the stub takes every
+ * name. */
 static json_t *domains_json(const DnsState *st, bool default_route) {
         static char zones[DNS_REVERSE_ZONES_PER_PREFIX][DNS_REVERSE_ZONE_MAX];
         json_t *a = json_array();
@@ -286,8 +288,12 @@ static json_t *domains_json(const DnsState *st, bool default_route) {
 
         if (!a)
                 return NULL;
+        /* The tailnet domain as a search domain, not routing-only: resolved
+         * then completes single labels ("win-a") with it, and lists it in
+         * the search line of its stub-resolv.conf for clients such as
+         * `dig +search`. It routes the domain to the link all the same. */
         if (st->domain[0]) {
-                snprintf(text, sizeof text, "~%s", st->domain);
+                snprintf(text, sizeof text, "%s", st->domain);
                 json_array_append_new(a, json_string(text));
         }
         for (size_t i = 0; i < st->n_ranges; i++) {
@@ -429,9 +435,12 @@ static int resolved_set_link(Manager *m, int ifindex, const json_t *servers, con
         CHECK(resolve_new(m, "SetLinkDomains", &msg));
         CHECK(sd_bus_message_append(msg, "i", ifindex));
         CHECK(sd_bus_message_open_container(msg, 'a', "(sb)"));
-        json_array_foreach(domains, i, v)
-                /* "~name": routing only (the name after the tilde). */
-                CHECK(sd_bus_message_append(msg, "(sb)", json_string_value(v) + 1, 1));
+        json_array_foreach(domains, i, v) {
+                /* "~name": routing only; "name": search and route. */
+                const char *d = json_string_value(v);
+                bool routing = d[0] == '~';
+                CHECK(sd_bus_message_append(msg, "(sb)", d + routing, routing));
+        }
         CHECK(sd_bus_message_close_container(msg));
         CHECK(bus_call_retry(m, msg, "SetLinkDomains", why, why_size));
         msg = sd_bus_message_unref(msg);
@@ -484,6 +493,20 @@ static int resolved_restart(Manager *m) {
                            e.message ? e.message : strerror(-r));
         else
                 daemon_log(SD_NOTICE, "dns-manager: restarted %s for %s", RESOLVED_UNIT, dropin_path());
+        return r;
+}
+
+/* try-restart: a stopped ztnad stays stopped. */
+static int ztnad_restart(Manager *m) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        int r = bus_open(m);
+        if (r >= 0)
+                r = sd_bus_call_method(m->bus, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                                       "org.freedesktop.systemd1.Manager", "TryRestartUnit", &e, NULL, "ss",
+                                       ZTNAD_UNIT, "replace");
+        if (r < 0)
+                daemon_log(SD_WARNING, "dns-manager: cannot restart %s: %s", ZTNAD_UNIT,
+                           e.message ? e.message : strerror(-r));
         return r;
 }
 
@@ -666,15 +689,30 @@ static int file_backup(void) {
         return write_atomic(orig, data, len, st.st_mode & 07777);
 }
 
-static int file_restore(void) {
+/* Gives back what file_backup() saved. `written`: what the helper last
+ * wrote; when /etc/resolv.conf no longer holds it, another program (the
+ * postinst of systemd-resolved, an administrator) has taken the file over
+ * since, and theirs stays: the backup is dropped, not restored over it.
+ * NULL: restore whatever is there. */
+static int file_restore(const char *written) {
         _cleanup_free_ char *orig = lib_path("resolv.conf.orig"), *link = lib_path("resolv.conf.link"),
-                            *none = lib_path("resolv.conf.none"), *data = NULL;
+                            *none = lib_path("resolv.conf.none"), *data = NULL, *now = NULL;
         struct stat st;
-        size_t len;
+        size_t len, now_len;
         int r;
 
         if (!orig || !link || !none)
                 return -ENOMEM;
+        if (written && (lstat(resolv_conf_path(), &st) < 0 || !S_ISREG(st.st_mode) ||
+                        read_all(resolv_conf_path(), &now, &now_len) < 0 || now_len != strlen(written) ||
+                        memcmp(now, written, now_len) != 0)) {
+                daemon_log(SD_NOTICE, "dns-manager: %s was taken over by another program; leaving it as it is",
+                           resolv_conf_path());
+                (void) unlink(orig);
+                (void) unlink(link);
+                (void) unlink(none);
+                return 0;
+        }
         if (read_all(link, &data, &len) >= 0) {
                 _cleanup_free_ char *tmp = NULL;
                 if (asprintf(&tmp, "%s.ztna-link", resolv_conf_path()) < 0)
@@ -733,7 +771,7 @@ static int revert(Manager *m) {
         int r = 0;
 
         if (!m->applied) {
-                r = file_restore(); /* a backup left by an interrupted run */
+                r = file_restore(NULL); /* a backup left by an interrupted run */
                 json_object_set_new(m->status, "state", json_string("off"));
                 return r;
         }
@@ -754,7 +792,7 @@ static int revert(Manager *m) {
                 r = resolvconf_run("-d", NULL, why, sizeof why);
                 break;
         case CONFIG_MANAGE_FILE:
-                r = file_restore();
+                r = file_restore(applied_str(m, "written"));
                 if (r < 0)
                         snprintf(why, sizeof why, "cannot restore %s: %s", resolv_conf_path(), strerror(-r));
                 break;
@@ -972,6 +1010,20 @@ static int do_check(Manager *m) {
         uint64_t now = now_usec(CLOCK_REALTIME) / USEC_PER_SEC;
         json_int_t since, count;
 
+        /* manage = auto and resolved has come (or gone) since the mode in
+         * place was chosen: ztnad restarts, so that it listens where the
+         * new mode needs and its ExecStartPost= applies that mode. */
+        if (m->config && m->config->stub && m->config->manage == CONFIG_MANAGE_AUTO) {
+                ConfigManage want = dns_manager_effective_mode(m->config);
+                ConfigManage was = m->applied ? mode_of_name(applied_str(m, "mode")) : CONFIG_MANAGE_OFF;
+                if (want != CONFIG_MANAGE_RESOLVED && resolved_on_bus(m))
+                        want = CONFIG_MANAGE_RESOLVED;
+                if (want != was && (was != CONFIG_MANAGE_OFF || want == CONFIG_MANAGE_RESOLVED)) {
+                        daemon_log(SD_NOTICE, "dns-manager: manage = auto now means %s, not %s; restarting %s",
+                                   config_manage_name(want), config_manage_name(was), ZTNAD_UNIT);
+                        return ztnad_restart(m);
+                }
+        }
         if (!m->applied || mode_of_name(applied_str(m, "mode")) != CONFIG_MANAGE_FILE)
                 return 0;
         written = applied_str(m, "written");
