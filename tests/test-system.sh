@@ -136,19 +136,22 @@ t_closed_tailnet() {
 
 # t_dns_state: what a restore must give back byte for byte: resolved's
 # global and per-link settings (when it runs), /etc/resolv.conf (its
-# bytes and whether it is a link), resolved's drop-in directories.
+# bytes and whether it is a link), resolved's drop-in directories. A
+# reboot gives host0 another interface index, so the index is written as
+# its name (in Manager.DNSEx's entries and resolvectl's "Link N").
 t_dns_state() {
 	ct_sh '
+		h=$(cat /sys/class/net/host0/ifindex 2>/dev/null || echo none)
 		echo "resolv.conf: $(readlink /etc/resolv.conf || echo file) $(sha256sum </etc/resolv.conf)"
 		ls -l /etc/systemd/resolved.conf.d /run/systemd/resolved.conf.d 2>/dev/null
 		if systemctl is-active -q systemd-resolved; then
 			for p in DNSEx FallbackDNSEx Domains DNSOverTLS DNSSEC LLMNR MulticastDNS; do
 				echo "Manager.$p: $(busctl get-property org.freedesktop.resolve1 /org/freedesktop/resolve1 \
-					org.freedesktop.resolve1.Manager $p 2>&1)"
+					org.freedesktop.resolve1.Manager $p 2>&1 | sed -E "s/ $h (2 4|10 16) / host0 \1 /g")"
 			done
 			for l in host0 ztna0 lo; do
 				for v in dns domain default-route dnsovertls dnssec llmnr mdns; do
-					echo "$l $v: $(resolvectl $v $l 2>&1)"
+					echo "$l $v: $(resolvectl $v $l 2>&1 | sed -E "s/^Link [0-9]+ \(/Link (/")"
 				done
 			done
 		else
