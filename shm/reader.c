@@ -137,13 +137,28 @@ static uint64_t coarse_usec(void) {
         return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
 }
 
-static bool trusted_dir(const struct stat *st) {
-        return S_ISDIR(st->st_mode) && st->st_uid < SHM_SYSTEM_UID_LIMIT && !(st->st_mode & S_IWOTH);
+/* The trust rules, one at a time, so that shm_store_inspect() can name the
+ * one a store breaks; the lookup path only asks whether any is broken. */
+static ShmTrustRule dir_rule(const struct stat *st) {
+        if (!S_ISDIR(st->st_mode))
+                return SHM_TRUST_DIR_NOT_DIR;
+        if (st->st_uid >= SHM_SYSTEM_UID_LIMIT)
+                return SHM_TRUST_DIR_OWNER;
+        if (st->st_mode & S_IWOTH)
+                return SHM_TRUST_DIR_WRITABLE;
+        return SHM_TRUST_OK;
 }
 
-static bool trusted_file(const struct stat *st, const struct stat *dir) {
-        return S_ISREG(st->st_mode) && st->st_nlink == 1 && !(st->st_mode & (S_IWGRP | S_IWOTH)) &&
-               (st->st_uid == 0 || st->st_uid == dir->st_uid);
+static ShmTrustRule file_rule(const struct stat *st, const struct stat *dir) {
+        if (!S_ISREG(st->st_mode))
+                return SHM_TRUST_FILE_NOT_REGULAR;
+        if (st->st_nlink != 1)
+                return SHM_TRUST_FILE_LINKS;
+        if (st->st_mode & (S_IWGRP | S_IWOTH))
+                return SHM_TRUST_FILE_WRITABLE;
+        if (st->st_uid != 0 && st->st_uid != dir->st_uid)
+                return SHM_TRUST_FILE_OWNER;
+        return SHM_TRUST_OK;
 }
 
 /* Checks the fixed part of a freshly mapped header and keeps what it found
@@ -169,7 +184,9 @@ static int header_check(ShmMapping *m) {
         return 0;
 }
 
-static int store_map(const char *path, ShmMapping *m) {
+/* Maps the store at `path` after checking that it may be trusted. `why`
+ * (NULL on the lookup path) gets the rule broken and what was seen. */
+static int store_map(const char *path, ShmMapping *m, ShmInspect *why) {
         char dir[SHM_PATH_MAX];
         const char *slash = strrchr(path, '/');
         const char *base;
@@ -194,23 +211,44 @@ static int store_map(const char *path, ShmMapping *m) {
                 return -errno;
         if (fstat(dfd, &dst) < 0)
                 return -errno;
-        if (!trusted_dir(&dst))
+        if (why) {
+                why->dir_uid = dst.st_uid;
+                why->dir_mode = dst.st_mode;
+        }
+        ShmTrustRule rule = dir_rule(&dst);
+        if (rule != SHM_TRUST_OK) {
+                if (why)
+                        why->rule = rule;
                 return -EPERM;
+        }
 
         /* O_NOFOLLOW: no symlinks; O_NONBLOCK: a FIFO planted here must not
          * block the caller (it is then refused as not a regular file). */
         _cleanup_close_ int fd = openat(dfd, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+                if (errno == ELOOP && why)
+                        why->rule = SHM_TRUST_FILE_SYMLINK;
                 return errno == ELOOP ? -EPERM : -errno;
+        }
         if (fstat(fd, &fst) < 0)
                 return -errno;
+        if (why) {
+                why->file_uid = fst.st_uid;
+                why->file_mode = fst.st_mode;
+                why->file_links = (uint64_t) fst.st_nlink;
+                why->file_size = (uint64_t) fst.st_size;
+        }
         /* Unlinked since we opened it: the writer renamed a larger store
          * over it just now. Not untrusted, just stale: open the path again
          * (an -EPERM here would send a tailnet name to the next module). */
         if (S_ISREG(fst.st_mode) && fst.st_nlink == 0)
                 return -EAGAIN;
-        if (!trusted_file(&fst, &dst))
+        rule = file_rule(&fst, &dst);
+        if (rule != SHM_TRUST_OK) {
+                if (why)
+                        why->rule = rule;
                 return -EPERM;
+        }
         if (fst.st_size < (off_t) sizeof(ShmWireHeader) || (uint64_t) fst.st_size > SHM_FILE_MAX)
                 return -EBADMSG;
 
@@ -221,6 +259,8 @@ static int store_map(const char *path, ShmMapping *m) {
         m->len = (size_t) fst.st_size;
         m->st = fst;
         int r = header_check(m);
+        if (why && m->len >= sizeof(ShmWireHeader))
+                why->version = READ_ONCE(((const ShmWireHeader *) p)->version);
         if (r < 0) {
                 munmap(p, m->len);
                 return r;
@@ -251,7 +291,7 @@ static void mapping_put(ShmMapping *m) {
  * caller's and the one `current` (or `stale`) will own. */
 static int mapping_open(ShmReader *r, const char *path, ShmMapping **ret) {
         ShmMapping tmp = {};
-        int e = store_map(path, &tmp);
+        int e = store_map(path, &tmp, NULL);
         if (e < 0)
                 return e;
         for (size_t i = 0; i < SHM_MAPPINGS_MAX; i++) {
@@ -724,4 +764,39 @@ ShmClass shm_snapshot_lookup_addr(const ShmSnapshot *s, int family, const void *
                 }
         }
         return in_ranges(s, family, addr) ? SHM_UNKNOWN : SHM_NOT_OURS;
+}
+
+int shm_store_inspect(const char *path, ShmInspect *ret) {
+        ShmMapping m = {};
+        ShmInspect why = { .rule = SHM_TRUST_OK };
+
+        if (!path) {
+                ShmReader r = {};
+                path = reader_path(&r);
+        }
+        int e = store_map(path, &m, &why);
+        if (e >= 0) {
+                const ShmWireHeader *h = (const ShmWireHeader *) m.addr;
+                why.retired = __atomic_load_n(&h->retired, __ATOMIC_ACQUIRE) != 0;
+                why.writer_pid = READ_ONCE(h->writer_pid);
+                munmap((void *) m.addr, m.len);
+        }
+        why.error = e;
+        *ret = why;
+        return e;
+}
+
+const char *shm_trust_rule_to_string(ShmTrustRule rule) {
+        static const char *const text[] = {
+                [SHM_TRUST_OK] = "trusted",
+                [SHM_TRUST_DIR_NOT_DIR] = "its directory is not a directory",
+                [SHM_TRUST_DIR_OWNER] = "its directory is owned by a user account, not root or a system account",
+                [SHM_TRUST_DIR_WRITABLE] = "its directory is writable by others",
+                [SHM_TRUST_FILE_SYMLINK] = "it is a symbolic link",
+                [SHM_TRUST_FILE_NOT_REGULAR] = "it is not a regular file",
+                [SHM_TRUST_FILE_LINKS] = "it has more than one hard link",
+                [SHM_TRUST_FILE_WRITABLE] = "it is writable by its group or others",
+                [SHM_TRUST_FILE_OWNER] = "it is owned by neither root nor its directory's owner",
+        };
+        return (unsigned) rule < ELEMENTSOF(text) && text[rule] ? text[rule] : "unknown rule";
 }

@@ -5,6 +5,7 @@
  * contract are in shm-format.h. */
 
 #include <netinet/in.h>
+#include <sys/types.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -94,6 +95,38 @@ ShmReader *shm_reader_default(void);
 /* Drops the cached mapping; the next lookup maps the path again (threads
  * still reading the old one keep it until they are done). */
 void shm_reader_forget(ShmReader *r);
+
+/* Which of the reader's trust rules a store breaks (DESIGN.md, "The record
+ * store"); the order is the order they are checked in. */
+typedef enum ShmTrustRule {
+        SHM_TRUST_OK = 0,
+        SHM_TRUST_DIR_NOT_DIR,
+        SHM_TRUST_DIR_OWNER,    /* not root or a system account */
+        SHM_TRUST_DIR_WRITABLE, /* by others */
+        SHM_TRUST_FILE_SYMLINK,
+        SHM_TRUST_FILE_NOT_REGULAR,
+        SHM_TRUST_FILE_LINKS,    /* more than one hard link */
+        SHM_TRUST_FILE_WRITABLE, /* by group or others */
+        SHM_TRUST_FILE_OWNER,    /* neither root nor the directory's owner */
+} ShmTrustRule;
+
+/* What the reader saw of a store, for `ztna doctor`: the checks of a
+ * lookup's first mapping, with the reason kept. */
+typedef struct ShmInspect {
+        int error;         /* what a lookup's mapping gives: 0, -ENOENT, -EPERM, -EPROTONOSUPPORT, -EBADMSG... */
+        ShmTrustRule rule; /* with -EPERM: the rule broken */
+        uid_t dir_uid, file_uid;
+        mode_t dir_mode, file_mode;
+        uint64_t file_links, file_size;
+        uint32_t version;  /* the header's, when the file was mapped far enough */
+        bool retired;      /* a larger store was renamed over this file */
+        uint64_t writer_pid;
+} ShmInspect;
+
+/* Opens, checks and maps the store at `path` (NULL: as shm_reader_new())
+ * the way a lookup does, then lets go. Returns ret->error. */
+int shm_store_inspect(const char *path, ShmInspect *ret);
+const char *shm_trust_rule_to_string(ShmTrustRule rule);
 
 /* One consistent read of the store: begin, look up, copy out, end. */
 typedef struct ShmSnapshot {
