@@ -27,7 +27,8 @@ ZTNAD_SRC := ztnad/ztnad.c ztnad/daemon.c ztnad/dns.c ztnad/peers.c ztnad/config
 	ztnad/sync.c ztnad/controlplane.c ztnad/stub.c ztnad/stub-tailnet.c ztnad/cache.c ztnad/blocklist.c \
 	ztnad/upstream.c ztnad/upstream-tls.c ztnad/upstream-plain.c ztnad/resolvconf.c ztnad/dns-wire.c ztnad/fallback.c \
 	ztnad/dns-state.c ztnad/dns-manager.c ztnad/public-suffix.c
-ZTNA_SRC := ztnad/ztna.c ztnad/config.c ztnad/controlplane.c ztnad/public-suffix.c
+ZTNA_SRC := ztnad/ztna.c ztnad/config.c ztnad/controlplane.c ztnad/public-suffix.c ztnad/peers.c ztnad/doctor.c \
+	ztnad/doctor-nsswitch.c
 HEADERS := $(wildcard shm/*.h nss_ztna/*.h ztnad/*.h)
 
 all: $(B)/libnss_ztna.so.2 $(B)/ztnad $(B)/ztna

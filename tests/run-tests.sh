@@ -48,6 +48,7 @@ tests/test-stub.sh
 tests/test-scenarios.sh
 tests/test-reload.sh
 tests/test-units.sh
+tests/test-doctor.sh
 "
 if [ $# -gt 0 ]; then
         TESTS=$*

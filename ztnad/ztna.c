@@ -32,6 +32,7 @@
 #include "config.h"
 #include "control.h"
 #include "controlplane.h"
+#include "doctor.h"
 #include "macro.h"
 #include "shm-format.h"
 #include "shm.h"
@@ -45,6 +46,7 @@ enum {
         EXIT_UNAVAILABLE = 3,   /* ztnad unreachable or busy; with --local, the store */
         EXIT_NOT_AUTHORISED = 4,
         EXIT_FAILED = 5,        /* a push rejected, or any other failure */
+        /* doctor: 0 healthy, DOCTOR_EXIT_DEGRADED (6), DOCTOR_EXIT_BROKEN (7) */
 };
 
 /* The "code" of a --json failure found by ztna itself rather than refused
@@ -58,6 +60,8 @@ enum {
 #define USEC_PER_MSEC UINT64_C(1000)
 /* A push of a large document is validated whole before ztnad answers. */
 #define DEFAULT_TIMEOUT_SEC 30
+/* The doctor's question to ztnad: a live ztnad answers status at once. */
+#define DOCTOR_DAEMON_TIMEOUT_USEC (USEC_PER_SEC / 2)
 /* A list of a very large tailnet; anything longer is not ztnad talking. */
 #define REPLY_MAX ((size_t) 512 << 20)
 #define ERROR_MAX 512
@@ -71,6 +75,7 @@ typedef struct Args {
         const char *socket; /* --socket, NULL for the default */
         bool json;
         bool local;
+        bool timeout_set; /* -t given */
         uint64_t timeout_usec;
 } Args;
 
@@ -1168,6 +1173,36 @@ static int cmd_push(const Args *a, const char *path) {
         return EXIT_OK;
 }
 
+/* doctor asks ztnad through this: one request, a short deadline of its
+ * own (the doctor's whole run is bounded), the reply whatever it is. */
+static int doctor_daemon_call(void *userdata, const char *command, json_t **ret, char *err, size_t errlen) {
+        const Args *a = userdata;
+        _cleanup_(json_decrefp) json_t *req = json_pack("{s:s}", "command", command);
+
+        if (!req) {
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        return daemon_call(a, req, ret, err, errlen);
+}
+
+static int cmd_doctor(const Args *a, const char *name) {
+        Args da = *a;
+        DoctorOptions o = {
+                .config = a->config,
+                .store = a->store,
+                .socket = socket_path(a),
+                .name = name,
+                .json = a->json,
+                .daemon_call = doctor_daemon_call,
+                .userdata = &da,
+        };
+
+        if (!a->timeout_set)
+                da.timeout_usec = DOCTOR_DAEMON_TIMEOUT_USEC;
+        return doctor_run(&o);
+}
+
 static void help(void) {
         printf("Usage: ztna [OPTIONS] COMMAND\n"
                "\n"
@@ -1185,6 +1220,8 @@ static void help(void) {
                "  down                tailnet names fail with TRY_AGAIN until 'ztna up'\n"
                "  peers push FILE     publish a peers document (FILE '-': standard input);\n"
                "                      validated whole, a bad one changes nothing\n"
+               "  doctor [NAME]       check every layer a lookup of NAME (default: a known\n"
+               "                      peer) travels; name the first that fails and its fix\n"
                "Changes (flush, up, down, push) need root or the ztna group.\n"
                "\n"
                "Options:\n"
@@ -1210,7 +1247,9 @@ static void help(void) {
                "  3  ztnad is unreachable or busy (status: even if the store was shown);\n"
                "     with --local, the store is missing, untrusted or unreadable\n"
                "  4  not authorised: the change needs root or the ztna group\n"
-               "  5  rejected (push: the document is invalid) or any other failure\n",
+               "  5  rejected (push: the document is invalid) or any other failure\n"
+               "  6  doctor: degraded (a layer warns; lookups work)\n"
+               "  7  doctor: broken (a layer fails)\n",
                DEFAULT_TIMEOUT_SEC);
 }
 
@@ -1256,8 +1295,10 @@ int main(int argc, char **argv) {
                         secs = strtoul(optarg, &end, 10);
                         if (errno || end == optarg || *end || secs == 0 || secs > 3600)
                                 bad_option = bad_option ? bad_option : "--timeout takes 1 to 3600 seconds";
-                        else
+                        else {
                                 a.timeout_usec = secs * USEC_PER_SEC;
+                                a.timeout_set = true;
+                        }
                         break;
                 case 'j':
                         a.json = true;
@@ -1286,11 +1327,18 @@ int main(int argc, char **argv) {
         if (a.config && !a.socket) {
                 _cleanup_config_ ZtnadConfig *cfg = NULL;
                 ConfigError cerr;
-                if (config_load(a.config, &cfg, &cerr) < 0)
-                        return failed(&a, EXIT_USAGE, CLIENT_CODE_USAGE, "%s", cerr.message);
-                a.socket = config_socket = strdup(cfg->control_socket);
-                if (!config_socket)
-                        return failed(&a, EXIT_FAILED, CONTROL_CODE_FAILED, "out of memory");
+                bool doctor = optind < argc && strcmp(argv[optind], "doctor") == 0;
+                if (config_load(a.config, &cfg, &cerr) < 0) {
+                        /* A broken configuration is one of the things the
+                         * doctor diagnoses: it goes on with the default
+                         * socket and reports the file, line and key. */
+                        if (!doctor)
+                                return failed(&a, EXIT_USAGE, CLIENT_CODE_USAGE, "%s", cerr.message);
+                } else {
+                        a.socket = config_socket = strdup(cfg->control_socket);
+                        if (!config_socket)
+                                return failed(&a, EXIT_FAILED, CONTROL_CODE_FAILED, "out of memory");
+                }
         }
         cmd = argv + optind;
         n = argc - optind;
@@ -1330,6 +1378,11 @@ int main(int argc, char **argv) {
                         return usage_error(&a, "up and down ask ztnad; not with --local or --store");
                 return cmd_change(&a, cmd[0],
                                   up ? "tailnet DNS is up" : "tailnet DNS is down: tailnet names fail until 'ztna up'");
+        }
+        if (strcmp(cmd[0], "doctor") == 0) {
+                if (n > 2 || (n == 2 && cmd[1][0] == '\0'))
+                        return usage_error(&a, "doctor takes at most one NAME");
+                return cmd_doctor(&a, n == 2 ? cmd[1] : NULL);
         }
         if (strcmp(cmd[0], "peers") == 0) {
                 if (n >= 2 && strcmp(cmd[1], "push") == 0) {

@@ -1,0 +1,907 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `ztna doctor [NAME]`: checks each layer a lookup travels, in its order,
+ * prints one line per layer (ok / warn / FAIL and what was measured), and
+ * ends with the first failing layer, why, and the command that fixes it
+ * (docs/doctor.md, ztna(1)).
+ *
+ * Every check is bounded (no check waits longer than its own timeout) and
+ * runs unprivileged where it can; what needs root and was not checked is
+ * said, never counted as healthy or as failed.
+ *
+ * The layers run in lookup order but are judged together: the store a
+ * stopped ztnad left behind still answers, so with ztnad down the store is
+ * not what failed, and a store never published because ztnad cannot start
+ * takes the daemon's fix.
+ */
+
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "doctor.h"
+#include "macro.h"
+#include "peers.h"
+#include "shm-format.h"
+#include "shm.h"
+
+#define USEC_PER_SEC UINT64_C(1000000)
+#define USEC_PER_MSEC UINT64_C(1000)
+#define NSSWITCH_PATH "/etc/nsswitch.conf"
+#define MDNS_ALLOW_PATH "/etc/mdns.allow"
+#define NSS_MODULE "libnss_ztna.so.2"
+/* ztnad beats every 5 s (ztnad/ztnad.c); three missed beats is stale. */
+#define HEARTBEAT_STALE_SEC 15u
+#define FINDINGS_MAX 12u
+#define TEXT_MAX 512u
+#define ERR_MAX 512u
+#define SNAPSHOT_TRIES 5
+
+typedef enum Level {
+        LEVEL_OK,
+        LEVEL_SKIP, /* could not be checked (needs root, nothing to check) */
+        LEVEL_WARN,
+        LEVEL_FAIL,
+} Level;
+
+static const char *const level_text[] = {
+        [LEVEL_OK] = "ok",
+        [LEVEL_SKIP] = "skip",
+        [LEVEL_WARN] = "warn",
+        [LEVEL_FAIL] = "FAIL",
+};
+
+static const char *const level_json[] = {
+        [LEVEL_OK] = "ok",
+        [LEVEL_SKIP] = "skip",
+        [LEVEL_WARN] = "warn",
+        [LEVEL_FAIL] = "fail",
+};
+
+typedef enum LayerId {
+        LAYER_NSSWITCH,
+        LAYER_STORE,
+        LAYER_DAEMON,
+        _LAYER_MAX,
+} LayerId;
+
+static const char *const layer_names[_LAYER_MAX] = {
+        [LAYER_NSSWITCH] = "nsswitch",
+        [LAYER_STORE] = "store",
+        [LAYER_DAEMON] = "daemon",
+};
+
+typedef struct Finding {
+        Level level;
+        char id[48];            /* stable, documented in ztna(1) */
+        char measured[TEXT_MAX]; /* what was seen */
+        char why[TEXT_MAX];      /* what it means ("" for ok) */
+        char fix[TEXT_MAX];      /* the command that fixes it ("" for ok) */
+} Finding;
+
+typedef struct Layer {
+        Finding findings[FINDINGS_MAX];
+        size_t n;
+} Layer;
+
+typedef struct Doctor {
+        const DoctorOptions *o;
+        uint64_t start_usec;
+
+        ZtnadConfig *cfg;
+        int config_r;
+        ConfigError cerr;
+        const char *config_path; /* as shown */
+
+        json_t *status; /* ztnad's status reply, NULL when unreachable */
+        char daemon_err[ERR_MAX];
+
+        char store_path[1024];
+        bool store_ok;   /* a snapshot could be read */
+        char domain[SHM_DOMAIN_MAX + 1];
+        char name[SHM_LABEL_MAX + 2 + SHM_DOMAIN_MAX]; /* followed: NAME or a peer */
+        char name_answer[INET6_ADDRSTRLEN];              /* its first address in the store */
+
+        Layer layers[_LAYER_MAX];
+} Doctor;
+
+static uint64_t now_usec(clockid_t clock) {
+        struct timespec ts;
+
+        clock_gettime(clock, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static Finding *add(Doctor *d, LayerId l, Level level, const char *id, const char *fmt, ...)
+        __attribute__((format(printf, 5, 6)));
+static Finding *add(Doctor *d, LayerId l, Level level, const char *id, const char *fmt, ...) {
+        static Finding spare;
+        Layer *layer = &d->layers[l];
+        Finding *f;
+        va_list ap;
+
+        if (layer->n >= FINDINGS_MAX) {
+                spare = (Finding) {};
+                return &spare;
+        }
+        f = &layer->findings[layer->n++];
+        *f = (Finding) { .level = level };
+        snprintf(f->id, sizeof f->id, "%s", id);
+        va_start(ap, fmt);
+        vsnprintf(f->measured, sizeof f->measured, fmt, ap);
+        va_end(ap);
+        return f;
+}
+
+static void set_why(Finding *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_why(Finding *f, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(f->why, sizeof f->why, fmt, ap);
+        va_end(ap);
+}
+
+static void set_fix(Finding *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_fix(Finding *f, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(f->fix, sizeof f->fix, fmt, ap);
+        va_end(ap);
+}
+
+static Level layer_level(const Layer *l) {
+        Level worst = LEVEL_OK;
+
+        for (size_t i = 0; i < l->n; i++)
+                if (l->findings[i].level > worst)
+                        worst = l->findings[i].level;
+        return worst;
+}
+
+/* The finding a layer's line shows: its worst, the first of those. */
+static const Finding *layer_headline(const Layer *l) {
+        Level worst = layer_level(l);
+
+        for (size_t i = 0; i < l->n; i++)
+                if (l->findings[i].level == worst)
+                        return &l->findings[i];
+        return NULL;
+}
+
+static const Finding *layer_failure(const Doctor *d, LayerId id) {
+        const Layer *l = &d->layers[id];
+
+        for (size_t i = 0; i < l->n; i++)
+                if (l->findings[i].level == LEVEL_FAIL)
+                        return &l->findings[i];
+        return NULL;
+}
+
+/* "systemctl VERB ztnad": the unit is what runs ztnad on an installed
+ * system (tests stand a shell function in for systemctl). */
+static void restart_command(const Doctor *d, const char *verb, char *buf, size_t size) {
+        (void) d;
+        snprintf(buf, size, "systemctl %s ztnad", verb);
+}
+
+static bool daemon_reachable(const Doctor *d) {
+        return d->status != NULL;
+}
+
+/* ---- nsswitch.conf and the module ---- */
+
+static int read_small_file(const char *path, char **ret, size_t *ret_len) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        struct stat st;
+
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EINVAL;
+        buf = malloc(NSS_FILE_MAX);
+        if (!buf)
+                return -ENOMEM;
+        while (len < NSS_FILE_MAX) {
+                ssize_t n = read(fd, buf + len, NSS_FILE_MAX - len);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+        }
+        *ret = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
+
+static void check_module(Doctor *d) {
+        void *h;
+        const char *e;
+        Finding *f;
+
+        /* The lookup glibc makes: dlopen() of this name, by the library
+         * search path, then its entry point. */
+        dlerror();
+        h = dlopen(NSS_MODULE, RTLD_LAZY | RTLD_LOCAL);
+        if (h && dlsym(h, "_nss_ztna_gethostbyname4_r")) {
+                Dl_info info = {};
+                void *sym = dlsym(h, "_nss_ztna_gethostbyname4_r");
+
+                if (dladdr(sym, &info) && info.dli_fname)
+                        add(d, LAYER_NSSWITCH, LEVEL_OK, "module-loads", "%s loads (%s)", NSS_MODULE,
+                            info.dli_fname);
+                else
+                        add(d, LAYER_NSSWITCH, LEVEL_OK, "module-loads", "%s loads", NSS_MODULE);
+                return; /* never dlclose()d: the module is nodelete anyway */
+        }
+        e = dlerror();
+        if (h) {
+                f = add(d, LAYER_NSSWITCH, LEVEL_FAIL, "module-broken", "%s loads but has no _nss_ztna_gethostbyname4_r",
+                        NSS_MODULE);
+                set_why(f, "the file is not ztna's NSS module, or a damaged one: glibc skips ztna and tailnet names go to the next module");
+                set_fix(f, "apt install --reinstall libnss-ztna");
+                return;
+        }
+        if (e && strstr(e, "cannot open shared object file")) {
+                f = add(d, LAYER_NSSWITCH, LEVEL_FAIL, "module-missing", "%s is not installed: %s", NSS_MODULE, e);
+                set_why(f, "glibc finds no ztna module for this architecture and skips ztna: tailnet names go to the next module");
+                set_fix(f, "apt install libnss-ztna");
+                return;
+        }
+        f = add(d, LAYER_NSSWITCH, LEVEL_FAIL, "module-unloadable", "%s does not load: %s", NSS_MODULE,
+                e ? e : "unknown error");
+        set_why(f, "a module glibc cannot load (another architecture, a damaged file) is skipped: tailnet names go to the next module");
+        set_fix(f, "apt install --reinstall libnss-ztna");
+}
+
+static void check_nsswitch(Doctor *d) {
+        _cleanup_free_ char *data = NULL;
+        char err[NSS_ERROR_MAX], detail[128], fixed[1024], line[1024];
+        size_t len = 0;
+        NssHosts h;
+        NssVerdict v;
+        Finding *f;
+        bool mdns_allowed = false;
+        int r;
+
+        r = read_small_file(NSSWITCH_PATH, &data, &len);
+        if (r == -ENOENT) {
+                /* glibc then uses its built-in line. */
+                nss_hosts_default(&h);
+        } else if (r < 0) {
+                f = add(d, LAYER_NSSWITCH, LEVEL_FAIL, "nsswitch-unreadable", "cannot read %s: %s", NSSWITCH_PATH,
+                        strerror(-r));
+                set_why(f, "glibc cannot read it either and uses its default, without ztna");
+                set_fix(f, "chmod 0644 %s", NSSWITCH_PATH);
+                check_module(d);
+                return;
+        } else if (nss_parse_hosts(data, len, &h, err, sizeof err) < 0) {
+                f = add(d, LAYER_NSSWITCH, LEVEL_FAIL, "nsswitch-syntax", "%s: %s", NSSWITCH_PATH, err);
+                set_why(f, "glibc ignores a malformed hosts line and uses its default, without ztna");
+                /* The fix: the line the packages write. */
+                set_fix(f, "sed -i 's/^hosts:.*/hosts: files ztna [!UNAVAIL=return] dns/' %s", NSSWITCH_PATH);
+                check_module(d);
+                return;
+        } else if (!h.found) {
+                nss_hosts_default(&h);
+        }
+
+        nss_hosts_format(&h, line, sizeof line);
+        {
+                _cleanup_free_ char *allow = NULL;
+                size_t allow_len = 0;
+
+                if (d->domain[0] && read_small_file(MDNS_ALLOW_PATH, &allow, &allow_len) >= 0)
+                        mdns_allowed = nss_mdns_allow_matches(allow, allow_len, d->domain);
+        }
+        v = nss_judge(&h, d->domain[0] ? d->domain : NULL, mdns_allowed, detail, sizeof detail, fixed,
+                      sizeof fixed);
+        if (v == NSS_VERDICT_OK) {
+                if (h.found)
+                        add(d, LAYER_NSSWITCH, LEVEL_OK, "nsswitch-ok", "hosts: %s (%s line %u)", line, NSSWITCH_PATH,
+                            h.line);
+                else
+                        add(d, LAYER_NSSWITCH, LEVEL_OK, "nsswitch-ok", "hosts: %s (glibc's default)", line);
+        } else {
+                static const char *const ids[] = {
+                        [NSS_VERDICT_MISSING] = "nsswitch-missing",
+                        [NSS_VERDICT_AFTER_DNS] = "nsswitch-after-dns",
+                        [NSS_VERDICT_AFTER_MDNS] = "nsswitch-after-mdns",
+                        [NSS_VERDICT_NO_RETURN] = "nsswitch-no-return",
+                };
+                char where[64];
+
+                if (h.found)
+                        snprintf(where, sizeof where, "%s line %u", NSSWITCH_PATH, h.line);
+                else
+                        snprintf(where, sizeof where, "glibc's default: %s has none", NSSWITCH_PATH);
+                f = add(d, LAYER_NSSWITCH, LEVEL_FAIL, ids[v], "hosts: %s (%s)", line, where);
+                switch (v) {
+                case NSS_VERDICT_MISSING:
+                        set_why(f, "ztna is not in the hosts line: glibc never asks the module and tailnet names go to DNS");
+                        break;
+                case NSS_VERDICT_AFTER_DNS:
+                        set_why(f, "'%s' comes before ztna: tailnet names go to DNS first and leak, or get a public answer",
+                                detail);
+                        break;
+                case NSS_VERDICT_AFTER_MDNS:
+                        set_why(f, "'%s' comes before ztna and takes names under %s (%s): mDNS answers or ends the lookup first",
+                                detail, d->domain,
+                                nss_domain_is_local(d->domain) ? "it is under .local" : MDNS_ALLOW_PATH " lists it");
+                        break;
+                case NSS_VERDICT_NO_RETURN:
+                        set_why(f, "ztna lacks [!UNAVAIL=return]: on %s the lookup goes on to the next module, so unknown or down tailnet names leak to DNS",
+                                detail);
+                        break;
+                default:
+                        break;
+                }
+                set_fix(f, "sed -i 's/^hosts:.*/hosts: %s/' %s", fixed, NSSWITCH_PATH);
+                if (!h.found)
+                        set_fix(f, "echo 'hosts: %s' >>%s", fixed, NSSWITCH_PATH);
+        }
+        if (h.duplicate_line)
+                add(d, LAYER_NSSWITCH, LEVEL_WARN, "nsswitch-duplicate",
+                    "a second hosts: line (line %u) is ignored by glibc", h.duplicate_line);
+        check_module(d);
+}
+
+/* ---- the store ---- */
+
+static void reader_freep(ShmReader **r) {
+        shm_reader_free(*r);
+}
+
+typedef struct StoreView {
+        uint64_t generation, published_usec, heartbeat_usec;
+        uint32_t n_records;
+        bool down;
+        char domain[SHM_DOMAIN_MAX + 1];
+        size_t n_ranges;
+        ShmWireRange ranges[SHM_RANGES_MAX];
+        /* NAME (or the first peer) as the store answers it */
+        ShmClass name_class;
+        char name[SHM_LABEL_MAX + 2 + SHM_DOMAIN_MAX];
+        char name_answer[INET6_ADDRSTRLEN];
+} StoreView;
+
+/* NAME's class in the snapshot, and its first address; without NAME, the
+ * first peer with an address. Only reads the snapshot. */
+static void view_name(const ShmSnapshot *s, const char *name, StoreView *v) {
+        ShmRecordView r;
+
+        v->name_class = SHM_NOT_OURS;
+        if (name) {
+                snprintf(v->name, sizeof v->name, "%s", name);
+                v->name_class = shm_snapshot_lookup_name(s, name, &r);
+        } else
+                for (uint32_t i = 0; i < s->n_records && i < 64; i++)
+                        if (shm_snapshot_record(s, i, &r) && r.n_v4 + r.n_v6 > 0) {
+                                snprintf(v->name, sizeof v->name, "%.*s.%.*s", (int) r.name_len, r.name,
+                                         (int) s->domain_len, s->domain);
+                                v->name_class = SHM_FOUND;
+                                break;
+                        }
+        if (v->name_class != SHM_FOUND)
+                return;
+        if (r.n_v4)
+                inet_ntop(AF_INET, r.v4, v->name_answer, sizeof v->name_answer);
+        else if (r.n_v6)
+                inet_ntop(AF_INET6, r.v6, v->name_answer, sizeof v->name_answer);
+}
+
+static int store_view(const char *path, const char *name, StoreView *ret) {
+        _cleanup_(reader_freep) ShmReader *r = NULL;
+        int k = shm_reader_new(path, &r);
+
+        if (k < 0)
+                return k;
+        for (int tries = 0; tries < SNAPSHOT_TRIES; tries++) {
+                ShmSnapshot s;
+                StoreView v = {};
+
+                k = shm_snapshot_begin(r, &s);
+                if (k == -EAGAIN)
+                        continue;
+                if (k < 0)
+                        return k;
+                v.generation = s.generation;
+                v.published_usec = s.published_usec;
+                v.heartbeat_usec = s.heartbeat_usec;
+                v.n_records = s.n_records;
+                v.down = shm_snapshot_down(&s);
+                memcpy(v.domain, s.domain, s.domain_len);
+                v.domain[s.domain_len] = '\0';
+                v.n_ranges = s.n_ranges;
+                memcpy(v.ranges, s.ranges, s.n_ranges * sizeof(ShmWireRange));
+                view_name(&s, name, &v);
+                if (!shm_snapshot_end(&s))
+                        continue;
+                *ret = v;
+                return 0;
+        }
+        return -EAGAIN;
+}
+
+static void format_ranges(const ShmWireRange *r, size_t n, char *buf, size_t size) {
+        buf[0] = '\0';
+        for (size_t i = 0; i < n; i++) {
+                char text[INET6_ADDRSTRLEN], one[INET6_ADDRSTRLEN + 8];
+                size_t have = strlen(buf);
+
+                if ((r[i].family != 4 && r[i].family != 6) ||
+                    !inet_ntop(r[i].family == 4 ? AF_INET : AF_INET6, r[i].addr, text, sizeof text))
+                        continue;
+                snprintf(one, sizeof one, "%s%s/%u", i ? " " : "", text, r[i].prefixlen);
+                snprintf(buf + have, size - have, "%s", one);
+        }
+}
+
+static void ranges_from_map(const ShmMap *m, char *buf, size_t size) {
+        ShmWireRange r[SHM_RANGES_MAX] = {};
+        size_t n = m->n_ranges < SHM_RANGES_MAX ? m->n_ranges : SHM_RANGES_MAX;
+
+        for (size_t i = 0; i < n; i++) {
+                r[i].family = m->ranges[i].family == AF_INET ? 4 : 6;
+                r[i].prefixlen = (uint8_t) m->ranges[i].prefixlen;
+                memcpy(r[i].addr, &m->ranges[i].addr, m->ranges[i].family == AF_INET ? 4 : 16);
+        }
+        format_ranges(r, n, buf, size);
+}
+
+static const char *daemon_published_from(const Doctor *d) {
+        return d->status ? json_string_value(json_object_get(d->status, "published_from")) : NULL;
+}
+
+/* The store against the peers file ztnad is told to publish, when that is
+ * the only source: another domain or other ranges mean the store is not
+ * this configuration's. */
+static void check_store_matches_config(Doctor *d, const StoreView *v) {
+        _cleanup_peer_map_ PeerMap *map = NULL;
+        char want[256], have[256];
+        PeersError perr;
+        ShmMap m;
+        Finding *f;
+        const char *from = daemon_published_from(d);
+        bool from_file = from && strcmp(from, "peers file") == 0;
+
+        if (!d->cfg || !d->cfg->peers_file || d->cfg->control_url)
+                return;
+        if (d->status && !from_file)
+                return; /* a push published it: the file is not the source */
+        if (peers_load_file(d->cfg->peers_file, &map, &perr) < 0)
+                return; /* the daemon layer reports a rejected file */
+        peer_map_to_shm(map, &m);
+        if (strcasecmp(m.domain, v->domain) != 0) {
+                f = add(d, LAYER_STORE, d->status ? LEVEL_FAIL : LEVEL_WARN, "store-domain",
+                        "the store's domain is %s, %s says %s", v->domain, d->cfg->peers_file, m.domain);
+                set_why(f, "the store was not published from this configuration: names under %s do not resolve",
+                        m.domain);
+                restart_command(d, "restart", f->fix, sizeof f->fix);
+                return;
+        }
+        ranges_from_map(&m, want, sizeof want);
+        format_ranges(v->ranges, v->n_ranges, have, sizeof have);
+        if (strcmp(want, have) != 0) {
+                f = add(d, LAYER_STORE, d->status ? LEVEL_FAIL : LEVEL_WARN, "store-ranges",
+                        "the store's ranges are %s, %s says %s", have, d->cfg->peers_file, want);
+                set_why(f, "the store was not published from this configuration: reverse lookups of tailnet addresses go to DNS");
+                restart_command(d, "restart", f->fix, sizeof f->fix);
+        }
+}
+
+static void check_store(Doctor *d) {
+        char dir[1024], restart[64];
+        ShmInspect in;
+        StoreView v;
+        Finding *f;
+        const char *daemon_store = d->status ? json_string_value(json_object_get(d->status, "store")) : NULL;
+        const char *slash;
+        uint64_t now = now_usec(CLOCK_REALTIME);
+        int r;
+
+        restart_command(d, "restart", restart, sizeof restart);
+        snprintf(dir, sizeof dir, "%s", d->store_path);
+        slash = strrchr(dir, '/');
+        if (slash && slash != dir)
+                dir[slash - dir] = '\0';
+
+        /* The module reads one path; ztnad may publish to another. */
+        if (daemon_store && strcmp(daemon_store, d->store_path) != 0) {
+                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-elsewhere", "lookups read %s, ztnad publishes to %s",
+                        d->store_path, daemon_store);
+                set_why(f, "the NSS module reads only %s (or $%s for tests): ztnad's map never reaches it",
+                        SHM_DEFAULT_PATH, SHM_ENV_PATH);
+                set_fix(f, "sed -i 's|^store *=.*|store = %s|' %s && systemctl restart ztnad", d->store_path,
+                        d->config_path);
+        }
+
+        r = shm_store_inspect(d->store_path, &in);
+        if (r == -ENOENT) {
+                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-missing", "no store at %s", d->store_path);
+                set_why(f, "ztnad has not published since boot: the module answers UNAVAIL and tailnet names go to the next module");
+                restart_command(d, daemon_reachable(d) ? "restart" : "start", f->fix, sizeof f->fix);
+                return;
+        }
+        if (r == -EPERM) {
+                bool dir_rule = in.rule <= SHM_TRUST_DIR_WRITABLE;
+
+                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-untrusted", "%s is untrusted: %s (%s uid %u, mode %04o)",
+                        d->store_path, shm_trust_rule_to_string(in.rule), dir_rule ? dir : "file",
+                        (unsigned) (dir_rule ? in.dir_uid : in.file_uid),
+                        (unsigned) ((dir_rule ? in.dir_mode : in.file_mode) & 07777));
+                set_why(f, "the module refuses a store anyone else could have written: it answers UNAVAIL and tailnet names go to the next module");
+                if (in.rule == SHM_TRUST_DIR_WRITABLE || in.rule == SHM_TRUST_DIR_OWNER)
+                        set_fix(f, "chown root:root %s && chmod 0755 %s", dir, dir);
+                else
+                        set_fix(f, "rm -f %s && %s", d->store_path, restart);
+                return;
+        }
+        if (r == -EPROTONOSUPPORT) {
+                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-version", "%s has format version %u, this ztna reads %u",
+                        d->store_path, in.version, SHM_VERSION);
+                set_why(f, "ztnad and libnss-ztna are from different releases: the module ignores the store");
+                set_fix(f, "%s", restart);
+                return;
+        }
+        if (r < 0) {
+                f = add(d, LAYER_STORE, LEVEL_FAIL, r == -EBADMSG ? "store-corrupt" : "store-unreadable",
+                        "%s: %s", d->store_path, r == -EBADMSG ? "not a valid store" : strerror(-r));
+                set_why(f, "the module cannot use it and answers UNAVAIL: tailnet names go to the next module");
+                set_fix(f, "%s", restart);
+                return;
+        }
+        if (in.retired) {
+                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-retired", "%s is marked retired but is still at the path",
+                        d->store_path);
+                set_why(f, "a writer replaced it and was stopped before renaming the new one in: lookups re-open it on every call");
+                set_fix(f, "%s", restart);
+                return;
+        }
+        r = store_view(d->store_path, d->o->name, &v);
+        if (r < 0) {
+                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-unreadable", "%s: %s", d->store_path, strerror(-r));
+                set_why(f, "the module cannot read a consistent copy and answers UNAVAIL");
+                set_fix(f, "%s", restart);
+                return;
+        }
+        d->store_ok = true;
+        snprintf(d->domain, sizeof d->domain, "%s", v.domain);
+
+        if (v.down) {
+                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-down", "%s is marked down (generation %" PRIu64 ")",
+                        d->store_path, v.generation);
+                set_why(f, "'ztna down' was run: tailnet names fail with TRY_AGAIN until 'ztna up'");
+                set_fix(f, "ztna up");
+                return;
+        }
+        {
+                uint64_t age = now > v.heartbeat_usec ? (now - v.heartbeat_usec) / USEC_PER_SEC : 0;
+                uint64_t ahead = v.heartbeat_usec > now ? (v.heartbeat_usec - now) / USEC_PER_SEC : 0;
+
+                if (age > HEARTBEAT_STALE_SEC && daemon_reachable(d)) {
+                        f = add(d, LAYER_STORE, LEVEL_FAIL, "store-stale",
+                                "%s: heartbeat %" PRIu64 " s old while ztnad runs", d->store_path, age);
+                        set_why(f, "the running ztnad is not the store's writer (or is stuck): changes to the tailnet never reach lookups");
+                        set_fix(f, "%s", restart);
+                        return;
+                }
+                if (ahead > HEARTBEAT_STALE_SEC) {
+                        f = add(d, LAYER_STORE, LEVEL_WARN, "store-clock",
+                                "%s: heartbeat %" PRIu64 " s in the future", d->store_path, ahead);
+                        set_why(f, "the clock went back since ztnad wrote it: ages cannot be judged");
+                        set_fix(f, "timedatectl set-ntp true");
+                }
+                check_store_matches_config(d, &v);
+                if (v.name_class == SHM_UNKNOWN) {
+                        f = add(d, LAYER_STORE, LEVEL_WARN, "store-name-unknown",
+                                "%s: no such peer in the tailnet %s", v.name, v.domain);
+                        set_why(f, "lookups of it fail with NOTFOUND (never DNS): the name is wrong, or the map lacks the peer");
+                        set_fix(f, "ztna dns list");
+                } else if (v.name_class == SHM_BLOCKED) {
+                        f = add(d, LAYER_STORE, LEVEL_WARN, "store-name-blocked", "%s is on the threat blocklist",
+                                v.name);
+                        set_why(f, "lookups of it fail with NOTFOUND by design");
+                        set_fix(f, "remove it from the [dns] blocklist files of %s", d->config_path);
+                }
+                snprintf(d->name, sizeof d->name, "%s", v.name);
+                snprintf(d->name_answer, sizeof d->name_answer, "%s", v.name_answer);
+                f = add(d, LAYER_STORE, LEVEL_OK, "store-ok",
+                        "%s: up, generation %" PRIu64 ", %" PRIu32 " records, domain %s, heartbeat %" PRIu64
+                        " s ago%s; %s -> %s",
+                        d->store_path, v.generation, v.n_records, v.domain, age,
+                        age > HEARTBEAT_STALE_SEC ? " (its writer is gone; lookups answer from it)" : "",
+                        v.name[0] ? v.name : "(no peer)",
+                        v.name_class == SHM_FOUND ? v.name_answer
+                        : v.name_class == SHM_NOT_OURS ? "not a tailnet name" : "no answer");
+        }
+}
+
+/* ---- the daemon ---- */
+
+static void check_config_file(Doctor *d) {
+        Finding *f;
+
+        if (d->config_r >= 0)
+                return;
+        f = add(d, LAYER_DAEMON, LEVEL_FAIL, "daemon-config", "%s", d->cerr.message);
+        set_why(f, "ztnad refuses to start with this configuration (exit 78) and a running one ignores it on reload");
+        if (d->cerr.line)
+                set_fix(f, "edit %s line %u%s%s%s, then: ztnad --check-config%s%s && systemctl restart ztnad",
+                        d->cerr.file, d->cerr.line, d->cerr.key[0] ? " (key '" : "", d->cerr.key,
+                        d->cerr.key[0] ? "')" : "", d->o->config ? " -c " : "", d->o->config ? d->o->config : "");
+        else
+                set_fix(f, "edit %s, then: ztnad --check-config%s%s && systemctl restart ztnad", d->cerr.file,
+                        d->o->config ? " -c " : "", d->o->config ? d->o->config : "");
+}
+
+static uint64_t parse_time_age(const char *iso, uint64_t now) {
+        struct tm tm = {};
+        const char *end;
+        time_t t;
+
+        if (!iso)
+                return UINT64_MAX;
+        end = strptime(iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        if (!end || *end)
+                return UINT64_MAX;
+        t = timegm(&tm);
+        return (uint64_t) t * USEC_PER_SEC < now ? (now - (uint64_t) t * USEC_PER_SEC) / USEC_PER_SEC : 0;
+}
+
+static void check_sources(Doctor *d) {
+        json_t *sources = json_object_get(d->status, "sources"), *s;
+        uint64_t now = now_usec(CLOCK_REALTIME);
+        size_t i;
+
+        json_array_foreach(sources, i, s) {
+                const char *name = json_string_value(json_object_get(s, "name"));
+                const char *detail = json_string_value(json_object_get(s, "detail"));
+                const char *error = json_string_value(json_object_get(s, "last_error"));
+                const char *sync = json_string_value(json_object_get(s, "sync_error"));
+                const char *last = json_string_value(json_object_get(s, "last_success"));
+                Finding *f;
+
+                if (!name)
+                        continue;
+                if (strcmp(name, "control plane") == 0 && (sync || error)) {
+                        const char *msg = sync ? sync : error;
+                        bool token = strstr(msg, "token") != NULL;
+
+                        f = add(d, LAYER_DAEMON, LEVEL_WARN, token ? "daemon-token-refused" : "daemon-sync-failing",
+                                "control plane %s: %s", detail ? detail : "", msg);
+                        set_why(f, "no new map arrives: lookups answer from the last good one (synced %s)",
+                                last ? last : "never");
+                        if (token)
+                                set_fix(f, "write the organisation's current token to %s (mode 0600); ztnad uses it at its next poll",
+                                        d->cfg && d->cfg->token_file ? d->cfg->token_file : "the token file");
+                        else
+                                set_fix(f, "check that %s is reachable: curl -sS -o /dev/null %s",
+                                        detail ? detail : "the control plane", detail ? detail : "");
+                        continue;
+                }
+                if (error) {
+                        f = add(d, LAYER_DAEMON, LEVEL_WARN,
+                                strcmp(name, "peers file") == 0 ? "daemon-peers-rejected" : "daemon-source-error",
+                                "%s%s%s: %s", name, detail ? " " : "", detail ? detail : "", error);
+                        set_why(f, "that update was not published: lookups answer from the last good map");
+                        if (strcmp(name, "peers file") == 0 && detail)
+                                set_fix(f, "correct %s where the error says; ztnad publishes it when it is saved",
+                                        detail);
+                        else
+                                set_fix(f, "send a valid peers document again: ztna peers push FILE");
+                        continue;
+                }
+                if (strcmp(name, "control plane") == 0 && d->cfg) {
+                        uint64_t age = parse_time_age(last, now);
+                        uint64_t limit = 3 * d->cfg->sync_interval_usec / USEC_PER_SEC;
+
+                        if (limit < 90)
+                                limit = 90;
+                        if (age != UINT64_MAX && age > limit) {
+                                f = add(d, LAYER_DAEMON, LEVEL_WARN, "daemon-sync-stale",
+                                        "control plane: last good sync %" PRIu64 " s ago", age);
+                                set_why(f, "the map may be out of date");
+                                set_fix(f, "ztna status");
+                        }
+                }
+        }
+}
+
+static void check_daemon(Doctor *d) {
+        const char *state;
+        Finding *f;
+
+        check_config_file(d);
+        if (!daemon_reachable(d)) {
+                if (d->config_r < 0)
+                        return; /* the configuration says why it does not run */
+                f = add(d, LAYER_DAEMON, LEVEL_FAIL, "daemon-stopped", "ztnad is not reachable at %s: %s",
+                        d->o->socket, d->daemon_err);
+                set_why(f, "ztnad is not running: the store is not kept up to date and the DNS stub does not answer");
+                restart_command(d, "start", f->fix, sizeof f->fix);
+                return;
+        }
+        state = json_string_value(json_object_get(d->status, "state"));
+        if (state && strcmp(state, "no map") == 0) {
+                f = add(d, LAYER_DAEMON, LEVEL_FAIL, "daemon-no-map", "ztnad runs but has published no map yet");
+                set_why(f, "no source gave it a valid map: see its sources in 'ztna status'");
+                set_fix(f, "ztna status");
+        }
+        check_sources(d);
+        add(d, LAYER_DAEMON, LEVEL_OK, "daemon-ok", "ztnad %s (pid %" JSON_INTEGER_FORMAT "), state %s, generation %" JSON_INTEGER_FORMAT ", from %s",
+            json_string_value(json_object_get(d->status, "version")) ?: "?",
+            json_integer_value(json_object_get(d->status, "pid")), state ? state : "?",
+            json_integer_value(json_object_get(d->status, "generation")),
+            daemon_published_from(d) ?: "nothing yet");
+}
+
+/* ---- judging across layers ---- */
+
+/* A store that is missing because ztnad cannot run takes ztnad's fix. */
+static void cross_link(Doctor *d) {
+        Layer *s = &d->layers[LAYER_STORE];
+        const Finding *df = layer_failure(d, LAYER_DAEMON);
+
+        if (!df)
+                return;
+        for (size_t i = 0; i < s->n; i++) {
+                Finding *f = &s->findings[i];
+
+                if (strcmp(f->id, "store-missing") == 0) {
+                        snprintf(f->fix, sizeof f->fix, "%s", df->fix);
+                        snprintf(f->why + strlen(f->why), sizeof f->why - strlen(f->why),
+                                 " (ztnad: %s)", df->measured);
+                }
+        }
+}
+
+/* ---- output ---- */
+
+static json_t *finding_json(const Finding *f) {
+        return json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "id", f->id, "status", level_json[f->level], "measured",
+                         f->measured, "why", f->why[0] ? f->why : NULL, "fix", f->fix[0] ? f->fix : NULL);
+}
+
+static int report(Doctor *d) {
+        const Finding *first = NULL;
+        LayerId first_layer = _LAYER_MAX;
+        Level overall = LEVEL_OK;
+        uint64_t elapsed_ms = (now_usec(CLOCK_MONOTONIC) - d->start_usec) / USEC_PER_MSEC;
+        int ret;
+
+        /* The first failure in lookup order, else the first warning. */
+        for (Level want = LEVEL_FAIL; want >= LEVEL_WARN && !first; want--)
+                for (LayerId l = 0; l < _LAYER_MAX && !first; l++)
+                        for (size_t i = 0; i < d->layers[l].n; i++)
+                                if (d->layers[l].findings[i].level == want) {
+                                        first = &d->layers[l].findings[i];
+                                        first_layer = l;
+                                        break;
+                                }
+        for (LayerId l = 0; l < _LAYER_MAX; l++)
+                if (layer_level(&d->layers[l]) > overall)
+                        overall = layer_level(&d->layers[l]);
+        ret = overall == LEVEL_FAIL ? DOCTOR_EXIT_BROKEN : overall == LEVEL_WARN ? DOCTOR_EXIT_DEGRADED : DOCTOR_EXIT_HEALTHY;
+        const char *verdict = ret == DOCTOR_EXIT_BROKEN ? "broken" : ret == DOCTOR_EXIT_DEGRADED ? "degraded" : "healthy";
+
+        if (d->o->json) {
+                json_t *out = json_object(), *layers = json_array();
+
+                for (LayerId l = 0; l < _LAYER_MAX; l++) {
+                        json_t *findings = json_array();
+
+                        for (size_t i = 0; i < d->layers[l].n; i++)
+                                json_array_append_new(findings, finding_json(&d->layers[l].findings[i]));
+                        json_array_append_new(layers, json_pack("{s:s, s:s, s:o}", "layer", layer_names[l], "status",
+                                                                level_json[layer_level(&d->layers[l])], "findings",
+                                                                findings));
+                }
+                json_object_set_new(out, "status", json_string(verdict));
+                json_object_set_new(out, "exit", json_integer(ret));
+                json_object_set_new(out, "name", d->o->name ? json_string(d->o->name) : json_null());
+                json_object_set_new(out, "layers", layers);
+                if (first) {
+                        json_t *ff = finding_json(first);
+
+                        json_object_set_new(ff, "layer", json_string(layer_names[first_layer]));
+                        json_object_set_new(out, "first", ff);
+                } else
+                        json_object_set_new(out, "first", json_null());
+                json_object_set_new(out, "elapsed_ms", json_integer((json_int_t) elapsed_ms));
+                {
+                        char *text = json_dumps(out, JSON_ENCODE_ANY);
+
+                        if (text)
+                                puts(text);
+                        free(text);
+                }
+                json_decref(out);
+                return ret;
+        }
+
+        for (LayerId l = 0; l < _LAYER_MAX; l++) {
+                const Layer *layer = &d->layers[l];
+                const Finding *h = layer_headline(layer);
+
+                if (!h)
+                        continue;
+                printf("%-4s  %-9s %s\n", level_text[h->level], layer_names[l], h->measured);
+                for (size_t i = 0; i < layer->n; i++) {
+                        const Finding *f = &layer->findings[i];
+
+                        if (f != h && f->level != LEVEL_OK)
+                                printf("%-4s  %-9s %s\n", level_text[f->level], "", f->measured);
+                }
+        }
+        if (first) {
+                printf("\n%s: %s: %s\n", verdict, layer_names[first_layer], first->why);
+                if (first->fix[0])
+                        printf("fix: %s\n", first->fix);
+        } else
+                printf("\nhealthy: every layer checked is ok (%" PRIu64 " ms)\n", elapsed_ms);
+        return ret;
+}
+
+/* ---- the run ---- */
+
+static void find_store_path(Doctor *d) {
+        const char *e;
+
+        /* The path every process's module reads: what lookups see. */
+        if (d->o->store)
+                snprintf(d->store_path, sizeof d->store_path, "%s", d->o->store);
+        else if ((e = secure_getenv(SHM_ENV_PATH)) && e[0] == '/')
+                snprintf(d->store_path, sizeof d->store_path, "%s", e);
+        else
+                snprintf(d->store_path, sizeof d->store_path, "%s", SHM_DEFAULT_PATH);
+}
+
+int doctor_run(const DoctorOptions *o) {
+        Doctor d = { .o = o, .start_usec = now_usec(CLOCK_MONOTONIC) };
+        json_t *reply = NULL;
+        int r;
+
+        d.config_path = o->config ? o->config : CONFIG_DEFAULT_PATH;
+        d.config_r = config_load(o->config, &d.cfg, &d.cerr);
+        find_store_path(&d);
+
+        r = o->daemon_call(o->userdata, "status", &reply, d.daemon_err, sizeof d.daemon_err);
+        if (r >= 0 && json_is_true(json_object_get(reply, "ok")))
+                d.status = reply;
+        else {
+                if (r >= 0)
+                        snprintf(d.daemon_err, sizeof d.daemon_err, "%s",
+                                 json_string_value(json_object_get(reply, "error")) ?: "refused");
+                json_decref(reply);
+        }
+
+        /* The store first: its domain tells the nsswitch check whether the
+         * tailnet is under .local. Reported in lookup order all the same. */
+        check_store(&d);
+        check_nsswitch(&d);
+        check_daemon(&d);
+        cross_link(&d);
+
+        r = report(&d);
+        json_decref(d.status);
+        config_free(d.cfg);
+        return r;
+}
