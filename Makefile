@@ -172,6 +172,10 @@ $(B)/fuzz/fuzz-config: tests/fuzz-config.c ztnad/config.c ztnad/public-suffix.c
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(PSL_LIBS)
 FUZZ_BINS += $(B)/fuzz/fuzz-config
+$(B)/fuzz/fuzz-nsswitch: tests/fuzz-nsswitch.c ztnad/doctor-nsswitch.c ztnad/doctor.h
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags jansson 2>/dev/null) -o $@ tests/fuzz-nsswitch.c ztnad/doctor-nsswitch.c
+FUZZ_BINS += $(B)/fuzz/fuzz-nsswitch
 # Seeded with the hex packets of tests/data/dns, turned into binary files.
 $(B)/fuzz/fuzz-dns: tests/fuzz-dns.c ztnad/dns-wire.c ztnad/dns-wire.h $(wildcard tests/data/dns/*.hex)
 	@mkdir -p $(dir $@) $(B)/fuzz/corpus/fuzz-dns
