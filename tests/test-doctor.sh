@@ -40,28 +40,25 @@ done
 # Into a private mount namespace first: everything below, the doctor
 # included, sees an overlay of /etc.
 if [ -z "${DOCTOR_TEST_NS:-}" ]; then
-	host_sum=$(sha256sum </etc/nsswitch.conf)
-	rc=0
-	DOCTOR_TEST_NS=$(readlink /proc/self/ns/mnt) unshare -m --propagation private sh "$0" "$@" || rc=$?
-	if [ "$(sha256sum </etc/nsswitch.conf)" = "$host_sum" ]; then
-		echo "ok - the machine's own /etc/nsswitch.conf is unchanged"
-	else
-		echo "not ok - the machine's own /etc/nsswitch.conf changed"
-		rc=1
-	fi
-	exit $rc
+	DOCTOR_TEST_NS=$(readlink /proc/self/ns/mnt) exec unshare -m --propagation private sh "$0" "$@"
 fi
+. "$here/tests/lib.sh"
 
 dir=$(mktemp -d)
 chmod 0755 "$dir"
 if [ "$(readlink /proc/self/ns/mnt)" = "$DOCTOR_TEST_NS" ]; then
-	echo "not ok - not in a private mount namespace; refusing to touch /etc"
-	exit 1
+	not_ok "not in a private mount namespace; refusing to touch /etc"
+	finish
 fi
+# The machine's own nsswitch.conf stays visible here, read-only, to compare
+# at the end (a file mount point: even rm -rf cannot unlink it).
 mkdir "$dir/upper" "$dir/work"
+: >"$dir/host-nsswitch.conf"
+mount --bind /etc/nsswitch.conf "$dir/host-nsswitch.conf"
+mount -o remount,bind,ro "$dir/host-nsswitch.conf"
+host_sum=$(sha256sum <"$dir/host-nsswitch.conf")
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$dir/upper,workdir=$dir/work" /etc
 
-failures=0
 zpid=
 loop=
 # The supervisor loop, and the ztnad it may have started just now (which
@@ -84,23 +81,12 @@ cleanup() {
 		cat "$dir/ztnad.log"
 	fi
 	umount /etc 2>/dev/null || true
+	umount "$dir/host-nsswitch.conf" 2>/dev/null || true
 	rm -rf "$dir"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-ok() {
-	echo "ok - $*"
-}
-not_ok() {
-	echo "not ok - $*"
-	failures=$((failures + 1))
-}
-check() {
-	ck_what=$1
-	shift
-	if "$@"; then ok "$ck_what"; else not_ok "$ck_what"; fi
-}
 wait_for() {
 	wf_n=$(($1 * 20))
 	shift
@@ -410,8 +396,6 @@ fix=${fix#*then: }
 apply "ztnad crash-looping on a bad configuration"
 
 stop_ztnad
-if [ "$failures" -gt 0 ]; then
-	echo "test-doctor: $failures failed"
-	exit 1
-fi
-echo "test-doctor: all passed"
+check "the machine's own /etc/nsswitch.conf is unchanged" \
+	test "$(sha256sum <"$dir/host-nsswitch.conf")" = "$host_sum"
+finish
