@@ -851,6 +851,7 @@ static int apply_mode(Manager *m, ConfigManage mode, json_t *want) {
                                 status_error(m, "resolved, link %s: %s", ifname, why);
                                 return r;
                         }
+                        json_object_del(want, "dropin"); /* `hold` copies the last record */
                         json_object_set_new(want, "ifindex", json_integer(ifindex));
                         json_object_set_new(want, "link", json_string(ifname));
                         json_object_set_new(m->status, "link", json_string(ifname));
@@ -865,6 +866,8 @@ static int apply_mode(Manager *m, ConfigManage mode, json_t *want) {
                                 status_error(m, "cannot write %s: %s", dropin_path(), strerror(-r));
                                 return r;
                         }
+                        json_object_del(want, "ifindex");
+                        json_object_del(want, "link");
                         json_object_set_new(want, "dropin", json_true());
                         json_object_set_new(m->status, "link", json_null());
                         json_object_set_new(m->status, "dropin", json_string(dropin_path()));
