@@ -340,10 +340,13 @@ ct__net_start() {
 # test that sits in the container's network namespace only).
 ct__link_up() {
 	ct__ns ip link del ct-up 2>/dev/null || true
-	ct__ns ip link add ct-up type veth peer name host0 &&
+	# host0 made in the container's namespace, then ztna0: their
+	# interface indexes (2 and 3) are the same at every boot, as on a
+	# real machine, so resolved's settings compare byte for byte across
+	# reboots.
+	ct__ns ip link add ct-up type veth peer name host0 netns "$CT_PID" &&
 		ct__ns ip link set ct-up master ct-br &&
-		ct__ns ip link set ct-up up &&
-		ct__ns ip link set host0 netns "$CT_PID" ||
+		ct__ns ip link set ct-up up ||
 		ct_die "the container's veth link failed"
 	rm -f "$CT_RUN/tun.out"
 	nsenter -t "$CT_PID" -n /usr/bin/python3 -c '

@@ -143,6 +143,7 @@ t_dns_state() {
 	ct_sh '
 		h=$(cat /sys/class/net/host0/ifindex 2>/dev/null || echo none)
 		echo "resolv.conf: $(readlink /etc/resolv.conf || echo file) $(sha256sum </etc/resolv.conf)"
+		sed "s/^/resolv.conf| /" /etc/resolv.conf
 		ls -l /etc/systemd/resolved.conf.d /run/systemd/resolved.conf.d 2>/dev/null
 		if systemctl is-active -q systemd-resolved; then
 			for p in DNSEx FallbackDNSEx Domains DNSOverTLS DNSSEC LLMNR MulticastDNS; do
@@ -158,14 +159,19 @@ t_dns_state() {
 			echo "resolved: not running"
 		fi'
 }
-# t_same_state LABEL FILE: the state now equals FILE's.
+# t_state_is FILE: the state now equals FILE's (the state in state.now).
+t_state_is() {
+	t_dns_state >"$CT_RUN/state.now"
+	cmp -s "$1" "$CT_RUN/state.now"
+}
+# t_same_state LABEL FILE: ok when the state now equals FILE's.
 t_same_state() {
 	local label=$1 want=$2
-	t_dns_state >"$CT_RUN/state.now"
-	if cmp -s "$want" "$CT_RUN/state.now"; then
+	if t_state_is "$want"; then
 		ok "$label: resolved's settings and /etc/resolv.conf as before"
 	else
-		not_ok "$label: DNS state differs: $(diff "$want" "$CT_RUN/state.now" | grep '^[<>]' | head -6 | tr '\n' ' ')"
+		not_ok "$label: DNS state differs (< before, > now):"
+		diff "$want" "$CT_RUN/state.now" | grep '^[<>]' | head -20 | sed 's/^/#   /'
 	fi
 }
 
@@ -257,6 +263,13 @@ part_harness() {
 		ct_logs_mark
 		ct_exec resolvectl query --legend=no www.public.test >/dev/null 2>&1
 		check "harness: resolvectl query reaches the stand-in" grep -qx 'www.public.test' <(ct_standin_log)
+		# The restore check sees a link setting, and its revert.
+		t_dns_state >"$CT_RUN/state.harness"
+		ct_exec resolvectl domain "$CT_TUN" '~example.invalid'
+		check "harness: the DNS state check sees a routing domain set on $CT_TUN" \
+			eval '! t_state_is "$CT_RUN/state.harness"'
+		ct_exec resolvectl revert "$CT_TUN"
+		check "harness: the DNS state check sees it reverted" t_state_is "$CT_RUN/state.harness"
 	else
 		not_ok "harness: apt install systemd-resolved"
 	fi
@@ -266,6 +279,8 @@ part_harness() {
 	ct_reboot
 	check "harness: reboot: the container's changes are kept" ct_exec test -e /var/lib/ztna-test-mark
 	check "harness: reboot: $CT_TUN is back" ct_sh "ip -br addr show $CT_TUN | grep -q ' $CT_TUN_ADDR4/10'"
+	state=$(ct_sh "cat /sys/class/net/host0/ifindex /sys/class/net/$CT_TUN/ifindex" | tr '\n' ' ')
+	check "harness: reboot: host0 and $CT_TUN keep their interface indexes 2 and 3 ($state)" test "$state" = "2 3 "
 	t_ztnad_active "harness: reboot"
 	t_answer "harness: reboot: getent hosts $TAILNET_FQDN" "$TAILNET_ANY_RE" getent hosts "$TAILNET_FQDN"
 }
