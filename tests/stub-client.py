@@ -12,7 +12,7 @@ socket activation by hand.
     stub-client.py source SRC ADDR PORT       from a non-loopback source: no answer
     stub-client.py activate ADDR PORT CMD...  exec CMD with UDP+TCP sockets as LISTEN_FDS
     stub-client.py occupy ADDR PORT udp|tcp   hold the port until killed
-    stub-client.py loop ADDR PORT NAME        one UDP query at a time until SIGTERM
+    stub-client.py loop ADDR PORT NAME [QTYPE]  one UDP query (A, or QTYPE by number) at a time until SIGTERM
                                               or SIGINT, then a tally (below)
 
 loop: a query that has no answer within 2 s counts as lost (it is not
@@ -334,7 +334,7 @@ def occupy(addr, port, kind):
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
 
-def loop(addr, port, name):
+def loop(addr, port, name, qtype=1):
     import signal
 
     stop = []
@@ -345,7 +345,7 @@ def loop(addr, port, name):
     t0 = time.monotonic()
     first = None
     while not stop:
-        qid, msg = query(name)
+        qid, msg = query(name, qtype)
         sent += 1
         s = socket.socket(family(addr), socket.SOCK_DGRAM)
         got = None
@@ -398,7 +398,7 @@ def main():
     elif cmd == "occupy":
         occupy(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     elif cmd == "loop":
-        loop(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        loop(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]) if len(sys.argv) > 5 else 1)
     else:
         sys.exit("unknown command " + cmd)
     sys.exit(1 if failures else 0)

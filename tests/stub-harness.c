@@ -286,7 +286,8 @@ int main(int argc, char **argv) {
         };
         StubAddress listen[STUB_ADDRESSES_MAX];
         const char *paths[64];
-        StubConfig cfg = { .log = log_line };
+        /* No publisher here: the store given is taken as current. */
+        StubConfig cfg = { .log = log_line, .ready = true };
         CacheConfig ccfg = { 0 };
         bool activated = false, no_cache = false;
         int *fds = NULL, r, opt;

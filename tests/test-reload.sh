@@ -29,6 +29,11 @@
 #   and a broken file (bad value, or a blocklist that cannot be read) is
 #   rejected whole: the log names file, line and key, nothing changes.
 #
+# And a cold start with 100,000 peers under query loops that start before
+# ztnad: no tailnet name or tailnet PTR reaches the upstream, and the
+# existing peer is never NXDOMAIN (SERVFAIL until the first publish, or
+# answered from the store's persisted copy when there is one).
+#
 # Everything runs in a network and mount namespace of its own, with its own
 # /etc/resolv.conf (bind-mounted there only). Needs root, unshare, unbound,
 # openssl, dig, python3 and `make all`.
@@ -67,7 +72,7 @@ cleanup() {
 			[ -e "$f" ] && { echo "--- $f"; cat "$f"; }
 		done
 	fi
-	rm -rf "$tmp"
+	rm -rf "${tmp:?}"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
@@ -371,4 +376,84 @@ kill -TERM "$zpid"
 rc=0
 wait "$zpid" || rc=$?
 check_eq "ztnad exits 0 on SIGTERM" "$rc" 0
+
+# ---- cold start with a large map: no tailnet name reaches the upstream ----
+# COLD_PEERS peers (100,000 by default); query loops run from before ztnad
+# starts until a second after its first publish. ZTNAD (default $B/ztnad)
+# may name another build to measure against.
+ZTNAD=${ZTNAD:-$B/ztnad}
+COLD_PEERS=${COLD_PEERS:-100000}
+c=$tmp/c
+mkdir -m 0755 "$c" "$c/cache"
+"$PYTHON" -c '
+import json, sys
+n = int(sys.argv[1])
+peers = [{"name": "Win-A", "addresses": ["100.64.0.1"]}]
+for i in range(2, n + 1):
+    peers.append({"name": "peer-%d" % i, "addresses": ["100.%d.%d.%d" % (64 + (i >> 16), (i >> 8) & 255, i & 255)]})
+json.dump({"domain": "yourorg.zt.net", "peers": peers}, sys.stdout)' "$COLD_PEERS" >"$c/peers.json"
+{
+	echo "store = $c/run/records"
+	echo "state_dir = $c/state"
+	echo "store_fallback = $c/cache/records"
+	echo "control_socket = $c/run/control.sock"
+	echo "peers_file = $c/peers.json"
+	echo "[dns]"
+	echo "listen = 127.0.0.4:5301"
+	echo "upstream = 127.0.0.1:853#dns.test"
+	echo "tls_ca_file = $CA"
+	echo "cache_size = 0"
+} >"$c/ztnad.conf"
+# cold_start NAME: loops, then ztnad, until a second after its first
+# publish; the loops' tallies in $c/NAME-*.out, the upstream's new log
+# lines in $c/NAME-upstream.log.
+cold_start() {
+	local mark p
+	local lp=()
+	mark=$(wc -l <"$tmp/u1.log")
+	"$PYTHON" "$root/tests/stub-client.py" loop 127.0.0.4 5301 win-a.yourorg.zt.net >"$c/$1-peer.out" &
+	lp+=("$!")
+	"$PYTHON" "$root/tests/stub-client.py" loop 127.0.0.4 5301 1.0.64.100.in-addr.arpa 12 >"$c/$1-ptr.out" &
+	lp+=("$!")
+	"$PYTHON" "$root/tests/stub-client.py" loop 127.0.0.4 5301 nosuch.yourorg.zt.net >"$c/$1-unknown.out" &
+	lp+=("$!")
+	sleep 0.3
+	: >"$c/ztnad.log"
+	"$ZTNAD" -c "$c/ztnad.conf" 2>>"$c/ztnad.log" &
+	cpid=$!
+	pids+=("$cpid")
+	wait_for 60 grep -q 'published generation' "$c/ztnad.log" || not_ok "$1: no publish: $(cat "$c/ztnad.log")"
+	sleep 1
+	for p in "${lp[@]}"; do kill -TERM "$p"; done
+	for p in "${lp[@]}"; do wait "$p" 2>/dev/null || true; done
+	tail -n +"$((mark + 1))" "$tmp/u1.log" >"$c/$1-upstream.log"
+	kill -TERM "$cpid"
+	wait "$cpid" 2>/dev/null || true
+}
+tally() { # tally FILE RCODE: how many answers of that rcode a loop got
+	local v
+	v=$(grep -o "$2=[0-9]*" "$1" | cut -d= -f2)
+	echo "${v:-0}"
+}
+leaks() { # leaks NAME: tailnet names and tailnet PTRs the upstream was asked
+	grep -ciE ' [^ ]*(yourorg\.zt\.net|64\.100\.in-addr\.arpa)\. ' "$c/$1-upstream.log" || true
+}
+
+rm -rf "${c:?}/run" "${c:?}/cache/records"
+cold_start first
+echo "# first start, $COLD_PEERS peers, no store and no copy: $(grep -m 1 'published generation' "$c/ztnad.log")"
+for f in peer ptr unknown; do echo "#   $f: $(cat "$c/first-$f.out")"; done
+check_eq "no store, no copy: tailnet names and PTRs that reached the upstream" "$(leaks first)" 0
+check_eq "... NXDOMAIN for the existing peer" "$(tally "$c/first-peer.out" NXDOMAIN)" 0
+check_gt "... the existing peer is answered once the map is out" "$(tally "$c/first-peer.out" NOERROR)" 0
+check "the copy of the store was saved" test -s "$c/cache/records"
+
+# After a reboot: /run is empty, the copy on disk stands in.
+rm -rf "${c:?}/run"
+cold_start copy
+echo "# store gone, the copy there:"
+for f in peer ptr unknown; do echo "#   $f: $(cat "$c/copy-$f.out")"; done
+check_eq "store gone, copy there: tailnet names and PTRs that reached the upstream" "$(leaks copy)" 0
+check_eq "... NXDOMAIN for the existing peer" "$(tally "$c/copy-peer.out" NXDOMAIN)" 0
+check_eq "... SERVFAIL for the existing peer (the copy answers it)" "$(tally "$c/copy-peer.out" SERVFAIL)" 0
 finish

@@ -221,6 +221,7 @@ int daemon_apply(Daemon *d, SourceKind kind, const char *data, size_t len, const
         s->last_error[0] = '\0';
         s->updates++;
         d->published = true;
+        daemon_dns_ready(d);
         d->current = kind;
         d->n_peers = n;
         fallback_changed(d->fallback);

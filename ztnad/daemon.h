@@ -132,6 +132,9 @@ int daemon_dns_prepare(Daemon *d, const ZtnadConfig *c, DaemonDns **ret);
 int daemon_dns_commit(Daemon *d, DaemonDns *dns);
 void daemon_dns_discard(DaemonDns *dns);
 int daemon_dns_flush(Daemon *d);
+/* The first map is published: the stub may forward what the store does not
+ * claim (before, it could be a tailnet name). */
+void daemon_dns_ready(Daemon *d);
 json_t *daemon_dns_status(const Daemon *d);
 /* Writes what the root DNS manager needs (the stub's bound addresses, the
  * published domain and ranges) to the DNS state file next to the store. */

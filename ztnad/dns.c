@@ -489,6 +489,8 @@ static int dns_new(Daemon *d, const ZtnadConfig *c, DaemonDns *prev, const StubS
                 .inherit = prev ? socks : inherit,
                 .n_inherit = prev ? n_socks : n_inherit,
                 .store_path = daemon_store_path(d),
+                .store_fallback_path = daemon_fallback_path(d),
+                .ready = d->published,
                 .cache = dns->cache ? dns->cache->cache : NULL,
                 .blocklist = bl,
                 .forward = forward,
@@ -708,6 +710,11 @@ void daemon_dns_stop(Daemon *d) {
         dns_free(d->dns);
         d->dns = NULL;
         daemon_blocked_free(d);
+}
+
+void daemon_dns_ready(Daemon *d) {
+        if (d->dns)
+                stub_set_ready(d->dns->stub);
 }
 
 int daemon_dns_flush(Daemon *d) {

@@ -76,6 +76,9 @@ static int build_answer(uint8_t *buf, size_t size, const uint8_t *query, const D
         uint16_t rcode = cls == SHM_FOUND || apex ? DNS_RCODE_NOERROR : DNS_RCODE_NXDOMAIN;
         unsigned an = 0;
         bool any = q->qtype == DNS_TYPE_ANY;
+        /* From the persisted copy: short, so a caching client asks again
+         * once the store is back (docs/store-fallback.md). */
+        uint32_t ttl = shm_snapshot_stale(snap) && rec->ttl > SHM_STALE_TTL_MAX ? SHM_STALE_TTL_MAX : rec->ttl;
 
         dns_builder_init(&b, buf, size);
         dns_builder_header(&b, q->id, (uint16_t) (DNS_FLAG_QR | DNS_FLAG_AA | DNS_FLAG_RA | rcode), 1, 0, 0, 0);
@@ -87,7 +90,7 @@ static int build_answer(uint8_t *buf, size_t size, const uint8_t *query, const D
                 int n = snprintf(fqdn, sizeof fqdn, "%.*s.%.*s", (int) rec->name_len, rec->name,
                                  (int) snap->domain_len, snap->domain);
                 if (n > 0 && (size_t) n < sizeof fqdn && dns_name_from_text(fqdn, &target) == 0) {
-                        size_t rd = dns_builder_rr_begin(&b, DNS_HEADER_SIZE, DNS_TYPE_PTR, DNS_CLASS_IN, rec->ttl);
+                        size_t rd = dns_builder_rr_begin(&b, DNS_HEADER_SIZE, DNS_TYPE_PTR, DNS_CLASS_IN, ttl);
                         dns_builder_name(&b, &target);
                         dns_builder_rr_end(&b, rd);
                         an++;
@@ -95,14 +98,14 @@ static int build_answer(uint8_t *buf, size_t size, const uint8_t *query, const D
         }
         if (cls == SHM_FOUND && !reverse && (q->qtype == DNS_TYPE_A || any))
                 for (size_t i = 0; i < rec->n_v4; i++) {
-                        size_t rd = dns_builder_rr_begin(&b, DNS_HEADER_SIZE, DNS_TYPE_A, DNS_CLASS_IN, rec->ttl);
+                        size_t rd = dns_builder_rr_begin(&b, DNS_HEADER_SIZE, DNS_TYPE_A, DNS_CLASS_IN, ttl);
                         dns_builder_bytes(&b, rec->v4 + 4 * i, 4);
                         dns_builder_rr_end(&b, rd);
                         an++;
                 }
         if (cls == SHM_FOUND && !reverse && (q->qtype == DNS_TYPE_AAAA || any))
                 for (size_t i = 0; i < rec->n_v6; i++) {
-                        size_t rd = dns_builder_rr_begin(&b, DNS_HEADER_SIZE, DNS_TYPE_AAAA, DNS_CLASS_IN, rec->ttl);
+                        size_t rd = dns_builder_rr_begin(&b, DNS_HEADER_SIZE, DNS_TYPE_AAAA, DNS_CLASS_IN, ttl);
                         dns_builder_bytes(&b, rec->v6 + 16 * i, 16);
                         dns_builder_rr_end(&b, rd);
                         an++;
@@ -120,8 +123,10 @@ StubTailnet stub_tailnet_answer(ShmReader *reader, const uint8_t *query, const D
         uint8_t addr[16];
         int family = 0;
 
-        if (!reader || (q->qclass != DNS_CLASS_IN && q->qclass != DNS_CLASS_ANY))
+        if (q->qclass != DNS_CLASS_IN && q->qclass != DNS_CLASS_ANY)
                 return STUB_TAILNET_NO;
+        if (!reader)
+                return STUB_TAILNET_NO_STORE;
         bool reverse = stub_reverse_address(&q->qname, &family, addr) == 0;
         if (dns_name_to_text(&q->qname, text, sizeof text) < 0)
                 return STUB_TAILNET_NO;
@@ -132,9 +137,10 @@ StubTailnet stub_tailnet_answer(ShmReader *reader, const uint8_t *query, const D
                 ShmClass cls;
                 int len = 0;
 
-                /* Missing, untrusted or corrupt: nothing is known to be ours. */
+                /* Missing, untrusted or corrupt (and no copy to stand
+                 * in): nothing says what is ours. */
                 if (shm_snapshot_begin(reader, &snap) < 0)
-                        return STUB_TAILNET_NO;
+                        return STUB_TAILNET_NO_STORE;
                 char dom[DNS_NAME_TEXT_MAX];
                 DnsName zone;
                 bool have_zone = false, apex = false;
@@ -158,7 +164,10 @@ StubTailnet stub_tailnet_answer(ShmReader *reader, const uint8_t *query, const D
                         apex = cls == SHM_UNKNOWN && have_zone && dns_name_equal(&q->qname, &zone);
                 }
                 bool down = shm_snapshot_down(&snap);
-                if (cls != SHM_NOT_OURS && !down)
+                /* The copy may predate a peer: "no such name" from it
+                 * could deny one that exists. */
+                bool unsure = cls == SHM_UNKNOWN && !apex && shm_snapshot_stale(&snap);
+                if (cls != SHM_NOT_OURS && !down && !unsure)
                         len = build_answer(buf, size, query, q, cls, apex, &rec, reverse, &snap);
                 if (!shm_snapshot_end(&snap))
                         continue; /* torn by a concurrent publish: again */
@@ -166,6 +175,8 @@ StubTailnet stub_tailnet_answer(ShmReader *reader, const uint8_t *query, const D
                         return STUB_TAILNET_NO;
                 if (down)
                         return STUB_TAILNET_DOWN;
+                if (unsure)
+                        return STUB_TAILNET_UNSURE;
                 if (len < 0)
                         return STUB_TAILNET_ERROR;
                 *ret_len = (size_t) len;

@@ -191,6 +191,7 @@ struct Stub {
         Worker *workers;
         unsigned n_workers;
         atomic_uint tcp_connections;
+        atomic_bool ready;
 
         pthread_mutex_t setup_lock; /* and the quiesce count */
         pthread_cond_t setup_cond;
@@ -1093,6 +1094,21 @@ static void handle_query(Worker *w, const Client *cl, const uint8_t *query, size
                 count(w, STAT_TAILNET);
                 respond_error(w, cl, query, qlen, DNS_RCODE_SERVFAIL, DNS_EDE_OTHER, "record store unreadable");
                 return;
+        case STUB_TAILNET_UNSURE:
+                count(w, STAT_TAILNET);
+                respond_error(w, cl, query, qlen, DNS_RCODE_SERVFAIL, DNS_EDE_NOT_READY,
+                              "not in the saved tailnet map; the current one is not published yet");
+                return;
+        case STUB_TAILNET_NO_STORE:
+                /* Before the first publish the name may be the tailnet's
+                 * (the domain is not known yet): never forwarded. */
+                if (!atomic_load_explicit(&s->ready, memory_order_relaxed)) {
+                        count(w, STAT_TAILNET);
+                        respond_error(w, cl, query, qlen, DNS_RCODE_SERVFAIL, DNS_EDE_NOT_READY,
+                                      "the tailnet map is not published yet");
+                        return;
+                }
+                break;
         case STUB_TAILNET_NO:
                 break;
         }
@@ -1405,7 +1421,11 @@ static int worker_setup(Worker *w) {
                 if (r < 0)
                         return r;
         }
-        r = shm_reader_new(w->stub->config.store_path, &w->reader);
+        if (w->stub->config.store_fallback_path)
+                r = shm_reader_new_fallback(w->stub->config.store_path, w->stub->config.store_fallback_path,
+                                            &w->reader);
+        else
+                r = shm_reader_new(w->stub->config.store_path, &w->reader);
         if (r < 0)
                 w->reader = NULL; /* no tailnet answers; the rest still works */
         if (w->stub->config.worker_init) {
@@ -1538,6 +1558,7 @@ int stub_new(const StubConfig *config, Stub **ret) {
         s->config.inherit = NULL;
         s->config.blocklist = NULL;
         s->blocklist = config->blocklist;
+        atomic_init(&s->ready, config->ready);
         if (s->config.fallback_port == 0)
                 s->config.fallback_port = STUB_FALLBACK_PORT;
         if (s->config.tcp_max_connections == 0)
@@ -1657,6 +1678,10 @@ void stub_quiesce(Stub *s) {
 bool stub_busy(const Stub *s) {
         /* stub_free()'s reference, and one per reply the forwarder has. */
         return atomic_load(&s->refs) > 1;
+}
+
+void stub_set_ready(Stub *s) {
+        atomic_store(&s->ready, true);
 }
 
 bool stub_is_activated(const Stub *s) {

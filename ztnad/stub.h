@@ -14,7 +14,12 @@
  *      without an address of the type; NXDOMAIN for an unknown name
  *      under the tailnet domain or an unknown address in its ranges,
  *      never forwarded; SERVFAIL (EDE 14 "Not Ready") while the store
- *      says the tailnet is down;
+ *      says the tailnet is down; from the store's persisted copy (before
+ *      the first publish after a boot) a peer's answer with a short TTL,
+ *      and SERVFAIL rather than NXDOMAIN for a name the copy lacks;
+ *      with neither store nor copy before the first publish (a cold
+ *      start), SERVFAIL (EDE 14) for every name that would be forwarded:
+ *      it might be the tailnet's;
  *   3. ANY for every other name: a synthesised HINFO "RFC8482" record
  *      (RFC 8482 4.2), never forwarded, so ANY cannot amplify;
  *   4. the shared cache;
@@ -128,6 +133,13 @@ typedef struct StubConfig {
 
         unsigned n_workers; /* 0: one per CPU the process may run on */
         const char *store_path; /* NULL: $ZTNA_STORE or /run/ztna/records */
+        /* The store's persisted copy, read while the store is missing
+         * (docs/store-fallback.md); NULL: none. */
+        const char *store_fallback_path;
+        /* Whether the store holds the current map. Until stub_set_ready(),
+         * a query the store cannot tell about (no store, no copy) might be
+         * a tailnet name: SERVFAIL, never forwarded. */
+        bool ready;
         Cache *cache;           /* NULL: no cache; not owned */
         Blocklist *blocklist;   /* NULL: none; owned by the stub from here on */
         stub_forward_fn forward; /* NULL: SERVFAIL for every other name */
@@ -194,6 +206,10 @@ int stub_try_bind(const StubAddress *want, uint16_t fallback_port);
 size_t stub_n_addresses(const Stub *s);
 const StubAddress *stub_address(const Stub *s, size_t i);
 int stub_address_text(const StubAddress *a, char *buf, size_t size);
+
+/* The map is published: from now on a query the store cannot tell about
+ * is not the tailnet's. */
+void stub_set_ready(Stub *s);
 
 /* Swaps in a new blocklist (owned by the stub from here on); the old one
  * is freed once no worker can be using it. NULL: no blocklist. */

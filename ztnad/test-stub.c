@@ -263,16 +263,51 @@ START_TEST(test_states) {
         ck_assert_int_eq(dns_message_parse(qbuf, len, &q), 0);
         ck_assert_int_eq(stub_tailnet_answer(reader, qbuf, &q, abuf, 100, &len), STUB_TAILNET_ERROR);
         /* no reader; class CH */
-        ck_assert_int_eq(stub_tailnet_answer(NULL, qbuf, &q, abuf, sizeof abuf, &len), STUB_TAILNET_NO);
+        ck_assert_int_eq(stub_tailnet_answer(NULL, qbuf, &q, abuf, sizeof abuf, &len), STUB_TAILNET_NO_STORE);
         q.qclass = DNS_CLASS_CH;
         ck_assert_int_eq(stub_tailnet_answer(reader, qbuf, &q, abuf, sizeof abuf, &len), STUB_TAILNET_NO);
 
-        /* the store gone: nothing is known to be ours */
+        /* the store gone: nothing is known, not even what is not ours */
         reader = shm_reader_free(reader);
         writer = shm_writer_close(writer);
         ck_assert_int_eq(unlink(path), 0);
         ck_assert_int_eq(shm_reader_new(path, &reader), 0);
-        ck_assert_int_eq(ask("win-a.yourorg.zt.net", DNS_TYPE_A, &m), STUB_TAILNET_NO);
+        ck_assert_int_eq(ask("win-a.yourorg.zt.net", DNS_TYPE_A, &m), STUB_TAILNET_NO_STORE);
+        ck_assert_int_eq(ask("www.example.com", DNS_TYPE_A, &m), STUB_TAILNET_NO_STORE);
+}
+END_TEST
+
+/* The store gone, its persisted copy there: answers from the copy with a
+ * short TTL; a name under the domain the copy lacks is not denied. */
+START_TEST(test_stale_copy) {
+        char copy[80];
+        void *data;
+        size_t data_len;
+        DnsMessage m;
+        uint16_t type;
+        uint32_t ttl;
+
+        snprintf(copy, sizeof copy, "%s/copy", dir);
+        ck_assert_int_eq(shm_writer_export(writer, &data, &data_len), 0);
+        ck_assert_int_eq(shm_store_save(copy, data, data_len), 0);
+        free(data);
+        reader = shm_reader_free(reader);
+        writer = shm_writer_close(writer);
+        ck_assert_int_eq(unlink(path), 0);
+        ck_assert_int_eq(shm_reader_new_fallback(path, copy, &reader), 0);
+
+        ck_assert_int_eq(ask("win-a.yourorg.zt.net", DNS_TYPE_A, &m), STUB_TAILNET_ANSWER);
+        ck_assert_int_eq(m.rcode, DNS_RCODE_NOERROR);
+        ck_assert_uint_eq(m.ancount, 1);
+        /* Win-A's TTL is 60; from the copy at most SHM_STALE_TTL_MAX */
+        ck_assert_int_eq(memcmp(rdata(&m, 0, &type, &ttl), "\x64\x40\x00\x01", 4), 0);
+        ck_assert_uint_eq(ttl, SHM_STALE_TTL_MAX);
+        ck_assert_int_eq(ask("1.0.64.100.in-addr.arpa", DNS_TYPE_PTR, &m), STUB_TAILNET_ANSWER);
+        ck_assert_int_eq(ask("nobody.yourorg.zt.net", DNS_TYPE_A, &m), STUB_TAILNET_UNSURE);
+        ck_assert_int_eq(ask("9.9.64.100.in-addr.arpa", DNS_TYPE_PTR, &m), STUB_TAILNET_UNSURE);
+        /* the domain itself still has data: NODATA, as from the store */
+        ck_assert_int_eq(ask("yourorg.zt.net", DNS_TYPE_A, &m), STUB_TAILNET_ANSWER);
+        ck_assert_int_eq(ask("www.example.com", DNS_TYPE_A, &m), STUB_TAILNET_NO);
 }
 END_TEST
 
@@ -285,6 +320,7 @@ static Suite *stub_suite(void) {
         tcase_add_test(tc, test_reverse);
         tcase_add_test(tc, test_reverse_names);
         tcase_add_test(tc, test_states);
+        tcase_add_test(tc, test_stale_copy);
         suite_add_tcase(s, tc);
         return s;
 }
