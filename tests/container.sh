@@ -72,9 +72,10 @@
 #                              since the last ct_logs_mark
 #   ct_journal [UNIT]          the container's journal (for failures)
 #
-# Results: ok / not_ok / skip / note print TAP-like lines and count;
-# check LABEL CMD... is ok when CMD succeeds; ct_summary prints the counts
-# and returns non-zero on any failure.
+# Results: tests/lib.sh's (sourced here): ok, not_ok, skip, check LABEL
+# CMD..., finish; and note TEXT ("# TEXT"). ct_die prints its reason and
+# exits 1: run each part in a subshell, as tests/test-system.sh does, so a
+# part that dies is counted and the others still run.
 #
 # Environment:
 #   CT_KEEP=1        keep the run directory (overlay, logs) and print it
@@ -116,37 +117,15 @@ CT_UNBOUND_PID=
 CT_TUN_PID=
 CT_CGROUPS=
 CT_BASE=
-CT_PASSED=0
-CT_FAILED=0
-CT_SKIPPED=0
 CT_MARK_STANDIN=0
 CT_MARK_DOT=0
 
 # ---- results ---------------------------------------------------------------
-ok() {
-	CT_PASSED=$((CT_PASSED + 1))
-	echo "ok - $*"
-}
-not_ok() {
-	CT_FAILED=$((CT_FAILED + 1))
-	echo "not ok - $*"
-}
-skip() {
-	CT_SKIPPED=$((CT_SKIPPED + 1))
-	echo "skip - $*"
-}
+# ok, not_ok, skip, check, finish and the numeric checks: tests/lib.sh.
+# shellcheck source=tests/lib.sh
+. "$CT_SRC/tests/lib.sh"
 note() {
 	echo "# $*"
-}
-# check LABEL CMD...: ok when CMD succeeds.
-check() {
-	local label=$1
-	shift
-	if "$@"; then ok "$label"; else not_ok "$label"; fi
-}
-ct_summary() {
-	echo "system-test: $CT_PASSED ok, $CT_FAILED not ok, $CT_SKIPPED skipped"
-	[ "$CT_FAILED" -eq 0 ]
 }
 ct_die() {
 	echo "container: $*" >&2
@@ -442,10 +421,13 @@ ct__boot() {
 	ct__link_up
 	# Until the system bus is up, systemctl fails at once: retry until
 	# it waits for the boot to end, within the one deadline.
-	local state rc deadline=$(($(date +%s) + CT_BOOT_TIMEOUT))
+	local state rc left deadline=$(($(date +%s) + CT_BOOT_TIMEOUT))
 	while :; do
 		rc=0
-		state=$(timeout -k 5 $((deadline - $(date +%s))) nsenter -t "$CT_PID" -a \
+		# At least a second: "timeout 0" would wait for ever.
+		left=$((deadline - $(date +%s)))
+		[ "$left" -ge 1 ] || left=1
+		state=$(timeout -k 5 "$left" nsenter -t "$CT_PID" -a \
 			systemctl is-system-running --wait 2>&1) || rc=$?
 		case $state in
 		running | degraded | stopping | offline | maintenance) break ;;

@@ -20,7 +20,8 @@
 # bootstrapped from the Debian mirror once, runs need no network.
 # Scripts for the container are in single quotes; ct_install_debs without
 # arguments installs the default packages.
-# shellcheck disable=SC2016,SC2119
+# Parts and client checks are called through variables (SC2317).
+# shellcheck disable=SC2016,SC2119,SC2317
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 1
@@ -462,7 +463,7 @@ part_restart() {
 	sleep 1
 	ct_exec touch /root/stop
 	local waited=0
-	while kill -0 "$loop" 2>/dev/null && [ $waited -lt 50 ]; do
+	while kill -0 "$loop" 2>/dev/null && [ "$waited" -lt 50 ]; do
 		sleep 0.1
 		waited=$((waited + 1))
 	done
@@ -555,10 +556,20 @@ start=$(date +%s)
 for p in $parts; do
 	echo "=== part $p"
 	t0=$(date +%s)
-	ct_start
-	"part_${p//-/_}"
-	ct_teardown
+	# A subshell per part: its EXIT trap tears its container down, and a
+	# part that dies (a bounded wait that gave up) leaves the others to run.
+	# A signal to this script is passed on to it, so it tears down too.
+	(
+		ct_start
+		"part_${p//-/_}"
+		ct_teardown
+		exit 0
+	) &
+	part_pid=$!
+	trap 'kill -TERM "$part_pid" 2>/dev/null; wait "$part_pid"; exit 1' INT TERM HUP
+	wait "$part_pid" || not_ok "part $p: stopped early (the reason is above)"
+	trap - INT TERM HUP
 	echo "=== part $p: $(($(date +%s) - t0))s"
 done
 echo "system-test: parts $parts in $(($(date +%s) - start))s"
-ct_summary
+finish
