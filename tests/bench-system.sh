@@ -7,11 +7,12 @@
 # routing the tailnet's domain to ztnad's stub, and what resolved adds in
 # front of the stub.
 #
-#   1. getaddrinfo(host-012345.yourorg.zt.net, AF_UNSPEC) through
-#      "hosts: files ztna" vs "hosts: files resolve", resolved's cache warm
+#   1. getaddrinfo(host-012345.yourorg.zt.net) through "hosts: files ztna"
+#      vs "hosts: files resolve", resolved's cache warm, AF_UNSPEC and
+#      AF_INET, and the floor: the name in the hosts file, "hosts: files"
 #      (tests/bench-gai.c compare: one warm server per variant, each in a
 #      private mount namespace inside the container with its own
-#      nsswitch.conf, asked for batches round-robin): medians and ratio.
+#      nsswitch.conf and hosts file, asked for batches round-robin).
 #   2. One UDP query for a tailnet name, as dig sends it: to resolved
 #      (127.0.0.53:53) with its cache warm, to resolved with a name it has
 #      not cached (it forwards to the stub), and straight to the stub;
@@ -97,13 +98,28 @@ grep -q 100.64.48.58 <<<"$out" || fail "resolved did not route $GAI_NAME to the 
 
 # ---- 1: getaddrinfo through the two hosts lines ----
 ct_copy_in "$B/bench/bench-gai" /root/bench-gai 0755 || fail "copying bench-gai in"
-sed 's/^hosts:.*/hosts: files ztna/' "$CT_ROOT/etc/nsswitch.conf" >"$CT_RUN/nss.ztna"
-sed 's/^hosts:.*/hosts: files resolve/' "$CT_ROOT/etc/nsswitch.conf" >"$CT_RUN/nss.resolve"
-ct_copy_in "$CT_RUN/nss.ztna" /root/nsswitch.ztna
-ct_copy_in "$CT_RUN/nss.resolve" /root/nsswitch.resolve
+# The floor: the peer in the hosts file, "hosts: files" (glibc's own work
+# in this container, which AF_UNSPEC's address sorting dominates).
+for v in "ztna:files ztna" "resolve:files resolve" "files:files"; do
+	sed "s/^hosts:.*/hosts: ${v#*:}/" "$CT_ROOT/etc/nsswitch.conf" >"$CT_RUN/nss.${v%%:*}"
+	ct_copy_in "$CT_RUN/nss.${v%%:*}" "/root/nsswitch.${v%%:*}"
+done
 {
-	for v in ztna resolve; do
-		echo "$v 1 exec unshare --mount --propagation private sh -c 'mount --bind /root/nsswitch.$v /etc/nsswitch.conf && exec /root/bench-gai serve $GAI_NAME unspec $GAI_WARMUP $GAI_CALLS'"
+	cat "$CT_ROOT/etc/hosts"
+	echo "100.64.48.58 $GAI_NAME"
+	echo "fd7a:115c:a1e0::6440:303a $GAI_NAME"
+} >"$CT_RUN/hosts.files"
+ct_copy_in "$CT_RUN/hosts.files" /root/hosts.files
+ct_exec cp /etc/hosts /root/hosts.ztna
+ct_exec cp /etc/hosts /root/hosts.resolve
+# NAME FAMILY: ztna and resolve for both families, the floor for AF_UNSPEC.
+{
+	for vf in "ztna unspec" "resolve unspec" "files unspec" "ztna inet" "resolve inet"; do
+		# shellcheck disable=SC2086
+		set -- $vf
+		name=$1
+		[ "$2" = inet ] && name=${1}4
+		echo "$name 1 exec unshare --mount --propagation private sh -c 'mount --bind /root/nsswitch.$1 /etc/nsswitch.conf && mount --bind /root/hosts.$1 /etc/hosts && exec /root/bench-gai serve $GAI_NAME $2 $GAI_WARMUP $GAI_CALLS'"
 	done
 } >"$CT_RUN/variants"
 ct_copy_in "$CT_RUN/variants" /root/variants
@@ -111,13 +127,11 @@ say "getaddrinfo $GAI_NAME: hosts: files ztna vs files resolve ($GAI_ROUNDS roun
 ct_timeout 600 /root/bench-gai compare "$GAI_ROUNDS" /root/variants >"$CT_RUN/gai.out" 2>"$CT_RUN/gai.err" ||
 	{ cat "$CT_RUN/gai.err" >&2; fail "bench-gai compare in the container"; }
 cat "$CT_RUN/gai.out" >&2
-ztna=$(sed -n 's/^gai\.ztna\.median_ns=//p' "$CT_RUN/gai.out")
-resolve=$(sed -n 's/^gai\.resolve\.median_ns=//p' "$CT_RUN/gai.out")
-if [ -z "$ztna" ] || [ -z "$resolve" ]; then
-	fail "bench-gai printed no median: $(cat "$CT_RUN/gai.out" "$CT_RUN/gai.err")"
-fi
-echo "sys.gai.ztna.median_ns=$ztna"
-echo "sys.gai.resolve.median_ns=$resolve"
+for k in ztna resolve files ztna4 resolve4; do
+	v=$(sed -n "s/^gai\.$k\.median_ns=//p" "$CT_RUN/gai.out")
+	[ -n "$v" ] || fail "bench-gai printed no median for $k"
+	echo "sys.gai.$k.median_ns=$v"
+done
 echo "sys.gai.rounds=$GAI_ROUNDS"
 echo "sys.gai.calls=$GAI_CALLS"
 
