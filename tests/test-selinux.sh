@@ -165,7 +165,7 @@ hasnt() {
 }
 
 OURS="ztnad_t ztna_t ztnad_exec_t ztna_exec_t ztnad_unit_t ztnad_conf_t ztnad_var_lib_t
-ztnad_runtime_t ztnad_store_t ztnad_control_sock_t"
+ztnad_runtime_t ztnad_store_t ztnad_control_sock_t ztnad_cache_t ztnad_store_copy_t"
 for t in $OURS; do
 	out=$(seinfo -t "$t" "$P")
 	grep -q "^ *$t\$" <<<"$out" || fail "type $t is not in the policy"
@@ -173,9 +173,11 @@ done
 
 # ---- every domain that resolves names --------------------------------------
 want='allow nsswitch_domain ztnad_runtime_t:dir { getattr open read search };
-allow nsswitch_domain ztnad_store_t:file { getattr map open read };'
+allow nsswitch_domain ztnad_store_t:file { getattr map open read };
+allow nsswitch_domain ztnad_cache_t:dir { getattr open read search };
+allow nsswitch_domain ztnad_store_copy_t:file { getattr map open read };'
 got=$(for t in $OURS; do rules -A -s nsswitch_domain -ds -t "$t"; done)
-[ "$got" = "$want" ] && ok "nsswitch_domain: read and map the store, search /run/ztna, nothing else of ours" ||
+[ "$got" = "$want" ] && ok "nsswitch_domain: read and map the store and its copy, search their directories, nothing else of ours" ||
 	fail "nsswitch_domain on ztna's types is:
 $got"
 for t in $OURS; do
@@ -183,6 +185,8 @@ for t in $OURS; do
 	[ -z "$out" ] || fail "nsswitch_domain has a type rule on $t: $out"
 done
 hasnt "nsswitch_domain may not write the store" -A -s nsswitch_domain -ds -t ztnad_store_t -p write,append,create,unlink,rename,setattr
+hasnt "nsswitch_domain may not write the copy" -A -s nsswitch_domain -ds -t ztnad_store_copy_t -p write,append,create,unlink,rename,setattr
+hasnt "nsswitch_domain may not write in /var/cache/ztna" -A -s nsswitch_domain -ds -t ztnad_cache_t -p write,add_name,remove_name
 
 # ---- ztnad_t -----------------------------------------------------------------
 has "init_t starts ztnad in ztnad_t" -T -s init_t -t ztnad_exec_t -c process -D ztnad_t
@@ -220,6 +224,10 @@ has "ztnad writes its state" -A -s ztnad_t -t ztnad_var_lib_t -c file -p create,
 has "ztnad writes the store" -A -s ztnad_t -t ztnad_store_t -c file -p create,write,rename,unlink,map
 has "files ztnad makes in /run/ztna are the store" -T -s ztnad_t -t ztnad_runtime_t -c file -D ztnad_store_t
 has "its lock file stays ztnad_runtime_t" -T -s ztnad_t -t ztnad_runtime_t -c file -D ztnad_runtime_t
+has "ztnad writes the store's copy" -A -s ztnad_t -t ztnad_store_copy_t -c file -p create,write,rename,unlink
+has "files ztnad makes in /var/cache/ztna are the copy" -T -s ztnad_t -t ztnad_cache_t -c file -D ztnad_store_copy_t
+has "its saver's lock file stays ztnad_cache_t" -T -s ztnad_t -t ztnad_cache_t -c file -D ztnad_cache_t
+has "ztnad may map the copy (a cold start answers from it)" -A -s ztnad_t -t ztnad_store_copy_t -c file -p read,map
 has "ztnad makes the control socket" -A -s ztnad_t -t ztnad_control_sock_t -c sock_file -p create,unlink,setattr
 has "sockets ztnad makes in /run/ztna are the control socket" -T -s ztnad_t -t ztnad_runtime_t -c sock_file -D ztnad_control_sock_t
 hasnt "ztnad may not write /etc" -A -s ztnad_t -t etc_t -c file -p write,create
@@ -228,6 +236,7 @@ hasnt "ztnad may not write /etc" -A -s ztnad_t -t etc_t -c file -p write,create
 has "ztna may connect to ztnad" -A -s ztna_t -t ztnad_t -c unix_stream_socket -p connectto
 has "ztna may write to the control socket" -A -s ztna_t -t ztnad_control_sock_t -c sock_file -p write
 has "ztna may read the store" -A -s ztna_t -t ztnad_store_t -c file -p read,map
+has "ztna may read the store's copy" -A -s ztna_t -t ztnad_store_copy_t -c file -p read,map
 hasnt "ztna may not change the store" -A -s ztna_t -t ztnad_store_t -c file -p write,append,create,unlink
 for d in unconfined sysadm staff; do
 	has "${d}_t runs ztna in ztna_t" -T -s "${d}_t" -t ztna_exec_t -c process -D ztna_t
@@ -239,6 +248,9 @@ done
 got=$(rules -A -s ztnadclient_t -ds -t ztnad_store_t)
 [ "$got" = "allow ztnadclient_t ztnad_store_t:file { getattr map open read };" ] &&
 	ok "ztnad_read_store: read and map the store" || fail "ztnad_read_store gives: $got"
+got=$(rules -A -s ztnadclient_t -ds -t ztnad_store_copy_t)
+[ "$got" = "allow ztnadclient_t ztnad_store_copy_t:file { getattr map open read };" ] &&
+	ok "ztnad_read_store: read and map the copy" || fail "ztnad_read_store gives on the copy: $got"
 has "ztnad_stream_connect: connect to ztnad" -A -s ztnadclient_t -t ztnad_t -c unix_stream_socket -p connectto
 has "ztnad_stream_connect: write the control socket" -A -s ztnadclient_t -t ztnad_control_sock_t -c sock_file -p write
 
@@ -256,6 +268,10 @@ d /run/ztna
 s /run/ztna/control.sock
 d /var/lib/ztna
 - /var/lib/ztna/peers.json
+d /var/cache/ztna
+- /var/cache/ztna/records
+- /var/cache/ztna/records.lock
+- /var/cache/ztna/records.Zq3x9A
 EOF
 
 label() {
@@ -275,6 +291,8 @@ expected() {
 	/etc/ztna | /etc/ztna/*) echo ztnad_conf_t ;;
 	/lib/systemd/system/ztnad.service | /lib/systemd/system/ztnad.socket) echo ztnad_unit_t ;;
 	/var/lib/ztna | /var/lib/ztna/*) echo ztnad_var_lib_t ;;
+	/var/cache/ztna/records | /var/cache/ztna/records.??????) echo ztnad_store_copy_t ;;
+	/var/cache/ztna | /var/cache/ztna/*) echo ztnad_cache_t ;;
 	/run/ztna/records | /run/ztna/records.??????) echo ztnad_store_t ;;
 	/run/ztna/control.sock) echo ztnad_control_sock_t ;;
 	/run/ztna | /run/ztna/*) echo ztnad_runtime_t ;;
