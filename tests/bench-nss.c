@@ -472,6 +472,63 @@ static int cmd_publish(const char *dir, uint32_t n, uint32_t reps) {
         return 0;
 }
 
+/* ---- copy: the store's persisted copy (docs/store-fallback.md) ---- */
+
+/* What ztnad does for each save: the export runs on its event loop, the
+ * save (write, fsync, rename, fsync of the directory) on a thread of its
+ * own. The store in DIR (tmpfs, as /run), the copy in COPY_DIR (a disk, as
+ * /var/cache). */
+static int cmd_copy(const char *dir, const char *copy_dir, uint32_t n, uint32_t reps) {
+        char path[BENCH_PATH_MAX], copy[BENCH_PATH_MAX];
+        path_concat(path, dir, "/copy-source");
+        path_concat(copy, copy_dir, "/records");
+        BenchMap *m = bench_map_new(n);
+        double *exp = xcalloc(reps, sizeof(double)), *save = xcalloc(reps, sizeof(double));
+        ShmWriter *w;
+        int e = shm_writer_open(path, &w);
+        if (e < 0)
+                die(path, e);
+        e = shm_writer_publish(w, &m->map, true);
+        if (e < 0)
+                die("shm_writer_publish", e);
+
+        size_t len = 0;
+        for (uint32_t r = 0; r < reps; r++) {
+                void *img;
+                int64_t t0 = now_ns();
+                e = shm_writer_export(w, &img, &len);
+                int64_t t1 = now_ns();
+                if (e < 0)
+                        die("shm_writer_export", e);
+                e = shm_store_save(copy, img, len);
+                int64_t t2 = now_ns();
+                if (e < 0)
+                        die(copy, e);
+                free(img);
+                exp[r] = (double) (t1 - t0) / 1e6;
+                save[r] = (double) (t2 - t1) / 1e6;
+        }
+        double emax = 0, smax = 0;
+        for (uint32_t r = 0; r < reps; r++) {
+                emax = exp[r] > emax ? exp[r] : emax;
+                smax = save[r] > smax ? save[r] : smax;
+        }
+        printf("copy.%u.export_median_ms=%.2f\n", n, median(exp, reps));
+        printf("copy.%u.export_max_ms=%.2f\n", n, emax);
+        printf("copy.%u.save_median_ms=%.2f\n", n, median(save, reps));
+        printf("copy.%u.save_max_ms=%.2f\n", n, smax);
+        printf("copy.%u.reps=%u\n", n, reps);
+        printf("copy.%u.size_bytes=%zu\n", n, len);
+        printf("copy.%u.store_bytes=%llu\n", n, (unsigned long long) shm_writer_file_size(w));
+        shm_writer_close(w);
+        unlink_store(path);
+        (void) unlink(copy);
+        free(exp);
+        free(save);
+        bench_map_free(m);
+        return 0;
+}
+
 /* ---- direct: the entry point against two store sizes, interleaved ---- */
 
 /* The module's reader is process-wide and reads $ZTNA_STORE once, so each
@@ -802,6 +859,7 @@ static _Noreturn void usage(void) {
         fprintf(stderr, "usage: bench-nss store PATH N\n"
                         "       bench-nss hosts FIRST COUNT\n"
                         "       bench-nss publish DIR N REPS\n"
+                        "       bench-nss copy DIR COPY_DIR N REPS\n"
                         "       bench-nss direct SMALL N1 LARGE N2 BLOCKS\n"
                         "       bench-nss count N CALLS\n"
                         "       bench-nss contend N PAIRS PHASE_MS\n");
@@ -819,6 +877,8 @@ int main(int argc, char **argv) {
                 r = cmd_hosts(parse_u32(argv[2], "FIRST", 0), parse_u32(argv[3], "COUNT", 1));
         else if (strcmp(cmd, "publish") == 0 && argc == 5)
                 r = cmd_publish(argv[2], parse_u32(argv[3], "N", 1), parse_u32(argv[4], "REPS", 1));
+        else if (strcmp(cmd, "copy") == 0 && argc == 6)
+                r = cmd_copy(argv[2], argv[3], parse_u32(argv[4], "N", 1), parse_u32(argv[5], "REPS", 1));
         else if (strcmp(cmd, "direct") == 0 && argc == 7) {
                 const char *stores[2] = { argv[2], argv[4] };
                 uint32_t sizes[2] = { parse_u32(argv[3], "N1", 1), parse_u32(argv[5], "N2", 1) };
