@@ -85,6 +85,10 @@ typedef struct Daemon {
         sd_event_source *dns_bind_timer; /* listen addresses not bound yet */
         unsigned dns_bind_attempts;
         uint64_t dns_bind_next_usec; /* CLOCK_MONOTONIC; 0: no retry planned */
+        /* The want ports of the stub's sockets in systemd's fd store
+         * (named "stub-PORT"), to replace them when they change. */
+        uint16_t fdstore_ports[16];
+        size_t n_fdstore_ports;
         char **blocked;   /* the blocklist's names, published with every map */
         size_t n_blocked;
         bool ready;

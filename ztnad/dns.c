@@ -21,6 +21,7 @@
  * docs/reload.md says what each key does.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -591,6 +592,7 @@ static void dns_retire(Daemon *d, DaemonDns *dns) {
 }
 
 static void bind_retry_schedule(Daemon *d);
+static void fdstore_sync(Daemon *d);
 
 /* Addresses that could not be bound: when one can be now, a new
  * generation (same configuration) takes over the sockets that are bound
@@ -610,6 +612,7 @@ static int on_bind_retry(sd_event_source *s, uint64_t usec, void *userdata) {
                 d->dns = next;
                 dns_retire(d, dns);
                 daemon_dns_state_write(d);
+                fdstore_sync(d);
                 d->dns_bind_attempts = 0;
                 daemon_log(SD_NOTICE, "DNS stub: %zu of %zu listen addresses bound",
                            stub_n_addresses(next->stub), stub_n_addresses(next->stub) + stub_n_unbound(next->stub));
@@ -644,13 +647,137 @@ static void bind_retry_schedule(Daemon *d) {
         d->dns_bind_next_usec += delay;
 }
 
+/* ---- systemd's file descriptor store ----
+ *
+ * The stub's listening sockets are kept in the service manager's fd store
+ * (FileDescriptorStoreMax= in ztnad.service), named "stub-PORT" after the
+ * port they were bound for. A restarted ztnad gets them back
+ * (sd_listen_fds_with_names()) and serves the very sockets the old one
+ * did: queries that arrive while no process runs wait in them instead of
+ * being refused. Sockets of socket activation (ztnad.socket, "stub") are
+ * the socket unit's and are not stored. */
+
+static void fdstore_port_add(Daemon *d, uint16_t port) {
+        for (size_t i = 0; i < d->n_fdstore_ports; i++)
+                if (d->fdstore_ports[i] == port)
+                        return;
+        if (d->n_fdstore_ports < ELEMENTSOF(d->fdstore_ports))
+                d->fdstore_ports[d->n_fdstore_ports++] = port;
+}
+
+/* The stored sockets systemd passed at start, as a stub inherits them;
+ * their names are remembered so they can be replaced. */
+static int fdstore_take(Daemon *d, StubSocket **ret, size_t *ret_n) {
+        char **names = NULL;
+        int n = sd_listen_fds_with_names(0, &names);
+        StubSocket *t;
+        size_t k = 0;
+
+        *ret = NULL;
+        *ret_n = 0;
+        if (n <= 0)
+                return n;
+        t = calloc((size_t) n, sizeof *t);
+        for (int i = 0; i < n; i++) {
+                int fd = SD_LISTEN_FDS_START + i, type = 0;
+                socklen_t tl = sizeof type;
+                StubAddress a = { .len = sizeof a.sa };
+                unsigned port;
+                char end;
+
+                if (!names || !names[i] || sscanf(names[i], "stub-%u%c", &port, &end) != 1 || port == 0 ||
+                    port > 65535) {
+                        if (names)
+                                free(names[i]);
+                        continue; /* not ours to judge ("stub" is socket activation's) */
+                }
+                free(names[i]);
+                fdstore_port_add(d, (uint16_t) port);
+                if (!t || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
+                    getsockname(fd, (struct sockaddr *) &a.sa, &a.len) < 0 ||
+                    (type != SOCK_DGRAM && type != SOCK_STREAM) ||
+                    (a.sa.ss_family != AF_INET && a.sa.ss_family != AF_INET6)) {
+                        safe_close(fd);
+                        continue;
+                }
+                if (a.sa.ss_family == AF_INET)
+                        ((struct sockaddr_in *) (void *) &a.sa)->sin_port = htons((uint16_t) port);
+                else
+                        ((struct sockaddr_in6 *) (void *) &a.sa)->sin6_port = htons((uint16_t) port);
+                (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+                t[k++] = (StubSocket) { .fd = fd, .tcp = type == SOCK_STREAM, .want = a };
+        }
+        free(names);
+        if (!t)
+                return -ENOMEM;
+        if (k > 0)
+                daemon_log(SD_INFO, "took %zu stub sockets back from the service manager's fd store", k);
+        *ret = t;
+        *ret_n = k;
+        return 0;
+}
+
+static uint16_t want_port(const StubAddress *a) {
+        if (a->sa.ss_family == AF_INET)
+                return ntohs(((const struct sockaddr_in *) (const void *) &a->sa)->sin_port);
+        return ntohs(((const struct sockaddr_in6 *) (const void *) &a->sa)->sin6_port);
+}
+
+/* Replaces what the fd store holds with the serving stub's sockets (none
+ * with stub = no). Without systemd (no NOTIFY_SOCKET) nothing is sent. */
+static void fdstore_sync(Daemon *d) {
+        _cleanup_free_ StubSocket *socks = NULL;
+        size_t n = 0;
+        char msg[64];
+
+        if (!getenv("NOTIFY_SOCKET"))
+                return;
+        for (size_t i = 0; i < d->n_fdstore_ports; i++) {
+                snprintf(msg, sizeof msg, "FDSTOREREMOVE=1\nFDNAME=stub-%u", d->fdstore_ports[i]);
+                (void) sd_pid_notify(0, false, msg);
+        }
+        d->n_fdstore_ports = 0;
+        if (!d->dns || stub_is_activated(d->dns->stub) || stub_sockets(d->dns->stub, &socks, &n) < 0)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                int fds[2 * STUB_WORKERS_MAX * STUB_ADDRESSES_MAX];
+                size_t k = 0;
+                uint16_t port = want_port(&socks[i].want);
+
+                if (socks[i].fd < 0)
+                        continue;
+                /* every socket bound for this port, in one message */
+                for (size_t j = i; j < n && k < ELEMENTSOF(fds); j++)
+                        if (socks[j].fd >= 0 && want_port(&socks[j].want) == port) {
+                                fds[k++] = socks[j].fd;
+                                socks[j].fd = -1;
+                        }
+                snprintf(msg, sizeof msg, "FDSTORE=1\nFDNAME=stub-%u", port);
+                int r = sd_pid_notify_with_fds(0, false, msg, fds, (unsigned) k);
+                if (r < 0)
+                        daemon_log(SD_WARNING, "cannot keep the stub's sockets in the fd store: %s (a restart drops "
+                                   "the queries that arrive meanwhile)", strerror(-r));
+                else
+                        fdstore_port_add(d, port);
+                for (size_t j = 0; j < k; j++)
+                        safe_close(fds[j]); /* systemd holds its own copies */
+        }
+}
+
 int daemon_dns_start(Daemon *d) {
+        _cleanup_free_ StubSocket *stored = NULL;
+        size_t n_stored = 0;
         DaemonDns *dns;
         int r;
 
-        if (!d->config->stub)
+        (void) fdstore_take(d, &stored, &n_stored);
+        if (!d->config->stub) {
+                for (size_t i = 0; i < n_stored; i++)
+                        safe_close(stored[i].fd);
+                fdstore_sync(d);
                 return 0;
-        r = dns_new(d, d->config, NULL, NULL, 0, &dns);
+        }
+        r = dns_new(d, d->config, NULL, stored, n_stored, &dns);
         if (r < 0)
                 return r;
         d->dns = dns;
@@ -658,6 +785,7 @@ int daemon_dns_start(Daemon *d) {
         if (r >= 0)
                 r = dns_arm(dns);
         daemon_dns_state_write(d);
+        fdstore_sync(d);
         bind_retry_schedule(d);
         return r < 0 ? r : 0;
 }
@@ -688,6 +816,7 @@ int daemon_dns_commit(Daemon *d, DaemonDns *dns) {
         d->dns = dns;
         dns_retire(d, old);
         daemon_dns_state_write(d);
+        fdstore_sync(d);
         bind_retry_schedule(d);
         return set_blocked(d, dns ? dns->blocklist : NULL);
 }
