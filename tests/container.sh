@@ -649,8 +649,9 @@ ct_ztnad_conf() {
 		echo "[ztnad]"
 		echo "peers_file = /etc/ztna/test-peers.json"
 		echo "[dns]"
-		echo "upstream = $CT_DOT_ADDR:853#$CT_DOT_NAME"
-		echo "tls_ca_file = /etc/ztna/test-ca.pem"
+		# A key given replaces its default (a key twice is an error).
+		printf '%s\n' "$@" | grep -q '^upstream *=' || echo "upstream = $CT_DOT_ADDR:853#$CT_DOT_NAME"
+		printf '%s\n' "$@" | grep -q '^tls_ca_file *=' || echo "tls_ca_file = /etc/ztna/test-ca.pem"
 		for line in "$@"; do
 			echo "$line"
 		done

@@ -30,8 +30,8 @@ cd "$(dirname "$0")/.." || exit 1
 
 # The parts that pass today; "make system-test" and "sh dev.sh test" run
 # these. A part joins the list once the feature it tests is on main.
-SYSTEM_PARTS_DEFAULT="harness"
-SYSTEM_PARTS_ALL="harness resolved resolved-after file resolvconf failclosed broken restart reload"
+SYSTEM_PARTS_DEFAULT="harness restart reload socket"
+SYSTEM_PARTS_ALL="harness resolved resolved-after file resolvconf failclosed broken restart reload socket"
 
 TAILNET_FQDN=win-a.yourorg.zt.net
 TAILNET_SHORT=win-a
@@ -430,6 +430,32 @@ part_failclosed() {
 	t_same_state "failclosed: after purge and a reboot" "$CT_RUN/state.before"
 }
 
+# ztnad.socket enabled by the administrator: remove stops and disables it
+# (debian/rules installs it --no-start, which drops debhelper's stop).
+part_socket() {
+	ct_ztnad_conf "manage = off"
+	check "socket: apt installs ztna" ct_install_debs
+	ct_exec systemctl stop ztnad.service
+	t_run 20 systemctl enable --now ztnad.socket
+	check "socket: ztnad.socket enabled and started ($T_OUT)" ct_exec systemctl is-active --quiet ztnad.socket
+	t_run 10 ss -Hlun 'sport = :53'
+	check "socket: it holds port 53 ($T_OUT)" grep -q '127.0.0.53:53' <<<"$T_OUT"
+	ct_apt_remove remove ztnad
+	t_run 10 systemctl is-active ztnad.socket
+	check "socket: inactive after apt remove ($T_OUT)" test "$T_OUT" != active
+	check "socket: disabled by apt remove (no enablement link)" \
+		ct_exec test ! -e /etc/systemd/system/sockets.target.wants/ztnad.socket
+	t_run 10 ss -Hlun 'sport = :53'
+	check "socket: nothing holds 127.0.0.53:53 any more ($T_OUT)" not_grep '127.0.0.53:53' "$T_OUT"
+	ct_apt_remove purge ztnad libnss-ztna
+	check "socket: still none after purge" \
+		ct_exec test ! -e /etc/systemd/system/sockets.target.wants/ztnad.socket
+}
+# not_grep PATTERN TEXT: PATTERN is not in TEXT.
+not_grep() {
+	! grep -q -- "$1" <<<"$2"
+}
+
 # A broken configuration at boot: the store is never published.
 part_broken() {
 	ct_resolved_install || { not_ok "broken: apt install systemd-resolved"; return; }
@@ -480,8 +506,11 @@ part_restart() {
 }
 
 # Every [dns] key across SIGHUP: applied, or named as needing a restart.
+# manage = off throughout: resolv.conf keeps naming the stand-in, which is
+# where the plaintext fallback goes (managed, it would name the stub, which
+# the fallback never asks).
 part_reload() {
-	ct_ztnad_conf
+	ct_ztnad_conf "manage = off"
 	check "reload: apt installs ztna" ct_install_debs
 	t_ztnad_active reload || return
 	local dot="^${PUBLIC_DOT_ADDR//./\\.} *\$"
@@ -535,9 +564,12 @@ part_reload() {
 
 # t_reload DNS_LINE...: a new configuration and "systemctl reload".
 t_reload() {
-	ct_ztnad_conf "$@"
+	ct_ztnad_conf "manage = off" "$@"
 	ct_timeout 20 systemctl reload ztnad.service || not_ok "reload: systemctl reload failed"
 	sleep 0.5
+	# A rejected file would leave the old settings and prove nothing.
+	ct_journal ztnad.service | tail -n 5 | grep -q 'configuration reloaded' ||
+		not_ok "reload: ztnad did not apply $*: $(ct_journal ztnad.service | tail -n 2 | tr '\n' ' ')"
 }
 
 # ---- main ------------------------------------------------------------------
