@@ -317,7 +317,9 @@ static int mapping_open(ShmReader *r, const char *path, ShmMapping **ret) {
                 return 0;
         }
         munmap((void *) tmp.addr, tmp.len);
-        return -EBUSY; /* every slot still used by a thread */
+        /* Every slot still used by a thread: the file is there, so this is
+         * "try again" (TRYAGAIN), never "no store" (UNAVAIL, on to DNS). */
+        return -EAGAIN;
 }
 
 /* Stops publishing `m` in `*where` (`current` or `stale`), once; the caller

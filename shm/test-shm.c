@@ -2218,6 +2218,99 @@ START_TEST(test_copy_replaced) {
 }
 END_TEST
 
+/* Reader threads through the copy while it is replaced, the store appears
+ * and goes, and the reader forgets its mappings over and over: every
+ * consistent answer is one of the two maps, nothing faults (ASan). */
+typedef struct CopyThread {
+        pthread_t t;
+        ShmReader *r;
+        const bool *stop;
+        uint64_t lookups, stale, busy, errors, wrong;
+} CopyThread;
+
+static void *copy_thread_main(void *arg) {
+        CopyThread *c = arg;
+        while (!__atomic_load_n(c->stop, __ATOMIC_RELAXED)) {
+                ShmSnapshot s;
+                ShmRecordView v;
+                int e = shm_snapshot_begin(c->r, &s);
+                if (e == -EAGAIN) {
+                        c->busy++;
+                        continue;
+                }
+                if (e < 0) {
+                        c->errors++;
+                        continue;
+                }
+                ShmClass cls = shm_snapshot_lookup_name(&s, "linux-b", &v);
+                bool right = cls == SHM_FOUND && v.name_len == 7 && memcmp(v.name, "linux-b", 7) == 0;
+                bool stale = shm_snapshot_stale(&s);
+                if (shm_snapshot_end(&s)) {
+                        c->lookups++;
+                        c->stale += stale;
+                        c->wrong += !right;
+                }
+        }
+        return NULL;
+}
+
+START_TEST(test_copy_threads) {
+        static BasicMap b;
+        char copy[PATH_MAX];
+        enum { N_THREADS = 3 };
+        CopyThread th[N_THREADS] = {};
+        bool stop = false;
+
+        basic_map_init(&b);
+        ShmMap two = b.map; /* without Win-A; linux-b in both */
+        two.peers = &b.peers[1];
+        two.n_peers = N_BASIC_PEERS - 1;
+        path_in_dir(copy, sizeof(copy), "copy");
+        copy_save(&b.map, true, copy);
+        ShmReader *r = reader_with_copy(copy);
+        for (unsigned i = 0; i < N_THREADS; i++) {
+                th[i] = (CopyThread) { .r = r, .stop = &stop };
+                ck_assert_int_eq(pthread_create(&th[i].t, NULL, copy_thread_main, &th[i]), 0);
+        }
+        double end = mono_sec() + 3;
+        ShmWriter *w = NULL;
+        unsigned rounds = 0;
+        while (mono_sec() < end) {
+                copy_save(rounds % 2 ? &two : &b.map, true, copy);
+                if (rounds % 7 == 3) { /* the store appears */
+                        w = writer_open();
+                        ck_assert_int_eq(shm_writer_publish(w, rounds % 2 ? &b.map : &two, true), 0);
+                } else if (w && rounds % 7 == 5) { /* and goes */
+                        shm_writer_close(w);
+                        w = NULL;
+                        ck_assert_int_eq(unlink(store), 0);
+                }
+                shm_reader_forget(r);
+                rounds++;
+        }
+        __atomic_store_n(&stop, true, __ATOMIC_RELAXED);
+        CopyThread sum = {};
+        for (unsigned i = 0; i < N_THREADS; i++) {
+                ck_assert_int_eq(pthread_join(th[i].t, NULL), 0);
+                sum.lookups += th[i].lookups;
+                sum.stale += th[i].stale;
+                sum.busy += th[i].busy;
+                sum.errors += th[i].errors;
+                sum.wrong += th[i].wrong;
+        }
+        printf("copy threads: %u rounds, %" PRIu64 " lookups (%" PRIu64 " stale), %" PRIu64 " busy, %" PRIu64
+               " errors, %" PRIu64 " wrong\n",
+               rounds, sum.lookups, sum.stale, sum.busy, sum.errors, sum.wrong);
+        ck_assert_uint_gt(sum.lookups, 0);
+        ck_assert_uint_gt(sum.stale, 0);
+        ck_assert_uint_lt(sum.stale, sum.lookups); /* the store answered too */
+        ck_assert_uint_eq(sum.errors, 0);          /* never "no store" with a copy there */
+        ck_assert_uint_eq(sum.wrong, 0);
+        shm_writer_close(w);
+        shm_reader_free(r);
+}
+END_TEST
+
 /* Every untrusted file of test_hostile_files, as the copy: refused the
  * same way, and the lookup fails with the store's own error. */
 START_TEST(test_hostile_copy_files) {
@@ -2416,6 +2509,7 @@ int main(void) {
         tcase_add_test(tc, test_copy_roundtrip);
         tcase_add_test(tc, test_copy_until_store_returns);
         tcase_add_test(tc, test_copy_replaced);
+        tcase_add_test(tc, test_copy_threads);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("siphash");
