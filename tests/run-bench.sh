@@ -293,7 +293,10 @@ daemon_push() {
 			say "bench-push $way with $1 peers failed"
 		sed "s/^/daemon.$1./" "$d/$way.out"
 	done
-	# What ztnad measured of its own saves of the copy meanwhile.
+	# What ztnad measured of its own saves of the copy, meanwhile and once
+	# the last change settled (a save is due 1 s after it; the updates of a
+	# short run come faster than that).
+	sleep 1.5
 	"$B/ztna" --socket "$d/run/control.sock" --json status 2> /dev/null | python3 -c '
 import json, sys
 f = json.load(sys.stdin)["daemon"]["store_fallback"]
@@ -524,7 +527,7 @@ END {
 	for (i = 1; i <= np; i++) {
 		k = "daemon." pp[i] ".fallback"
 		ok = has(k ".saves")
-		row(5, "the store" "\047" "s copy during those updates, " ppn[i] " peers: saves, longest export on " \
+		row(5, "the store" "\047" "s copy during and after those updates, " ppn[i] " peers: saves, longest export on " \
 			"the loop / longest save on its thread (ztnad" "\047" "s own figures)", ok ? \
 			sprintf("%d, %.2f / %.1f ms", num(k ".saves"), num(k ".export_max_usec") / 1000, \
 				num(k ".save_max_usec") / 1000) : "n/a", "saved, export <= 50 ms", \
