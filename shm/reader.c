@@ -387,6 +387,8 @@ static int stale_open(ShmReader *r, int e, ShmMapping **ret) {
 
         ShmMapping *n;
         int k = mapping_open(r, path, &n);
+        if (k == -EAGAIN)
+                return k; /* renamed over as we opened it: a newer copy is there */
         if (k < 0) {
                 if (old)
                         mapping_unpublish(&r->stale, old);
