@@ -379,7 +379,7 @@ check_eq "ztnad exits 0 on SIGTERM" "$rc" 0
 
 # ---- cold start with a large map: no tailnet name reaches the upstream ----
 # COLD_PEERS peers (100,000 by default); query loops run from before ztnad
-# starts until a second after its first publish. ZTNAD (default $B/ztnad)
+# starts until 2.5 s after its first publish. ZTNAD (default $B/ztnad)
 # may name another build to measure against.
 ZTNAD=${ZTNAD:-$B/ztnad}
 COLD_PEERS=${COLD_PEERS:-100000}
@@ -404,8 +404,9 @@ json.dump({"domain": "yourorg.zt.net", "peers": peers}, sys.stdout)' "$COLD_PEER
 	echo "tls_ca_file = $CA"
 	echo "cache_size = 0"
 } >"$c/ztnad.conf"
-# cold_start NAME: loops, then ztnad, until a second after its first
-# publish; the loops' tallies in $c/NAME-*.out, the upstream's new log
+# cold_start NAME: loops, then ztnad, until 2.5 s after its first
+# publish (a query a loop sent before the stub was bound waits 2 s for its
+# answer before the next one goes out, so a second is not always enough); the loops' tallies in $c/NAME-*.out, the upstream's new log
 # lines in $c/NAME-upstream.log.
 cold_start() {
 	local mark p
@@ -423,7 +424,7 @@ cold_start() {
 	cpid=$!
 	pids+=("$cpid")
 	wait_for 60 grep -q 'published generation' "$c/ztnad.log" || not_ok "$1: no publish: $(cat "$c/ztnad.log")"
-	sleep 1
+	sleep 2.5
 	for p in "${lp[@]}"; do kill -TERM "$p"; done
 	for p in "${lp[@]}"; do wait "$p" 2>/dev/null || true; done
 	tail -n +"$((mark + 1))" "$tmp/u1.log" >"$c/$1-upstream.log"
