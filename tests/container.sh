@@ -91,7 +91,7 @@ CT_BOOT_TIMEOUT=${CT_BOOT_TIMEOUT:-90}
 # build/deb/*.deb Depends) are here, so installing them needs nothing from
 # the network; the rest is what the tests run inside.
 CT_INCLUDE="systemd,systemd-sysv,dbus,iproute2,bind9-dnsutils,python3,ca-certificates,\
-libjansson4,liburcu8,libssl3,libcurl4,libsystemd0,procps,libc-bin"
+libjansson4,liburcu8,libssl3,libcurl4,libpsl5,publicsuffix,libsystemd0,procps,libc-bin"
 # Packages fetched into the base's apt cache for tests to install later,
 # offline; one apt transaction per ';'-separated set (sets may conflict
 # with each other: resolvconf and systemd-resolved do).
