@@ -172,6 +172,13 @@ for t in $OURS; do
 done
 
 # ---- every domain that resolves names --------------------------------------
+# What the module grants the attribute itself (-ds: rules written for
+# nsswitch_domain), and then what confined domains that resolve names end
+# up with through every attribute they hold (no -ds: a rule for a broader
+# attribute such as domain or file_type counts too). ztnad_t and the
+# unconfined domains are in nsswitch_domain as well, so the attribute
+# cannot be searched indirectly itself; these are ordinary members.
+CLIENTS="httpd_t sshd_t user_t"
 want='allow nsswitch_domain ztnad_runtime_t:dir { getattr open read search };
 allow nsswitch_domain ztnad_store_t:file { getattr map open read };
 allow nsswitch_domain ztnad_cache_t:dir { getattr open read search };
@@ -180,13 +187,30 @@ got=$(for t in $OURS; do rules -A -s nsswitch_domain -ds -t "$t"; done)
 [ "$got" = "$want" ] && ok "nsswitch_domain: read and map the store and its copy, search their directories, nothing else of ours" ||
 	fail "nsswitch_domain on ztna's types is:
 $got"
-for t in $OURS; do
-	out=$(rules -T -s nsswitch_domain -ds -t "$t")
-	[ -z "$out" ] || fail "nsswitch_domain has a type rule on $t: $out"
+# through_attrs DOMAIN: every allow rule DOMAIN gets on ztna's files, by
+# any attribute (filesystem getattr on file_type, which every domain has
+# on every file system, aside). ztnad_t and ztna_t are processes (domain
+# rules such as reading /proc apply to them) and the exec types programs
+# (application_exec_type): their rules are checked by name below.
+FILES="ztnad_conf_t ztnad_var_lib_t ztnad_runtime_t ztnad_store_t ztnad_control_sock_t ztnad_cache_t ztnad_store_copy_t"
+through_attrs() {
+	local t
+	for t in $FILES; do rules -A -s "$1" -t "$t"; done | grep -v ':filesystem ' || true
+}
+for d in $CLIENTS; do
+	got=$(through_attrs "$d")
+	[ "$got" = "$want" ] && ok "$d, through every attribute it holds: the same read-only rules and nothing more" ||
+		fail "$d on ztna's types, through its attributes, is:
+$got"
+	for t in $OURS; do
+		out=$(rules -T -s "$d" -t "$t")
+		[ -z "$out" ] || fail "$d has a type rule on $t: $out"
+	done
+	hasnt "$d may not write the store" -A -s "$d" -t ztnad_store_t -p write,append,create,unlink,rename,setattr
+	hasnt "$d may not write the copy" -A -s "$d" -t ztnad_store_copy_t -p write,append,create,unlink,rename,setattr
+	hasnt "$d may not write in /var/cache/ztna" -A -s "$d" -t ztnad_cache_t -p write,add_name,remove_name
+	hasnt "$d may not write in /run/ztna" -A -s "$d" -t ztnad_runtime_t -p write,add_name,remove_name
 done
-hasnt "nsswitch_domain may not write the store" -A -s nsswitch_domain -ds -t ztnad_store_t -p write,append,create,unlink,rename,setattr
-hasnt "nsswitch_domain may not write the copy" -A -s nsswitch_domain -ds -t ztnad_store_copy_t -p write,append,create,unlink,rename,setattr
-hasnt "nsswitch_domain may not write in /var/cache/ztna" -A -s nsswitch_domain -ds -t ztnad_cache_t -p write,add_name,remove_name
 
 # ---- ztnad_t -----------------------------------------------------------------
 has "init_t starts ztnad in ztnad_t" -T -s init_t -t ztnad_exec_t -c process -D ztnad_t
@@ -245,10 +269,10 @@ for d in unconfined sysadm staff; do
 done
 
 # ---- the interfaces, as another module gets them ---------------------------
-got=$(rules -A -s ztnadclient_t -ds -t ztnad_store_t)
+got=$(rules -A -s ztnadclient_t -t ztnad_store_t | grep -v ':filesystem ' || true)
 [ "$got" = "allow ztnadclient_t ztnad_store_t:file { getattr map open read };" ] &&
 	ok "ztnad_read_store: read and map the store" || fail "ztnad_read_store gives: $got"
-got=$(rules -A -s ztnadclient_t -ds -t ztnad_store_copy_t)
+got=$(rules -A -s ztnadclient_t -t ztnad_store_copy_t | grep -v ':filesystem ' || true)
 [ "$got" = "allow ztnadclient_t ztnad_store_copy_t:file { getattr map open read };" ] &&
 	ok "ztnad_read_store: read and map the copy" || fail "ztnad_read_store gives on the copy: $got"
 has "ztnad_stream_connect: connect to ztnad" -A -s ztnadclient_t -t ztnad_t -c unix_stream_socket -p connectto
@@ -329,6 +353,35 @@ while read -r re _; do
 done <selinux/ztnad.fc
 [ -z "$unused" ] && ok "every line of ztnad.fc matches a path the packages or the daemon make" ||
 	fail "ztnad.fc lines that match nothing:$unused"
+
+# ---- the checks through attributes can fail --------------------------------
+# A deliberate break: a module that lets every domain (the broadest
+# attribute) write the store. The rule names neither nsswitch_domain nor a
+# client; the searches through attributes above must see it.
+mkdir "$tmp/breaker"
+cat >"$tmp/breaker/ztnabreak.te" <<'EOF2'
+policy_module(ztnabreak, 1.0)
+gen_require(`
+	attribute domain;
+	type ztnad_store_t;
+')
+allow domain ztnad_store_t:file write;
+EOF2
+: >"$tmp/breaker/ztnabreak.fc"
+: >"$tmp/breaker/ztnabreak.if"
+if make -s -C "$tmp/breaker" -f "$DEVEL" HEADERDIR="$tmp/headers" ztnabreak.pp >"$tmp/breaker.log" 2>&1 &&
+	semodule -p "$root" -s default -X 200 -i "$tmp/breaker/ztnabreak.pp" >>"$tmp/breaker.log" 2>&1; then
+	P=$(ls "$root/etc/selinux/default/policy/policy."*)
+	got=$(through_attrs httpd_t)
+	[ "$got" != "$want" ] && grep -q 'allow domain ztnad_store_t:file write' <<<"$got" &&
+		ok "broken on purpose (allow domain ztnad_store_t:file write): the search through httpd_t's attributes sees it" || fail "... the search through attributes misses it: $got"
+	out=$(rules -A -s httpd_t -t ztnad_store_t -p write)
+	[ -n "$out" ] && ok "... and 'httpd_t may not write the store' would fail" ||
+		fail "... the write search misses it"
+else
+	cat "$tmp/breaker.log"
+	fail "the module that breaks the policy on purpose does not build or install"
+fi
 
 echo "test-selinux: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
