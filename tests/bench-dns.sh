@@ -629,6 +629,9 @@ for i in $(seq "$FRESH"); do
 	if start_ztnad "fresh$i" 127.0.0.57 "cache_size = 0"; then
 		client first "fresh.$i" 127.0.0.57:53 "fresh$i.miss.example.test" 5 >>"$work/fresh.out" || true
 		stop_pid "$(eval "echo \$fresh${i}_pid")"
+	else
+		# A ztnad that does not start is a failed sample, not a missing one.
+		echo "fresh.$i.ok=0" >>"$work/fresh.out"
 	fi
 done
 "$PYTHON" - "$work/fresh.out" <<'EOF'

@@ -1,8 +1,15 @@
 #!/bin/sh
 # The lookup benchmarks of ztna, run side by side in one go, ending in a
 # markdown table (fit for README.md) with each target's PASS or FAIL.
-# A missed target is reported, not fatal: the exit status is 0 unless a
-# benchmark itself broke (wrong answers, a tool failing).
+# The exit status is 0 only when every row says PASS or is reported
+# without a target; a row that says FAIL (a target missed, a figure
+# missing, a part that broke or gave wrong answers) makes it 1, and each
+# such row is named on stderr at the end.
+#
+# BENCH_BREAK=PART runs that part (a step name: store, publish, copy,
+# push100, rss, dns, system, ...) under a 64 MiB address-space limit, so
+# it fails for real: the check that a broken part turns its rows to FAIL
+# and the exit status to 1.
 #
 #   1. _nss_ztna_gethostbyname4_r called directly, 10 vs 100,000 records
 #      (one worker process per store, run alternately; hot-set and
@@ -111,6 +118,10 @@ put() {
 step() {
 	name=$1
 	shift
+	if [ "${BENCH_BREAK:-}" = "$name" ]; then
+		say "$name: broken on purpose (BENCH_BREAK): a 64 MiB address-space limit"
+		set -- sh -c 'ulimit -v 65536 && exec "$@"' sh "$@"
+	fi
 	if ! "$@" >> "$res"; then
 		say "$name failed"
 		put "step.failed.$name" 1
@@ -273,14 +284,24 @@ daemon_start() {
 		sleep 0.1
 	done
 }
+# daemon_stop: SIGTERM to ztnad; fails when it had died before, or did
+# not exit 0 (as it does on SIGTERM).
 daemon_stop() {
-	kill "$dpid" 2> /dev/null || :
-	wait "$dpid" 2> /dev/null || :
+	if ! kill "$dpid" 2> /dev/null; then
+		say "ztnad (pid $dpid) was no longer running"
+		wait "$dpid" 2> /dev/null || :
+		return 1
+	fi
+	rc=0
+	wait "$dpid" 2> /dev/null || rc=$?
+	[ "$rc" -eq 0 ] || say "ztnad exited $rc on SIGTERM"
+	return "$rc"
 }
 
 # usage: daemon_push PEERS -- prints daemon.PEERS.{push,file}.* for a
 # tailnet of PEERS peers.
 daemon_push() {
+	broke=0
 	d=$work/push.$1
 	mkdir -m 0755 "$d"
 	"$BENCH/bench-push" peers "$1" > "$d/peers.json"
@@ -290,7 +311,7 @@ daemon_push() {
 		unshare -m --propagation private sh "$here/tests/bench-mountns.sh" "$outer_ns" "$gai/nss.ztna" \
 			"$gai/hosts.2" env ZTNA_STORE="$d/run/records" LD_LIBRARY_PATH="$absb" \
 			"$absb/bench/bench-push" "$way" "$target" "$PUSH_UPDATES" "$1" > "$d/$way.out" ||
-			say "bench-push $way with $1 peers failed"
+			{ say "bench-push $way with $1 peers failed"; broke=1; }
 		sed "s/^/daemon.$1./" "$d/$way.out"
 	done
 	# What ztnad measured of its own saves of the copy, meanwhile and once
@@ -302,8 +323,9 @@ import json, sys
 f = json.load(sys.stdin)["daemon"]["store_fallback"]
 for k in ("saves", "export_max_usec", "save_max_usec"):
     print("daemon.%s.fallback.%s=%d" % (sys.argv[1], k, f[k]))
-' "$1" || say "no store_fallback figures from ztnad with $1 peers"
-	daemon_stop
+' "$1" || { say "no store_fallback figures from ztnad with $1 peers"; broke=1; }
+	daemon_stop || broke=1
+	[ "$broke" -eq 0 ]
 }
 
 # usage: daemon_rss -- prints daemon.rss.* for ztnad with LARGE peers.
@@ -362,10 +384,13 @@ awk -F= -v gai_name="$GAI_NAME" -v gai_calls="$GAI_CALLS" -v push_peers="$PUSH_P
 function has(k) { return (k in v) && v[k] != "" }
 function num(k) { return v[k] + 0 }
 function row(n, what, value, target, verdict) {
+	# A row without its figure fails: nothing was measured.
+	if (value ~ /^n\/a/ || value ~ /^missing/ || verdict == "n/a")
+		verdict = "**FAIL** (no figure)"
 	printf "| %s | %s | %s | %s | %s |\n", n, what, value, target, verdict
 }
-# "PASS"/"FAIL" for x <= limit, "n/a" when x is missing.
-function le(ok, x, limit) { return !ok ? "n/a" : (x <= limit ? "PASS" : "**FAIL**") }
+# "PASS"/"FAIL" for x <= limit; FAIL too when x is missing.
+function le(ok, x, limit) { return !ok ? "**FAIL** (no figure)" : (x <= limit ? "PASS" : "**FAIL**") }
 function ratio(a, b) { return has(a) && has(b) && num(b) > 0 }
 
 END {
@@ -531,7 +556,7 @@ END {
 			"the loop / longest save on its thread (ztnad" "\047" "s own figures)", ok ? \
 			sprintf("%d, %.2f / %.1f ms", num(k ".saves"), num(k ".export_max_usec") / 1000, \
 				num(k ".save_max_usec") / 1000) : "n/a", "saved, export <= 50 ms", \
-			!ok ? "n/a" : (num(k ".saves") >= 1 && num(k ".export_max_usec") <= 50000 ? "PASS" : "**FAIL**"))
+			!ok ? "**FAIL** (no figure)" : (num(k ".saves") >= 1 && num(k ".export_max_usec") <= 50000 ? "PASS" : "**FAIL**"))
 	}
 
 	# 6. ztnad memory
@@ -564,7 +589,7 @@ END {
 			ok ? sprintf("%d / %d / %d QPS (ztnad/unbound %.2f, ztnad/dnsmasq %.2f)", num(k "ztnad.qps_median"), \
 				num(k "unbound.qps_median"), num(k "dnsmasq.qps_median"), num(k "ztnad_over_unbound"), \
 				num(k "ztnad_over_dnsmasq")) : "n/a", "ztnad >= both", \
-			!ok ? "n/a" : (num(k "ztnad_over_unbound") >= 1 && num(k "ztnad_over_dnsmasq") >= 1 ? "PASS" : "**FAIL**"))
+			!ok ? "**FAIL** (no figure)" : (num(k "ztnad_over_unbound") >= 1 && num(k "ztnad_over_dnsmasq") >= 1 ? "PASS" : "**FAIL**"))
 		if (has(k "ztnad.cpu_us_median"))
 			row(7, "cached names: server CPU per answer (share of its core used), ztnad / unbound / dnsmasq", \
 				sprintf("%.2f (%.2f) / %.2f (%.2f) / %.2f (%.2f) us", num(k "ztnad.cpu_us_median"), \
@@ -576,7 +601,7 @@ END {
 		row(7, "tailnet names, dnsperf: ztnad / dnsmasq from a hosts file (" runs ")", \
 			ok ? sprintf("%d / %d QPS (ratio %.2f)", num(k "ztnad.qps_median"), num(k "dnsmasq.qps_median"), \
 				num(k "ztnad_over_dnsmasq")) : "n/a", "ztnad >= dnsmasq", \
-			!ok ? "n/a" : (num(k "ztnad_over_dnsmasq") >= 1 ? "PASS" : "**FAIL**"))
+			!ok ? "**FAIL** (no figure)" : (num(k "ztnad_over_dnsmasq") >= 1 ? "PASS" : "**FAIL**"))
 		if (has(k "ztnad.cpu_us_median"))
 			row(7, "tailnet names: server CPU per answer (share of its core used), ztnad / dnsmasq", \
 				sprintf("%.2f (%.2f) / %.2f (%.2f) us", num(k "ztnad.cpu_us_median"), \
@@ -615,7 +640,7 @@ END {
 				"%d of %d (%d not NOERROR)", num(k "after_p50_ms"), num(k "after_p99_ms"), \
 				num(k "after_over_50ms"), num(k "after"), num(k "max_ms"), num(k "first_ms"), \
 				num(k "unanswered"), num(k "sent"), num(k "not_noerror")) : "n/a", \
-				"p99 <= 50 ms, none unanswered", !ok ? "n/a" : (good ? "PASS" : "**FAIL**"))
+				"p99 <= 50 ms, none unanswered", !ok ? "**FAIL** (no figure)" : (good ? "PASS" : "**FAIL**"))
 		}
 		bad = num("dns.hit.ztnad.bad") + num("dns.hit.unbound.bad") + num("dns.hit.dnsmasq.bad") + \
 			num("dns.tailnet.ztnad.bad") + num("dns.tailnet.dnsmasq.bad") + num("dns.miss.bad") + \
@@ -674,7 +699,7 @@ END {
 		if (k ~ /^step\.failed\./)
 			broken = broken " " substr(k, 13)
 	if (broken != "")
-		row("-", "benchmark steps that broke (their rows say n/a)", broken, "none", "**FAIL**")
+		row("-", "benchmark steps that broke (their rows say FAIL)", broken, "none", "**FAIL**")
 
 	print ""
 	printf "Measured on %s CPU(s) (%s), glibc %s, store on %s; whole run %s s%s.\n", \
@@ -729,11 +754,23 @@ END {
 			"each kind interleaved; \"not cached\" asks a different peer each time.\n", \
 			gai_name, num("sys.gai.rounds"), num("sys.gai.calls"), num("sys.udp.queries")
 	}
-}' "$res"
+}' "$res" | tee "$work/table"
 
-# A benchmark that broke (not a target missed) fails the run.
-if grep -qE '^(step\.failed\.|callgrind\.failed=|direct\.[0-9]+\.failures=[1-9]|contend\.(idle|busy)\.failures=[1-9]|gai\.failed=|gai\.etc_unchanged=NO|daemon\.[0-9]+\.(push|file)\.failures=[1-9]|dns\.failed\.|dns\.(hit|tailnet)\.[a-z]+\.bad=[1-9]|dns\.(miss|miss1|fresh)\.bad=[1-9]|sys\.failed=|sys\.leaks=[1-9])' "$res"; then
-	say "a benchmark gave wrong answers or failed (see the table)"
-	exit 1
+# Every row that says FAIL fails the run, by name: a target missed, a
+# figure missing, a part that broke.
+status=0
+if grep -q '| \*\*FAIL\*\*' "$work/table"; then
+	say "rows that FAIL:"
+	awk -F' [|] ' '/[|] \*\*FAIL\*\*/ { v = $5; sub(/ *[|]$/, "", v); printf "bench:   row %s: %s: %s\n", substr($1, 3), $2, v }' "$work/table" >&2
+	status=1
 fi
-exit 0
+for f in $(sed -n 's/^step\.failed\.\([^=]*\)=.*/\1/p' "$res"); do
+	say "the part '$f' broke (its rows above say FAIL)"
+	status=1
+done
+# A benchmark that broke (not a target missed) fails the run.
+if grep -qE '^(step\.failed\.|callgrind\.failed=|direct\.[0-9]+\.failures=[1-9]|contend\.(idle|busy)\.failures=[1-9]|gai\.failed=|gai\.etc_unchanged=NO|daemon\.[0-9]+\.(push|file)\.failures=[1-9]|dns\.failed\.|dns\.(hit|tailnet)\.[a-z]+\.bad=[1-9]|dns\.(miss|miss1|fresh)\.bad=[1-9]|dns\.hole\.[a-z]+\.unanswered=[1-9]|sys\.failed=|sys\.leaks=[1-9])' "$res"; then
+	say "a benchmark gave wrong answers or failed (see the table)"
+	status=1
+fi
+exit $status
