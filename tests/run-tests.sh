@@ -39,6 +39,7 @@ build/test/test-upstream-unit
 tests/test-glibc.sh
 tests/test-fallback.sh
 tests/test-daemon.sh
+tests/test-save-kill.sh
 tests/test-dns-manager.sh
 tests/test-pin.sh
 tests/test-controlplane.sh

@@ -22,6 +22,7 @@
 #include "macro.h"
 #include "peers.h"
 #include "shm-format.h"
+#include "shm.h"
 #include "version.h"
 
 #define USEC_PER_SEC UINT64_C(1000000)
@@ -289,6 +290,15 @@ static int load_saved(Daemon *d) {
  * published until its first answer (a store left by an earlier run keeps
  * answering meanwhile). */
 int daemon_load_initial(Daemon *d) {
+        /* A run killed while saving the map left its temporary file
+         * (peers.json.XXXXXX, up to a whole map each time): this run holds
+         * the store's lock, so any such file is a leftover. */
+        if (!d->example) {
+                _cleanup_free_ char *saved = NULL;
+                if (asprintf(&saved, "%s/" STATE_FILE_NAME, d->config->state_dir) < 0)
+                        return -ENOMEM;
+                shm_store_remove_leftovers(saved);
+        }
         if (d->example)
                 return daemon_apply(d, SOURCE_EXAMPLE, (const char *) ztna_example_tailnet,
                                     ztna_example_tailnet_len, "built-in example tailnet", NULL, 0);
