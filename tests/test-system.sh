@@ -30,7 +30,7 @@ cd "$(dirname "$0")/.." || exit 1
 
 # The parts that pass today; "make system-test" and "sh dev.sh test" run
 # these. A part joins the list once the feature it tests is on main.
-SYSTEM_PARTS_DEFAULT="harness restart reload socket"
+SYSTEM_PARTS_DEFAULT="harness resolved file resolvconf failclosed broken restart reload socket"
 SYSTEM_PARTS_ALL="harness resolved resolved-after file resolvconf failclosed broken restart reload socket"
 
 TAILNET_FQDN=win-a.yourorg.zt.net
