@@ -244,11 +244,14 @@ install: all
 	$(INSTALL) -m 0755 $(B)/ztna $(DESTDIR)$(bindir)/ztna
 	$(INSTALL) -m 0755 $(B)/ztnad $(DESTDIR)$(sbindir)/ztnad
 	$(INSTALL) -m 0644 $(B)/libnss_ztna.so.2 $(DESTDIR)$(libdir)/libnss_ztna.so.2
-	for u in ztnad.service ztnad-dns.service ztnad-dns-check.service; do \
+	for u in ztnad.service ztnad-dns.service ztnad-dns-check.service systemd-resolved-ztna.conf; do \
 		sed 's|^\(Exec[A-Za-z]*=[-+]*\)/usr/sbin/ztnad\b|\1$(sbindir)/ztnad|' systemd/$$u >$(B)/$$u || exit 1; \
 	done
 	$(INSTALL) -m 0644 $(B)/ztnad.service $(B)/ztnad-dns.service $(B)/ztnad-dns-check.service \
 		systemd/ztnad.socket systemd/ztnad-dns.path $(DESTDIR)$(systemdsystemunitdir)/
+	$(INSTALL) -d $(DESTDIR)$(systemdsystemunitdir)/systemd-resolved.service.d
+	$(INSTALL) -m 0644 $(B)/systemd-resolved-ztna.conf \
+		$(DESTDIR)$(systemdsystemunitdir)/systemd-resolved.service.d/ztna.conf
 	$(INSTALL) -m 0644 systemd/ztna.sysusers $(DESTDIR)$(sysusersdir)/ztna.conf
 	$(INSTALL) -m 0644 systemd/ztna.tmpfiles $(DESTDIR)$(tmpfilesdir)/ztna.conf
 	for page in $(MAN_PAGES); do \

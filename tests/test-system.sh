@@ -30,7 +30,7 @@ cd "$(dirname "$0")/.." || exit 1
 
 # The parts that pass today; "make system-test" and "sh dev.sh test" run
 # these. A part joins the list once the feature it tests is on main.
-SYSTEM_PARTS_DEFAULT="harness resolved file resolvconf failclosed broken restart reload socket"
+SYSTEM_PARTS_DEFAULT="harness resolved resolved-after file resolvconf failclosed broken restart reload socket"
 SYSTEM_PARTS_ALL="harness resolved resolved-after file resolvconf failclosed broken restart reload socket"
 
 TAILNET_FQDN=win-a.yourorg.zt.net
@@ -130,9 +130,16 @@ t_answer_tailnet() {
 }
 # Fail fast: 3 s, more than a failed first try and less than a timeout.
 t_closed_tailnet() {
-	local label=$1
+	local label=$1 max=3000
 	shift 2
-	t_closed "$label" 3000 "$@"
+	# A single label through resolved also goes out as LLMNR on host0
+	# (Debian's resolved has LLMNR=yes), whose timeout alone is about
+	# 1-3 s: 5 s for that one. Multicast on the uplink's segment is not
+	# seen by the stand-in; docs/system-tests.md says so.
+	case " $* " in
+	*" resolvectl query "*" $TAILNET_SHORT "*) max=5000 ;;
+	esac
+	t_closed "$label" "$max" "$@"
 }
 
 # t_dns_state: what a restore must give back byte for byte: resolved's
@@ -331,13 +338,24 @@ part_resolved_after() {
 	ct_ztnad_conf
 	check "resolved-after: apt installs ztna" ct_install_debs
 	t_ztnad_active resolved-after || return
+	# From before resolved is installed until ztnad has switched to it,
+	# a loop asks resolved (resolvectl, nss-resolve through getent) for a
+	# tailnet name every 0.2 s: nothing may reach the stand-in meanwhile.
+	ct_logs_mark
+	ct_sh 'timeout 30 sh -c "while :; do
+		resolvectl query --legend=no '"$TAILNET_FQDN"' >/dev/null 2>&1
+		getent -s resolve hosts '"$TAILNET_FQDN"' >/dev/null 2>&1
+		sleep 0.2; done"' >/dev/null 2>&1 &
+	local loop=$! i
 	ct_resolved_install || { not_ok "resolved-after: apt install systemd-resolved"; return; }
 	# ztnad has to notice resolved on its own; give it a bounded while.
-	local i
-	for i in $(seq 20); do
-		ct_exec dig +short +time=1 +tries=1 "@127.0.0.53" "$TAILNET_FQDN" 2>/dev/null | grep -Eq "$TAILNET_ADDR_RE" && break
+	for i in $(seq 40); do
+		ct_timeout 3 resolvectl query --legend=no "$TAILNET_FQDN" 2>/dev/null | grep -Eq "$TAILNET_ADDR_RE" && break
 		sleep 0.5
 	done
+	note "resolved-after: resolvectl got the tailnet's answer $((i / 2)) s after resolved was on the bus"
+	wait "$loop" 2>/dev/null || :
+	ct_assert_no_leak "resolved-after: while resolved was installed and ztnad switched to it"
 	ct_logs_mark
 	t_clients t_answer_tailnet "resolved-after"
 	t_public resolved-after

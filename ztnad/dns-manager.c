@@ -88,6 +88,8 @@ typedef struct Manager {
         json_t *status;  /* what `ztna status` shows */
         sd_bus *bus;
         uint64_t bus_retry_usec;
+        bool in_resolved_start; /* resolved is starting: never restart it */
+        bool keep_dropin;       /* a mode change to resolved keeps the drop-in */
 } Manager;
 
 static uint64_t now_usec(clockid_t clock) {
@@ -483,6 +485,8 @@ finish:
  * hence only when the bytes changed. try-restart: never start it. */
 static int resolved_restart(Manager *m) {
         _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        if (m->in_resolved_start)
+                return 0; /* it reads the drop-in as it starts */
         int r = bus_open(m);
         if (r >= 0)
                 r = sd_bus_call_method(m->bus, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
@@ -799,6 +803,11 @@ static int revert(Manager *m) {
         default:
                 break;
         }
+        /* The drop-in `resolved-start` wrote while another mode was in
+         * place; a change to resolved mode keeps it until the link is set. */
+        if (r >= 0 && mode != CONFIG_MANAGE_RESOLVED && !m->keep_dropin &&
+            json_is_true(json_object_get(m->applied, "dropin")))
+                (void) dropin_remove(m);
         if (r < 0) {
                 status_error(m, "reverting %s: %s", applied_str(m, "mode"), why);
                 return r;
@@ -967,9 +976,19 @@ static int do_apply(Manager *m) {
 
         /* A different mode than the one in place: undo that one first. */
         if (m->applied && mode_of_name(applied_str(m, "mode")) != mode) {
+                bool dropin = json_is_true(json_object_get(m->applied, "dropin"));
+                m->keep_dropin = dropin && mode == CONFIG_MANAGE_RESOLVED;
                 r = revert(m);
+                m->keep_dropin = false;
                 if (r < 0)
                         return r;
+                /* apply_mode() removes it once the link is set, or
+                 * rewrites it with the stub's actual address. */
+                if (dropin && mode == CONFIG_MANAGE_RESOLVED) {
+                        m->applied = json_pack("{s:s, s:b}", "mode", "off", "dropin", 1);
+                        if (!m->applied)
+                                return -ENOMEM;
+                }
         }
         _cleanup_(json_decrefp) json_t *want = want_now(m, mode);
         if (!want)
@@ -1003,6 +1022,66 @@ static int do_hold(Manager *m) {
         int r = apply_mode(m, mode, want);
         json_decref(want);
         return r;
+}
+
+/* `resolved-start` (ExecStartPre= of systemd-resolved.service, through the
+ * package's drop-in for it): resolved is starting while another mode is in
+ * place, as when it is installed after ztna. Until ztnad has restarted into
+ * resolved mode and set the link, resolved would send tailnet names to the
+ * uplink's servers. So before it starts: a drop-in it reads as it starts,
+ * routing the tailnet domain and reverse zones to where ztnad listens for
+ * resolved (127.0.0.1:53 unless the configuration names such an address;
+ * should that be wrong, names fail, they do not leak), then a restart of
+ * ztnad, whose apply moves the routing to the link and removes the
+ * drop-in. Nothing to do when resolved mode is already in place. */
+static int do_resolved_start(Manager *m) {
+        _cleanup_free_ char *state_path = NULL;
+        _cleanup_(json_decrefp) json_t *servers = NULL, *domains = NULL;
+        char why[DNS_STATE_WHY_MAX] = "";
+        int r;
+
+        m->in_resolved_start = true;
+        if (!m->config || !m->config->stub ||
+            (m->config->manage != CONFIG_MANAGE_AUTO && m->config->manage != CONFIG_MANAGE_RESOLVED))
+                return 0;
+        if (m->applied && mode_of_name(applied_str(m, "mode")) == CONFIG_MANAGE_RESOLVED)
+                return 0;
+        if (asprintf(&state_path, "%s/" DNS_STATE_FILE_NAME, m->store_dir) < 0)
+                return -ENOMEM;
+        r = dns_state_read(state_path, &m->state, why, sizeof why);
+        if (r < 0) {
+                /* ztnad has not run yet: it routes the names itself when
+                 * it starts (resolved is then there). */
+                daemon_log(SD_INFO, "dns-manager: resolved starting; no %s yet (%s)", state_path,
+                           why[0] ? why : strerror(-r));
+                return 0;
+        }
+        m->have_state = true;
+        servers = servers_json(&m->state, true);
+        domains = domains_json(&m->state, false);
+        if (!servers || !domains)
+                return -ENOMEM;
+        if (json_array_size(servers) == 0 && json_array_append_new(servers, json_string("127.0.0.1:53")) < 0)
+                return -ENOMEM;
+        r = dropin_write(m, servers, domains);
+        if (r < 0) {
+                status_error(m, "cannot write %s: %s", dropin_path(), strerror(-r));
+                return r;
+        }
+        if (!m->applied) {
+                m->applied = json_pack("{s:s}", "mode", "off");
+                if (!m->applied)
+                        return -ENOMEM;
+        }
+        json_object_set_new(m->applied, "dropin", json_true());
+        r = applied_save(m);
+        if (r < 0)
+                return r;
+        daemon_log(SD_NOTICE, "dns-manager: systemd-resolved is starting while %s is in place: %s routes %zu "
+                              "domains to %s until ztnad has restarted for it",
+                   applied_str(m, "mode"), dropin_path(), json_array_size(domains),
+                   json_string_value(json_array_get(servers, 0)));
+        return ztnad_restart(m);
 }
 
 /* `check` (file mode, from ztnad-dns.path): undo a rewrite, boundedly. */
@@ -1115,6 +1194,8 @@ int dns_manager_main(const char *verb, const char *config_path) {
                 r = revert(&m);
         else if (strcmp(verb, "check") == 0)
                 r = do_check(&m);
+        else if (strcmp(verb, "resolved-start") == 0)
+                r = do_resolved_start(&m);
         else if (strcmp(verb, "stopped") == 0) {
                 if (m.applied) {
                         json_object_set_new(m.status, "state", json_string("closed"));
@@ -1128,8 +1209,8 @@ int dns_manager_main(const char *verb, const char *config_path) {
                         puts(text);
                 free(text);
         } else {
-                fprintf(stderr, "ztnad --dns-manager: unknown verb '%s': apply, reload, hold, stopped, revert, check "
-                                "or status\n",
+                fprintf(stderr, "ztnad --dns-manager: unknown verb '%s': apply, reload, hold, stopped, revert, check, "
+                                "resolved-start or status\n",
                         verb);
                 r = -EINVAL;
                 json_decref(m.status);
