@@ -312,6 +312,7 @@ store = $A/run/records
 state_dir = $A/state
 control_socket = $A/run/control.sock
 peers_file = $A/peers.json
+control_group = ztna-ops
 $1
 [dns]
 stub = no
@@ -390,7 +391,8 @@ chmod 0644 "$A/push2.json"
 gen=$(generation)
 run as_nobody "$B/ztna" --socket "$sock" peers push "$A/push2.json"
 check "nobody's push is refused with exit 4" test "$rc" = 4
-check "and says: $err" test "$err" = "ztna: not authorised: changes need root or the ztna group"
+check "and names the configured control_group: $err" \
+	test "$err" = "ztna: not authorised: changes need root or the ztna-ops group"
 check "nobody's push changed nothing (Sneaky-S unknown, generation $gen)" \
 	test "$(getent_rc hosts Sneaky-S)" = 2 -a "$(generation)" = "$gen"
 run as_nobody "$B/ztna" --socket "$sock" status
@@ -650,6 +652,13 @@ if wait_for 12 failing_at_least 3; then
 else
 	not_ok "server down: fewer than 3 failures counted: $(ztna --json status)"
 fi
+# The text status while failing: the failure as the last error, not
+# "none", and the delay with its unit.
+st_text=$(ztna status)
+check "ztna status shows the failure as the last error while failing" \
+	sh -c 'printf "%s\n" "$1" | grep -E "^ *last error: +" | grep -vq "last error: *none$"' sh "$st_text"
+check "ztna status gives the next attempt in seconds: $(printf '%s\n' "$st_text" | grep -m1 'next attempt')" \
+	sh -c 'printf "%s\n" "$1" | grep -Eq "^ *next attempt in: +[0-9]+\.[0-9] s$"' sh "$st_text"
 check "the map is kept while the server is down (generation $gen)" kept "$gen"
 start_server "$port"
 check "the server back on its port: ztnad recovers" wait_for 8 in_sync

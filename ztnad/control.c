@@ -63,6 +63,7 @@ struct Control {
         ControlOps ops;
         void *userdata;
         gid_t admin_gid;
+        char *admin_group; /* NULL: "ztna" */
         ControlLimits limits;
 
         /* The socket file control_new() bound, removed again by
@@ -370,6 +371,10 @@ static void change_log(const ControlOps *ops, void *userdata, const ControlPeer 
                         json_is_string(error) ? json_string_value(error) : "?");
 }
 
+static const char *peer_group(const ControlPeer *peer) {
+        return peer->admin_group ? peer->admin_group : "ztna";
+}
+
 static json_t *request_answer(const ControlOps *ops, void *userdata, const ControlPeer *peer, const char *line,
                               size_t len) {
         _cleanup_json_ json_t *req = NULL;
@@ -389,7 +394,8 @@ static json_t *request_answer(const ControlOps *ops, void *userdata, const Contr
         reply = request_check(req, &cmd);
         if (!reply) {
                 if (cmd->change && !peer->admin)
-                        reply = refusal(CONTROL_CODE_NOT_AUTHORISED, "%s", CONTROL_NOT_AUTHORISED_MESSAGE);
+                        reply = refusal(CONTROL_CODE_NOT_AUTHORISED, CONTROL_NOT_AUTHORISED_MESSAGE,
+                                        peer_group(peer));
                 else
                         reply = cmd->func(cmd, ops, userdata, peer, req);
                 if (reply && cmd->change)
@@ -678,11 +684,13 @@ static void connection_advance(Connection *conn) {
                         /* Only a push is ever this large, and only root and
                          * the admin group may push: say so rather than
                          * "too large" to anyone else. */
-                        if (!conn->peer.admin)
-                                r = connection_refuse(conn, CONTROL_CODE_NOT_AUTHORISED,
-                                                      CONTROL_NOT_AUTHORISED_MESSAGE
-                                                      " (requests from others are limited to reading)");
-                        else {
+                        if (!conn->peer.admin) {
+                                (void) snprintf(message, sizeof message,
+                                                CONTROL_NOT_AUTHORISED_MESSAGE
+                                                " (requests from others are limited to reading)",
+                                                peer_group(&conn->peer));
+                                r = connection_refuse(conn, CONTROL_CODE_NOT_AUTHORISED, message);
+                        } else {
                                 (void) snprintf(message, sizeof message,
                                                 "request line over %zu bytes; the connection is closed",
                                                 connection_request_max(conn));
@@ -800,6 +808,7 @@ static int connection_new(Control *c, int fd) {
                         strerror(-r));
                 return r;
         }
+        peer.admin_group = c->admin_group;
         if (c->n_connections >= c->limits.max_connections ||
             (peer.uid != 0 && connections_of(c, peer.uid) >= c->limits.max_per_uid)) {
                 refuse_busy(fd);
@@ -1009,6 +1018,15 @@ int control_new(sd_event *e, const char *path, int listen_fd, gid_t admin_gid, c
         return 0;
 }
 
+int control_set_admin_group_name(Control *c, const char *name) {
+        char *copy = name ? strdup(name) : NULL;
+        if (name && !copy)
+                return -ENOMEM;
+        free(c->admin_group);
+        c->admin_group = copy;
+        return 0;
+}
+
 Control *control_free(Control *c) {
         struct stat st;
 
@@ -1019,6 +1037,7 @@ Control *control_free(Control *c) {
         sd_event_source_disable_unref(c->listen);
         sd_event_source_disable_unref(c->accept_retry);
         safe_close(c->fd);
+        free(c->admin_group);
         /* Only our own file: a ztnad started since may have replaced it. */
         if (c->path && stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
                 (void) unlink(c->path);

@@ -55,7 +55,7 @@
 #define CONTROL_CODE_UNSUPPORTED "unsupported"         /* the daemon has no such verb */
 #define CONTROL_CODE_FAILED "failed"                   /* the verb failed inside the daemon */
 
-#define CONTROL_NOT_AUTHORISED_MESSAGE "not authorised: changes need root or the ztna group"
+#define CONTROL_NOT_AUTHORISED_MESSAGE "not authorised: changes need root or the %s group"
 
 typedef struct ControlOps {
         /* Fields merged into the status reply: {"state": "up", "generation":
@@ -135,10 +135,14 @@ typedef struct ControlPeer {
         gid_t gid;
         pid_t pid;  /* for log lines only: never trusted for a decision */
         bool admin; /* may change things */
+        const char *admin_group; /* the admin group's name, for refusals ("ztna" by default) */
 } ControlPeer;
 
 /* Root, or `admin_gid` as the primary group or among the supplementary
  * `groups`. (gid_t) -1 never matches. */
+/* The admin group's name, as refusals give it (default "ztna"); copied. */
+int control_set_admin_group_name(Control *c, const char *name);
+
 bool control_peer_is_admin(uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups, gid_t admin_gid);
 
 /* Answers one request line (`len` bytes, without its '\n'; need not be

@@ -534,6 +534,11 @@ static int op_status(void *userdata, json_t **ret) {
                                                     json_real((double) (ss.next_attempt_usec - now) / 1e6));
                         if (ss.last_error[0])
                                 json_object_set_new(j, "sync_error", json_string(ss.last_error));
+                        /* Failing now: the last error is that failure, not
+                         * "none" next to a count of them. */
+                        if (ss.consecutive_failures > 0 && ss.last_error[0] &&
+                            json_is_null(json_object_get(j, "last_error")))
+                                json_object_set_new(j, "last_error", json_string(ss.last_error));
                 }
                 if (j)
                         json_array_append_new(sources, j);

@@ -161,6 +161,11 @@ static void print_scalar(const char *key, const json_t *v) {
                         fputs(buf, stdout);
                 return;
         }
+        if (key && has_suffix(key, "_in") && json_is_number(v)) {
+                /* A delay in seconds ("next_attempt_in"). */
+                printf("%.1f s", json_number_value(v));
+                return;
+        }
         switch (json_typeof(v)) {
         case JSON_STRING:
                 fputs(json_string_value(v), stdout);

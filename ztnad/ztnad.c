@@ -90,9 +90,11 @@ int daemon_control_start(Daemon *d) {
         if (r < 0)
                 return r;
         r = control_new(d->event, path, -1, gid, &daemon_control_ops, d, &d->control);
-        if (r < 0)
+        if (r < 0) {
                 daemon_log(SD_ERR, "cannot listen on %s: %s", path, strerror(-r));
-        return r;
+                return r;
+        }
+        return control_set_admin_group_name(d->control, d->config->control_group);
 }
 
 static bool streq_ptr(const char *a, const char *b) {
