@@ -74,6 +74,7 @@ struct Control {
 
         Connection *connections;
         size_t n_connections;
+        size_t n_other; /* of them, from outside root and the admin group */
 };
 
 struct Connection {
@@ -473,6 +474,7 @@ static Connection *connection_free(Connection *conn) {
         if (conn->next)
                 conn->next->prev = conn->prev;
         c->n_connections--;
+        c->n_other -= !conn->peer.admin;
 
         sd_event_source_disable_unref(conn->io);
         sd_event_source_disable_unref(conn->idle);
@@ -809,7 +811,10 @@ static int connection_new(Control *c, int fd) {
                 return r;
         }
         peer.admin_group = c->admin_group;
+        /* Slots beyond max_other are kept for root and the admin group:
+         * unprivileged users filling the rest cannot lock them out. */
         if (c->n_connections >= c->limits.max_connections ||
+            (!peer.admin && c->n_other >= c->limits.max_other) ||
             (peer.uid != 0 && connections_of(c, peer.uid) >= c->limits.max_per_uid)) {
                 refuse_busy(fd);
                 return -EBUSY;
@@ -840,6 +845,7 @@ static int connection_new(Control *c, int fd) {
                 conn->next->prev = conn;
         c->connections = conn;
         c->n_connections++;
+        c->n_other += !peer.admin;
         TAKE_PTR(conn);
         return 0;
 }
@@ -1048,7 +1054,8 @@ Control *control_free(Control *c) {
 }
 
 int control_set_limits(Control *c, const ControlLimits *limits) {
-        if (!c || !limits || limits->max_connections == 0 || limits->max_per_uid == 0 || limits->request_max == 0 ||
+        if (!c || !limits || limits->max_connections == 0 || limits->max_per_uid == 0 || limits->max_other == 0 ||
+            limits->request_max == 0 ||
             limits->request_max_other == 0 || limits->idle_usec == 0)
                 return -EINVAL;
         c->limits = *limits;

@@ -85,6 +85,8 @@ typedef struct ControlOps {
 typedef struct ControlLimits {
         size_t max_connections;   /* open at once, in all */
         size_t max_per_uid;       /* open at once by one non-root user */
+        size_t max_other;         /* open at once by everyone outside root and the admin group, in
+                                   * all: the rest of max_connections is kept for those two */
         size_t request_max;       /* bytes in one request line, for root and the admin group */
         size_t request_max_other; /* the same for everyone else (they can only read) */
         uint64_t idle_usec;       /* a connection with no progress either way is closed */
@@ -99,6 +101,7 @@ typedef struct ControlLimits {
 #define CONTROL_LIMITS_DEFAULT                                                                              \
         ((ControlLimits) { .max_connections = 64,                                                         \
                            .max_per_uid = 16,                                                             \
+                           .max_other = 48,                                                               \
                            .request_max = CONTROL_REQUEST_MAX,                                            \
                            .request_max_other = CONTROL_REQUEST_MAX_OTHER,                                \
                            .idle_usec = UINT64_C(30) * 1000000 })

@@ -1016,6 +1016,73 @@ START_TEST(test_per_user_limit) {
 }
 END_TEST
 
+/* Unprivileged users filling every slot they may have leave root (and the
+ * admin group) theirs: max_other of max_connections. */
+START_TEST(test_admin_slots) {
+        ControlLimits l = CONTROL_LIMITS_DEFAULT;
+        int ready[2], done[2], status;
+        char byte;
+        pid_t pid;
+        json_t *reply;
+
+        l.max_connections = 8;
+        l.max_other = 4;
+        server_start(&l);
+        ck_assert_int_eq(pipe(ready), 0);
+        ck_assert_int_eq(pipe(done), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                int fds[4], extra;
+                char *line;
+
+                close(ready[0]);
+                close(done[1]);
+                if (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
+                    setresuid(NOBODY, NOBODY, NOBODY) < 0)
+                        _exit(10);
+                for (int i = 0; i < 4; i++) {
+                        fds[i] = client_connect_to(srv.path);
+                        if (fds[i] < 0 || !send_all(fds[i], "{\"command\": \"status\"}\n", 22))
+                                _exit(11);
+                        line = read_line(fds[i]);
+                        if (!line || !strstr(line, "\"ok\":true"))
+                                _exit(12);
+                        free(line);
+                }
+                /* A fifth from outside the admin group: busy, though 4 of
+                 * the 8 slots are free. */
+                extra = client_connect_to(srv.path);
+                line = extra >= 0 ? read_line(extra) : NULL;
+                if (!line || !strstr(line, "\"code\":\"busy\""))
+                        _exit(13);
+                /* Hold the four open while root asks. */
+                if (write(ready[1], "r", 1) != 1 || read(done[0], &byte, 1) != 1)
+                        _exit(14);
+                _exit(0);
+        }
+        close(ready[1]);
+        close(done[0]);
+        ck_assert_int_eq(read(ready[0], &byte, 1), 1);
+        /* Root gets a kept slot, and a change goes through. */
+        for (int i = 0; i < 4; i++) {
+                int fd = client_connect();
+                reply = ask_on(fd, "{\"command\": \"status\"}");
+                assert_ok(reply);
+                json_decref(reply);
+                if (i < 3)
+                        continue; /* keep three open: the fourth is the last kept slot */
+                close(fd);
+        }
+        ck_assert_int_eq(write(done[1], "d", 1), 1);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "nobody's client: status %d", status);
+        close(ready[0]);
+        close(done[1]);
+        server_stop();
+}
+END_TEST
+
 START_TEST(test_many_clients) {
         enum { N = 200 };
         int fds[N];
@@ -1259,6 +1326,7 @@ static Suite *control_suite(void) {
         tcase_add_test(edge, test_hang_up_mid_reply);
         tcase_add_test(edge, test_connection_limit);
         tcase_add_test(edge, test_per_user_limit);
+        tcase_add_test(edge, test_admin_slots);
         tcase_add_test(edge, test_many_clients);
         tcase_set_timeout(edge, 120);
         suite_add_tcase(s, edge);
