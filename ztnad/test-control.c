@@ -46,6 +46,7 @@ typedef struct State {
         bool up;
         unsigned generation, flushes, pushes, refused_logs, change_logs;
         size_t big_list; /* peers in a list answer, to make it large */
+        unsigned lists;  /* list answers built */
         char *last_doc;
         size_t last_doc_len;
 } State;
@@ -75,6 +76,7 @@ static int op_list(void *userdata, json_t **ret) {
 
         pthread_mutex_lock(&st->lock);
         n = st->big_list;
+        st->lists++;
         pthread_mutex_unlock(&st->lock);
         json_array_append_new(peers, peer_json("Win-A", "100.64.0.1"));
         for (size_t i = 0; i < n; i++) {
@@ -911,6 +913,41 @@ START_TEST(test_hang_up_mid_reply) {
 }
 END_TEST
 
+/* A request whose client has already closed the connection is not
+ * served: nobody would read the answer, and building a large one 100
+ * times a second stalled the loop for everyone. A client that only shut
+ * down its writing side is still answered (test_last_line_at_eof). */
+START_TEST(test_closed_before_served) {
+        unsigned before, after;
+        json_t *reply;
+        int fd;
+
+        server_start(NULL);
+        srv.state.big_list = 40000;
+        pthread_mutex_lock(&srv.state.lock);
+        before = srv.state.lists;
+        pthread_mutex_unlock(&srv.state.lock);
+        for (int i = 0; i < 100; i++) {
+                fd = client_connect();
+                ck_assert(send_all(fd, "{\"command\": \"list\"}\n", 20));
+                close(fd);
+        }
+        /* Served in order: once this answer is back, the others were
+         * either built or dropped. */
+        srv.state.big_list = 0;
+        reply = ask("{\"command\": \"status\"}");
+        assert_ok(reply);
+        json_decref(reply);
+        pthread_mutex_lock(&srv.state.lock);
+        after = srv.state.lists;
+        pthread_mutex_unlock(&srv.state.lock);
+        /* The server may have read a request before its client closed; not
+         * most of them. */
+        ck_assert_msg(after - before <= 10, "%u of 100 abandoned list requests were answered", after - before);
+        server_stop();
+}
+END_TEST
+
 START_TEST(test_large_reply_arrives_whole) {
         json_t *reply;
 
@@ -1327,6 +1364,7 @@ static Suite *control_suite(void) {
         tcase_add_test(edge, test_connection_limit);
         tcase_add_test(edge, test_per_user_limit);
         tcase_add_test(edge, test_admin_slots);
+        tcase_add_test(edge, test_closed_before_served);
         tcase_add_test(edge, test_many_clients);
         tcase_set_timeout(edge, 120);
         suite_add_tcase(s, edge);
