@@ -44,6 +44,7 @@ tests/test-dns-manager.sh
 tests/test-pin.sh
 tests/test-controlplane.sh
 tests/test-control.sh
+tests/test-flood.sh
 tests/test-daemon-live.sh
 tests/test-upstream.sh
 tests/test-stub.sh
