@@ -368,6 +368,26 @@ fi
 say "ztnad's memory with $LARGE peers"
 step rss daemon_rss
 
+# ---- 6b: unprivileged users flooding the control socket ----
+# usage: daemon_flood -- prints flood.{idle,flood}.* (tests/control-flood.py):
+# root's status every 100 ms and a peers file gaining a peer every second,
+# without and then with five unprivileged users flooding list requests.
+daemon_flood() {
+	d=$work/flood
+	mkdir -m 0755 "$d"
+	"$BENCH/bench-push" peers 20000 > "$d/peers.json"
+	daemon_start "$d" || return 1
+	for phase in idle flood; do
+		users=0 secs=4
+		[ "$phase" = idle ] || { users=5; secs=8; }
+		python3 "$here/tests/control-flood.py" "$d/run/control.sock" "$d/peers.json" "$d/run/records" \
+			"$absb" "$dpid" "$secs" "$users" | sed "s/^/flood.$phase./" || { daemon_stop; return 1; }
+	done
+	daemon_stop
+}
+say "the control socket: root and a peers file under five unprivileged users' flood (20,000 peers)"
+step flood daemon_flood
+
 # ---- 7: the DNS stub beside unbound and dnsmasq ----
 say "the DNS stub: dnsperf, cache misses, fresh connections, a dead first server (tests/bench-dns.sh)"
 step dns env B="$absb" bash "$here/tests/bench-dns.sh"
@@ -576,6 +596,21 @@ END {
 			" peers file", sprintf("%.1f MiB", num(k "VmHWM_kb") / mib), "", "")
 	} else
 		row(6, "ztnad memory with " LL " peers", "n/a", "<= 16 MiB", "n/a")
+	k = "flood."
+	ok = has(k "flood.status_p99_ms") && has(k "idle.status_p99_ms")
+	row(6, "root'"'"'s `status` every 100 ms, 20,000 peers, five unprivileged users flooding `list` " \
+		"(16 idle connections each, then connect-send-close as fast as they can): p50 / p99 (idle p99)", \
+		ok ? sprintf("%.1f / %.1f ms (%.1f); %d flood requests", num(k "flood.status_p50_ms"), \
+		num(k "flood.status_p99_ms"), num(k "idle.status_p99_ms"), num(k "flood.flood_requests")) : "n/a", \
+		"p99 <= 50 ms", le(ok, num(k "flood.status_p99_ms"), 50))
+	ok = has(k "flood.update_median_ms") && has(k "idle.update_median_ms") && num(k "idle.update_median_ms") > 0
+	row(6, "a peers-file update seen through glibc under that flood / idle: median", \
+		ok ? sprintf("%.1f / %.1f ms = %.2f", num(k "flood.update_median_ms"), num(k "idle.update_median_ms"), \
+		num(k "flood.update_median_ms") / num(k "idle.update_median_ms")) : "n/a", "<= 2", \
+		le(ok, num(k "flood.update_median_ms") / num(k "idle.update_median_ms"), 2))
+	ok = has(k "flood.cpu_us_per_flood_request")
+	row(6, "ztnad CPU per abandoned flood request", ok ? sprintf("%.1f us", \
+		num(k "flood.cpu_us_per_flood_request")) : "n/a", "reported", "")
 
 	# 7. the DNS stub
 	if (has("dns.skipped"))
