@@ -895,6 +895,13 @@ static void accept_pause(Control *c, int error) {
                 (void) sd_event_source_set_enabled(c->listen, SD_EVENT_OFF);
 }
 
+/* A short accept queue: a connection waits behind at most this many
+ * others. With SOMAXCONN (4096) a flood of connect-send-close from
+ * unprivileged users queued thousands ahead of root's, each costing the
+ * loop its accept and close; with a short one, root's blocking connect
+ * waits for a free place beside the flooders' instead (tests/test-flood.sh). */
+#define CONTROL_BACKLOG 64
+
 static int on_listen(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Control *c = userdata;
 
@@ -983,7 +990,7 @@ static int bind_path(Control *c, const char *path) {
          * umask only made it stricter. */
         if (chmod(path, 0666) < 0)
                 return -errno;
-        if (listen(c->fd, SOMAXCONN) < 0)
+        if (listen(c->fd, CONTROL_BACKLOG) < 0)
                 return -errno;
         return 0;
 }
