@@ -228,7 +228,10 @@ static int read_file(Loader *ld, BlocklistFile *f, char *err, size_t errlen) {
         struct stat st;
         size_t len = 0;
 
-        fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO at the path would block open() on the event
+         * loop until the watchdog; it is refused below as not a regular
+         * file (a regular file reads the same either way). */
+        fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
                 int r = -errno;
                 snprintf(err, errlen, "%s: %s", f->path, strerror(errno));

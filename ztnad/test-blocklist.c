@@ -10,6 +10,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,6 +213,15 @@ START_TEST(test_files) {
         const char *d[] = { dir };
         ck_assert_int_eq(blocklist_load(d, 1, &bl2, err, sizeof err), -EINVAL);
         ck_assert_msg(strstr(err, "not a regular file"), "%s", err);
+        /* a FIFO nobody writes: refused at once, not waited on (the load
+         * runs on ztnad's event loop; the test's timeout catches a hang) */
+        char fifo[PATH_MAX];
+        snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+        ck_assert_int_eq(mkfifo(fifo, 0644), 0);
+        const char *ff[] = { fifo };
+        ck_assert_int_eq(blocklist_load(ff, 1, &bl2, err, sizeof err), -EINVAL);
+        ck_assert_msg(strstr(err, "not a regular file"), "%s", err);
+        ck_assert_int_eq(unlink(fifo), 0);
 
         /* changes: rewritten with another size; touched; replaced; removed */
         FILE *f = fopen(b, "ae");
