@@ -37,7 +37,8 @@
  * plenty and costs one store per period. */
 #define HEARTBEAT_USEC (5 * USEC_PER_SEC)
 
-/* sysexits.h's EX_CONFIG: the unit does not restart on it. */
+/* sysexits.h's EX_CONFIG. The unit restarts on it (within its start
+ * limit), so a corrected file is taken up; ztna doctor names the error. */
 #define EXIT_CONFIG 78
 #define EXIT_USAGE 2
 
