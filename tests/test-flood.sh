@@ -7,9 +7,12 @@
 # send {"command":"list"} on a new connection, closing at once, as fast as
 # they can, while root asks status every 100 ms and the peers file gets one
 # more peer every second (tests/control-flood.py). The same without the
-# flood first, for reference. Bounds here are loose (sanitizers, a noisy
-# 2-core machine); the figures are printed, and `make bench` reports them
-# against the targets.
+# flood first, for reference. ztnad is build/ztnad (the optimised build,
+# not the sanitizer one). Bounds here are loose (a noisy 2-core machine
+# running other tests); the figures are printed, and `make bench` reports
+# them against the targets. Root's status p99 is bound by the
+# publish of a 20,000-peer file (once a second here) on ztnad's one loop,
+# flood or not.
 # Usage: B=build sh tests/test-flood.sh
 set -eu
 
