@@ -28,7 +28,7 @@ ZTNAD_SRC := ztnad/ztnad.c ztnad/daemon.c ztnad/dns.c ztnad/peers.c ztnad/config
 	ztnad/upstream.c ztnad/upstream-tls.c ztnad/upstream-plain.c ztnad/resolvconf.c ztnad/dns-wire.c ztnad/fallback.c \
 	ztnad/dns-state.c ztnad/dns-manager.c ztnad/public-suffix.c
 ZTNA_SRC := ztnad/ztna.c ztnad/config.c ztnad/controlplane.c ztnad/public-suffix.c ztnad/peers.c ztnad/doctor.c \
-	ztnad/doctor-nsswitch.c
+	ztnad/doctor-nsswitch.c ztnad/doctor-dns.c
 HEADERS := $(wildcard shm/*.h nss_ztna/*.h ztnad/*.h)
 
 all: $(B)/libnss_ztna.so.2 $(B)/ztnad $(B)/ztna
@@ -176,6 +176,10 @@ $(B)/fuzz/fuzz-nsswitch: tests/fuzz-nsswitch.c ztnad/doctor-nsswitch.c ztnad/doc
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags jansson 2>/dev/null) -o $@ tests/fuzz-nsswitch.c ztnad/doctor-nsswitch.c
 FUZZ_BINS += $(B)/fuzz/fuzz-nsswitch
+$(B)/fuzz/fuzz-doctor-dns: tests/fuzz-doctor-dns.c ztnad/doctor-dns.c ztnad/doctor.h
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_FLAGS) -o $@ tests/fuzz-doctor-dns.c ztnad/doctor-dns.c
+FUZZ_BINS += $(B)/fuzz/fuzz-doctor-dns
 # Seeded with the hex packets of tests/data/dns, turned into binary files.
 $(B)/fuzz/fuzz-dns: tests/fuzz-dns.c ztnad/dns-wire.c ztnad/dns-wire.h $(wildcard tests/data/dns/*.hex)
 	@mkdir -p $(dir $@) $(B)/fuzz/corpus/fuzz-dns

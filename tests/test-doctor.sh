@@ -148,6 +148,7 @@ systemctl() {
 	"start ztnad") start_ztnad ;;
 	"restart ztnad") stop_ztnad; start_ztnad ;;
 	"stop ztnad") stop_ztnad ;;
+	"reload ztnad") kill -HUP "$zpid" ;;
 	*) echo "systemctl $*: not part of this test" >&2; return 1 ;;
 	esac
 }
@@ -394,6 +395,46 @@ stop_loop
 mv -f "$conf.good" "$conf"
 fix=${fix#*then: }
 apply "ztnad crash-looping on a bad configuration"
+
+# ---- the stub, on a private address ----
+# Healthy when it answers Win-A over UDP and TCP; with its address held by
+# another program the stub layer comes first, and its fix (free the
+# address, reload) brings it back.
+stop_ztnad
+sed -i 's/^stub = no$/stub = yes\nlisten = 127.0.0.77:5354/' "$conf"
+start_ztnad
+check "ztnad's stub listens on 127.0.0.77:5354" \
+	wait_for 10 sh -c '"$1" --socket "$2" status | grep -q "127\.0\.0\.77:5354"' _ "$B/ztna" "$sock"
+healthy "the stub answering"
+check "the stub layer says it asked over UDP and TCP" \
+	sh -c 'printf "%s" "$1" | grep -q "\"stub-answers\""' _ "$json"
+stop_ztnad
+$PYTHON "$(dirname "$0")/stub-client.py" occupy 127.0.0.77 5354 udp &
+occ_udp=$!
+$PYTHON "$(dirname "$0")/stub-client.py" occupy 127.0.0.77 5354 tcp &
+occ_tcp=$!
+sleep 0.5
+start_ztnad
+expect "another program on the stub's address" stub stub-not-listening 7
+kill "$occ_udp" "$occ_tcp" 2>/dev/null || true
+wait "$occ_udp" "$occ_tcp" 2>/dev/null || true
+fix=${fix#*then: }
+if ! eval "$fix" >"$dir/fix.out" 2>&1; then
+	not_ok "the stub's fix failed: $fix: $(cat "$dir/fix.out")"
+fi
+# ztnad binds the freed address on its next attempt (back-off of at most
+# a minute): the doctor is asked once a second until then.
+n=0
+until doctor && [ "$rc" = 0 ] && [ "$first" = none ]; do
+	n=$((n + 1))
+	[ "$n" -lt 70 ] || break
+	sleep 1
+done
+if [ "$rc" = 0 ] && [ "$first" = none ]; then
+	ok "another program on the stub's address, after the fix: healthy after ${n} s"
+else
+	not_ok "another program on the stub's address, after the fix: exit $rc, first $first/$first_id: $json"
+fi
 
 stop_ztnad
 check "the machine's own /etc/nsswitch.conf is unchanged" \

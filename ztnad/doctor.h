@@ -116,3 +116,9 @@ typedef struct DoctorOptions {
 
 /* Runs every layer, prints the report, returns a DOCTOR_EXIT_* code. */
 int doctor_run(const DoctorOptions *o);
+
+/* Whether a DNS reply of `len` bytes answers query ID without error and
+ * holds a record of `qtype` whose data is `want` (alen bytes); *rcode gets
+ * its rcode (-1 when it is no reply to ID). ztnad/doctor-dns.c. */
+bool doctor_dns_answer_has(const uint8_t *m, size_t len, uint16_t id, uint16_t qtype, const uint8_t *want,
+                           size_t alen, int *rcode);
