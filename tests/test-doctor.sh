@@ -149,6 +149,7 @@ systemctl() {
 	"restart ztnad") stop_ztnad; start_ztnad ;;
 	"stop ztnad") stop_ztnad ;;
 	"reload ztnad") kill -HUP "$zpid" ;;
+	"restart nscd") stop_nscd; start_nscd ;;
 	*) echo "systemctl $*: not part of this test" >&2; return 1 ;;
 	esac
 }
@@ -435,6 +436,45 @@ if [ "$rc" = 0 ] && [ "$first" = none ]; then
 else
 	not_ok "another program on the stub's address, after the fix: exit $rc, first $first/$first_id: $json"
 fi
+
+# ---- caches: nscd with a hosts cache ----
+# nscd itself is not installed on the build machine (installing it would
+# start it for the whole machine); what the doctor checks is a program
+# accepting on glibc's nscd socket and /etc/nscd.conf caching hosts. Both
+# are real here: a listener on /run/nscd/socket, on a tmpfs private to
+# this mount namespace, and the overlay's /etc/nscd.conf.
+start_nscd() {
+	$PYTHON -c '
+import os, socket, sys, time
+p = "/run/nscd/socket"
+try:
+    os.unlink(p)
+except FileNotFoundError:
+    pass
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(p)
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    c.close()' &
+	nscd_pid=$!
+	wait_for 5 test -S /run/nscd/socket
+}
+stop_nscd() {
+	kill "$nscd_pid" 2>/dev/null || true
+	wait "$nscd_pid" 2>/dev/null || true
+}
+mkdir -p /run/nscd
+mount -t tmpfs tmpfs /run/nscd
+printf '%s\n' '# nscd.conf of this test' 'enable-cache		passwd		yes' \
+	'	enable-cache		hosts		yes' '	positive-time-to-live	hosts	3600' >/etc/nscd.conf
+start_nscd
+expect "nscd caching hosts" caches nscd-hosts-cache 6
+apply "nscd caching hosts"
+check "the fix turned the hosts cache off in the overlay's nscd.conf" \
+	grep -q '^[[:space:]]*enable-cache[[:space:]]*hosts[[:space:]]*no$' /etc/nscd.conf
+stop_nscd
+umount /run/nscd
 
 stop_ztnad
 check "the machine's own /etc/nsswitch.conf is unchanged" \
