@@ -167,6 +167,24 @@ t_dns_state() {
 			echo "resolved: not running"
 		fi'
 }
+# t_settle: waits (up to 20 s) until systemd has no job queued and resolved
+# is active, twice a second apart: installing resolved after ztna restarts
+# ztnad, and ztnad's DNS manager then restarts resolved once more.
+t_settle() {
+	local i
+	for i in $(seq 40); do
+		if [ -z "$(ct_exec systemctl list-jobs --no-legend 2>/dev/null)" ] &&
+			ct_exec systemctl is-active -q systemd-resolved.service; then
+			sleep 1
+			if [ -z "$(ct_exec systemctl list-jobs --no-legend 2>/dev/null)" ] &&
+				ct_exec systemctl is-active -q systemd-resolved.service; then
+				return 0
+			fi
+		fi
+		sleep 0.5
+	done
+	return 1
+}
 # t_state_is FILE: the state now equals FILE's (the state in state.now).
 t_state_is() {
 	t_dns_state >"$CT_RUN/state.now"
@@ -271,19 +289,23 @@ part_harness() {
 		ct_logs_mark
 		ct_exec resolvectl query --legend=no www.public.test >/dev/null 2>&1
 		check "harness: resolvectl query reaches the stand-in" grep -qx 'www.public.test' <(ct_standin_log)
-		# The restore check sees a link setting, and its revert.
+		# The restore check sees a link setting, and its revert, once
+		# ztna's switch to resolved is over.
+		check "harness: systemd and resolved settle after the install" t_settle
 		t_dns_state >"$CT_RUN/state.harness"
 		ct_exec resolvectl domain "$CT_TUN" '~example.invalid'
 		check "harness: the DNS state check sees a routing domain set on $CT_TUN" \
 			eval '! t_state_is "$CT_RUN/state.harness"'
-		ct_exec resolvectl revert "$CT_TUN"
-		# resolved may answer the state query before the revert has
+		# ztna manages $CT_TUN's settings (resolved came after it): its
+		# DNS manager puts them back, as a reload of ztnad would.
+		ct_exec /usr/sbin/ztnad --dns-manager apply >/dev/null 2>&1
+		# resolved may answer the state query before the change has
 		# settled on every property: a bounded wait, then the diff.
 		for _ in 1 2 3 4 5 6 7 8 9 10; do
 			t_state_is "$CT_RUN/state.harness" && break
 			sleep 0.5
 		done
-		t_same_state "harness: the DNS state check sees it reverted" "$CT_RUN/state.harness"
+		t_same_state "harness: the DNS state check sees ztna's settings back" "$CT_RUN/state.harness"
 	else
 		not_ok "harness: apt install systemd-resolved"
 	fi
