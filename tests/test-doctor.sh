@@ -148,7 +148,14 @@ systemctl() {
 	"start ztnad") start_ztnad ;;
 	"restart ztnad") stop_ztnad; start_ztnad ;;
 	"stop ztnad") stop_ztnad ;;
-	"reload ztnad") kill -HUP "$zpid" ;;
+	"reload ztnad")
+		kill -HUP "$zpid"
+		# The unit's ExecReload: the DNS manager's helper, when this
+		# test runs one (on its private resolv.conf).
+		if [ -n "${ZTNA_DNS_MANAGER_LIB:-}" ]; then
+			"$B/ztnad" -c "$conf" --dns-manager reload
+		fi
+		;;
 	"restart nscd") stop_nscd; start_nscd ;;
 	*) echo "systemctl $*: not part of this test" >&2; return 1 ;;
 	esac
@@ -475,6 +482,31 @@ check "the fix turned the hosts cache off in the overlay's nscd.conf" \
 	grep -q '^[[:space:]]*enable-cache[[:space:]]*hosts[[:space:]]*no$' /etc/nscd.conf
 stop_nscd
 umount /run/nscd
+
+# ---- the system's DNS path: the DNS manager's resolv.conf overwritten ----
+# The real helper (ztnad --dns-manager, file mode) points a private
+# resolv.conf at the stub, now on port 53 of a private loopback address;
+# another program then rewrites the file.
+stop_ztnad
+sed -i 's/^listen = .*/listen = 127.0.0.79:53/' "$conf"
+printf 'manage = file\n' >>"$conf"
+export ZTNA_DNS_MANAGER_RESOLV_CONF="$dir/resolv.conf" ZTNA_DNS_MANAGER_LIB="$dir/dns-lib"
+printf 'nameserver 192.0.2.1\n' >"$dir/resolv.conf"
+start_ztnad
+check "ztnad's stub listens on 127.0.0.79:53" \
+	wait_for 10 sh -c '"$1" --socket "$2" status | grep -q "127\.0\.0\.79:53"' _ "$B/ztna" "$sock"
+wait_for 5 test -e "$dir/run/dns-state" || true
+check "the DNS manager points the private resolv.conf at the stub" \
+	sh -c '"$1" -c "$2" --dns-manager apply >"$3/helper.log" 2>&1 && grep -q "^nameserver 127.0.0.79$" "$3/resolv.conf"' \
+	_ "$B/ztnad" "$conf" "$dir"
+healthy "the DNS manager's resolv.conf in place"
+check "the system-dns layer says resolv.conf names the stub" \
+	sh -c 'printf "%s" "$1" | grep -q "\"resolv-conf-stub\""' _ "$json"
+printf 'nameserver 192.0.2.1\n' >"$dir/resolv.conf"
+expect "resolv.conf rewritten by another program" system-dns dns-settings-overwritten 7
+apply "resolv.conf rewritten by another program"
+"$B/ztnad" -c "$conf" --dns-manager stopped >>"$dir/helper.log" 2>&1 || true
+unset ZTNA_DNS_MANAGER_RESOLV_CONF ZTNA_DNS_MANAGER_LIB
 
 stop_ztnad
 check "the machine's own /etc/nsswitch.conf is unchanged" \

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -76,6 +77,7 @@ typedef enum LayerId {
         LAYER_NSSWITCH,
         LAYER_STORE,
         LAYER_DAEMON,
+        LAYER_SYSDNS,
         LAYER_STUB,
         LAYER_CACHES,
         _LAYER_MAX,
@@ -85,6 +87,7 @@ static const char *const layer_names[_LAYER_MAX] = {
         [LAYER_NSSWITCH] = "nsswitch",
         [LAYER_STORE] = "store",
         [LAYER_DAEMON] = "daemon",
+        [LAYER_SYSDNS] = "system-dns",
         [LAYER_STUB] = "stub",
         [LAYER_CACHES] = "caches",
 };
@@ -761,6 +764,154 @@ static void check_daemon(Doctor *d) {
             daemon_published_from(d) ?: "nothing yet");
 }
 
+/* ---- the system's DNS path ---- */
+
+#define RESOLV_NAMESERVERS_MAX 3 /* glibc's MAXNS: later lines are ignored */
+#define RESOLVED_STUB_ADDRESS "127.0.0.53"
+
+/* The file the DNS manager writes; the same override as its own. */
+static const char *doctor_resolv_conf_path(void) {
+        const char *e = secure_getenv("ZTNA_DNS_MANAGER_RESOLV_CONF");
+        return e && e[0] == '/' ? e : "/etc/resolv.conf";
+}
+
+/* The nameserver lines glibc uses, in order; returns how many. */
+static size_t resolv_nameservers(const char *data, size_t len, char ns[][INET6_ADDRSTRLEN + 8]) {
+        size_t i = 0, n = 0;
+
+        while (i < len && n < RESOLV_NAMESERVERS_MAX) {
+                char line[256], key[16], addr[INET6_ADDRSTRLEN + 8];
+                size_t j = 0;
+
+                while (i < len && data[i] != '\n') {
+                        if (j + 1 < sizeof line)
+                                line[j++] = data[i];
+                        i++;
+                }
+                i++;
+                line[j] = '\0';
+                if (sscanf(line, "%15s %53s", key, addr) == 2 && strcmp(key, "nameserver") == 0) {
+                        char *pct = strchr(addr, '%');
+                        if (pct)
+                                *pct = '\0';
+                        snprintf(ns[n++], INET6_ADDRSTRLEN + 8, "%s", addr);
+                }
+        }
+        return n;
+}
+
+/* "127.0.0.1:53" or "[::1]:53" -> its host when the port is 53, else "". */
+static void server_host_port53(const char *server, char *host, size_t size) {
+        const char *colon = strrchr(server, ':');
+
+        host[0] = '\0';
+        if (!colon || strcmp(colon + 1, "53") != 0)
+                return;
+        if (server[0] == '[' && colon > server + 1 && colon[-1] == ']')
+                snprintf(host, size, "%.*s", (int) (colon - server - 2), server + 1);
+        else
+                snprintf(host, size, "%.*s", (int) (colon - server), server);
+}
+
+static void check_system_dns(Doctor *d) {
+        const char *rpath = doctor_resolv_conf_path();
+        _cleanup_free_ char *rdata = NULL, *mdata = NULL;
+        char ns[RESOLV_NAMESERVERS_MAX][INET6_ADDRSTRLEN + 8], shown[TEXT_MAX], target[PATH_MAX] = "", mpath[1100];
+        size_t rlen = 0, mlen = 0, nns = 0, off = 0;
+        json_t *mstatus = NULL;
+        const char *state, *mode, *slash;
+        struct stat st;
+        Finding *f;
+
+        if (lstat(rpath, &st) == 0 && S_ISLNK(st.st_mode)) {
+                ssize_t n = readlink(rpath, target, sizeof target - 1);
+                target[n > 0 ? n : 0] = '\0';
+        }
+        int r = read_small_file(rpath, &rdata, &rlen);
+        if (r < 0) {
+                f = add(d, LAYER_SYSDNS, LEVEL_WARN, "resolv-conf-missing", "%s cannot be read: %s", rpath,
+                        strerror(-r));
+                set_why(f, "programs that ask DNS directly fall back to 127.0.0.1 and reach no tailnet name");
+                set_fix(f, "systemctl reload ztnad");
+                return;
+        }
+        nns = resolv_nameservers(rdata, rlen, ns);
+        off = (size_t) snprintf(shown, sizeof shown, "%s%s%s: nameserver", rpath, target[0] ? " -> " : "", target);
+        for (size_t i = 0; i < nns && off < sizeof shown; i++)
+                off += (size_t) snprintf(shown + off, sizeof shown - off, "%s%s", i ? ", " : " ", ns[i]);
+        if (nns == 0 && off < sizeof shown)
+                snprintf(shown + off, sizeof shown - off, " (none)");
+
+        if (d->cfg && !d->cfg->stub) {
+                add(d, LAYER_SYSDNS, LEVEL_OK, "system-dns-stub-off", "%s (the stub is off: nothing to route)", shown);
+                return;
+        }
+        slash = strrchr(d->store_path, '/');
+        if (slash && (size_t) snprintf(mpath, sizeof mpath, "%.*s/dns-manager.json", (int) (slash - d->store_path),
+                                       d->store_path) < sizeof mpath &&
+            read_small_file(mpath, &mdata, &mlen) >= 0)
+                mstatus = json_loadb(mdata, mlen, 0, NULL);
+        state = json_string_value(json_object_get(mstatus, "state"));
+        mode = json_string_value(json_object_get(mstatus, "mode"));
+        if (!json_is_object(mstatus) || !state) {
+                add(d, LAYER_SYSDNS, LEVEL_SKIP, "dns-manager-no-report",
+                    "%s; no report from the DNS manager (ztnad --dns-manager has not run)", shown);
+        } else if (strcmp(state, "error") == 0) {
+                f = add(d, LAYER_SYSDNS, LEVEL_FAIL, "dns-manager-error", "%s; the DNS manager failed: %s", shown,
+                        json_string_value(json_object_get(mstatus, "error")) ?: "?");
+                set_why(f, "the host's resolver was not pointed at the stub: programs that ask DNS directly do not "
+                           "reach tailnet names");
+                set_fix(f, "fix what the DNS manager says, then: systemctl reload ztnad");
+        } else if (strcmp(state, "applied") != 0) {
+                add(d, LAYER_SYSDNS, LEVEL_OK, "dns-manager-off", "%s; the DNS manager sets nothing (state %s)", shown,
+                    state);
+        } else if (mode && strcmp(mode, "resolved") == 0) {
+                bool via_resolved = strstr(target, "/run/systemd/resolve/") ||
+                                    (nns > 0 && strcmp(ns[0], RESOLVED_STUB_ADDRESS) == 0);
+                if (!via_resolved) {
+                        f = add(d, LAYER_SYSDNS, LEVEL_WARN, "resolv-conf-not-resolved",
+                                "%s: not resolved's stub, which the DNS manager configured", shown);
+                        set_why(f, "programs that read resolv.conf bypass resolved and its route of the tailnet "
+                                   "domain to ztnad");
+                        set_fix(f, "ln -sf /run/systemd/resolve/stub-resolv.conf %s", rpath);
+                } else
+                        add(d, LAYER_SYSDNS, LEVEL_SKIP, "resolved-routing-unchecked",
+                            "%s (resolved's stub); whether resolved routes the tailnet domain to the stub is not "
+                            "checked by this version",
+                            shown);
+        } else {
+                /* file or resolvconf: the stub's address on port 53 must be
+                 * resolv.conf's first nameserver. */
+                const json_t *servers = json_object_get(mstatus, "servers");
+                char host[INET6_ADDRSTRLEN + 8];
+                size_t at = SIZE_MAX;
+
+                server_host_port53(json_string_value(json_array_get(servers, 0)) ?: "", host, sizeof host);
+                for (size_t i = 0; host[0] && i < nns && at == SIZE_MAX; i++)
+                        if (strcmp(ns[i], host) == 0)
+                                at = i;
+                if (at == 0)
+                        add(d, LAYER_SYSDNS, LEVEL_OK, "resolv-conf-stub", "%s (the stub, set by the DNS manager, %s)",
+                            shown, mode ?: "?");
+                else if (at != SIZE_MAX) {
+                        f = add(d, LAYER_SYSDNS, LEVEL_WARN, "resolv-conf-stub-not-first",
+                                "%s: the stub %s is not first", shown, host);
+                        set_why(f, "glibc asks the first nameserver first: tailnet names get its NXDOMAIN for programs "
+                                   "that ask DNS directly");
+                        set_fix(f, "systemctl reload ztnad");
+                } else {
+                        f = add(d, LAYER_SYSDNS, LEVEL_FAIL, "dns-settings-overwritten",
+                                "%s: the stub %s, set by the DNS manager (%s), is gone", shown, host[0] ? host : "?",
+                                mode ?: "?");
+                        set_why(f, "another program rewrote %s after the DNS manager: programs that ask DNS directly "
+                                   "no longer reach the stub",
+                                rpath);
+                        set_fix(f, "systemctl reload ztnad");
+                }
+        }
+        json_decref(mstatus);
+}
+
 /* ---- caches in the way ---- */
 
 #define NSCD_CONF "/etc/nscd.conf"
@@ -1188,6 +1339,7 @@ int doctor_run(const DoctorOptions *o) {
         check_store(&d);
         check_nsswitch(&d);
         check_daemon(&d);
+        check_system_dns(&d);
         check_stub(&d);
         check_caches(&d);
         cross_link(&d);
