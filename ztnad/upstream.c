@@ -118,26 +118,6 @@ const char *upstream_server_state_to_string(UpstreamServerState s) {
         return "?";
 }
 
-const char *upstream_fail_kind_to_string(FailKind k) {
-        switch (k) {
-        case FAIL_NONE:
-                return "none";
-        case FAIL_TIMEOUT:
-                return "timeout";
-        case FAIL_UNREACHABLE:
-                return "unreachable";
-        case FAIL_LOST:
-                return "connection lost";
-        case FAIL_TLS:
-                return "TLS";
-        case FAIL_PROTOCOL:
-                return "protocol";
-        case FAIL_BACKOFF:
-                return "back-off";
-        }
-        return "?";
-}
-
 static void format_delay(char *buf, size_t len, uint64_t usec) {
         if (usec >= USEC_PER_SEC)
                 upstream_format(buf, len, "%" PRIu64 " s", (usec + USEC_PER_SEC / 2) / USEC_PER_SEC);
