@@ -38,7 +38,6 @@ typedef enum SourceKind {
 } SourceKind;
 
 typedef struct Source {
-        const char *name;
         uint64_t last_success_usec; /* CLOCK_REALTIME; 0: never */
         uint64_t last_error_usec;
         uint64_t updates;

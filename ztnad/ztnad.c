@@ -264,8 +264,6 @@ int main(int argc, char **argv) {
         sigset_t mask;
         int c, r, ret = EXIT_FAILURE;
 
-        for (unsigned k = 0; k < _SOURCE_MAX; k++)
-                d.sources[k].name = NULL;
         while ((c = getopt_long(argc, argv, "c:p:s:fh", options, NULL)) >= 0)
                 switch (c) {
                 case 'c':
