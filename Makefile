@@ -62,7 +62,7 @@ $(B)/ztnad: $(ZTNAD_OBJ) $(B)/libshm.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(DAEMON_LIBS) $(CURL_LIBS) $(SSL_LIBS) $(URCU_LIBS) $(PSL_LIBS) -lpthread
 
 $(B)/ztna: $(ZTNA_SRC:%.c=$(B)/obj/%.o) $(B)/libshm.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(ZTNA_LIBS) $(CURL_LIBS) $(PSL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(ZTNA_LIBS) $(CURL_LIBS) $(PSL_LIBS) $(SSL_LIBS)
 
 # ---- sanitized test build (never installed, never dlopen'ed by getent) ----
 $(T)/%.o: %.c $(HEADERS)

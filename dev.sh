@@ -17,7 +17,7 @@ libssl-dev libcurl4-openssl-dev clang libclang-rt-14-dev valgrind python3 iprout
 strace groff-base man-db systemd openssl unbound iptables bind9-dnsutils knot-dnsutils
 dpkg-dev debhelper dh-nss lintian fakeroot debootstrap selinux-policy-dev selinux-policy-default
 policycoreutils setools selinux-utils checkpolicy semodule-utils procps
-dnsperf dnsmasq-base systemd-container libpsl-dev publicsuffix"
+dnsperf dnsmasq-base systemd-container libpsl-dev publicsuffix faketime"
 
 deps() {
         missing=

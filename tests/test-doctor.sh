@@ -40,9 +40,18 @@ done
 # Into a private mount namespace first: everything below, the doctor
 # included, sees an overlay of /etc.
 if [ -z "${DOCTOR_TEST_NS:-}" ]; then
-	DOCTOR_TEST_NS=$(readlink /proc/self/ns/mnt) exec unshare -m --propagation private sh "$0" "$@"
+	DOCTOR_TEST_NS=$(readlink /proc/self/ns/mnt) exec unshare -m -n --propagation private sh "$0" "$@"
 fi
 . "$here/tests/lib.sh"
+# A network namespace of its own too: the stub's ports, the DoT server and
+# the black hole of the upstream cases are this test's alone. A tun link
+# no program reads gives it an address (getaddrinfo's AI_ADDRCONFIG wants
+# one besides loopback) and swallows 192.0.2.0/24: a TCP black hole.
+ip link set lo up
+ip tuntap add dev zt-hole mode tun
+ip link set zt-hole up
+ip addr add 10.200.0.1/24 dev zt-hole
+ip route add 192.0.2.0/24 dev zt-hole
 
 dir=$(mktemp -d)
 chmod 0755 "$dir"
@@ -76,6 +85,8 @@ stop_loop() {
 cleanup() {
 	[ -n "$loop" ] && stop_loop
 	[ -n "$zpid" ] && { kill -KILL "$zpid" 2>/dev/null || true; wait "$zpid" 2>/dev/null || true; }
+	[ -n "${unbound_pid:-}" ] && { kill "$unbound_pid" 2>/dev/null || true; wait "$unbound_pid" 2>/dev/null || true; }
+	[ -n "${nscd_pid:-}" ] && { kill "$nscd_pid" 2>/dev/null || true; }
 	if [ -n "${VERBOSE:-}" ] && [ -e "$dir/ztnad.log" ]; then
 		echo "--- ztnad.log"
 		cat "$dir/ztnad.log"
@@ -123,8 +134,25 @@ peers_file = $peers
 control_socket = $sock
 [dns]
 stub = no
+upstream = 127.0.0.1:8853#dns.test
+tls_ca_file = $dir/pki/ca.pem
 EOF
 }
+# Debian's unbound as the DoT upstream (tests/unbound-dot.sh): CERT is
+# server (dns.test), other (other.test) or expired.
+start_unbound() {
+	sh "$here/tests/unbound-dot.sh" run "$dir/unbound" 8853 "$dir/pki/$1.pem" "$dir/pki/$1.key" \
+		>"$dir/unbound.log" 2>&1 &
+	unbound_pid=$!
+	wait_for 10 $PYTHON -c 'import socket; socket.create_connection(("127.0.0.1", 8853), 0.5)'
+}
+stop_unbound() {
+	kill "$unbound_pid" 2>/dev/null || true
+	wait "$unbound_pid" 2>/dev/null || true
+}
+sh "$here/tests/unbound-dot.sh" certs "$dir/pki" >"$dir/pki.log" 2>&1 || { not_ok "test CA: $(tail -3 "$dir/pki.log")"; finish; }
+mkdir -p "$dir/unbound"
+start_unbound server
 write_peers
 write_conf
 printf '%s\n' "$GOOD_NSS" >"$dir/nss-line"
@@ -209,7 +237,7 @@ print(first["fix"] if first else "")
 EOF
 doctor() {
 	rc=0
-	"$B/ztna" -c "$conf" doctor --json "$@" >"$dir/doctor.json" 2>"$dir/doctor.err" || rc=$?
+	${DOCTOR_PREFIX:-} "$B/ztna" -c "$conf" doctor --json "$@" >"$dir/doctor.json" 2>"$dir/doctor.err" || rc=$?
 	json=$(cat "$dir/doctor.json")
 	if ! $PYTHON "$dir/check.py" "$rc" "$dir/doctor.json" >"$dir/first" 2>"$dir/check.err"; then
 		not_ok "--json is not a valid report (exit $rc): $(tail -n 2 "$dir/check.err") $json"
@@ -508,7 +536,60 @@ apply "resolv.conf rewritten by another program"
 "$B/ztnad" -c "$conf" --dns-manager stopped >>"$dir/helper.log" 2>&1 || true
 unset ZTNA_DNS_MANAGER_RESOLV_CONF ZTNA_DNS_MANAGER_LIB
 
+# ---- upstream: the DoT server's certificate, the clock, a black hole ----
+check "the upstream layer verified the DoT server (chain, name, RTT)" \
+	sh -c 'printf "%s" "$1" | grep -q "\"upstream-ok\""' _ "$json"
+# A certificate for another name: the fix is the name in the upstream line
+# (the edit is the test's, the rest runs as printed).
+stop_unbound
+start_unbound other
+expect "a certificate for the wrong name" upstream upstream-cert-name 7
+sed -i 's/#dns\.test$/#other.test/' "$conf"
+fix=${fix#*then: }
+apply "a certificate for the wrong name"
+sed -i 's/#other\.test$/#dns.test/' "$conf"
+# An expired certificate: the fix is the server's (it renews).
+stop_unbound
+start_unbound expired
+kill -HUP "$zpid"
+expect "an expired certificate" upstream upstream-cert-expired 7
+stop_unbound
+start_unbound server
+healthy "an expired certificate, after the server renewed"
+# The clock of the processes under test a day behind (faketime, for the
+# doctor only: the machine's clock is never changed): the certificate is
+# not yet valid, a finding of its own.
+if command -v faketime >/dev/null 2>&1; then
+	DOCTOR_PREFIX="faketime -f -1d"
+	expect "the clock a day behind" upstream upstream-clock 7
+	DOCTOR_PREFIX=
+	healthy "the clock a day behind, after it was set right"
+else
+	skip "faketime is not installed (dev.sh deps)"
+fi
+# 853 black-holed: the tun link of this namespace swallows 192.0.2.0/24.
+sed -i 's/^upstream = .*/upstream = 192.0.2.1:853#dns.test 192.0.2.2:853#dns.test/' "$conf"
+kill -HUP "$zpid"
+expect "every upstream black-holed" upstream upstream-unreachable 7
+elapsed=$($PYTHON -c 'import json, sys; print(json.load(open(sys.argv[1]))["elapsed_ms"])' "$dir/doctor.json")
+check "the doctor with every upstream black-holed took ${elapsed} ms (under 5 s)" test "$elapsed" -lt 5000
+# The printed fix's other half: another upstream line in ztnad.conf.
+sed -i 's/^upstream = .*/upstream = 127.0.0.1:8853#dns.test/' "$conf"
+kill -HUP "$zpid"
+healthy "every upstream black-holed, after the upstream line was changed"
+# The worst case: ztnad stopped as well, every upstream black-holed.
 stop_ztnad
+sed -i 's/^upstream = .*/upstream = 192.0.2.1:853#dns.test 192.0.2.2:853#dns.test/' "$conf"
+t0=$(date +%s%N)
+doctor
+t1=$(date +%s%N)
+worst=$(((t1 - t0) / 1000000))
+echo "# worst case: ztnad stopped, every upstream black-holed: $worst ms, exit $rc"
+check "worst case (ztnad stopped, every upstream black-holed): $worst ms (under 5 s)" test "$worst" -lt 5000
+sed -i 's/^upstream = .*/upstream = 127.0.0.1:8853#dns.test/' "$conf"
+
+stop_ztnad
+stop_unbound
 check "the machine's own /etc/nsswitch.conf is unchanged" \
 	test "$(sha256sum <"$dir/host-nsswitch.conf")" = "$host_sum"
 finish
