@@ -452,6 +452,7 @@ occ_tcp=$!
 sleep 0.5
 start_ztnad
 expect "another program on the stub's address" stub stub-not-listening 7
+check "its fix looks for the stub's own port: $fix" sh -c 'case "$1" in *"sport = :5354"*) ;; *) exit 1 ;; esac' _ "$fix"
 kill "$occ_udp" "$occ_tcp" 2>/dev/null || true
 wait "$occ_udp" "$occ_tcp" 2>/dev/null || true
 fix=${fix#*then: }

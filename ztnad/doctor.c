@@ -1446,6 +1446,21 @@ static ssize_t stub_exchange(const struct sockaddr_storage *ss, socklen_t sl, bo
         }
 }
 
+/* The port of the first "ADDRESS:PORT: error" in not_listening (53 when
+ * there is none to read). */
+static unsigned unbound_port(const json_t *unbound) {
+        const char *e = json_string_value(json_array_get(unbound, 0)), *sep, *colon;
+        char addr[80];
+
+        if (!e || !(sep = strstr(e, ": ")) || (size_t) (sep - e) >= sizeof addr)
+                return 53;
+        memcpy(addr, e, (size_t) (sep - e));
+        addr[sep - e] = '\0';
+        colon = strrchr(addr, ':');
+        unsigned long port = colon ? strtoul(colon + 1, NULL, 10) : 0;
+        return port > 0 && port <= 65535 ? (unsigned) port : 53;
+}
+
 static void check_stub(Doctor *d) {
         const json_t *dns, *listening, *unbound;
         const char *where;
@@ -1474,8 +1489,9 @@ static void check_stub(Doctor *d) {
                 free(text);
                 set_why(f, "another program holds the stub's addresses, so programs that skip NSS (dig, static "
                            "binaries) get no answer from ztnad; it tries again by itself");
-                set_fix(f, "ss -lnup 'sport = :53' (find the program on the port, stop it or move ztnad's listen "
-                           "in ztnad.conf), then: systemctl reload ztnad");
+                set_fix(f, "ss -lnp 'sport = :%u' (find the program on the port, stop it or move ztnad's listen "
+                           "in ztnad.conf), then: systemctl reload ztnad",
+                        unbound_port(unbound));
                 return;
         }
         where = json_string_value(json_array_get(listening, 0));
