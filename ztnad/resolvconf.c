@@ -151,7 +151,9 @@ int resolvconf_load(const char *path, const struct sockaddr_storage *exclude, si
         struct stat st;
         size_t len = 0;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO at the path must not block open(); it is
+         * refused below as not a regular file. */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
                 if (errno == ENOENT)
                         return resolvconf_parse("", 0, exclude, n_exclude, ret);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dns-wire.h"
@@ -504,6 +505,10 @@ START_TEST(test_resolvconf_load) {
         ck_assert_int_eq(resolvconf_load(path, NULL, 0, &r), 0);
         ck_assert(r.defaults);
         ck_assert_int_eq(resolvconf_load("/", NULL, 0, &r), -EINVAL);
+        /* a FIFO nobody writes: refused at once, not waited on */
+        ck_assert_int_eq(mkfifo(path, 0644), 0);
+        ck_assert_int_eq(resolvconf_load(path, NULL, 0, &r), -EINVAL);
+        unlink(path);
 }
 END_TEST
 
