@@ -149,6 +149,18 @@ TEST_BINS += $(T)/stub-harness
 $(T)/test-stub: $(T)/ztnad/test-stub.o $(T)/ztnad/stub-tailnet.o $(T)/ztnad/dns-wire.o $(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
 TEST_BINS += $(T)/test-stub
+# ztnad and ztna themselves under the sanitizers, for the integration tests
+# that take $B (B=build/test/bin bash tests/test-reload.sh): a use after
+# free or a leak on a reload path shows in ztnad's log and exit status.
+$(T)/ztnad/example.o: $(B)/obj/ztnad/example.c
+	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O1 -g $(SAN) -c -o $@ $<
+$(T)/bin/ztnad: $(ZTNAD_SRC:%.c=$(T)/%.o) $(T)/ztnad/example.o $(T)/libshm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(CURL_LIBS) $(SSL_LIBS) $(URCU_LIBS) $(PSL_LIBS) -lpthread
+$(T)/bin/ztna: $(ZTNA_SRC:%.c=$(T)/%.o) $(T)/libshm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) -o $@ $^ $(ZTNA_LIBS) $(CURL_LIBS) $(PSL_LIBS) $(SSL_LIBS)
+sanitized: $(T)/bin/ztnad $(T)/bin/ztna
 
 check test: all $(TEST_BINS) $(B)/gai-client $(B)/publish
 	sh tests/run-tests.sh
@@ -317,5 +329,5 @@ selinux-check: selinux deb
 clean:
 	rm -rf $(B)
 
-.PHONY: all check test fuzz bench demo clean install units-check selinux deb deb-test selinux-check system-test
+.PHONY: all check test sanitized fuzz bench demo clean install units-check selinux deb deb-test selinux-check system-test
 .DELETE_ON_ERROR:

@@ -283,7 +283,10 @@ static void stub_log(void *userdata, int priority, const char *message) {
 }
 
 /* The upstream configuration every worker's upstream is made from. The
- * plaintext fallback never asks ztnad's own listen addresses. */
+ * plaintext fallback never asks ztnad's own listen addresses. Everything it
+ * points to (servers, tls_ca_file, pins, fallback) is the generation's own
+ * copy: a reload that leaves [dns] alone frees the ZtnadConfig it came
+ * from while the generation goes on serving. */
 static int upstream_config_build(DaemonDns *dns, const ZtnadConfig *c) {
         struct sockaddr_storage own[CONFIG_LISTEN_MAX];
         size_t n_own = 0;

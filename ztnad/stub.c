@@ -1624,6 +1624,10 @@ int stub_new(const StubConfig *config, Stub **ret) {
                         stub_log(s, LOG_ERR, "cannot start the stub's worker threads: %s", strerror(-r));
                         goto fail;
                 }
+        /* The workers made their store readers (which copy the paths): keep
+         * no pointer into the caller's configuration, which a reload frees. */
+        s->config.store_path = NULL;
+        s->config.store_fallback_path = NULL;
 
         for (size_t i = 0; i < s->n_addresses; i++) {
                 char text[64];

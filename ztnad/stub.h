@@ -132,6 +132,8 @@ typedef struct StubConfig {
         size_t n_inherit;
 
         unsigned n_workers; /* 0: one per CPU the process may run on */
+        /* The paths are read only during stub_new(): the stub keeps no
+         * pointer into the caller's strings. */
         const char *store_path; /* NULL: $ZTNA_STORE or /run/ztna/records */
         /* The store's persisted copy, read while the store is missing
          * (docs/store-fallback.md); NULL: none. */
