@@ -24,7 +24,9 @@
 #                      SERVFAIL; the right ones answer again; a reload of a
 #                      [ztnad] key only (the [dns] side keeps serving while
 #                      the configuration it was built from is freed) still
-#                      answers over DoT;
+#                      answers over DoT; a CA file that cannot be loaded
+#                      fails the new stub's workers: rejected, nothing
+#                      changes, nothing leaks (under the sanitizers);
 #   stub               off closes the port, on opens it again;
 #   a listen address that cannot be bound (both ports taken) leaves the
 #                      others serving, shows in `ztna status` (text and
@@ -264,6 +266,13 @@ check "a reload of a [ztnad] key only: $(grep 'configuration reloaded' "$z/ztnad
 q "$S1" who.example.test TXT +short
 check "... the DoT upstream (CA file and pin kept) still answers ($out)" says '^"u1"$'
 reload "${base[@]}" "tls_ca_file = $CA" "spki_pins = $pin"
+# A [dns] section that fails only once the new stub is up: its workers
+# cannot load the CA file, so the half-built generation must go whole.
+reload "${base[@]}" "tls_ca_file = $tmp/no-such-ca.pem"
+check "a CA file that cannot be loaded rejects the reload" \
+	grep -q "the \[dns\] settings cannot be applied (see above); keeping the running configuration" "$z/ztnad.log"
+q "$S1" who.example.test TXT +short
+check "... and the running settings (pin included) still answer ($out)" says '^"u1"$'
 
 # ---- blocklist ----
 base=("listen = 127.0.0.1:5301" "upstream = 127.0.0.1:853#dns.test" "tls_ca_file = $CA" "cache_size = 0")

@@ -128,12 +128,12 @@ int daemon_dns_start(Daemon *d);
 void daemon_dns_stop(Daemon *d);
 /* A reload in two steps: prepare builds the DNS side of configuration
  * `c` (NULL with stub = no) while the running one serves, and fails
- * without changing anything; commit makes it the one that serves and
- * retires the old one (returns 1 when the blocklist's names changed, so
- * the store needs them); discard drops a prepared one instead. */
+ * without changing anything (what it had built is freed, its sockets
+ * closed); commit makes it the one that serves and retires the old one
+ * (returns 1 when the blocklist's names changed, so the store needs
+ * them). Nothing can fail between the two. */
 int daemon_dns_prepare(Daemon *d, const ZtnadConfig *c, DaemonDns **ret);
 int daemon_dns_commit(Daemon *d, DaemonDns *dns);
-void daemon_dns_discard(DaemonDns *dns);
 int daemon_dns_flush(Daemon *d);
 /* The first map is published: the stub may forward what the store does not
  * claim (before, it could be a tailnet name). */

@@ -425,6 +425,16 @@ static void dns_free(DaemonDns *dns) {
         free(dns);
 }
 
+/* A generation that was built but never served: it stops reading (its
+ * sockets are copies; the running generation keeps serving the same
+ * addresses) and goes at once. */
+static void dns_discard(DaemonDns *dns) {
+        if (!dns)
+                return;
+        stub_quiesce(dns->stub);
+        dns_free(dns);
+}
+
 /* A generation from `c`, serving at once. With `prev`, its cache (when
  * the settings are the same) and copies of its sockets are taken over;
  * prev itself is left alone. */
@@ -805,8 +815,7 @@ int daemon_dns_prepare(Daemon *d, const ZtnadConfig *c, DaemonDns **ret) {
                 return r;
         r = dns_arm(dns);
         if (r < 0) {
-                stub_quiesce(dns->stub);
-                dns_free(dns);
+                dns_discard(dns);
                 return r;
         }
         *ret = dns;
@@ -822,13 +831,6 @@ int daemon_dns_commit(Daemon *d, DaemonDns *dns) {
         fdstore_sync(d);
         bind_retry_schedule(d);
         return set_blocked(d, dns ? dns->blocklist : NULL);
-}
-
-void daemon_dns_discard(DaemonDns *dns) {
-        if (!dns)
-                return;
-        stub_quiesce(dns->stub);
-        dns_free(dns);
 }
 
 void daemon_dns_stop(Daemon *d) {
