@@ -173,8 +173,15 @@ stop_ztnad() {
 # What the fixes call: this test's ztnad in place of the unit.
 systemctl() {
 	case "$1 $2" in
-	"start ztnad") start_ztnad ;;
-	"restart ztnad") stop_ztnad; start_ztnad ;;
+	"start ztnad" | "restart ztnad")
+		stop_ztnad
+		start_ztnad
+		# The unit's ExecStartPost: the DNS manager's helper, when this
+		# test runs one.
+		if [ -n "${ZTNA_DNS_MANAGER_LIB:-}" ]; then
+			"$B/ztnad" -c "$conf" --dns-manager apply
+		fi
+		;;
 	"stop ztnad") stop_ztnad ;;
 	"reload ztnad")
 		kill -HUP "$zpid"
@@ -534,6 +541,44 @@ check "the system-dns layer says resolv.conf names the stub" \
 printf 'nameserver 192.0.2.1\n' >"$dir/resolv.conf"
 expect "resolv.conf rewritten by another program" system-dns dns-settings-overwritten 7
 apply "resolv.conf rewritten by another program"
+# Port 53 of the address resolv.conf names (the stub's) held by another
+# program: a plain UDP socket of python3, bound before ztnad starts. The
+# doctor must name that program; its fix stops it, and ztnad, reloaded,
+# binds the address again.
+stop_ztnad
+$PYTHON "$here/tests/stub-client.py" occupy 127.0.0.79 53 udp >"$dir/occupy.out" &
+occ53=$!
+wait_for 5 grep -q occupied "$dir/occupy.out"
+start_ztnad
+expect "port 53 of resolv.conf's nameserver held by another program" system-dns port-53-held 7
+check "the finding names the program holding it: python3 (pid $occ53, udp)" \
+	sh -c 'printf "%s" "$1" | grep -q "held by python3 (pid $2, udp)"' _ "$json" "$occ53"
+check "its fix stops that program: $fix" test "$fix" = "kill $occ53 && systemctl restart ztnad"
+rc=0
+setpriv --reuid=65534 --regid=65534 --clear-groups "$B/ztna" -c "$conf" doctor --json >"$dir/nobody.json" 2>&1 || rc=$?
+if $PYTHON "$dir/check.py" "$rc" "$dir/nobody.json" >"$dir/first" 2>&1 &&
+	[ "$(sed -n 2p "$dir/first")" = port-53-held ] && grep -q "could not tell without root" "$dir/nobody.json"; then
+	ok "unprivileged (nobody): port-53-held, and says it could not tell which program without root"
+else
+	not_ok "unprivileged (nobody), port 53 held: $(cat "$dir/nobody.json" "$dir/first")"
+fi
+# The fix as printed: kill the program, restart ztnad (which binds it as
+# it starts; the DNS manager then finds the stub on port 53).
+if ! eval "$fix" >"$dir/fix.out" 2>&1; then
+	not_ok "the port-53 fix failed: $fix: $(cat "$dir/fix.out")"
+fi
+wait "$occ53" 2>/dev/null || true
+n=0
+until doctor && [ "$rc" = 0 ] && [ "$first" = none ]; do
+	n=$((n + 1))
+	[ "$n" -lt 70 ] || break
+	sleep 1
+done
+if [ "$rc" = 0 ] && [ "$first" = none ] && printf '%s' "$json" | grep -q '"layer": *"system-dns", *"status": *"ok"'; then
+	ok "port 53 held by another program, after the fix: system-dns ok, healthy after ${n} s"
+else
+	not_ok "port 53 held by another program, after the fix: exit $rc, first $first/$first_id: $json"
+fi
 "$B/ztnad" -c "$conf" --dns-manager stopped >>"$dir/helper.log" 2>&1 || true
 unset ZTNA_DNS_MANAGER_RESOLV_CONF ZTNA_DNS_MANAGER_LIB
 
