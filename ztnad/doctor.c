@@ -830,7 +830,7 @@ typedef struct PortHolder {
         pid_t pid;
         unsigned uid;   /* the socket's owner, from /proc/net */
         char proto[8];  /* "udp", "tcp6", ... */
-        char comm[32];
+        char comm[64];
         char unit[128]; /* the systemd service it runs in, "" for none */
 } PortHolder;
 
