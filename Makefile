@@ -225,10 +225,15 @@ $(B)/bench/bench-push: tests/bench-push.c tests/bench-peers.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $<
 
+# The peers reader beside jansson's json_loadb (the tree it replaced).
+$(B)/bench/bench-parse: tests/bench-parse.c ztnad/peers.c ztnad/public-suffix.c $(B)/libshm.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $(filter %.c %.a,$^) $(ZTNA_LIBS) $(PSL_LIBS)
+
 # The module, and the daemon for its own rows; the packages for the rows
 # measured in the booted container (tests/bench-system.sh).
 bench: $(B)/libnss_ztna.so.2 $(B)/bench/bench-nss $(B)/bench/libnss_ztnanoop.so.2 $(B)/bench/bench-gai \
-		$(B)/ztnad $(B)/ztna $(B)/bench/bench-push deb
+		$(B)/ztnad $(B)/ztna $(B)/bench/bench-push $(B)/bench/bench-parse deb
 	sh tests/run-bench.sh
 
 # ---- installation ----

@@ -7,9 +7,14 @@
  * The same bytes are parsed again under ztnad.conf's default pins (and
  * corp.example, the domain of a seed): a policy only ever takes away, so
  * whatever it lets through must pass without it too, and must keep to it.
+ *
+ * And by jansson, a second reading of the JSON: whatever ztna's reader
+ * accepts must be JSON to jansson too, with the same peers under the same
+ * names (ztna's reader is stricter in places, never looser).
  */
 
 #include <arpa/inet.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -86,6 +91,27 @@ static void check_policy(const PeersPolicy *policy, const PeerMap *m) {
         }
 }
 
+/* jansson reads the same document and the same peers from it. */
+static void check_jansson(const uint8_t *data, size_t size, const PeerMap *m) {
+        json_error_t jerr;
+        json_t *root = json_loadb((const char *) data, size, JSON_REJECT_DUPLICATES, &jerr), *peers;
+        ShmMap s;
+
+        if (!root || !json_is_object(root))
+                abort();
+        peer_map_to_shm(m, &s);
+        peers = json_object_get(root, "peers");
+        if (!json_is_array(peers) || json_array_size(peers) != s.n_peers)
+                abort();
+        for (size_t i = 0; i < s.n_peers; i++) {
+                const char *name = json_string_value(json_object_get(json_array_get(peers, i), "name"));
+
+                if (!name || strcmp(name, s.peers[i].name) != 0)
+                        abort();
+        }
+        json_decref(root);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         static const char *const domains[] = { "yourorg.zt.net", "corp.example" };
         static ShmPrefix space[5];
@@ -116,8 +142,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         rp = peers_parse_policy((const char *) data, size, "fuzz", &policy, &pinned, &err);
         if (rp == 0 && r != 0)
                 abort();
-        if (r == 0)
+        if (r == 0) {
                 (void) read_map(m);
+                check_jansson(data, size, m);
+        }
         if (rp == 0) {
                 (void) read_map(pinned);
                 check_policy(&policy, pinned);

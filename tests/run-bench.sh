@@ -61,12 +61,15 @@ GAI_NAME=host-012345.yourorg.zt.net
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
 	PUBLISH_REPS=3 DIRECT_BLOCKS=50 CG_CALLS=2000 CONTEND_PAIRS=1 CONTEND_MS=100
 	GAI_ROUNDS=3 GAI_CALLS=20 GAI_WARMUP=20 GAI_CG=100
-	PUSH_UPDATES=20
+	PUSH_UPDATES=20 PARSE_REPS=3
 else
 	PUBLISH_REPS=15 DIRECT_BLOCKS=2000 CG_CALLS=20000 CONTEND_PAIRS=20 CONTEND_MS=150
 	GAI_ROUNDS=200 GAI_CALLS=50 GAI_WARMUP=200 GAI_CG=1000
-	PUSH_UPDATES=200
+	PUSH_UPDATES=200 PARSE_REPS=15
 fi
+# The peers documents the reader is measured on: the flood test's tailnet,
+# the large one, and one near the 64 MiB cap.
+PARSE_PEERS="20000 $LARGE 700000"
 # The tailnet sizes the push benchmark changes: a typical one and a large one.
 PUSH_PEERS="100 1000"
 
@@ -74,7 +77,7 @@ say() {
 	printf 'bench: %s\n' "$*" >&2
 }
 
-for f in bench/bench-nss bench/bench-gai bench/libnss_ztnanoop.so.2 bench/bench-push ztnad; do
+for f in bench/bench-nss bench/bench-gai bench/libnss_ztnanoop.so.2 bench/bench-push bench/bench-parse ztnad; do
 	if [ ! -e "$B/$f" ]; then
 		say "$B/$f is missing; run 'make bench'"
 		exit 1
@@ -134,6 +137,7 @@ put bench.glibc "$(getconf GNU_LIBC_VERSION 2>/dev/null | sed 's/^glibc //' || e
 put bench.store_fs "$(stat -f -c %T "$work")"
 put bench.copy_fs "$(stat -f -c %T "$disk")"
 put bench.quick "${BENCH_QUICK:-0}"
+put bench.parse_peers "$PARSE_PEERS"
 start=$(date +%s)
 
 # ---- 4 and 3a: the stores, publish times, size ----
@@ -368,6 +372,22 @@ fi
 say "ztnad's memory with $LARGE peers"
 step rss daemon_rss
 
+# ---- 6a: reading a peers document, memory and time ----
+# usage: parse_docs -- prints parse.N.* (tests/bench-parse.c) for each size.
+parse_docs() {
+	d=$work/parse
+	mkdir -p "$d"
+	for n in $PARSE_PEERS; do
+		"$BENCH/bench-push" peers "$n" > "$d/peers.json" || return 1
+		reps=$PARSE_REPS
+		[ "$n" -le "$LARGE" ] || reps=3
+		"$BENCH/bench-parse" "$d/peers.json" "$reps" | sed "s/^parse\./parse.$n./" || return 1
+		rm -f "$d/peers.json"
+	done
+}
+say "reading peers documents of $PARSE_PEERS peers: peak memory and time, beside jansson"
+step parse parse_docs
+
 # ---- 6b: unprivileged users flooding the control socket ----
 # usage: daemon_flood -- prints flood.{idle,flood}.* (tests/control-flood.py):
 # root's status every 100 ms and a peers file gaining a peer every second,
@@ -596,6 +616,21 @@ END {
 			" peers file", sprintf("%.1f MiB", num(k "VmHWM_kb") / mib), "", "")
 	} else
 		row(6, "ztnad memory with " LL " peers", "n/a", "<= 16 MiB", "n/a")
+	np = split(v["bench.parse_peers"], pn, " ")
+	for (i = 1; i <= np; i++) {
+		k = "parse." pn[i] "."
+		ok = has(k "ztna.peak_kb") && num(k "ztna.peak_kb") > 0 && has(k "bytes") && num(k "bytes") > 0
+		pk = ok ? num(k "ztna.peak_kb") * 1024 / num(k "bytes") : 0
+		row(6, "peak memory reading a peers document of " pn[i] " peers (" \
+			(has(k "bytes") ? sprintf("%.1f MiB", num(k "bytes") / 1048576) : "n/a") \
+			"), input included: ztna / jansson" "\047" "s tree alone", \
+			ok ? sprintf("%.1fx (%.1f MiB) / %.1fx", pk, num(k "ztna.peak_kb") / 1024, \
+			num(k "jansson.peak_kb") * 1024 / num(k "bytes")) : "n/a", "<= 4x", le(ok, pk, 4))
+		ok = has(k "ztna.p50_us") && has(k "jansson.p50_us") && num(k "jansson.p50_us") > 0
+		row(6, "time to read it: ztna (validated map) / jansson (tree only): median", \
+			ok ? sprintf("%.1f / %.1f ms = %.2f", num(k "ztna.p50_us") / 1000, num(k "jansson.p50_us") / 1000, \
+			num(k "ztna.p50_us") / num(k "jansson.p50_us")) : "n/a", "", ok ? "" : "**FAIL** (no figure)")
+	}
 	k = "flood."
 	ok = has(k "flood.status_p99_ms") && has(k "idle.status_p99_ms")
 	row(6, "root'"'"'s `status` every 100 ms, 20,000 peers, five unprivileged users flooding `list` " \
@@ -607,7 +642,7 @@ END {
 	row(6, "a peers-file update seen through glibc under that flood / idle: median", \
 		ok ? sprintf("%.1f / %.1f ms = %.2f", num(k "flood.update_median_ms"), num(k "idle.update_median_ms"), \
 		num(k "flood.update_median_ms") / num(k "idle.update_median_ms")) : "n/a", "<= 2", \
-		le(ok, num(k "flood.update_median_ms") / num(k "idle.update_median_ms"), 2))
+		le(ok, ok ? num(k "flood.update_median_ms") / num(k "idle.update_median_ms") : 0, 2))
 	ok = has(k "flood.cpu_us_per_flood_request")
 	row(6, "ztnad CPU per abandoned flood request", ok ? sprintf("%.1f us", \
 		num(k "flood.cpu_us_per_flood_request")) : "n/a", "reported", "")

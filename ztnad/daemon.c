@@ -237,7 +237,7 @@ int daemon_apply(Daemon *d, SourceKind kind, const char *data, size_t len, const
                         daemon_log(SD_WARNING, "cannot save the map under %s: %s (a cold start will not have it)",
                                    d->config->state_dir, strerror(-r));
         }
-        /* The parse tree of a large document is gone; give the memory back
+        /* The map of a large document is gone; give the memory back
          * rather than keep the peak resident. Small ones are left alone:
          * trimming would only make the next update fault the pages in. */
         m = peer_map_free(m);

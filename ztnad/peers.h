@@ -32,7 +32,7 @@
 typedef struct PeersError {
         /* JSON path of the offending value, "" when the whole document is. */
         char path[PEERS_PATH_MAX];
-        /* Of a JSON syntax error (from jansson), 0 otherwise. */
+        /* Of a JSON syntax error, 0 otherwise (1-based; the column counts bytes). */
         int line, column;
         /* "SOURCE: PATH: PROBLEM" (or "SOURCE:LINE:COLUMN: PROBLEM"), one
          * line of printable ASCII, ready for the log. */

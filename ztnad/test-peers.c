@@ -303,7 +303,7 @@ START_TEST(test_syntax_errors) {
                 ck_assert_msg(strchr(err.message + strlen(SOURCE ":"), ':'), "%s", err.message);
         }
 
-        /* Duplicate keys are refused by jansson with the line of the second. */
+        /* Duplicate keys are refused with the line of the second. */
         ck_assert_int_eq(parse(docs[3], &m, &err), -EBADMSG);
         ck_assert_int_eq(err.line, 3);
         ck_assert_msg(strstr(err.message, "duplicate"), "%s", err.message);
@@ -954,6 +954,208 @@ START_TEST(test_null_error) {
 }
 END_TEST
 
+/* Refused as a syntax error: -EBADMSG, no JSON path, "test.json:LINE:COL:
+ * ..." naming `needle`. `doc` is taken as bytes (no quote swapping). */
+static void refuses_syntax(const char *doc, size_t len, const char *needle) {
+        PeersError err;
+        PeerMap *m = UNTOUCHED;
+        int r;
+
+        memset(&err, 0x55, sizeof err);
+        r = peers_parse(doc, len, SOURCE, &m, &err);
+        ck_assert_msg(r == -EBADMSG, "expected -EBADMSG, got %d for %.*s", r, (int) len, doc);
+        ck_assert_ptr_eq(m, UNTOUCHED);
+        ck_assert_str_eq(err.path, "");
+        ck_assert_int_ge(err.line, 1);
+        ck_assert_int_ge(err.column, 1);
+        ck_assert_msg(strncmp(err.message, SOURCE ":", strlen(SOURCE ":")) == 0, "%s", err.message);
+        ck_assert_msg(strstr(err.message, needle), "message \"%s\" lacks \"%s\"", err.message, needle);
+        ck_assert_ptr_null(strchr(err.message, '\n'));
+}
+
+static void refuses_syntax_sq(const char *sq, const char *needle) {
+        char *j = unquote(sq);
+
+        refuses_syntax(j, strlen(j), needle);
+        free(j);
+}
+
+START_TEST(test_reader_strings) {
+        PeerMap *m;
+        ShmMap s;
+        char text[INET_ADDRSTRLEN];
+
+        /* Escapes in keys and values are decoded before anything is judged. */
+        m = parse_ok("{'domain': 'yourorg.zt.net', 'peers': [{'n\\u0061me': 'W\\u0069n-\\u0041', "
+                     "'addresses': ['100.64.0.\\u0031']}]}");
+        peer_map_to_shm(m, &s);
+        ck_assert_uint_eq(s.n_peers, 1);
+        ck_assert_str_eq(s.peers[0].name, "Win-A");
+        ck_assert_uint_eq(s.peers[0].n_v4, 1);
+        ck_assert_str_eq(inet_ntop(AF_INET, &s.peers[0].v4[0], text, sizeof text), "100.64.0.1");
+        peer_map_free(m);
+
+        /* Every short escape, decoded (then quoted back for the message). */
+        refuses("{'domain': 'a.b', 'peers': [], 'a\\\"b\\\\c\\/d\\be\\ff\\ng\\rh\\ti': 1}", "",
+                "unknown key \"a\\\"b\\\\c/d\\x08e\\x0cf\\x0ag\\x0dh\\x09i\" at the top level");
+        /* \u escapes become UTF-8: two bytes, three, and a surrogate pair's four. */
+        refuses_name("'\\u00e9'", "contains byte 0xc3 at position 1");
+        refuses_name("'a\\u20acb'", "contains byte 0xe2 at position 2");
+        refuses_name("'ab\\ud83d\\ude00'", "contains byte 0xf0 at position 3");
+        /* Raw UTF-8 is fine JSON, and still no label. */
+        refuses_name("'\xc3\xa9'", "contains byte 0xc3 at position 1");
+
+        refuses_syntax_sq("{'domain': 'a.b', 'peers': [], 'x': '\\udc00'}", "low surrogate");
+        refuses_syntax_sq("{'domain': 'a.b', 'peers': [], 'x': '\\ud83d'}", "high surrogate");
+        refuses_syntax_sq("{'domain': 'a.b', 'peers': [], 'x': '\\ud83dx'}", "high surrogate");
+        refuses_syntax_sq("{'domain': 'a.b', 'peers': [], 'x': '\\ud83d\\u0041'}", "high surrogate");
+        refuses_syntax_sq("{'domain': 'a.b', 'peers': [], 'x': '\\x41'}", "expected an escape");
+        refuses_syntax_sq("{'domain': 'a.b', 'peers': [], 'x': '\\u12g4'}", "hexadecimal");
+        refuses_syntax_sq("{'domain': 'a.b', 'peers': [], 'x': '\\u0000'}", "\\u0000");
+        refuses_syntax_sq("{'domain': 'a.b', 'peers': [], 'x': 'a\tb'}", "control character 0x09");
+        refuses_syntax_sq("{'domain': 'a.b", "not terminated");
+        /* Overlong, surrogate, above U+10FFFF, truncated, stray bytes. */
+        refuses_syntax_sq("{'domain': 'a.b', 'x': '\xc0\xaf'}", "UTF-8");
+        refuses_syntax_sq("{'domain': 'a.b', 'x': '\xe0\x80\xaf'}", "UTF-8");
+        refuses_syntax_sq("{'domain': 'a.b', 'x': '\xed\xa0\x80'}", "UTF-8");
+        refuses_syntax_sq("{'domain': 'a.b', 'x': '\xf4\x90\x80\x80'}", "UTF-8");
+        refuses_syntax_sq("{'domain': 'a.b', 'x': '\xe2\x82'}", "UTF-8");
+        refuses_syntax_sq("{'domain': 'a.b', 'x': '\x80'}", "UTF-8");
+        refuses_syntax_sq("{'domain': 'a.b', 'x': '\xff'}", "UTF-8");
+        /* The longest forms are accepted. */
+        refuses("{'domain': 'a.b', 'peers': [], '\xf4\x8f\xbf\xbf\xef\xbf\xbd': 1}", "", "unknown key");
+}
+END_TEST
+
+START_TEST(test_reader_numbers) {
+        PeerMap *m;
+        ShmMap s;
+
+        accepts("{'domain': 'a.b', 'ttl': -0, 'peers': []}");
+        m = parse_ok("{'domain': 'a.b', 'peers': [{'name': 'a', 'addresses': [], 'ttl': 120}], 'ttl': 7}");
+        peer_map_to_shm(m, &s);
+        ck_assert_uint_eq(s.peers[0].ttl, 120);
+        peer_map_free(m);
+
+        refuses("{'domain': 'a.b', 'ttl': 1e3, 'peers': []}", "ttl", "got a fractional number");
+        refuses("{'domain': 'a.b', 'ttl': 1.0, 'peers': []}", "ttl", "got a fractional number");
+        refuses("{'domain': 'a.b', 'ttl': 1E+2, 'peers': []}", "ttl", "got a fractional number");
+        refuses("{'domain': 'a.b', 'ttl': -1.5e-3, 'peers': []}", "ttl", "got a fractional number");
+        refuses("{'domain': 'a.b', 'ttl': 9223372036854775807, 'peers': []}", "ttl",
+                "9223372036854775807 is out of range");
+        refuses("{'domain': 'a.b', 'ttl': -9223372036854775808, 'peers': []}", "ttl",
+                "-9223372036854775808 is out of range");
+        refuses_syntax_sq("{'domain': 'a.b', 'ttl': 9223372036854775808, 'peers': []}", "too big");
+        refuses_syntax_sq("{'domain': 'a.b', 'ttl': -9223372036854775809, 'peers': []}", "too big");
+
+        static const char *const bad[] = { "01", "-", "1.", ".5", "+1", "1e", "1e+", "0x10", "-01", "--1", "1.e3" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                char *doc = docf("{'domain': 'a.b', 'ttl': %s, 'peers': []}", bad[i]);
+
+                refuses_syntax_sq(doc, "expected");
+                free(doc);
+        }
+}
+END_TEST
+
+START_TEST(test_reader_structure) {
+        PeerMap *m;
+        ShmMap s;
+        char *deep, *doc;
+
+        /* Members in any order: the default ttl after the peers still counts. */
+        m = parse_ok("{'peers': [{'addresses': ['100.64.0.1'], 'name': 'a'}], 'ttl': 7, 'domain': 'a.b'}");
+        peer_map_to_shm(m, &s);
+        ck_assert_str_eq(s.domain, "a.b");
+        ck_assert_uint_eq(s.peers[0].ttl, 7);
+        peer_map_free(m);
+        accepts(" \t\r\n{ \t\r\n'domain' \t\r\n: \t\r\n'a.b' \t\r\n, 'peers' : [ { 'name' : 'a' , "
+                "'addresses' : [ ] , 'online' : false } ] } \t\r\n");
+
+        refuses_syntax_sq("{'domain': 'a.b', 'peers': [], 'x': tru}", "expected a JSON value");
+        refuses_syntax_sq("{'domain': 'a.b', 'peers': [], 'x': nul}", "expected a JSON value");
+        refuses_syntax_sq("{'domain': 'a.b', 'peers': [], 'x': falsey}", "expected ',' or '}'");
+        refuses_syntax_sq("{'domain': 'a.b', 'peers': []} {}", "end of the document");
+        refuses_syntax_sq("{'domain': 'a.b', 'peers': []},", "end of the document");
+        refuses_syntax_sq("\xef\xbb\xbf{'domain': 'a.b', 'peers': []}", "expected '{'");
+        refuses_syntax_sq("42", "expected '{'");
+        refuses_syntax_sq("'a.b'", "expected '{'");
+        refuses_syntax_sq("   ", "end of input");
+        refuses_syntax_sq("{'domain' 'a.b'}", "expected ':'");
+        refuses_syntax_sq("{'domain': 'a.b',}", "expected a string");
+        refuses_syntax_sq("{'domain': 'a.b', 'peers': [1 2]}", "expected ',' or ']'");
+        refuses_syntax_sq("{'domain': 'a.b', 'peers': [1,]}", "expected a JSON value");
+        refuses_syntax_sq("{domain: 'a.b'}", "expected a string");
+        refuses("[]", "", "the document must be a JSON object, got an array");
+
+        /* A peer's key twice, once escaped: which one would count? */
+        refuses_syntax_sq("{'domain': 'a.b', 'peers': [{'name': 'a', 'addresses': [],\n"
+                          " 'n\\u0061me': 'b'}]}",
+                          "duplicate object key \"name\"");
+        {
+                PeersError err;
+                PeerMap *mm = UNTOUCHED;
+                static const char dup[] = "{\"domain\": \"a.b\",\n\"peers\": [{\"name\": \"a\",\n\"addresses\": [],"
+                                          "\n\"addresses\": []}]}";
+
+                ck_assert_int_eq(peers_parse(dup, sizeof dup - 1, SOURCE, &mm, &err), -EBADMSG);
+                ck_assert_int_eq(err.line, 4);
+                ck_assert_int_eq(err.column, 1);
+        }
+
+        /* Nesting: deep enough to be only an unknown member, then too deep. */
+        for (size_t depth = 100; depth <= 200; depth += 100) {
+                char *open = repeat('[', depth), *close = repeat(']', depth);
+
+                deep = docf("%s1%s", open, close);
+                doc = docf("{'domain': 'a.b', 'peers': [], 'x': %s}", deep);
+                if (depth == 100)
+                        refuses(doc, "", "unknown key \"x\" at the top level");
+                else
+                        refuses_syntax_sq(doc, "nested more than");
+                free(doc);
+                free(deep);
+                free(open);
+                free(close);
+        }
+}
+END_TEST
+
+/* Every prefix of a document is a syntax error, never a crash, a read past
+ * its end or a map. */
+START_TEST(test_reader_truncated) {
+        char *doc = unquote("{'domain': 'yourorg.zt.net', 'ranges': ['100.64.0.0/10'], 'ttl': 60, 'peers': ["
+                            "{'name': 'W\\u0069n-A', 'addresses': ['100.64.0.1', 'fd7a:115c:a1e0::1'], "
+                            "'online': true, 'ttl': -0}, {'name': 'b\xc3\xa9', 'addresses': [], 'online': false, "
+                            "'ttl': 1.5e2, 'x': null}]}");
+        size_t len = strlen(doc);
+
+        for (size_t n = 0; n < len; n++) {
+                /* A copy of exactly n bytes, so ASan sees any read past it. */
+                char *cut = malloc(n ? n : 1);
+                PeerMap *m = UNTOUCHED;
+                PeersError err;
+
+                ck_assert_ptr_nonnull(cut);
+                memcpy(cut, doc, n);
+                ck_assert_int_eq(peers_parse(cut, n, SOURCE, &m, &err), -EBADMSG);
+                ck_assert_ptr_eq(m, UNTOUCHED);
+                ck_assert_msg(err.path[0] == '\0', "prefix of %zu bytes: %s", n, err.message);
+                free(cut);
+        }
+        /* The whole of it is valid JSON: what is refused is a value. */
+        {
+                PeerMap *m = UNTOUCHED;
+                PeersError err;
+
+                ck_assert_int_eq(peers_parse(doc, len, SOURCE, &m, &err), -EBADMSG);
+                ck_assert_str_eq(err.path, "peers[1]");
+                ck_assert_msg(strstr(err.message, "unknown key \"x\""), "%s", err.message);
+        }
+        free(doc);
+}
+END_TEST
+
 static Suite *peers_suite(void) {
         Suite *s = suite_create("peers");
         TCase *tc = tcase_create("parse");
@@ -962,6 +1164,10 @@ static Suite *peers_suite(void) {
         tcase_add_test(tc, test_minimal_and_defaults);
         tcase_add_test(tc, test_peer_fields);
         tcase_add_test(tc, test_syntax_errors);
+        tcase_add_test(tc, test_reader_strings);
+        tcase_add_test(tc, test_reader_numbers);
+        tcase_add_test(tc, test_reader_structure);
+        tcase_add_test(tc, test_reader_truncated);
         tcase_add_test(tc, test_document_shape);
         tcase_add_test(tc, test_unknown_peer_key);
         tcase_add_test(tc, test_domain);
