@@ -4,7 +4,8 @@
  * reads (ztnad/doctor-dns.c). The first bytes choose the expected record
  * (A or AAAA, its data) and the query ID; the rest is the reply. Nothing may
  * be read outside it; a reply judged to hold the record must be a NOERROR
- * response to that ID that contains the record's data.
+ * response to that ID that contains the record's data, and the first
+ * address read from it must be one it is judged to hold.
  */
 
 #include <stdint.h>
@@ -43,6 +44,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 for (size_t i = 12; i + alen <= size && !found; i++)
                         found = memcmp(m + i, want, alen) == 0;
                 if (!found)
+                        abort();
+        }
+        uint8_t first[16];
+        if (doctor_dns_first_address(m, size, id, qtype, first, &rcode)) {
+                bool found = false;
+                if (rcode != 0 || size < 12 || m[0] != (uint8_t) (id >> 8) || m[1] != (uint8_t) id)
+                        abort();
+                for (size_t i = 12; i + alen <= size && !found; i++)
+                        found = memcmp(m + i, first, alen) == 0;
+                if (!found)
+                        abort();
+                /* the first address is one the reply holds */
+                if (!doctor_dns_answer_has(m, size, id, qtype, first, alen, &rcode))
                         abort();
         }
         free(m);

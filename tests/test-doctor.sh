@@ -66,6 +66,12 @@ mkdir "$dir/upper" "$dir/work"
 mount --bind /etc/nsswitch.conf "$dir/host-nsswitch.conf"
 mount -o remount,bind,ro "$dir/host-nsswitch.conf"
 host_sum=$(sha256sum <"$dir/host-nsswitch.conf")
+# The same for resolv.conf, which the worst case below rewrites in the
+# overlay.
+: >"$dir/host-resolv.conf"
+mount --bind /etc/resolv.conf "$dir/host-resolv.conf"
+mount -o remount,bind,ro "$dir/host-resolv.conf"
+host_resolv_sum=$(sha256sum <"$dir/host-resolv.conf")
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$dir/upper,workdir=$dir/work" /etc
 
 zpid=
@@ -87,12 +93,14 @@ cleanup() {
 	[ -n "$zpid" ] && { kill -KILL "$zpid" 2>/dev/null || true; wait "$zpid" 2>/dev/null || true; }
 	[ -n "${unbound_pid:-}" ] && { kill "$unbound_pid" 2>/dev/null || true; wait "$unbound_pid" 2>/dev/null || true; }
 	[ -n "${nscd_pid:-}" ] && { kill "$nscd_pid" 2>/dev/null || true; }
+	[ -n "${standin:-}" ] && { kill "$standin" 2>/dev/null || true; }
 	if [ -n "${VERBOSE:-}" ] && [ -e "$dir/ztnad.log" ]; then
 		echo "--- ztnad.log"
 		cat "$dir/ztnad.log"
 	fi
 	umount /etc 2>/dev/null || true
 	umount "$dir/host-nsswitch.conf" 2>/dev/null || true
+	umount "$dir/host-resolv.conf" 2>/dev/null || true
 	rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -254,6 +262,14 @@ doctor() {
 	first=$(sed -n 1p "$dir/first")
 	first_id=$(sed -n 2p "$dir/first")
 	fix=$(sed -n 3p "$dir/first")
+}
+# measured ID: what the last report's finding ID measured.
+measured() {
+	$PYTHON -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print("\n".join(f["measured"] for l in d["layers"] for f in l["findings"] if f["id"] == sys.argv[2]))' \
+		"$dir/doctor.json" "$1"
 }
 # peers_error: ztnad reports an error for its peers file.
 peers_error() {
@@ -451,6 +467,34 @@ check "ztnad's stub listens on 127.0.0.77:5354" \
 healthy "the stub answering"
 check "the stub layer says it asked over UDP and TCP" \
 	sh -c 'printf "%s" "$1" | grep -q "\"stub-answers\""' _ "$json"
+
+# ---- agreement: resolv.conf's server answers a tailnet name otherwise ----
+# A DNS server that answers every A question with 203.0.113.66, named by
+# the resolv.conf the doctor reads (no DNS manager runs here): getaddrinfo
+# and the stub say 100.64.0.1, dig would get 203.0.113.66.
+$PYTHON "$here/tests/dns-standin.py" 127.0.0.66 53 "$dir/standin.log" >"$dir/standin.out" 2>&1 &
+standin=$!
+# bound: 127.0.0.66:53 in /proc/net/udp
+wait_for 5 grep -q ' 4200007F:0035 ' /proc/net/udp
+printf 'nameserver 127.0.0.66\n' >"$dir/resolv.conf"
+export ZTNA_DNS_MANAGER_RESOLV_CONF="$dir/resolv.conf"
+expect "resolv.conf's server answers Win-A with another address" agreement agreement-resolver-differs 7 Win-A
+said=$(measured agreement-resolver-differs)
+check "the disagreement is named: $said" test "$said" = \
+	"getaddrinfo says 100.64.0.1, the resolv.conf server 127.0.0.66 says 203.0.113.66: it is not routing yourorg.zt.net to ztnad"
+check "the stand-in was asked the name" grep -q "^win-a\.yourorg\.zt\.net A udp" "$dir/standin.log"
+check "only the agreement layer fails" sh -c '"$1" -c "
+import json, sys
+d = json.load(open(sys.argv[1]))
+bad = [l[\"layer\"] for l in d[\"layers\"] if l[\"status\"] in (\"warn\", \"fail\")]
+sys.exit(bad != [\"agreement\"])" "$2"' _ "$PYTHON" "$dir/doctor.json"
+# Its fix drops the server from resolv.conf and restarts ztnad, whose DNS
+# manager would point the file at the stub (none runs in this part).
+apply "resolv.conf's server answers Win-A with another address"
+kill "$standin" 2>/dev/null || true
+wait "$standin" 2>/dev/null || true
+standin=
+unset ZTNA_DNS_MANAGER_RESOLV_CONF
 stop_ztnad
 $PYTHON "$(dirname "$0")/stub-client.py" occupy 127.0.0.77 5354 udp &
 occ_udp=$!
@@ -536,6 +580,9 @@ check "the DNS manager points the private resolv.conf at the stub" \
 	sh -c '"$1" -c "$2" --dns-manager apply >"$3/helper.log" 2>&1 && grep -q "^nameserver 127.0.0.79$" "$3/resolv.conf"' \
 	_ "$B/ztnad" "$conf" "$dir"
 healthy "the DNS manager's resolv.conf in place"
+said=$(measured agreement-ok)
+check "the agreement layer: getaddrinfo, the stub and resolv.conf's server agree: $said" test "$said" = \
+	"Win-A.yourorg.zt.net: getaddrinfo says 100.64.0.1; the stub says 100.64.0.1; the resolv.conf server 127.0.0.79 says 100.64.0.1"
 check "the system-dns layer says resolv.conf names the stub" \
 	sh -c 'printf "%s" "$1" | grep -q "\"resolv-conf-stub\""' _ "$json"
 printf 'nameserver 192.0.2.1\n' >"$dir/resolv.conf"
@@ -623,19 +670,31 @@ check "the doctor with every upstream black-holed took ${elapsed} ms (under 5 s)
 sed -i 's/^upstream = .*/upstream = 127.0.0.1:8853#dns.test/' "$conf"
 kill -HUP "$zpid"
 healthy "every upstream black-holed, after the upstream line was changed"
-# The worst case: ztnad stopped as well, every upstream black-holed.
+# The worst case: ztnad stopped as well, every upstream black-holed, and
+# every DNS server too: the overlay's resolv.conf names one in the black
+# hole and glibc's lookup goes to it (hosts: files dns), so the agreement
+# layer's getaddrinfo and its question to the resolv.conf server both wait
+# for their timeouts.
 stop_ztnad
 sed -i 's/^upstream = .*/upstream = 192.0.2.1:853#dns.test 192.0.2.2:853#dns.test/' "$conf"
+sed -i 's/^hosts:.*/hosts: files dns/' /etc/nsswitch.conf
+printf 'nameserver 192.0.2.53\noptions timeout:5 attempts:2\n' >/etc/resolv.conf
 t0=$(date +%s%N)
 doctor
 t1=$(date +%s%N)
 worst=$(((t1 - t0) / 1000000))
-echo "# worst case: ztnad stopped, every upstream black-holed: $worst ms, exit $rc"
-check "worst case (ztnad stopped, every upstream black-holed): $worst ms (under 5 s)" test "$worst" -lt 5000
+echo "# worst case: ztnad stopped, every upstream and DNS server black-holed: $worst ms, exit $rc"
+check "worst case (ztnad stopped, every upstream and DNS server black-holed): $worst ms (under 5 s)" \
+	test "$worst" -lt 5000
+check "the worst case: the agreement layer gave up on getaddrinfo at its timeout" \
+	sh -c 'printf "%s" "$1" | grep -q "agreement-nss-slow"' _ "$json"
 sed -i 's/^upstream = .*/upstream = 127.0.0.1:8853#dns.test/' "$conf"
+sed -i "s/^hosts:.*/$GOOD_NSS/" /etc/nsswitch.conf
 
 stop_ztnad
 stop_unbound
 check "the machine's own /etc/nsswitch.conf is unchanged" \
 	test "$(sha256sum <"$dir/host-nsswitch.conf")" = "$host_sum"
+check "the machine's own /etc/resolv.conf is unchanged" \
+	test "$(sha256sum <"$dir/host-resolv.conf")" = "$host_resolv_sum"
 finish

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The one DNS answer `ztna doctor` reads: the stub's reply to its query for
- * the followed name. Whatever answers at the stub's address may send
+ * The DNS answers `ztna doctor` reads: the stub's and the system resolver's
+ * replies to its query for the followed name. Whatever answers at the stub's address may send
  * anything; every offset is checked against the length (tests/fuzz-doctor-dns.c).
  */
 
@@ -29,8 +29,11 @@ static bool skip_name(const uint8_t *m, size_t len, size_t *off) {
         return false;
 }
 
-bool doctor_dns_answer_has(const uint8_t *m, size_t len, uint16_t id, uint16_t qtype, const uint8_t *want,
-                           size_t alen, int *rcode) {
+/* The answer records of a reply to ID: with `want`, whether one of
+ * `qtype` holds it; without, the first of `qtype` with alen bytes of data,
+ * copied to `out`. */
+static bool walk_answers(const uint8_t *m, size_t len, uint16_t id, uint16_t qtype, size_t alen, const uint8_t *want,
+                         uint8_t *out, int *rcode) {
         size_t off = 12;
         unsigned an;
 
@@ -50,9 +53,26 @@ bool doctor_dns_answer_has(const uint8_t *m, size_t len, uint16_t id, uint16_t q
                 off += 10;
                 if (off + rdlen > len)
                         return false;
-                if (type == qtype && rdlen == alen && memcmp(m + off, want, alen) == 0)
+                if (type == qtype && rdlen == alen && (!want || memcmp(m + off, want, alen) == 0)) {
+                        if (out)
+                                memcpy(out, m + off, alen);
                         return true;
+                }
                 off += rdlen;
         }
         return false;
+}
+
+bool doctor_dns_answer_has(const uint8_t *m, size_t len, uint16_t id, uint16_t qtype, const uint8_t *want,
+                           size_t alen, int *rcode) {
+        return walk_answers(m, len, id, qtype, alen, want, NULL, rcode);
+}
+
+bool doctor_dns_first_address(const uint8_t *m, size_t len, uint16_t id, uint16_t qtype, uint8_t *out,
+                              int *rcode) {
+        if (qtype != 1 && qtype != 28) {
+                *rcode = -1;
+                return false;
+        }
+        return walk_answers(m, len, id, qtype, qtype == 1 ? 4 : 16, NULL, out, rcode);
 }

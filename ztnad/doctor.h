@@ -122,3 +122,9 @@ int doctor_run(const DoctorOptions *o);
  * its rcode (-1 when it is no reply to ID). ztnad/doctor-dns.c. */
 bool doctor_dns_answer_has(const uint8_t *m, size_t len, uint16_t id, uint16_t qtype, const uint8_t *want,
                            size_t alen, int *rcode);
+
+/* The data of the first record of `qtype` (1: A, 4 bytes; 28: AAAA, 16)
+ * in a NOERROR reply of `len` bytes to query ID, into `out`; false when
+ * there is none (*rcode as above). ztnad/doctor-dns.c. */
+bool doctor_dns_first_address(const uint8_t *m, size_t len, uint16_t id, uint16_t qtype, uint8_t *out,
+                              int *rcode);
