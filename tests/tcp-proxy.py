@@ -4,6 +4,10 @@
 
   tcp-proxy.py --listen PORT --connect PORT   relays to 127.0.0.1:PORT
   tcp-proxy.py --listen PORT --blackhole      accepts and never answers
+  tcp-proxy.py ... --connect PORT --delay SECONDS --delay-file PATH
+                                              while PATH exists, holds the
+                                              first bytes the server sends on
+                                              each connection SECONDS first
 
 Either way it counts the connections it accepted and writes the count to
 --count-file after each one, so a test can tell whether queries shared a
@@ -14,6 +18,7 @@ import argparse
 import os
 import socket
 import threading
+import time
 
 
 def write_count(path, n):
@@ -25,12 +30,15 @@ def write_count(path, n):
     os.replace(tmp, path)
 
 
-def pipe(src, dst):
+def pipe(src, dst, delay=0.0, delay_file=None):
     try:
         while True:
             data = src.recv(65536)
             if not data:
                 break
+            if delay_file and os.path.exists(delay_file):
+                time.sleep(delay)
+                delay_file = None  # once per connection
             dst.sendall(data)
     except OSError:
         pass
@@ -47,6 +55,8 @@ def main():
     p.add_argument("--connect", type=int)
     p.add_argument("--blackhole", action="store_true")
     p.add_argument("--count-file")
+    p.add_argument("--delay", type=float, default=0.0)
+    p.add_argument("--delay-file")
     a = p.parse_args()
 
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -68,8 +78,8 @@ def main():
         except OSError:
             c.close()
             continue
-        for src, dst in ((c, up), (up, c)):
-            threading.Thread(target=pipe, args=(src, dst), daemon=True).start()
+        threading.Thread(target=pipe, args=(c, up), daemon=True).start()
+        threading.Thread(target=pipe, args=(up, c, a.delay, a.delay_file), daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,10 @@
 #                      the cache is off or on as configured; serve_stale
 #                      turned on serves an expired answer when the upstream
 #                      is gone (EDE 3), off does not;
-#   upstream_timeout   a silent server fails after the new timeout;
+#   upstream_timeout   a silent server fails after the new timeout; one
+#                      above 10 s with a server answering after 10.5 s: the
+#                      stub passes the late answer on (its deadline derives
+#                      from upstream_timeout);
 #   tls_ca_file, spki_pins
 #                      a wrong CA or a pin no certificate matches makes
 #                      SERVFAIL; the right ones answer again; a reload of a
@@ -243,6 +246,20 @@ reload "listen = 127.0.0.1:5301" "upstream = 127.0.0.1:8854#dns.test" "tls_ca_fi
 DIG_TIME=8 q "$S1" t2.example.test A
 check "upstream_timeout 200ms -> 2s: SERVFAIL after ${first} ms, then after ${ms} ms" \
 	eval 'num_lt "$first" 1500 && num_ge "$ms" 1900 && says "status: SERVFAIL"'
+
+# ---- upstream_timeout above 10 s: the stub waits as long as the upstream ----
+# u1 behind a relay that holds each connection's first bytes from the
+# server 10.5 s (the stub's deadline was a fixed 10 s once).
+"$PYTHON" "$root/tests/tcp-proxy.py" --listen 8855 --connect 853 --delay 10.5 --delay-file "$tmp/slow" &
+pids+=("$!")
+wait_for 10 port_open 8855 || not_ok "the delaying relay did not start"
+reload "listen = 127.0.0.1:5301" "upstream = 127.0.0.1:8855#dns.test" "tls_ca_file = $CA" "cache_size = 0" \
+	"upstream_timeout = 12s"
+touch "$tmp/slow"
+DIG_TIME=15 q "$S1" who.example.test TXT +short
+rm -f "$tmp/slow"
+check "upstream_timeout = 12s, the server answers after 10.5 s: the stub passes the answer on ($ms ms: $out)" \
+	eval 'says "^\"u1\"$" && num_ge "$ms" 10400'
 
 # ---- tls_ca_file and spki_pins ----
 base=("listen = 127.0.0.1:5301" "upstream = 127.0.0.1:853#dns.test" "cache_size = 0")

@@ -186,7 +186,7 @@ static const Key keys[] = {
           .description = "Answer from expired cache entries when no upstream answers (RFC 8767)." },
         { "upstream_timeout", D, TYPE_DURATION, 0, F(upstream_timeout_usec), "3s",
           100 * CONFIG_USEC_PER_MSEC, 60 * CONFIG_USEC_PER_SEC,
-          .description = "How long to wait for one upstream server before the next, 100ms to 1min." },
+          .description = "How long each upstream server has to answer a query, 100ms to 1min." },
         { "manage", D, TYPE_ENUM, 0, F(manage), "auto", .choices = manage_choices,
           .description = "Who points the resolver at the stub: auto, resolved, resolvconf, file or off." },
         { "link", D, TYPE_STRING, KEY_OPTIONAL, F(link), "", .check = check_ifname,

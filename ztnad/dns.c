@@ -38,21 +38,9 @@
 #include "macro.h"
 #include "resolvconf.h"
 #include "stub.h"
+#include "timeouts.h"
 #include "upstream.h"
 
-#define USEC_PER_SEC UINT64_C(1000000)
-#define BLOCKLIST_CHECK_USEC (5 * USEC_PER_SEC)
-#define CACHE_PRUNE_USEC (60 * USEC_PER_SEC)
-
-#define STATUS_COPY_USEC USEC_PER_SEC
-/* A draining generation is looked at this often, and freed at the latest
- * after the stub's own timeout for a forwarded query. */
-#define DRAIN_CHECK_USEC (100 * UINT64_C(1000))
-#define DRAIN_MAX_USEC (STUB_DEFAULT_FORWARD_TIMEOUT_USEC + USEC_PER_SEC)
-/* Listen addresses that could not be bound are tried again after 1 s,
- * 2 s, 4 s ... up to a minute apart. */
-#define BIND_RETRY_FIRST_USEC USEC_PER_SEC
-#define BIND_RETRY_MAX_USEC (60 * USEC_PER_SEC)
 
 /* The answer cache, shared by generations while its settings stay. */
 typedef struct SharedCache {
@@ -83,6 +71,7 @@ struct DaemonDns {
         UpstreamServer servers[CONFIG_UPSTREAM_MAX];
         ResolvConfServers fallback;
         UpstreamConfig upstream_config;
+        uint64_t forward_timeout_usec; /* the stub's deadline, over the upstream's bound */
         UpstreamShared shared; /* the workers' upstreams share server health */
         char *pins_text[CONFIG_PINS_MAX];
         pthread_mutex_t lock; /* `workers` */
@@ -322,6 +311,7 @@ static int upstream_config_build(DaemonDns *dns, const ZtnadConfig *c) {
                 .fallback = dns->fallback.addrs,
                 .n_fallback = dns->fallback.n,
         };
+        dns->forward_timeout_usec = upstream_max_duration_usec(&dns->upstream_config) + STUB_FORWARD_MARGIN_USEC;
         return 0;
 }
 
@@ -509,6 +499,7 @@ static int dns_new(Daemon *d, const ZtnadConfig *c, DaemonDns *prev, const StubS
                 .blocklist = bl,
                 .forward = forward,
                 .forward_userdata = dns,
+                .forward_timeout_usec = dns->forward_timeout_usec,
                 .worker_init = worker_init,
                 .worker_done = worker_done,
                 .log = stub_log,
@@ -589,7 +580,7 @@ static void dns_retire(Daemon *d, DaemonDns *dns) {
         dns->blocklist_timer = sd_event_source_disable_unref(dns->blocklist_timer);
         dns->prune_timer = sd_event_source_disable_unref(dns->prune_timer);
         (void) sd_event_now(d->event, CLOCK_MONOTONIC, &now);
-        dns->drain_deadline = now + DRAIN_MAX_USEC;
+        dns->drain_deadline = now + dns->forward_timeout_usec + DRAIN_MARGIN_USEC;
         dns->next = d->dns_draining;
         d->dns_draining = dns;
         if (!d->dns_drain_timer &&

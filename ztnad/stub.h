@@ -67,6 +67,7 @@
 
 #include "blocklist.h"
 #include "cache.h"
+#include "timeouts.h" /* STUB_DEFAULT_*_USEC */
 
 #define STUB_DEFAULT_ADDRESS "127.0.0.53"
 #define STUB_DEFAULT_PORT 53
@@ -74,8 +75,6 @@
 #define STUB_WORKERS_MAX 64u
 #define STUB_ADDRESSES_MAX 16u
 #define STUB_DEFAULT_TCP_CONNECTIONS 256u
-#define STUB_DEFAULT_TCP_IDLE_USEC (UINT64_C(10) * 1000000)
-#define STUB_DEFAULT_FORWARD_TIMEOUT_USEC (UINT64_C(10) * 1000000)
 #define STUB_DEFAULT_INFLIGHT 1024u /* per worker */
 #define STUB_TCP_PIPELINE_MAX 32u   /* queries in flight on one connection */
 
@@ -157,6 +156,8 @@ typedef struct StubConfig {
 
         unsigned tcp_max_connections; /* over all workers; 0: the default */
         uint64_t tcp_idle_usec;       /* 0: the default */
+        /* 0: STUB_DEFAULT_FORWARD_TIMEOUT_USEC; ztnad derives it from the
+         * upstream's own bound (timeouts.h). */
         uint64_t forward_timeout_usec;
         unsigned max_inflight;        /* per worker; 0: the default */
 

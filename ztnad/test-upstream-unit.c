@@ -12,16 +12,19 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dns-wire.h"
 #include "resolvconf.h"
+#include "stub.h"
 #include "upstream-internal.h"
 
 static size_t make_query(uint8_t *buf, size_t cap, const char *name, uint16_t type, bool opt, bool do_bit) {
@@ -399,6 +402,90 @@ START_TEST(test_free_answers_pending) {
 }
 END_TEST
 
+static uint64_t mono_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+/* The bound the stub's deadline is derived from (timeouts.h): the formula,
+ * then a real upstream with every server silent, small T, finishing after
+ * using its servers' time but within the bound it reports. */
+START_TEST(test_max_duration) {
+        enum { N_DOT = 3, N_PLAIN = 2 };
+        const uint64_t t = 200 * USEC_PER_MSEC;
+        UpstreamServer s[N_DOT] = {};
+        struct sockaddr_storage plain[N_PLAIN];
+        UpstreamConfig c = { .servers = s, .n_servers = N_DOT, .timeout_usec = t };
+        int dot_fd[N_DOT], plain_fd[N_PLAIN];
+        sd_event *e = NULL;
+        Upstream *u = NULL;
+        uint8_t q[512];
+        size_t len = make_query(q, sizeof q, "slow.example.test", DNS_TYPE_A, false, false);
+        Result r = {};
+        uint64_t t0, took;
+
+        /* one attempt per server, one more for a dropped connection */
+        ck_assert_uint_eq(upstream_max_duration_usec(&c), (N_DOT + 1) * t);
+        c.allow_plaintext_fallback = true;
+        c.fallback = plain;
+        c.n_fallback = N_PLAIN;
+        /* and UDP, then TCP, per plaintext server */
+        ck_assert_uint_eq(upstream_max_duration_usec(&c), (N_DOT + 1 + 2 * N_PLAIN) * t);
+        /* the defaults: T 3 s, Quad9's two servers (and its two plain ones) */
+        ck_assert_uint_eq(upstream_max_duration_usec(&(UpstreamConfig) {}), 3 * UPSTREAM_TIMEOUT_USEC_DEFAULT);
+        ck_assert_uint_eq(upstream_max_duration_usec(&(UpstreamConfig) { .allow_plaintext_fallback = true }),
+                          7 * UPSTREAM_TIMEOUT_USEC_DEFAULT);
+        /* upstream_timeout's largest value, one server: far past the 10 s a
+         * fixed stub deadline gave */
+        ck_assert_uint_gt(upstream_max_duration_usec(&(UpstreamConfig) { .n_servers = 1,
+                                                                          .timeout_usec = 60 * USEC_PER_SEC }),
+                          STUB_DEFAULT_FORWARD_TIMEOUT_USEC);
+
+        /* DoT servers that complete TCP (the kernel's backlog) and never
+         * answer the TLS handshake; plain servers that never read. */
+        for (int i = 0; i < N_DOT; i++) {
+                uint16_t port;
+
+                dot_fd[i] = closed_port(&port);
+                ck_assert_int_eq(listen(dot_fd[i], 8), 0);
+                loopback(&s[i].addr, port);
+                strcpy(s[i].tls_name, "dns.test");
+        }
+        for (int i = 0; i < N_PLAIN; i++) {
+                socklen_t l = sizeof plain[i];
+
+                plain_fd[i] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+                ck_assert_int_ge(plain_fd[i], 0);
+                loopback(&plain[i], 0);
+                ck_assert_int_eq(bind(plain_fd[i], (struct sockaddr *) &plain[i], sizeof(struct sockaddr_in)), 0);
+                ck_assert_int_eq(getsockname(plain_fd[i], (struct sockaddr *) &plain[i], &l), 0);
+        }
+        ck_assert_int_ge(sd_event_new(&e), 0);
+        ck_assert_int_eq(upstream_new(e, &c, &u), 0);
+        t0 = mono_usec();
+        ck_assert_int_eq(upstream_resolve(u, q, len, on_result, &r), 0);
+        while (r.calls == 0)
+                ck_assert_int_ge(sd_event_run(e, UINT64_MAX), 0);
+        took = mono_usec() - t0;
+        ck_assert_uint_eq(r.rcode, DNS_RCODE_SERVFAIL);
+        ck_assert_msg(strstr(r.text, "plaintext"), "%s", r.text);
+        /* The DoT servers for at least T (hedged, they overlap), then each
+         * plain server for T: loose below, the bound above. */
+        ck_assert_msg(took >= (1 + N_PLAIN) * t - t / 2, "took %" PRIu64 " us", took);
+        ck_assert_msg(took <= upstream_max_duration_usec(&c), "took %" PRIu64 " us, bound %" PRIu64, took,
+                      upstream_max_duration_usec(&c));
+
+        u = upstream_free(u);
+        sd_event_unref(e);
+        for (int i = 0; i < N_DOT; i++)
+                close(dot_fd[i]);
+        for (int i = 0; i < N_PLAIN; i++)
+                close(plain_fd[i]);
+}
+END_TEST
+
 /* ---- resolv.conf ---- */
 
 static const char *addr_text(const struct sockaddr_storage *a, char *buf, size_t len) {
@@ -529,6 +616,7 @@ static Suite *upstream_suite(void) {
         tcase_add_test(tc, test_refused_and_backoff);
         tcase_add_test(tc, test_bad_queries_refused);
         tcase_add_test(tc, test_free_answers_pending);
+        tcase_add_test(tc, test_max_duration);
         tcase_set_timeout(tc, 30);
         suite_add_tcase(s, tc);
 

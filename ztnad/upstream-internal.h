@@ -27,24 +27,7 @@
 
 #include "upstream.h"
 
-#define USEC_PER_MSEC UINT64_C(1000)
-#define USEC_PER_SEC UINT64_C(1000000)
-
-/* Hedging (RFC 6298 2 for the estimate): the next server is asked too when
- * one has not answered within max(SRTT + 4 RTTVAR, HEDGE_MIN_USEC); before
- * the first measurement HEDGE_INITIAL_USEC (RFC 6298's initial RTO). */
-#define HEDGE_MIN_USEC (100 * USEC_PER_MSEC)
-#define HEDGE_INITIAL_USEC (1 * USEC_PER_SEC)
-#define BACKOFF_FIRST_USEC (1 * USEC_PER_SEC)
-#define BACKOFF_MAX_USEC (60 * USEC_PER_SEC)
-/* While every server is in back-off, a user's query may bring a probe
- * forward, but not more often than this per server. */
-#define NUDGE_MIN_USEC (2 * USEC_PER_SEC)
-/* A server whose connection dropped queries in flight is passed over by new
- * queries for this long unless it answers. */
-#define SUSPECT_LOST_USEC (1 * USEC_PER_SEC)
-#define FALLBACK_LOG_INTERVAL_USEC (5 * USEC_PER_SEC)
-#define TIMER_ACCURACY_USEC (1 * USEC_PER_MSEC)
+/* The timers (hedging, back-off, ...) are in timeouts.h, through upstream.h. */
 /* TCP frame: two bytes of length, then the message (RFC 1035 4.2.2). */
 #define TCP_LENGTH_SIZE 2u
 #define FRAME_MAX (TCP_LENGTH_SIZE + 65535u)

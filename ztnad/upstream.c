@@ -1027,6 +1027,20 @@ fail:
         return r;
 }
 
+/* Each DoT server gets one attempt of at most T, started no later than the
+ * previous one's end (a hedge starts it earlier), and a query a connection
+ * dropped one attempt more; then each plaintext server up to T over UDP
+ * and T over TCP after a truncated answer. Servers in back-off are skipped
+ * at once, which only shortens this. */
+uint64_t upstream_max_duration_usec(const UpstreamConfig *c) {
+        uint64_t t = c->timeout_usec ? c->timeout_usec : UPSTREAM_TIMEOUT_USEC_DEFAULT;
+        uint64_t n = (c->n_servers ? c->n_servers : ELEMENTSOF(default_dot)) + 1;
+
+        if (c->allow_plaintext_fallback)
+                n += 2 * (c->n_fallback ? c->n_fallback : ELEMENTSOF(default_dot));
+        return n * t;
+}
+
 Upstream *upstream_free(Upstream *u) {
         if (!u)
                 return NULL;

@@ -42,14 +42,13 @@
 #include <systemd/sd-event.h>
 
 #include "macro.h"
+#include "timeouts.h" /* UPSTREAM_TIMEOUT_USEC_DEFAULT and how T relates to the rest */
 
 #define UPSTREAM_SERVERS_MAX 16
 #define UPSTREAM_FALLBACK_MAX 16
 #define UPSTREAM_PINS_MAX 16
 #define UPSTREAM_TLS_NAME_MAX 256
 #define UPSTREAM_INFLIGHT_MAX 100
-#define UPSTREAM_TIMEOUT_USEC_DEFAULT (UINT64_C(3) * 1000000)
-#define UPSTREAM_IDLE_TIMEOUT_USEC_DEFAULT (UINT64_C(30) * 1000000)
 #define UPSTREAM_ERROR_MAX 256
 
 typedef struct UpstreamServer {
@@ -117,6 +116,11 @@ int upstream_new(sd_event *e, const UpstreamConfig *c, Upstream **ret);
 /* NULL-safe, returns NULL. Queries still outstanding are answered with a
  * SERVFAIL first (EDE "Other", "shutting down"). */
 Upstream *upstream_free(Upstream *u);
+
+/* The longest an upstream made from `c` takes to finish a query, answer or
+ * SERVFAIL (timeouts.h says why): whoever waits for it, the stub, should
+ * wait at least this long. */
+uint64_t upstream_max_duration_usec(const UpstreamConfig *c);
 
 /* Forwards one query (a DNS message, QR clear, exactly one question).
  * Returns 0 when `done` will be called, -EBADMSG for a message that is not
