@@ -8,7 +8,7 @@ CFLAGS ?= -O2 -g
 WERROR ?=
 WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wpointer-arith $(WERROR)
-ZCFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARNINGS) -Ishm
+ZCFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARNINGS) -Ishm -Iztnad
 DAEMON_LIBS := $(shell $(PKG_CONFIG) --libs jansson libsystemd 2>/dev/null || echo -ljansson -lsystemd)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 ZTNA_LIBS := $(shell $(PKG_CONFIG) --libs jansson 2>/dev/null || echo -ljansson)
@@ -23,13 +23,19 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 
 SHM_SRC := shm/siphash.c shm/reader.c shm/writer.c shm/persist.c
 NSS_SRC := nss_ztna/nss-ztna.c
-ZTNAD_SRC := ztnad/ztnad.c ztnad/daemon.c ztnad/dns.c ztnad/peers.c ztnad/config.c ztnad/control.c \
-	ztnad/sync.c ztnad/controlplane.c ztnad/stub.c ztnad/stub-tailnet.c ztnad/cache.c ztnad/blocklist.c \
-	ztnad/upstream.c ztnad/upstream-tls.c ztnad/upstream-plain.c ztnad/resolvconf.c ztnad/dns-wire.c ztnad/fallback.c \
-	ztnad/dns-state.c ztnad/dns-manager.c ztnad/public-suffix.c
-ZTNA_SRC := ztnad/ztna.c ztnad/config.c ztnad/controlplane.c ztnad/public-suffix.c ztnad/peers.c ztnad/doctor.c \
-	ztnad/doctor-nsswitch.c ztnad/doctor-dns.c
-HEADERS := $(wildcard shm/*.h nss_ztna/*.h ztnad/*.h)
+# One folder per part of ztnad (the map: README.md, "The source tree").
+ZTNAD_SRC := ztnad/daemon/ztnad.c ztnad/daemon/daemon.c ztnad/daemon/fallback.c \
+	ztnad/conf/config.c ztnad/conf/public-suffix.c \
+	ztnad/sources/peers.c ztnad/sources/sync.c ztnad/sources/controlplane.c \
+	ztnad/control/control.c \
+	ztnad/dns/dns.c ztnad/dns/stub.c ztnad/dns/stub-tailnet.c ztnad/dns/cache.c ztnad/dns/blocklist.c \
+	ztnad/upstream/upstream.c ztnad/upstream/upstream-tls.c ztnad/upstream/upstream-plain.c \
+	ztnad/upstream/resolvconf.c \
+	ztnad/hostdns/dns-state.c ztnad/hostdns/dns-manager.c \
+	ztnad/common/dns-wire.c
+ZTNA_SRC := ztnad/cli/ztna.c ztnad/cli/doctor.c ztnad/cli/doctor-nsswitch.c ztnad/cli/doctor-dns.c \
+	ztnad/conf/config.c ztnad/conf/public-suffix.c ztnad/sources/controlplane.c ztnad/sources/peers.c
+HEADERS := $(wildcard shm/*.h nss_ztna/*.h ztnad/*/*.h)
 
 all: $(B)/libnss_ztna.so.2 $(B)/ztnad $(B)/ztna
 
@@ -50,14 +56,14 @@ $(B)/libnss_ztna.so.2: $(NSS_SRC:%.c=$(B)/obj/%.o) $(B)/libshm.a nss_ztna/nss-zt
 		-Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -Wl,--as-needed \
 		-o $@ $(NSS_SRC:%.c=$(B)/obj/%.o) $(B)/libshm.a
 
-$(B)/obj/ztnad/example.c: examples/tailnet.json tests/embed.sh
+$(B)/obj/ztnad/conf/example.c: examples/tailnet.json tests/embed.sh
 	@mkdir -p $(dir $@)
 	sh tests/embed.sh ztna_example_tailnet $< > $@
 
-$(B)/obj/ztnad/example.o: $(B)/obj/ztnad/example.c
+$(B)/obj/ztnad/conf/example.o: $(B)/obj/ztnad/conf/example.c
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) $(CFLAGS) -c -o $@ $<
 
-ZTNAD_OBJ := $(ZTNAD_SRC:%.c=$(B)/obj/%.o) $(B)/obj/ztnad/example.o
+ZTNAD_OBJ := $(ZTNAD_SRC:%.c=$(B)/obj/%.o) $(B)/obj/ztnad/conf/example.o
 $(B)/ztnad: $(ZTNAD_OBJ) $(B)/libshm.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -pie -o $@ $^ $(DAEMON_LIBS) $(CURL_LIBS) $(SSL_LIBS) $(URCU_LIBS) $(PSL_LIBS) -lpthread
 
@@ -78,15 +84,15 @@ $(T)/test-shm: $(T)/shm/test-shm.o $(T)/libshm.a
 $(T)/test-nss: $(T)/nss_ztna/test-nss.o $(T)/nss_ztna/nss-ztna.o $(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) -lpthread
 
-$(T)/test-peers: $(T)/ztnad/test-peers.o $(T)/ztnad/peers.o $(T)/ztnad/public-suffix.o $(T)/libshm.a
+$(T)/test-peers: $(T)/ztnad/sources/test-peers.o $(T)/ztnad/sources/peers.o $(T)/ztnad/conf/public-suffix.o $(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) $(PSL_LIBS)
 
 # Drives the control plane client against tests/cp-server.py.
-$(T)/test-sync: $(T)/ztnad/test-sync.o $(T)/ztnad/sync.o $(T)/ztnad/controlplane.o $(T)/ztnad/peers.o \
-		$(T)/ztnad/public-suffix.o $(T)/libshm.a
+$(T)/test-sync: $(T)/ztnad/sources/test-sync.o $(T)/ztnad/sources/sync.o $(T)/ztnad/sources/controlplane.o $(T)/ztnad/sources/peers.o \
+		$(T)/ztnad/conf/public-suffix.o $(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(CURL_LIBS) $(PSL_LIBS)
-$(T)/test-controlplane: $(T)/ztnad/test-controlplane.o $(T)/ztnad/controlplane.o $(T)/ztnad/peers.o \
-		$(T)/ztnad/public-suffix.o $(T)/libshm.a
+$(T)/test-controlplane: $(T)/ztnad/sources/test-controlplane.o $(T)/ztnad/sources/controlplane.o $(T)/ztnad/sources/peers.o \
+		$(T)/ztnad/conf/public-suffix.o $(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) $(CURL_LIBS) $(PSL_LIBS)
 
 TEST_BINS := $(T)/test-shm $(T)/test-nss $(T)/test-peers $(T)/test-sync $(T)/test-controlplane
@@ -101,60 +107,60 @@ $(B)/publish: tests/publish.c $(B)/libshm.a
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
 # The control socket over real sockets (clients run as nobody: needs root).
-$(T)/test-control: $(T)/ztnad/test-control.o $(T)/ztnad/control.o $(T)/ztnad/peers.o $(T)/ztnad/public-suffix.o \
+$(T)/test-control: $(T)/ztnad/control/test-control.o $(T)/ztnad/control/control.o $(T)/ztnad/sources/peers.o $(T)/ztnad/conf/public-suffix.o \
 		$(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) $(PSL_LIBS) -lpthread
 TEST_BINS += $(T)/test-control
 # A stand-in daemon serving the control socket, for tests/test-control.sh.
-$(T)/control-harness: $(T)/tests/control-harness.o $(T)/ztnad/control.o $(T)/ztnad/peers.o \
-		$(T)/ztnad/public-suffix.o $(T)/libshm.a
+$(T)/control-harness: $(T)/tests/control-harness.o $(T)/ztnad/control/control.o $(T)/ztnad/sources/peers.o \
+		$(T)/ztnad/conf/public-suffix.o $(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(PSL_LIBS)
 TEST_BINS += $(T)/control-harness
 
-$(T)/test-config: $(T)/ztnad/test-config.o $(T)/ztnad/config.o $(T)/ztnad/public-suffix.o
+$(T)/test-config: $(T)/ztnad/conf/test-config.o $(T)/ztnad/conf/config.o $(T)/ztnad/conf/public-suffix.o
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(PSL_LIBS)
 TEST_BINS += $(T)/test-config
 # The DNS state file ztnad hands its root helper, and the reverse zones.
-$(T)/test-dns-state: $(T)/ztnad/test-dns-state.o $(T)/ztnad/dns-state.o
+$(T)/test-dns-state: $(T)/ztnad/hostdns/test-dns-state.o $(T)/ztnad/hostdns/dns-state.o
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
 TEST_BINS += $(T)/test-dns-state
 
 # The DNS-over-TLS upstream: unit tests, and the harness that
 # tests/test-upstream.sh drives against unbound.
 SSL_LIBS := $(shell $(PKG_CONFIG) --libs libssl libcrypto 2>/dev/null || echo -lssl -lcrypto)
-UPSTREAM_SRC := ztnad/upstream.c ztnad/upstream-tls.c ztnad/upstream-plain.c ztnad/resolvconf.c ztnad/dns-wire.c
-$(T)/test-upstream: $(T)/ztnad/test-upstream.o $(UPSTREAM_SRC:%.c=$(T)/%.o)
+UPSTREAM_SRC := ztnad/upstream/upstream.c ztnad/upstream/upstream-tls.c ztnad/upstream/upstream-plain.c ztnad/upstream/resolvconf.c ztnad/common/dns-wire.c
+$(T)/test-upstream: $(T)/ztnad/upstream/test-upstream.o $(UPSTREAM_SRC:%.c=$(T)/%.o)
 	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(SSL_LIBS)
-$(T)/test-upstream-unit: $(T)/ztnad/test-upstream-unit.o $(UPSTREAM_SRC:%.c=$(T)/%.o)
+$(T)/test-upstream-unit: $(T)/ztnad/upstream/test-upstream-unit.o $(UPSTREAM_SRC:%.c=$(T)/%.o)
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) $(SSL_LIBS)
 TEST_BINS += $(T)/test-upstream $(T)/test-upstream-unit
 
 # The DNS wire cursor and builder, over the packets in tests/data/dns.
-$(T)/test-dns-wire: $(T)/ztnad/test-dns-wire.o $(T)/ztnad/dns-wire.o
+$(T)/test-dns-wire: $(T)/ztnad/common/test-dns-wire.o $(T)/ztnad/common/dns-wire.o
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
 TEST_BINS += $(T)/test-dns-wire
-$(T)/test-blocklist: $(T)/ztnad/test-blocklist.o $(T)/ztnad/blocklist.o $(T)/ztnad/dns-wire.o $(T)/libshm.a
+$(T)/test-blocklist: $(T)/ztnad/dns/test-blocklist.o $(T)/ztnad/dns/blocklist.o $(T)/ztnad/common/dns-wire.o $(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
 TEST_BINS += $(T)/test-blocklist
 # The stub's shared answer cache (liburcu's lock-free hash table).
 URCU_LIBS := $(shell $(PKG_CONFIG) --libs liburcu-memb liburcu-cds 2>/dev/null || echo -lurcu-memb -lurcu-common -lurcu-cds)
-$(T)/test-cache: $(T)/ztnad/test-cache.o $(T)/ztnad/cache.o $(T)/ztnad/dns-wire.o $(T)/libshm.a
+$(T)/test-cache: $(T)/ztnad/dns/test-cache.o $(T)/ztnad/dns/cache.o $(T)/ztnad/common/dns-wire.o $(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(URCU_LIBS) -lpthread
 TEST_BINS += $(T)/test-cache
 # The stub listener with a stand-in forwarder, for tests/test-stub.sh.
-$(T)/stub-harness: $(T)/tests/stub-harness.o $(T)/ztnad/stub.o $(T)/ztnad/stub-tailnet.o $(T)/ztnad/cache.o $(T)/ztnad/blocklist.o $(T)/ztnad/dns-wire.o $(T)/libshm.a
+$(T)/stub-harness: $(T)/tests/stub-harness.o $(T)/ztnad/dns/stub.o $(T)/ztnad/dns/stub-tailnet.o $(T)/ztnad/dns/cache.o $(T)/ztnad/dns/blocklist.o $(T)/ztnad/common/dns-wire.o $(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(URCU_LIBS) -lpthread
 TEST_BINS += $(T)/stub-harness
 # The stub's tailnet answers; the listener itself is tests/test-stub.sh.
-$(T)/test-stub: $(T)/ztnad/test-stub.o $(T)/ztnad/stub-tailnet.o $(T)/ztnad/dns-wire.o $(T)/libshm.a
+$(T)/test-stub: $(T)/ztnad/dns/test-stub.o $(T)/ztnad/dns/stub-tailnet.o $(T)/ztnad/common/dns-wire.o $(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
 TEST_BINS += $(T)/test-stub
 # ztnad and ztna themselves under the sanitizers, for the integration tests
 # that take $B (B=build/test/bin bash tests/test-reload.sh): a use after
 # free or a leak on a reload path shows in ztnad's log and exit status.
-$(T)/ztnad/example.o: $(B)/obj/ztnad/example.c
+$(T)/ztnad/conf/example.o: $(B)/obj/ztnad/conf/example.c
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O1 -g $(SAN) -c -o $@ $<
-$(T)/bin/ztnad: $(ZTNAD_SRC:%.c=$(T)/%.o) $(T)/ztnad/example.o $(T)/libshm.a
+$(T)/bin/ztnad: $(ZTNAD_SRC:%.c=$(T)/%.o) $(T)/ztnad/conf/example.o $(T)/libshm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(CURL_LIBS) $(SSL_LIBS) $(URCU_LIBS) $(PSL_LIBS) -lpthread
 $(T)/bin/ztna: $(ZTNA_SRC:%.c=$(T)/%.o) $(T)/libshm.a
@@ -167,43 +173,43 @@ check test: all $(TEST_BINS) $(B)/gai-client $(B)/publish
 
 # ---- fuzzing (libFuzzer; FUZZ_SECONDS per target) ----
 FUZZ_SECONDS ?= 30
-FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ishm
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ishm -Iztnad
 $(B)/fuzz/fuzz-store: tests/fuzz-store.c $(SHM_SRC) $(NSS_SRC)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^
-$(B)/fuzz/fuzz-peers: tests/fuzz-peers.c ztnad/peers.c ztnad/public-suffix.c $(SHM_SRC)
+$(B)/fuzz/fuzz-peers: tests/fuzz-peers.c ztnad/sources/peers.c ztnad/conf/public-suffix.c $(SHM_SRC)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(DAEMON_LIBS) $(PSL_LIBS)
 
 FUZZ_BINS := $(B)/fuzz/fuzz-store $(B)/fuzz/fuzz-peers
-$(B)/fuzz/fuzz-control: tests/fuzz-control.c ztnad/control.c
+$(B)/fuzz/fuzz-control: tests/fuzz-control.c ztnad/control/control.c
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(DAEMON_LIBS)
 FUZZ_BINS += $(B)/fuzz/fuzz-control
-$(B)/fuzz/fuzz-config: tests/fuzz-config.c ztnad/config.c ztnad/public-suffix.c
+$(B)/fuzz/fuzz-config: tests/fuzz-config.c ztnad/conf/config.c ztnad/conf/public-suffix.c
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(PSL_LIBS)
 FUZZ_BINS += $(B)/fuzz/fuzz-config
-$(B)/fuzz/fuzz-nsswitch: tests/fuzz-nsswitch.c ztnad/doctor-nsswitch.c ztnad/doctor.h
+$(B)/fuzz/fuzz-nsswitch: tests/fuzz-nsswitch.c ztnad/cli/doctor-nsswitch.c ztnad/cli/doctor.h
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags jansson 2>/dev/null) -o $@ tests/fuzz-nsswitch.c ztnad/doctor-nsswitch.c
+	$(CLANG) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags jansson 2>/dev/null) -o $@ tests/fuzz-nsswitch.c ztnad/cli/doctor-nsswitch.c
 FUZZ_BINS += $(B)/fuzz/fuzz-nsswitch
-$(B)/fuzz/fuzz-doctor-dns: tests/fuzz-doctor-dns.c ztnad/doctor-dns.c ztnad/doctor.h
+$(B)/fuzz/fuzz-doctor-dns: tests/fuzz-doctor-dns.c ztnad/cli/doctor-dns.c ztnad/cli/doctor.h
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_FLAGS) -o $@ tests/fuzz-doctor-dns.c ztnad/doctor-dns.c
+	$(CLANG) $(FUZZ_FLAGS) -o $@ tests/fuzz-doctor-dns.c ztnad/cli/doctor-dns.c
 FUZZ_BINS += $(B)/fuzz/fuzz-doctor-dns
 # Seeded with the hex packets of tests/data/dns, turned into binary files.
-$(B)/fuzz/fuzz-dns: tests/fuzz-dns.c ztnad/dns-wire.c ztnad/dns-wire.h $(wildcard tests/data/dns/*.hex)
+$(B)/fuzz/fuzz-dns: tests/fuzz-dns.c ztnad/common/dns-wire.c ztnad/common/dns-wire.h $(wildcard tests/data/dns/*.hex)
 	@mkdir -p $(dir $@) $(B)/fuzz/corpus/fuzz-dns
 	for f in tests/data/dns/*.hex; do \
 		env printf "$$(sed 's/#.*//' $$f | tr -d ' \t\n' | sed 's/../\\x&/g')" \
 			>$(B)/fuzz/corpus/fuzz-dns/seed-$$(basename $$f .hex) || exit 1; \
 	done
-	$(CLANG) $(FUZZ_FLAGS) -Iztnad -o $@ tests/fuzz-dns.c ztnad/dns-wire.c
+	$(CLANG) $(FUZZ_FLAGS) -Iztnad -o $@ tests/fuzz-dns.c ztnad/common/dns-wire.c
 FUZZ_BINS += $(B)/fuzz/fuzz-dns
-$(B)/fuzz/fuzz-dns-state: tests/fuzz-dns-state.c ztnad/dns-state.c ztnad/dns-state.h
+$(B)/fuzz/fuzz-dns-state: tests/fuzz-dns-state.c ztnad/hostdns/dns-state.c ztnad/hostdns/dns-state.h
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_FLAGS) -o $@ tests/fuzz-dns-state.c ztnad/dns-state.c
+	$(CLANG) $(FUZZ_FLAGS) -o $@ tests/fuzz-dns-state.c ztnad/hostdns/dns-state.c
 FUZZ_BINS += $(B)/fuzz/fuzz-dns-state
 fuzz: $(FUZZ_BINS)
 	sh tests/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
@@ -226,7 +232,7 @@ $(B)/bench/bench-push: tests/bench-push.c tests/bench-peers.h
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $<
 
 # The peers reader beside jansson's json_loadb (the tree it replaced).
-$(B)/bench/bench-parse: tests/bench-parse.c ztnad/peers.c ztnad/public-suffix.c $(B)/libshm.a $(HEADERS)
+$(B)/bench/bench-parse: tests/bench-parse.c ztnad/sources/peers.c ztnad/conf/public-suffix.c $(B)/libshm.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $(filter %.c %.a,$^) $(ZTNA_LIBS) $(PSL_LIBS)
 

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../ztnad/peers.h"
+#include "../ztnad/sources/peers.h"
 
 #define REPS_MAX 1000
 

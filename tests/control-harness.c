@@ -21,8 +21,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "../ztnad/control.h"
-#include "../ztnad/peers.h"
+#include "../ztnad/control/control.h"
+#include "../ztnad/sources/peers.h"
 
 typedef struct Harness {
         ShmWriter *writer;

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ztnad/dns-state.h"
+#include "../ztnad/hostdns/dns-state.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libFuzzer target over ztnad/dns-wire.c: the bytes are a DNS message from
+ * libFuzzer target over ztnad/common/dns-wire.c: the bytes are a DNS message from
  * a hostile client or server. Parsing must never crash or read out of
  * bounds, and whatever ztnad builds from an accepted message (an error
  * response, an answer fitted to a query, a truncated answer, a name's text
@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "dns-wire.h"
+#include "common/dns-wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

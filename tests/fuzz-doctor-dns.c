@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer target: arbitrary bytes as the stub's reply that `ztna doctor`
- * reads (ztnad/doctor-dns.c). The first bytes choose the expected record
+ * reads (ztnad/cli/doctor-dns.c). The first bytes choose the expected record
  * (A or AAAA, its data) and the query ID; the rest is the reply. Nothing may
  * be read outside it; a reply judged to hold the record must be a NOERROR
  * response to that ID that contains the record's data, and the first
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ztnad/doctor.h"
+#include "../ztnad/cli/doctor.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -21,7 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../ztnad/peers.h"
+#include "../ztnad/sources/peers.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

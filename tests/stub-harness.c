@@ -37,8 +37,8 @@
 #include <systemd/sd-event.h>
 #include <unistd.h>
 
-#include "../ztnad/dns-wire.h"
-#include "../ztnad/stub.h"
+#include "../ztnad/common/dns-wire.h"
+#include "../ztnad/dns/stub.h"
 
 typedef struct Job {
         struct Job *next;

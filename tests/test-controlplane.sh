@@ -1,5 +1,5 @@
 #!/bin/sh
-# The control plane client (ztnad/controlplane.c, ztnad/sync.c) against a
+# The control plane client (ztnad/sources/controlplane.c, ztnad/sources/sync.c) against a
 # real HTTPS server: tests/cp-server.py on 127.0.0.1 with a certificate from
 # a throwaway CA made here with the openssl command. test-sync (built with
 # the sanitizers) polls it on an sd-event loop and prints what it publishes

@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 #
-# The DNS-over-TLS upstream (ztnad/upstream*.c) against real servers:
+# The DNS-over-TLS upstream (ztnad/upstream/) against real servers:
 # Debian's unbound serving DoT on loopback with certificates from a
 # throwaway CA (tests/unbound-dot.sh), a relay that counts connections and
 # a black hole that accepts and never answers (tests/tcp-proxy.py). The

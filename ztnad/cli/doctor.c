@@ -1,0 +1,2297 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `ztna doctor [NAME]`: checks each layer a lookup travels, in its order,
+ * prints one line per layer (ok / warn / FAIL and what was measured), and
+ * ends with the first failing layer, why, and the command that fixes it
+ * (docs/doctor.md, ztna(1)).
+ *
+ * Every check is bounded (no check waits longer than its own timeout) and
+ * runs unprivileged where it can; what needs root and was not checked is
+ * said, never counted as healthy or as failed.
+ *
+ * The layers run in lookup order but are judged together: the store a
+ * stopped ztnad left behind still answers, so with ztnad down the store is
+ * not what failed, and a store never published because ztnad cannot start
+ * takes the daemon's fix.
+ */
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <dlfcn.h>
+#include <netdb.h>
+#include <signal.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf/config.h"
+#include "cli/doctor.h"
+#include "macro.h"
+#include "sources/peers.h"
+#include "shm-format.h"
+#include "shm.h"
+
+#define USEC_PER_SEC UINT64_C(1000000)
+#define USEC_PER_MSEC UINT64_C(1000)
+#define NSSWITCH_PATH "/etc/nsswitch.conf"
+#define MDNS_ALLOW_PATH "/etc/mdns.allow"
+#define NSS_MODULE "libnss_ztna.so.2"
+/* ztnad beats every 5 s (ztnad/daemon/ztnad.c); three missed beats is stale. */
+#define HEARTBEAT_STALE_SEC 15u
+#define FINDINGS_MAX 12u
+#define TEXT_MAX 512u
+#define ERR_MAX 512u
+#define SNAPSHOT_TRIES 5
+#define STUB_TIMEOUT_MS 1000 /* per query: the whole run stays bounded */
+/* The agreement layer's lookups: each at most this, and none past the
+ * run's budget (the other layers' bounds add up to 4.5 s at most). */
+#define AGREE_TIMEOUT_USEC (750 * 1000ULL)
+#define DOCTOR_BUDGET_USEC (4600 * 1000ULL)
+#define AGREE_ADDRS_MAX 8
+
+typedef enum Level {
+        LEVEL_OK,
+        LEVEL_SKIP, /* could not be checked (needs root, nothing to check) */
+        LEVEL_WARN,
+        LEVEL_FAIL,
+} Level;
+
+static const char *const level_text[] = {
+        [LEVEL_OK] = "ok",
+        [LEVEL_SKIP] = "skip",
+        [LEVEL_WARN] = "warn",
+        [LEVEL_FAIL] = "FAIL",
+};
+
+static const char *const level_json[] = {
+        [LEVEL_OK] = "ok",
+        [LEVEL_SKIP] = "skip",
+        [LEVEL_WARN] = "warn",
+        [LEVEL_FAIL] = "fail",
+};
+
+typedef enum LayerId {
+        LAYER_NSSWITCH,
+        LAYER_STORE,
+        LAYER_DAEMON,
+        LAYER_SYSDNS,
+        LAYER_STUB,
+        LAYER_UPSTREAM,
+        LAYER_CACHES,
+        LAYER_AGREEMENT,
+        _LAYER_MAX,
+} LayerId;
+
+static const char *const layer_names[_LAYER_MAX] = {
+        [LAYER_NSSWITCH] = "nsswitch",
+        [LAYER_STORE] = "store",
+        [LAYER_DAEMON] = "daemon",
+        [LAYER_SYSDNS] = "system-dns",
+        [LAYER_STUB] = "stub",
+        [LAYER_UPSTREAM] = "upstream",
+        [LAYER_CACHES] = "caches",
+        [LAYER_AGREEMENT] = "agreement",
+};
+
+typedef struct Finding {
+        Level level;
+        char id[48];            /* stable, documented in ztna(1) */
+        char measured[TEXT_MAX]; /* what was seen */
+        char why[TEXT_MAX];      /* what it means ("" for ok) */
+        char fix[TEXT_MAX];      /* the command that fixes it ("" for ok) */
+} Finding;
+
+typedef struct Layer {
+        Finding findings[FINDINGS_MAX];
+        size_t n;
+} Layer;
+
+typedef struct Doctor {
+        const DoctorOptions *o;
+        uint64_t start_usec;
+
+        ZtnadConfig *cfg;
+        int config_r;
+        ConfigError cerr;
+        const char *config_path; /* as shown */
+
+        json_t *status; /* ztnad's status reply, NULL when unreachable */
+        char daemon_err[ERR_MAX];
+
+        char store_path[1024];
+        bool store_ok;   /* a snapshot could be read */
+        char domain[SHM_DOMAIN_MAX + 1];
+        char name[SHM_LABEL_MAX + 2 + SHM_DOMAIN_MAX]; /* followed: NAME or a peer */
+        char name_answer[INET6_ADDRSTRLEN];              /* its first address in the store */
+
+        /* What the system-dns layer read, for the agreement layer. */
+        char resolv_path[PATH_MAX];
+        char resolv_ns0[INET6_ADDRSTRLEN + 8]; /* resolv.conf's first nameserver, "" */
+        bool resolv_to_stub;  /* resolv.conf is meant to reach the stub */
+        char manager_mode[32]; /* the DNS manager's mode when it applied, "" */
+
+        Layer layers[_LAYER_MAX];
+} Doctor;
+
+static uint64_t now_usec(clockid_t clock) {
+        struct timespec ts;
+
+        clock_gettime(clock, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static Finding *add(Doctor *d, LayerId l, Level level, const char *id, const char *fmt, ...)
+        __attribute__((format(printf, 5, 6)));
+static Finding *add(Doctor *d, LayerId l, Level level, const char *id, const char *fmt, ...) {
+        static Finding spare;
+        Layer *layer = &d->layers[l];
+        Finding *f;
+        va_list ap;
+
+        if (layer->n >= FINDINGS_MAX) {
+                spare = (Finding) {};
+                return &spare;
+        }
+        f = &layer->findings[layer->n++];
+        *f = (Finding) { .level = level };
+        snprintf(f->id, sizeof f->id, "%s", id);
+        va_start(ap, fmt);
+        vsnprintf(f->measured, sizeof f->measured, fmt, ap);
+        va_end(ap);
+        return f;
+}
+
+static void set_why(Finding *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_why(Finding *f, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(f->why, sizeof f->why, fmt, ap);
+        va_end(ap);
+}
+
+static void set_fix(Finding *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_fix(Finding *f, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(f->fix, sizeof f->fix, fmt, ap);
+        va_end(ap);
+}
+
+static Level layer_level(const Layer *l) {
+        Level worst = LEVEL_OK;
+
+        for (size_t i = 0; i < l->n; i++)
+                if (l->findings[i].level > worst)
+                        worst = l->findings[i].level;
+        return worst;
+}
+
+/* The finding a layer's line shows: its worst, the first of those. */
+static const Finding *layer_headline(const Layer *l) {
+        Level worst = layer_level(l);
+
+        for (size_t i = 0; i < l->n; i++)
+                if (l->findings[i].level == worst)
+                        return &l->findings[i];
+        return NULL;
+}
+
+static const Finding *layer_failure(const Doctor *d, LayerId id) {
+        const Layer *l = &d->layers[id];
+
+        for (size_t i = 0; i < l->n; i++)
+                if (l->findings[i].level == LEVEL_FAIL)
+                        return &l->findings[i];
+        return NULL;
+}
+
+/* "systemctl VERB ztnad": the unit is what runs ztnad on an installed
+ * system (tests stand a shell function in for systemctl). */
+static void restart_command(const Doctor *d, const char *verb, char *buf, size_t size) {
+        (void) d;
+        snprintf(buf, size, "systemctl %s ztnad", verb);
+}
+
+static bool daemon_reachable(const Doctor *d) {
+        return d->status != NULL;
+}
+
+/* ---- nsswitch.conf and the module ---- */
+
+static int read_small_file(const char *path, char **ret, size_t *ret_len) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        struct stat st;
+
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EINVAL;
+        buf = malloc(NSS_FILE_MAX);
+        if (!buf)
+                return -ENOMEM;
+        while (len < NSS_FILE_MAX) {
+                ssize_t n = read(fd, buf + len, NSS_FILE_MAX - len);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+        }
+        *ret = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
+
+static void check_module(Doctor *d) {
+        void *h;
+        const char *e;
+        Finding *f;
+
+        /* The lookup glibc makes: dlopen() of this name, by the library
+         * search path, then its entry point. */
+        dlerror();
+        h = dlopen(NSS_MODULE, RTLD_LAZY | RTLD_LOCAL);
+        if (h && dlsym(h, "_nss_ztna_gethostbyname4_r")) {
+                Dl_info info = {};
+                void *sym = dlsym(h, "_nss_ztna_gethostbyname4_r");
+
+                if (dladdr(sym, &info) && info.dli_fname)
+                        add(d, LAYER_NSSWITCH, LEVEL_OK, "module-loads", "%s loads (%s)", NSS_MODULE,
+                            info.dli_fname);
+                else
+                        add(d, LAYER_NSSWITCH, LEVEL_OK, "module-loads", "%s loads", NSS_MODULE);
+                return; /* never dlclose()d: the module is nodelete anyway */
+        }
+        e = dlerror();
+        if (h) {
+                f = add(d, LAYER_NSSWITCH, LEVEL_FAIL, "module-broken", "%s loads but has no _nss_ztna_gethostbyname4_r",
+                        NSS_MODULE);
+                set_why(f, "the file is not ztna's NSS module, or a damaged one: glibc skips ztna and tailnet names go to the next module");
+                set_fix(f, "apt install --reinstall libnss-ztna");
+                return;
+        }
+        if (e && strstr(e, "cannot open shared object file")) {
+                f = add(d, LAYER_NSSWITCH, LEVEL_FAIL, "module-missing", "%s is not installed: %s", NSS_MODULE, e);
+                set_why(f, "glibc finds no ztna module for this architecture and skips ztna: tailnet names go to the next module");
+                set_fix(f, "apt install libnss-ztna");
+                return;
+        }
+        f = add(d, LAYER_NSSWITCH, LEVEL_FAIL, "module-unloadable", "%s does not load: %s", NSS_MODULE,
+                e ? e : "unknown error");
+        set_why(f, "a module glibc cannot load (another architecture, a damaged file) is skipped: tailnet names go to the next module");
+        set_fix(f, "apt install --reinstall libnss-ztna");
+}
+
+static void check_nsswitch(Doctor *d) {
+        _cleanup_free_ char *data = NULL;
+        char err[NSS_ERROR_MAX], detail[128], fixed[1024], line[1024];
+        size_t len = 0;
+        NssHosts h;
+        NssVerdict v;
+        Finding *f;
+        bool mdns_allowed = false;
+        int r;
+
+        r = read_small_file(NSSWITCH_PATH, &data, &len);
+        if (r == -ENOENT) {
+                /* glibc then uses its built-in line. */
+                nss_hosts_default(&h);
+        } else if (r < 0) {
+                f = add(d, LAYER_NSSWITCH, LEVEL_FAIL, "nsswitch-unreadable", "cannot read %s: %s", NSSWITCH_PATH,
+                        strerror(-r));
+                set_why(f, "glibc cannot read it either and uses its default, without ztna");
+                set_fix(f, "chmod 0644 %s", NSSWITCH_PATH);
+                check_module(d);
+                return;
+        } else if (nss_parse_hosts(data, len, &h, err, sizeof err) < 0) {
+                f = add(d, LAYER_NSSWITCH, LEVEL_FAIL, "nsswitch-syntax", "%s: %s", NSSWITCH_PATH, err);
+                set_why(f, "glibc ignores a malformed hosts line and uses its default, without ztna");
+                /* The fix: the line the packages write. */
+                set_fix(f, "sed -i 's/^hosts:.*/hosts: files ztna [!UNAVAIL=return] dns/' %s", NSSWITCH_PATH);
+                check_module(d);
+                return;
+        } else if (!h.found) {
+                nss_hosts_default(&h);
+        }
+
+        nss_hosts_format(&h, line, sizeof line);
+        {
+                _cleanup_free_ char *allow = NULL;
+                size_t allow_len = 0;
+
+                if (d->domain[0] && read_small_file(MDNS_ALLOW_PATH, &allow, &allow_len) >= 0)
+                        mdns_allowed = nss_mdns_allow_matches(allow, allow_len, d->domain);
+        }
+        v = nss_judge(&h, d->domain[0] ? d->domain : NULL, mdns_allowed, detail, sizeof detail, fixed,
+                      sizeof fixed);
+        if (v == NSS_VERDICT_OK) {
+                if (h.found)
+                        add(d, LAYER_NSSWITCH, LEVEL_OK, "nsswitch-ok", "hosts: %s (%s line %u)", line, NSSWITCH_PATH,
+                            h.line);
+                else
+                        add(d, LAYER_NSSWITCH, LEVEL_OK, "nsswitch-ok", "hosts: %s (glibc's default)", line);
+        } else {
+                static const char *const ids[] = {
+                        [NSS_VERDICT_MISSING] = "nsswitch-missing",
+                        [NSS_VERDICT_AFTER_DNS] = "nsswitch-after-dns",
+                        [NSS_VERDICT_AFTER_MDNS] = "nsswitch-after-mdns",
+                        [NSS_VERDICT_NO_RETURN] = "nsswitch-no-return",
+                };
+                char where[64];
+
+                if (h.found)
+                        snprintf(where, sizeof where, "%s line %u", NSSWITCH_PATH, h.line);
+                else
+                        snprintf(where, sizeof where, "glibc's default: %s has none", NSSWITCH_PATH);
+                f = add(d, LAYER_NSSWITCH, LEVEL_FAIL, ids[v], "hosts: %s (%s)", line, where);
+                switch (v) {
+                case NSS_VERDICT_MISSING:
+                        set_why(f, "ztna is not in the hosts line: glibc never asks the module and tailnet names go to DNS");
+                        break;
+                case NSS_VERDICT_AFTER_DNS:
+                        set_why(f, "'%s' comes before ztna: tailnet names go to DNS first and leak, or get a public answer",
+                                detail);
+                        break;
+                case NSS_VERDICT_AFTER_MDNS:
+                        set_why(f, "'%s' comes before ztna and takes names under %s (%s): mDNS answers or ends the lookup first",
+                                detail, d->domain,
+                                nss_domain_is_local(d->domain) ? "it is under .local" : MDNS_ALLOW_PATH " lists it");
+                        break;
+                case NSS_VERDICT_NO_RETURN:
+                        set_why(f, "ztna lacks [!UNAVAIL=return]: on %s the lookup goes on to the next module, so unknown or down tailnet names leak to DNS",
+                                detail);
+                        break;
+                default:
+                        break;
+                }
+                set_fix(f, "sed -i 's/^hosts:.*/hosts: %s/' %s", fixed, NSSWITCH_PATH);
+                if (!h.found)
+                        set_fix(f, "echo 'hosts: %s' >>%s", fixed, NSSWITCH_PATH);
+        }
+        if (h.duplicate_line)
+                add(d, LAYER_NSSWITCH, LEVEL_WARN, "nsswitch-duplicate",
+                    "a second hosts: line (line %u) is ignored by glibc", h.duplicate_line);
+        check_module(d);
+}
+
+/* ---- the store ---- */
+
+static void reader_freep(ShmReader **r) {
+        shm_reader_free(*r);
+}
+
+typedef struct StoreView {
+        uint64_t generation, published_usec, heartbeat_usec;
+        uint32_t n_records;
+        bool down;
+        char domain[SHM_DOMAIN_MAX + 1];
+        size_t n_ranges;
+        ShmWireRange ranges[SHM_RANGES_MAX];
+        /* NAME (or the first peer) as the store answers it */
+        ShmClass name_class;
+        char name[SHM_LABEL_MAX + 2 + SHM_DOMAIN_MAX];
+        char name_answer[INET6_ADDRSTRLEN];
+} StoreView;
+
+/* NAME's class in the snapshot, and its first address; without NAME, the
+ * first peer with an address. Only reads the snapshot. */
+static void view_name(const ShmSnapshot *s, const char *name, StoreView *v) {
+        ShmRecordView r;
+
+        v->name_class = SHM_NOT_OURS;
+        if (name) {
+                snprintf(v->name, sizeof v->name, "%s", name);
+                v->name_class = shm_snapshot_lookup_name(s, name, &r);
+        } else
+                for (uint32_t i = 0; i < s->n_records && i < 64; i++)
+                        if (shm_snapshot_record(s, i, &r) && r.n_v4 + r.n_v6 > 0) {
+                                snprintf(v->name, sizeof v->name, "%.*s.%.*s", (int) r.name_len, r.name,
+                                         (int) s->domain_len, s->domain);
+                                v->name_class = SHM_FOUND;
+                                break;
+                        }
+        if (v->name_class != SHM_FOUND)
+                return;
+        if (r.n_v4)
+                inet_ntop(AF_INET, r.v4, v->name_answer, sizeof v->name_answer);
+        else if (r.n_v6)
+                inet_ntop(AF_INET6, r.v6, v->name_answer, sizeof v->name_answer);
+}
+
+static int store_view(const char *path, const char *name, StoreView *ret) {
+        _cleanup_(reader_freep) ShmReader *r = NULL;
+        int k = shm_reader_new(path, &r);
+
+        if (k < 0)
+                return k;
+        for (int tries = 0; tries < SNAPSHOT_TRIES; tries++) {
+                ShmSnapshot s;
+                StoreView v = {};
+
+                k = shm_snapshot_begin(r, &s);
+                if (k == -EAGAIN)
+                        continue;
+                if (k < 0)
+                        return k;
+                v.generation = s.generation;
+                v.published_usec = s.published_usec;
+                v.heartbeat_usec = s.heartbeat_usec;
+                v.n_records = s.n_records;
+                v.down = shm_snapshot_down(&s);
+                memcpy(v.domain, s.domain, s.domain_len);
+                v.domain[s.domain_len] = '\0';
+                v.n_ranges = s.n_ranges;
+                memcpy(v.ranges, s.ranges, s.n_ranges * sizeof(ShmWireRange));
+                view_name(&s, name, &v);
+                if (!shm_snapshot_end(&s))
+                        continue;
+                *ret = v;
+                return 0;
+        }
+        return -EAGAIN;
+}
+
+static void format_ranges(const ShmWireRange *r, size_t n, char *buf, size_t size) {
+        buf[0] = '\0';
+        for (size_t i = 0; i < n; i++) {
+                char text[INET6_ADDRSTRLEN], one[INET6_ADDRSTRLEN + 8];
+                size_t have = strlen(buf);
+
+                if ((r[i].family != 4 && r[i].family != 6) ||
+                    !inet_ntop(r[i].family == 4 ? AF_INET : AF_INET6, r[i].addr, text, sizeof text))
+                        continue;
+                snprintf(one, sizeof one, "%s%s/%u", i ? " " : "", text, r[i].prefixlen);
+                snprintf(buf + have, size - have, "%s", one);
+        }
+}
+
+static void ranges_from_map(const ShmMap *m, char *buf, size_t size) {
+        ShmWireRange r[SHM_RANGES_MAX] = {};
+        size_t n = m->n_ranges < SHM_RANGES_MAX ? m->n_ranges : SHM_RANGES_MAX;
+
+        for (size_t i = 0; i < n; i++) {
+                r[i].family = m->ranges[i].family == AF_INET ? 4 : 6;
+                r[i].prefixlen = (uint8_t) m->ranges[i].prefixlen;
+                memcpy(r[i].addr, &m->ranges[i].addr, m->ranges[i].family == AF_INET ? 4 : 16);
+        }
+        format_ranges(r, n, buf, size);
+}
+
+static const char *daemon_published_from(const Doctor *d) {
+        return d->status ? json_string_value(json_object_get(d->status, "published_from")) : NULL;
+}
+
+/* The store against the peers file ztnad is told to publish, when that is
+ * the only source: another domain or other ranges mean the store is not
+ * this configuration's. */
+static void check_store_matches_config(Doctor *d, const StoreView *v) {
+        _cleanup_peer_map_ PeerMap *map = NULL;
+        char want[256], have[256];
+        PeersError perr;
+        ShmMap m;
+        Finding *f;
+        const char *from = daemon_published_from(d);
+        bool from_file = from && strcmp(from, "peers file") == 0;
+
+        if (!d->cfg || !d->cfg->peers_file || d->cfg->control_url)
+                return;
+        if (d->status && !from_file)
+                return; /* a push published it: the file is not the source */
+        if (peers_load_file(d->cfg->peers_file, &map, &perr) < 0)
+                return; /* the daemon layer reports a rejected file */
+        peer_map_to_shm(map, &m);
+        if (strcasecmp(m.domain, v->domain) != 0) {
+                f = add(d, LAYER_STORE, d->status ? LEVEL_FAIL : LEVEL_WARN, "store-domain",
+                        "the store's domain is %s, %s says %s", v->domain, d->cfg->peers_file, m.domain);
+                set_why(f, "the store was not published from this configuration: names under %s do not resolve",
+                        m.domain);
+                restart_command(d, "restart", f->fix, sizeof f->fix);
+                return;
+        }
+        ranges_from_map(&m, want, sizeof want);
+        format_ranges(v->ranges, v->n_ranges, have, sizeof have);
+        if (strcmp(want, have) != 0) {
+                f = add(d, LAYER_STORE, d->status ? LEVEL_FAIL : LEVEL_WARN, "store-ranges",
+                        "the store's ranges are %s, %s says %s", have, d->cfg->peers_file, want);
+                set_why(f, "the store was not published from this configuration: reverse lookups of tailnet addresses go to DNS");
+                restart_command(d, "restart", f->fix, sizeof f->fix);
+        }
+}
+
+static void check_store(Doctor *d) {
+        char dir[1024], restart[64];
+        ShmInspect in;
+        StoreView v;
+        Finding *f;
+        const char *daemon_store = d->status ? json_string_value(json_object_get(d->status, "store")) : NULL;
+        const char *slash;
+        uint64_t now = now_usec(CLOCK_REALTIME);
+        int r;
+
+        restart_command(d, "restart", restart, sizeof restart);
+        snprintf(dir, sizeof dir, "%s", d->store_path);
+        slash = strrchr(dir, '/');
+        if (slash && slash != dir)
+                dir[slash - dir] = '\0';
+
+        /* The module reads one path; ztnad may publish to another. */
+        if (daemon_store && strcmp(daemon_store, d->store_path) != 0) {
+                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-elsewhere", "lookups read %s, ztnad publishes to %s",
+                        d->store_path, daemon_store);
+                set_why(f, "the NSS module reads only %s (or $%s for tests): ztnad's map never reaches it",
+                        SHM_DEFAULT_PATH, SHM_ENV_PATH);
+                set_fix(f, "sed -i 's|^store *=.*|store = %s|' %s && systemctl restart ztnad", d->store_path,
+                        d->config_path);
+        }
+
+        r = shm_store_inspect(d->store_path, &in);
+        if (r == -ENOENT) {
+                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-missing", "no store at %s", d->store_path);
+                set_why(f, "ztnad has not published since boot: the module answers UNAVAIL and tailnet names go to the next module");
+                restart_command(d, daemon_reachable(d) ? "restart" : "start", f->fix, sizeof f->fix);
+                return;
+        }
+        if (r == -EPERM) {
+                bool dir_rule = in.rule <= SHM_TRUST_DIR_WRITABLE;
+
+                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-untrusted", "%s is untrusted: %s (%s uid %u, mode %04o)",
+                        d->store_path, shm_trust_rule_to_string(in.rule), dir_rule ? dir : "file",
+                        (unsigned) (dir_rule ? in.dir_uid : in.file_uid),
+                        (unsigned) ((dir_rule ? in.dir_mode : in.file_mode) & 07777));
+                set_why(f, "the module refuses a store anyone else could have written: it answers UNAVAIL and tailnet names go to the next module");
+                if (in.rule == SHM_TRUST_DIR_WRITABLE || in.rule == SHM_TRUST_DIR_OWNER)
+                        set_fix(f, "chown root:root %s && chmod 0755 %s", dir, dir);
+                else
+                        set_fix(f, "rm -f %s && %s", d->store_path, restart);
+                return;
+        }
+        if (r == -EPROTONOSUPPORT) {
+                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-version", "%s has format version %u, this ztna reads %u",
+                        d->store_path, in.version, SHM_VERSION);
+                set_why(f, "ztnad and libnss-ztna are from different releases: the module ignores the store");
+                set_fix(f, "%s", restart);
+                return;
+        }
+        if (r < 0) {
+                f = add(d, LAYER_STORE, LEVEL_FAIL, r == -EBADMSG ? "store-corrupt" : "store-unreadable",
+                        "%s: %s", d->store_path, r == -EBADMSG ? "not a valid store" : strerror(-r));
+                set_why(f, "the module cannot use it and answers UNAVAIL: tailnet names go to the next module");
+                set_fix(f, "%s", restart);
+                return;
+        }
+        if (in.retired) {
+                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-retired", "%s is marked retired but is still at the path",
+                        d->store_path);
+                set_why(f, "a writer replaced it and was stopped before renaming the new one in: lookups re-open it on every call");
+                set_fix(f, "%s", restart);
+                return;
+        }
+        r = store_view(d->store_path, d->o->name, &v);
+        if (r < 0) {
+                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-unreadable", "%s: %s", d->store_path, strerror(-r));
+                set_why(f, "the module cannot read a consistent copy and answers UNAVAIL");
+                set_fix(f, "%s", restart);
+                return;
+        }
+        d->store_ok = true;
+        snprintf(d->domain, sizeof d->domain, "%s", v.domain);
+
+        if (v.down) {
+                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-down", "%s is marked down (generation %" PRIu64 ")",
+                        d->store_path, v.generation);
+                set_why(f, "'ztna down' was run: tailnet names fail with TRY_AGAIN until 'ztna up'");
+                set_fix(f, "ztna up");
+                return;
+        }
+        {
+                uint64_t age = now > v.heartbeat_usec ? (now - v.heartbeat_usec) / USEC_PER_SEC : 0;
+                uint64_t ahead = v.heartbeat_usec > now ? (v.heartbeat_usec - now) / USEC_PER_SEC : 0;
+
+                if (age > HEARTBEAT_STALE_SEC && daemon_reachable(d)) {
+                        f = add(d, LAYER_STORE, LEVEL_FAIL, "store-stale",
+                                "%s: heartbeat %" PRIu64 " s old while ztnad runs", d->store_path, age);
+                        set_why(f, "the running ztnad is not the store's writer (or is stuck): changes to the tailnet never reach lookups");
+                        set_fix(f, "%s", restart);
+                        return;
+                }
+                if (ahead > HEARTBEAT_STALE_SEC) {
+                        f = add(d, LAYER_STORE, LEVEL_WARN, "store-clock",
+                                "%s: heartbeat %" PRIu64 " s in the future", d->store_path, ahead);
+                        set_why(f, "the clock went back since ztnad wrote it: ages cannot be judged");
+                        set_fix(f, "timedatectl set-ntp true");
+                }
+                check_store_matches_config(d, &v);
+                if (v.name_class == SHM_UNKNOWN) {
+                        f = add(d, LAYER_STORE, LEVEL_WARN, "store-name-unknown",
+                                "%s: no such peer in the tailnet %s", v.name, v.domain);
+                        set_why(f, "lookups of it fail with NOTFOUND (never DNS): the name is wrong, or the map lacks the peer");
+                        set_fix(f, "ztna dns list");
+                } else if (v.name_class == SHM_BLOCKED) {
+                        f = add(d, LAYER_STORE, LEVEL_WARN, "store-name-blocked", "%s is on the threat blocklist",
+                                v.name);
+                        set_why(f, "lookups of it fail with NOTFOUND by design");
+                        set_fix(f, "remove it from the [dns] blocklist files of %s", d->config_path);
+                }
+                snprintf(d->name, sizeof d->name, "%s", v.name);
+                snprintf(d->name_answer, sizeof d->name_answer, "%s", v.name_answer);
+                f = add(d, LAYER_STORE, LEVEL_OK, "store-ok",
+                        "%s: up, generation %" PRIu64 ", %" PRIu32 " records, domain %s, heartbeat %" PRIu64
+                        " s ago%s; %s -> %s",
+                        d->store_path, v.generation, v.n_records, v.domain, age,
+                        age > HEARTBEAT_STALE_SEC ? " (its writer is gone; lookups answer from it)" : "",
+                        v.name[0] ? v.name : "(no peer)",
+                        v.name_class == SHM_FOUND ? v.name_answer
+                        : v.name_class == SHM_NOT_OURS ? "not a tailnet name" : "no answer");
+        }
+}
+
+/* ---- the daemon ---- */
+
+static void check_config_file(Doctor *d) {
+        Finding *f;
+
+        if (d->config_r >= 0)
+                return;
+        f = add(d, LAYER_DAEMON, LEVEL_FAIL, "daemon-config", "%s", d->cerr.message);
+        set_why(f, "ztnad refuses to start with this configuration (exit 78) and a running one ignores it on reload");
+        if (d->cerr.line)
+                set_fix(f, "edit %s line %u%s%s%s, then: ztnad --check-config%s%s && systemctl restart ztnad",
+                        d->cerr.file, d->cerr.line, d->cerr.key[0] ? " (key '" : "", d->cerr.key,
+                        d->cerr.key[0] ? "')" : "", d->o->config ? " -c " : "", d->o->config ? d->o->config : "");
+        else
+                set_fix(f, "edit %s, then: ztnad --check-config%s%s && systemctl restart ztnad", d->cerr.file,
+                        d->o->config ? " -c " : "", d->o->config ? d->o->config : "");
+}
+
+static uint64_t parse_time_age(const char *iso, uint64_t now) {
+        struct tm tm = {};
+        const char *end;
+        time_t t;
+
+        if (!iso)
+                return UINT64_MAX;
+        end = strptime(iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        if (!end || *end)
+                return UINT64_MAX;
+        t = timegm(&tm);
+        return (uint64_t) t * USEC_PER_SEC < now ? (now - (uint64_t) t * USEC_PER_SEC) / USEC_PER_SEC : 0;
+}
+
+static void check_sources(Doctor *d) {
+        json_t *sources = json_object_get(d->status, "sources"), *s;
+        uint64_t now = now_usec(CLOCK_REALTIME);
+        size_t i;
+
+        json_array_foreach(sources, i, s) {
+                const char *name = json_string_value(json_object_get(s, "name"));
+                const char *detail = json_string_value(json_object_get(s, "detail"));
+                const char *error = json_string_value(json_object_get(s, "last_error"));
+                const char *sync = json_string_value(json_object_get(s, "sync_error"));
+                const char *last = json_string_value(json_object_get(s, "last_success"));
+                Finding *f;
+
+                if (!name)
+                        continue;
+                if (strcmp(name, "control plane") == 0 && (sync || error)) {
+                        const char *msg = sync ? sync : error;
+                        bool token = strstr(msg, "token") != NULL;
+
+                        f = add(d, LAYER_DAEMON, LEVEL_WARN, token ? "daemon-token-refused" : "daemon-sync-failing",
+                                "control plane %s: %s", detail ? detail : "", msg);
+                        set_why(f, "no new map arrives: lookups answer from the last good one (synced %s)",
+                                last ? last : "never");
+                        if (token)
+                                set_fix(f, "write the organisation's current token to %s (mode 0600); ztnad uses it at its next poll",
+                                        d->cfg && d->cfg->token_file ? d->cfg->token_file : "the token file");
+                        else
+                                set_fix(f, "check that %s is reachable: curl -sS -o /dev/null %s",
+                                        detail ? detail : "the control plane", detail ? detail : "");
+                        continue;
+                }
+                if (error) {
+                        f = add(d, LAYER_DAEMON, LEVEL_WARN,
+                                strcmp(name, "peers file") == 0 ? "daemon-peers-rejected" : "daemon-source-error",
+                                "%s%s%s: %s", name, detail ? " " : "", detail ? detail : "", error);
+                        set_why(f, "that update was not published: lookups answer from the last good map");
+                        if (strcmp(name, "peers file") == 0 && detail)
+                                set_fix(f, "correct %s where the error says; ztnad publishes it when it is saved",
+                                        detail);
+                        else
+                                set_fix(f, "send a valid peers document again: ztna peers push FILE");
+                        continue;
+                }
+                if (strcmp(name, "control plane") == 0 && d->cfg) {
+                        uint64_t age = parse_time_age(last, now);
+                        uint64_t limit = 3 * d->cfg->sync_interval_usec / USEC_PER_SEC;
+
+                        if (limit < 90)
+                                limit = 90;
+                        if (age != UINT64_MAX && age > limit) {
+                                f = add(d, LAYER_DAEMON, LEVEL_WARN, "daemon-sync-stale",
+                                        "control plane: last good sync %" PRIu64 " s ago", age);
+                                set_why(f, "the map may be out of date");
+                                set_fix(f, "ztna status");
+                        }
+                }
+        }
+}
+
+static void check_daemon(Doctor *d) {
+        const char *state;
+        Finding *f;
+
+        check_config_file(d);
+        if (!daemon_reachable(d)) {
+                if (d->config_r < 0)
+                        return; /* the configuration says why it does not run */
+                f = add(d, LAYER_DAEMON, LEVEL_FAIL, "daemon-stopped", "ztnad is not reachable at %s: %s",
+                        d->o->socket, d->daemon_err);
+                set_why(f, "ztnad is not running: the store is not kept up to date and the DNS stub does not answer");
+                restart_command(d, "start", f->fix, sizeof f->fix);
+                return;
+        }
+        state = json_string_value(json_object_get(d->status, "state"));
+        if (state && strcmp(state, "no map") == 0) {
+                f = add(d, LAYER_DAEMON, LEVEL_FAIL, "daemon-no-map", "ztnad runs but has published no map yet");
+                set_why(f, "no source gave it a valid map: see its sources in 'ztna status'");
+                set_fix(f, "ztna status");
+        }
+        check_sources(d);
+        add(d, LAYER_DAEMON, LEVEL_OK, "daemon-ok", "ztnad %s (pid %" JSON_INTEGER_FORMAT "), state %s, generation %" JSON_INTEGER_FORMAT ", from %s",
+            json_string_value(json_object_get(d->status, "version")) ?: "?",
+            json_integer_value(json_object_get(d->status, "pid")), state ? state : "?",
+            json_integer_value(json_object_get(d->status, "generation")),
+            daemon_published_from(d) ?: "nothing yet");
+}
+
+/* ---- the system's DNS path ---- */
+
+#define RESOLV_NAMESERVERS_MAX 3 /* glibc's MAXNS: later lines are ignored */
+#define RESOLVED_STUB_ADDRESS "127.0.0.53"
+
+/* The file the DNS manager writes; the same override as its own. */
+static const char *doctor_resolv_conf_path(void) {
+        const char *e = secure_getenv("ZTNA_DNS_MANAGER_RESOLV_CONF");
+        return e && e[0] == '/' ? e : "/etc/resolv.conf";
+}
+
+/* The nameserver lines glibc uses, in order; returns how many. */
+static size_t resolv_nameservers(const char *data, size_t len, char ns[][INET6_ADDRSTRLEN + 8]) {
+        size_t i = 0, n = 0;
+
+        while (i < len && n < RESOLV_NAMESERVERS_MAX) {
+                char line[256], key[16], addr[INET6_ADDRSTRLEN + 8];
+                size_t j = 0;
+
+                while (i < len && data[i] != '\n') {
+                        if (j + 1 < sizeof line)
+                                line[j++] = data[i];
+                        i++;
+                }
+                i++;
+                line[j] = '\0';
+                if (sscanf(line, "%15s %53s", key, addr) == 2 && strcmp(key, "nameserver") == 0) {
+                        char *pct = strchr(addr, '%');
+                        if (pct)
+                                *pct = '\0';
+                        snprintf(ns[n++], INET6_ADDRSTRLEN + 8, "%s", addr);
+                }
+        }
+        return n;
+}
+
+/* "127.0.0.1:53" or "[::1]:53" -> its host when the port is 53, else "". */
+static void server_host_port53(const char *server, char *host, size_t size) {
+        const char *colon = strrchr(server, ':');
+
+        host[0] = '\0';
+        if (!colon || strcmp(colon + 1, "53") != 0)
+                return;
+        if (server[0] == '[' && colon > server + 1 && colon[-1] == ']')
+                snprintf(host, size, "%.*s", (int) (colon - server - 2), server + 1);
+        else
+                snprintf(host, size, "%.*s", (int) (colon - server), server);
+}
+
+/* ---- who holds a port: /proc/net for the socket, /proc/PID/fd for it ---- */
+
+#define HOLDER_SOCKETS_MAX 8
+
+typedef struct PortHolder {
+        bool found;     /* a socket is bound there */
+        bool known;     /* and its process could be seen */
+        pid_t pid;
+        unsigned uid;   /* the socket's owner, from /proc/net */
+        char proto[8];  /* "udp", "tcp6", ... */
+        char comm[64];
+        char unit[128]; /* the systemd service it runs in, "" for none */
+} PortHolder;
+
+/* The hex address of /proc/net/{udp,tcp}{,6} into bytes: the kernel
+ * prints each 32-bit word of the network-order address as a host-order
+ * number, so reading the words back the same way restores the bytes. */
+static bool proc_net_addr(const char *hex, size_t alen, uint8_t *out) {
+        if (strlen(hex) != alen * 2)
+                return false;
+        for (size_t w = 0; w < alen / 4; w++) {
+                char word[9];
+                uint32_t v;
+                char *end;
+
+                memcpy(word, hex + w * 8, 8);
+                word[8] = '\0';
+                v = (uint32_t) strtoul(word, &end, 16);
+                if (*end)
+                        return false;
+                memcpy(out + w * 4, &v, 4);
+        }
+        return true;
+}
+
+/* Whether a socket bound to `bound` (alen bytes) receives what is sent to
+ * `want` of `family`: the same address, the wildcard, or for an IPv6
+ * socket the IPv4-mapped form of an IPv4 address. */
+static bool bound_covers(const uint8_t *bound, size_t alen, int family, const uint8_t *want) {
+        static const uint8_t zero[16], mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+        if (memcmp(bound, zero, alen) == 0)
+                return alen == 16 || family == AF_INET;
+        if (family == AF_INET)
+                return alen == 4 ? memcmp(bound, want, 4) == 0
+                                 : memcmp(bound, mapped, 12) == 0 && memcmp(bound + 12, want, 4) == 0;
+        return alen == 16 && memcmp(bound, want, 16) == 0;
+}
+
+/* Sockets bound to host:port (UDP unconnected, TCP listening): their
+ * inodes, protocols and owners. */
+static size_t port_sockets(const char *host, unsigned port, unsigned long *inodes, char protos[][8], unsigned *uids) {
+        static const struct {
+                const char *path, *proto;
+                size_t alen;
+                unsigned state; /* TCP_CLOSE for UDP, TCP_LISTEN for TCP */
+        } tables[] = {
+                { "/proc/net/udp", "udp", 4, 0x07 },
+                { "/proc/net/udp6", "udp6", 16, 0x07 },
+                { "/proc/net/tcp", "tcp", 4, 0x0A },
+                { "/proc/net/tcp6", "tcp6", 16, 0x0A },
+        };
+        uint8_t want[16];
+        int family = inet_pton(AF_INET, host, want) == 1 ? AF_INET
+                     : inet_pton(AF_INET6, host, want) == 1 ? AF_INET6 : AF_UNSPEC;
+        size_t n = 0;
+
+        if (family == AF_UNSPEC)
+                return 0;
+        for (size_t t = 0; t < ELEMENTSOF(tables) && n < HOLDER_SOCKETS_MAX; t++) {
+                FILE *f = fopen(tables[t].path, "re");
+                char line[512];
+
+                if (!f)
+                        continue;
+                while (fgets(line, sizeof line, f) && n < HOLDER_SOCKETS_MAX) {
+                        char hex[40];
+                        unsigned lport, st, uid;
+                        unsigned long inode;
+                        uint8_t bound[16];
+
+                        if (sscanf(line, " %*u: %39[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x %*x:%*x %*x:%*x %*x %u %*u %lu",
+                                   hex, &lport, &st, &uid, &inode) != 5)
+                                continue; /* the header */
+                        if (lport != port || st != tables[t].state || inode == 0 ||
+                            !proc_net_addr(hex, tables[t].alen, bound) ||
+                            !bound_covers(bound, tables[t].alen, family, want))
+                                continue;
+                        inodes[n] = inode;
+                        snprintf(protos[n], 8, "%s", tables[t].proto);
+                        uids[n] = uid;
+                        n++;
+                }
+                fclose(f);
+        }
+        return n;
+}
+
+/* The systemd service a process runs in ("" when none): the last
+ * "*.service" of its cgroup path. */
+static void process_unit(pid_t pid, char *unit, size_t size) {
+        char path[64], line[512];
+        FILE *f;
+
+        unit[0] = '\0';
+        snprintf(path, sizeof path, "/proc/%d/cgroup", (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return;
+        while (fgets(line, sizeof line, f)) {
+                char *p = strstr(line, "::/");
+                if (!p)
+                        continue; /* only the unified hierarchy's line */
+                line[strcspn(line, "\n")] = '\0';
+                for (char *c = strtok(p + 3, "/"); c; c = strtok(NULL, "/")) {
+                        size_t l = strlen(c);
+                        if (l > 8 && strcmp(c + l - 8, ".service") == 0)
+                                snprintf(unit, size, "%s", c);
+                }
+        }
+        fclose(f);
+}
+
+/* Who holds host:port over UDP or TCP. Without root, other users'
+ * processes cannot be seen: found without known. */
+static void find_port_holder(const char *host, unsigned port, PortHolder *h) {
+        unsigned long inodes[HOLDER_SOCKETS_MAX];
+        char protos[HOLDER_SOCKETS_MAX][8];
+        unsigned uids[HOLDER_SOCKETS_MAX];
+        size_t n = port_sockets(host, port, inodes, protos, uids);
+        DIR *proc;
+        struct dirent *de;
+
+        *h = (PortHolder) {};
+        if (n == 0)
+                return;
+        h->found = true;
+        snprintf(h->proto, sizeof h->proto, "%s", protos[0]);
+        h->uid = uids[0];
+        proc = opendir("/proc");
+        if (!proc)
+                return;
+        while (!h->known && (de = readdir(proc))) {
+                char fdpath[64];
+                char *end;
+                long pid = strtol(de->d_name, &end, 10);
+                DIR *fds;
+                struct dirent *fe;
+
+                if (*end || pid <= 0)
+                        continue;
+                snprintf(fdpath, sizeof fdpath, "/proc/%ld/fd", pid);
+                fds = opendir(fdpath);
+                if (!fds)
+                        continue; /* another user's, without root */
+                while (!h->known && (fe = readdir(fds))) {
+                        char link[PATH_MAX], target[64];
+                        ssize_t l;
+
+                        if (fe->d_name[0] == '.')
+                                continue;
+                        snprintf(link, sizeof link, "%s/%s", fdpath, fe->d_name);
+                        l = readlink(link, target, sizeof target - 1);
+                        if (l <= 0)
+                                continue;
+                        target[l] = '\0';
+                        for (size_t i = 0; i < n; i++) {
+                                char want[40];
+                                snprintf(want, sizeof want, "socket:[%lu]", inodes[i]);
+                                if (strcmp(target, want) == 0) {
+                                        h->known = true;
+                                        h->pid = (pid_t) pid;
+                                        snprintf(h->proto, sizeof h->proto, "%s", protos[i]);
+                                        h->uid = uids[i];
+                                        break;
+                                }
+                        }
+                }
+                closedir(fds);
+        }
+        closedir(proc);
+        if (h->known) {
+                char path[64], comm[64] = "?";
+                FILE *f;
+
+                snprintf(path, sizeof path, "/proc/%d/comm", (int) h->pid);
+                f = fopen(path, "re");
+                if (f) {
+                        if (fgets(comm, sizeof comm, f))
+                                comm[strcspn(comm, "\n")] = '\0';
+                        fclose(f);
+                }
+                snprintf(h->comm, sizeof h->comm, "%s", comm);
+                process_unit(h->pid, h->unit, sizeof h->unit);
+        }
+}
+
+/* "python3 (pid 812, udp)" or "a program of uid 0 (udp; ...)". */
+static void holder_text(const PortHolder *h, char *buf, size_t size) {
+        if (h->known)
+                snprintf(buf, size, "%s (pid %d%s%s, %s)", h->comm, (int) h->pid, h->unit[0] ? ", " : "", h->unit,
+                         h->proto);
+        else
+                snprintf(buf, size, "a program of uid %u (%s; which one could not tell without root)", h->uid,
+                         h->proto);
+}
+
+/* Whether ztnad's status lists "host:53" (or "[host]:53") in `key`. */
+static bool stub_lists(const Doctor *d, const char *key, const char *host) {
+        const json_t *dns = d->status ? json_object_get(d->status, "dns") : NULL;
+        const json_t *list = dns ? json_object_get(dns, key) : NULL;
+        char a[INET6_ADDRSTRLEN + 8], b[INET6_ADDRSTRLEN + 8];
+        size_t i;
+        json_t *v;
+
+        snprintf(a, sizeof a, "%s:53", host);
+        snprintf(b, sizeof b, "[%s]:53", host);
+        json_array_foreach (list, i, v) {
+                const char *s = json_string_value(v);
+                size_t la = strlen(a), lb = strlen(b);
+                if (s && ((strncmp(s, a, la) == 0 && (s[la] == '\0' || s[la] == ':')) ||
+                          (strncmp(s, b, lb) == 0 && (s[lb] == '\0' || s[lb] == ':'))))
+                        return true;
+        }
+        return false;
+}
+
+/* resolv.conf's first nameserver is where the stub should be (ztnad
+ * wants that address, or the DNS manager pointed resolv.conf there), but
+ * the stub does not hold its port 53: another program does. */
+static void check_port53(Doctor *d, const char *shown, const char *ns0, bool manager_points_there) {
+        PortHolder h;
+        char who[TEXT_MAX / 2];
+        Finding *f;
+
+        if (!ns0 || !daemon_reachable(d) || stub_lists(d, "listening", ns0))
+                return;
+        if (!manager_points_there && !stub_lists(d, "not_listening", ns0))
+                return;
+        find_port_holder(ns0, 53, &h);
+        if (!h.found)
+                return; /* nothing there: the stub layer says why ztnad is not */
+        if (h.known && d->status &&
+            (json_int_t) h.pid == json_integer_value(json_object_get(d->status, "pid")))
+                return;
+        holder_text(&h, who, sizeof who);
+        f = add(d, LAYER_SYSDNS, LEVEL_FAIL, "port-53-held", "%s: port 53 of %s is held by %s, not ztnad's stub",
+                shown, ns0, who);
+        set_why(f, "another program answers (or swallows) the queries the system's resolver sends to %s: programs "
+                   "that ask DNS directly do not reach ztnad, and ztnad cannot bind the address",
+                ns0);
+        /* A restart, not a reload: ztnad binds the freed port as it starts,
+         * before the DNS manager runs (ExecStartPost), which then finds
+         * the stub on port 53 again. */
+        if (h.known && h.unit[0])
+                set_fix(f, "systemctl disable --now %s && systemctl restart ztnad", h.unit);
+        else if (h.known)
+                set_fix(f, "kill %d && systemctl restart ztnad", (int) h.pid);
+        else
+                set_fix(f, "ss -lntup 'sport = :53' (as root: the program on %s:53), stop it, then: systemctl restart "
+                           "ztnad",
+                        ns0);
+}
+
+static void check_system_dns(Doctor *d) {
+        const char *rpath = doctor_resolv_conf_path();
+        _cleanup_free_ char *rdata = NULL, *mdata = NULL;
+        char ns[RESOLV_NAMESERVERS_MAX][INET6_ADDRSTRLEN + 8], shown[TEXT_MAX], target[PATH_MAX] = "", mpath[1100];
+        size_t rlen = 0, mlen = 0, nns = 0, off = 0;
+        json_t *mstatus = NULL;
+        const char *state, *mode, *slash;
+        struct stat st;
+        Finding *f;
+
+        if (lstat(rpath, &st) == 0 && S_ISLNK(st.st_mode)) {
+                ssize_t n = readlink(rpath, target, sizeof target - 1);
+                target[n > 0 ? n : 0] = '\0';
+        }
+        int r = read_small_file(rpath, &rdata, &rlen);
+        if (r < 0) {
+                f = add(d, LAYER_SYSDNS, LEVEL_WARN, "resolv-conf-missing", "%s cannot be read: %s", rpath,
+                        strerror(-r));
+                set_why(f, "programs that ask DNS directly fall back to 127.0.0.1 and reach no tailnet name");
+                set_fix(f, "systemctl reload ztnad");
+                return;
+        }
+        nns = resolv_nameservers(rdata, rlen, ns);
+        snprintf(d->resolv_path, sizeof d->resolv_path, "%s", rpath);
+        if (nns > 0)
+                snprintf(d->resolv_ns0, sizeof d->resolv_ns0, "%s", ns[0]);
+        off = (size_t) snprintf(shown, sizeof shown, "%s%s%s: nameserver", rpath, target[0] ? " -> " : "", target);
+        for (size_t i = 0; i < nns && off < sizeof shown; i++)
+                off += (size_t) snprintf(shown + off, sizeof shown - off, "%s%s", i ? ", " : " ", ns[i]);
+        if (nns == 0 && off < sizeof shown)
+                snprintf(shown + off, sizeof shown - off, " (none)");
+
+        if (d->cfg && !d->cfg->stub) {
+                add(d, LAYER_SYSDNS, LEVEL_OK, "system-dns-stub-off", "%s (the stub is off: nothing to route)", shown);
+                return;
+        }
+        slash = strrchr(d->store_path, '/');
+        if (slash && (size_t) snprintf(mpath, sizeof mpath, "%.*s/dns-manager.json", (int) (slash - d->store_path),
+                                       d->store_path) < sizeof mpath &&
+            read_small_file(mpath, &mdata, &mlen) >= 0)
+                mstatus = json_loadb(mdata, mlen, 0, NULL);
+        state = json_string_value(json_object_get(mstatus, "state"));
+        mode = json_string_value(json_object_get(mstatus, "mode"));
+        if (!json_is_object(mstatus) || !state) {
+                add(d, LAYER_SYSDNS, LEVEL_SKIP, "dns-manager-no-report",
+                    "%s; no report from the DNS manager (ztnad --dns-manager has not run)", shown);
+        } else if (strcmp(state, "error") == 0) {
+                f = add(d, LAYER_SYSDNS, LEVEL_FAIL, "dns-manager-error", "%s; the DNS manager failed: %s", shown,
+                        json_string_value(json_object_get(mstatus, "error")) ?: "?");
+                set_why(f, "the host's resolver was not pointed at the stub: programs that ask DNS directly do not "
+                           "reach tailnet names");
+                set_fix(f, "fix what the DNS manager says, then: systemctl reload ztnad");
+        } else if (strcmp(state, "applied") != 0) {
+                add(d, LAYER_SYSDNS, LEVEL_OK, "dns-manager-off", "%s; the DNS manager sets nothing (state %s)", shown,
+                    state);
+        } else if (mode && strcmp(mode, "resolved") == 0) {
+                bool via_resolved = strstr(target, "/run/systemd/resolve/") ||
+                                    (nns > 0 && strcmp(ns[0], RESOLVED_STUB_ADDRESS) == 0);
+                if (!via_resolved) {
+                        f = add(d, LAYER_SYSDNS, LEVEL_WARN, "resolv-conf-not-resolved",
+                                "%s: not resolved's stub, which the DNS manager configured", shown);
+                        set_why(f, "programs that read resolv.conf bypass resolved and its route of the tailnet "
+                                   "domain to ztnad");
+                        set_fix(f, "ln -sf /run/systemd/resolve/stub-resolv.conf %s", rpath);
+                } else
+                        add(d, LAYER_SYSDNS, LEVEL_SKIP, "resolved-routing-unchecked",
+                            "%s (resolved's stub); whether resolved routes the tailnet domain to the stub is not "
+                            "checked by this version",
+                            shown);
+        } else {
+                /* file or resolvconf: the stub's address on port 53 must be
+                 * resolv.conf's first nameserver. */
+                const json_t *servers = json_object_get(mstatus, "servers");
+                char host[INET6_ADDRSTRLEN + 8];
+                size_t at = SIZE_MAX;
+
+                server_host_port53(json_string_value(json_array_get(servers, 0)) ?: "", host, sizeof host);
+                for (size_t i = 0; host[0] && i < nns && at == SIZE_MAX; i++)
+                        if (strcmp(ns[i], host) == 0)
+                                at = i;
+                if (at == 0)
+                        add(d, LAYER_SYSDNS, LEVEL_OK, "resolv-conf-stub", "%s (the stub, set by the DNS manager, %s)",
+                            shown, mode ?: "?");
+                else if (at != SIZE_MAX) {
+                        f = add(d, LAYER_SYSDNS, LEVEL_WARN, "resolv-conf-stub-not-first",
+                                "%s: the stub %s is not first", shown, host);
+                        set_why(f, "glibc asks the first nameserver first: tailnet names get its NXDOMAIN for programs "
+                                   "that ask DNS directly");
+                        set_fix(f, "systemctl reload ztnad");
+                } else {
+                        f = add(d, LAYER_SYSDNS, LEVEL_FAIL, "dns-settings-overwritten",
+                                "%s: the stub %s, set by the DNS manager (%s), is gone", shown, host[0] ? host : "?",
+                                mode ?: "?");
+                        set_why(f, "another program rewrote %s after the DNS manager: programs that ask DNS directly "
+                                   "no longer reach the stub",
+                                rpath);
+                        set_fix(f, "systemctl reload ztnad");
+                }
+        }
+        if (nns > 0) {
+                /* The address resolv.conf sends queries to, when it is (or
+                 * should be) the stub's: is it ztnad that holds its port? */
+                char mhost[INET6_ADDRSTRLEN + 8] = "";
+                bool applied = state && strcmp(state, "applied") == 0 && !(mode && strcmp(mode, "resolved") == 0);
+
+                if (applied)
+                        server_host_port53(
+                                json_string_value(json_array_get(json_object_get(mstatus, "servers"), 0)) ?: "", mhost,
+                                sizeof mhost);
+                check_port53(d, shown, ns[0], applied && strcmp(mhost, ns[0]) == 0);
+                /* Programs that ask DNS directly are meant to reach the
+                 * stub: the DNS manager set it up, or resolv.conf names
+                 * the stub's port-53 address. */
+                d->resolv_to_stub = (state && strcmp(state, "applied") == 0) || stub_lists(d, "listening", ns[0]);
+                if (state && strcmp(state, "applied") == 0)
+                        snprintf(d->manager_mode, sizeof d->manager_mode, "%s", mode ?: "?");
+        }
+        json_decref(mstatus);
+}
+
+/* ---- upstream: each DoT server as the stub would reach it ---- */
+
+/* Each server gets at most this; all of them together at most
+ * UPSTREAM_BUDGET_USEC, so black-holed servers keep the run under 5 s. */
+#define UPSTREAM_SERVER_USEC (1000 * 1000ULL)
+#define UPSTREAM_BUDGET_USEC (2000 * 1000ULL)
+#define DOCTOR_MIN(a, b) ((a) < (b) ? (a) : (b))
+
+typedef enum UpstreamProbe {
+        PROBE_OK,
+        PROBE_NO_TCP,     /* no connection before the deadline */
+        PROBE_REFUSED,    /* refused or unreachable at once */
+        PROBE_TLS,        /* the handshake failed or timed out */
+        PROBE_NOT_YET,    /* certificate not yet valid: the clock */
+        PROBE_EXPIRED,    /* certificate expired */
+        PROBE_NAME,       /* certificate for another name */
+        PROBE_UNTRUSTED,  /* chain does not verify */
+        PROBE_PIN,        /* verifies, but matches no SPKI pin */
+} UpstreamProbe;
+
+/* Waits for `events` on fd until `deadline` (CLOCK_MONOTONIC usec). */
+static bool wait_fd(int fd, short events, uint64_t deadline) {
+        for (;;) {
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
+                struct pollfd p = { .fd = fd, .events = events };
+                int n;
+
+                if (now >= deadline)
+                        return false;
+                n = poll(&p, 1, (int) ((deadline - now + 999) / 1000));
+                if (n > 0)
+                        return true;
+                if (n < 0 && errno != EINTR)
+                        return false;
+        }
+}
+
+static bool spki_pinned(const ZtnadConfig *cfg, X509 *cert) {
+        X509_PUBKEY *key = X509_get_X509_PUBKEY(cert);
+        unsigned char *der = NULL;
+        uint8_t md[EVP_MAX_MD_SIZE];
+        unsigned mdlen = 0;
+        bool found = false;
+        int n;
+
+        if (!key || (n = i2d_X509_PUBKEY(key, &der)) <= 0)
+                return false;
+        if (EVP_Digest(der, (size_t) n, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == CONFIG_SHA256_SIZE)
+                for (size_t i = 0; i < cfg->spki_pins.n && !found; i++)
+                        found = memcmp(md, cfg->spki_pins.items[i].sha256, CONFIG_SHA256_SIZE) == 0;
+        OPENSSL_free(der);
+        return found;
+}
+
+static UpstreamProbe probe_upstream(const ZtnadConfig *cfg, SSL_CTX *ctx, const ConfigAddress *a, uint64_t deadline,
+                                    double *rtt_ms, char *detail, size_t size) {
+        _cleanup_close_ int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        uint64_t t0 = now_usec(CLOCK_MONOTONIC);
+        UpstreamProbe ret = PROBE_OK;
+        int err = 0;
+        socklen_t el = sizeof err;
+        SSL *ssl;
+        long v;
+
+        detail[0] = '\0';
+        if (fd < 0) {
+                snprintf(detail, size, "socket: %s", strerror(errno));
+                return PROBE_REFUSED;
+        }
+        if (connect(fd, (const struct sockaddr *) &a->sa, a->sa_len) < 0 && errno != EINPROGRESS) {
+                snprintf(detail, size, "%s", strerror(errno));
+                return PROBE_REFUSED;
+        }
+        if (!wait_fd(fd, POLLOUT, deadline)) {
+                snprintf(detail, size, "no TCP connection in %" PRIu64 " ms",
+                         (now_usec(CLOCK_MONOTONIC) - t0) / 1000);
+                return PROBE_NO_TCP;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err) {
+                snprintf(detail, size, "%s", strerror(err ?: errno));
+                return PROBE_REFUSED;
+        }
+        *rtt_ms = (double) (now_usec(CLOCK_MONOTONIC) - t0) / 1000.0;
+
+        ssl = SSL_new(ctx);
+        if (!ssl || SSL_set_fd(ssl, fd) != 1 || SSL_set_tlsext_host_name(ssl, a->tls_name) != 1 ||
+            SSL_set1_host(ssl, a->tls_name) != 1) {
+                SSL_free(ssl);
+                snprintf(detail, size, "cannot set up TLS");
+                return PROBE_TLS;
+        }
+        /* Verified, but the handshake goes on whatever the result, so the
+         * reason (the clock, the name, the chain) can be told apart. */
+        SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+        for (;;) {
+                int r = SSL_connect(ssl), e;
+
+                if (r == 1)
+                        break;
+                e = SSL_get_error(ssl, r);
+                if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) &&
+                    wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline))
+                        continue;
+                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                        snprintf(detail, size, "no TLS handshake before the deadline");
+                else {
+                        unsigned long ec = ERR_get_error();
+                        snprintf(detail, size, "TLS handshake failed: %s",
+                                 ec ? ERR_reason_error_string(ec) ?: "?" : "connection closed");
+                }
+                ERR_clear_error();
+                SSL_free(ssl);
+                return PROBE_TLS;
+        }
+        v = SSL_get_verify_result(ssl);
+        if (v != X509_V_OK)
+                snprintf(detail, size, "%s", X509_verify_cert_error_string(v));
+        switch (v) {
+        case X509_V_OK:
+                break;
+        case X509_V_ERR_CERT_NOT_YET_VALID:
+                ret = PROBE_NOT_YET;
+                break;
+        case X509_V_ERR_CERT_HAS_EXPIRED:
+                ret = PROBE_EXPIRED;
+                break;
+        case X509_V_ERR_HOSTNAME_MISMATCH: {
+                X509 *leaf = SSL_get0_peer_certificate(ssl);
+                char subject[200] = "?";
+                if (leaf)
+                        X509_NAME_oneline(X509_get_subject_name(leaf), subject, sizeof subject);
+                snprintf(detail, size, "the certificate (%s) is not for %s", subject, a->tls_name);
+                ret = PROBE_NAME;
+                break;
+        }
+        default:
+                ret = PROBE_UNTRUSTED;
+        }
+        if (ret == PROBE_OK && cfg->spki_pins.n > 0) {
+                STACK_OF(X509) *chain = SSL_get0_verified_chain(ssl);
+                bool pinned = false;
+                for (int i = 0; chain && i < sk_X509_num(chain) && !pinned; i++)
+                        pinned = spki_pinned(cfg, sk_X509_value(chain, i));
+                if (!pinned) {
+                        snprintf(detail, size, "no certificate of the chain matches one of the %zu SPKI pins",
+                                 cfg->spki_pins.n);
+                        ret = PROBE_PIN;
+                }
+        }
+        (void) SSL_shutdown(ssl);
+        SSL_free(ssl);
+        return ret;
+}
+
+/* ztnad's own view of the server ("up", "failed: ..."), from its status. */
+static void upstream_health(const Doctor *d, const char *addr, char *buf, size_t size) {
+        const json_t *list = d->status ? json_object_get(json_object_get(d->status, "dns"), "upstream") : NULL;
+        size_t i;
+        json_t *s;
+
+        snprintf(buf, size, "ztnad: unknown");
+        json_array_foreach (list, i, s) {
+                const char *a = json_string_value(json_object_get(s, "address"));
+                const char *err = json_string_value(json_object_get(s, "last_error"));
+                if (a && strcmp(a, addr) == 0) {
+                        snprintf(buf, size, "ztnad: %s%s%s",
+                                 json_string_value(json_object_get(s, "state")) ?: "?", err ? ", last error: " : "",
+                                 err ?: "");
+                        return;
+                }
+        }
+}
+
+static void check_upstream(Doctor *d) {
+        uint64_t budget_end = now_usec(CLOCK_MONOTONIC) + UPSTREAM_BUDGET_USEC;
+        const ZtnadConfig *cfg = d->cfg;
+        UpstreamProbe res[16];
+        char details[16][TEXT_MAX];
+        double rtt[16] = { 0 };
+        size_t n, n_ok = 0;
+        SSL_CTX *ctx;
+
+        if (!cfg) {
+                add(d, LAYER_UPSTREAM, LEVEL_SKIP, "upstream-unknown", "the configuration cannot be read");
+                return;
+        }
+        if (!cfg->stub || cfg->upstream.n == 0) {
+                add(d, LAYER_UPSTREAM, LEVEL_OK, "upstream-off", "the stub is off: no upstream is used");
+                return;
+        }
+        ctx = SSL_CTX_new(TLS_client_method());
+        if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+            (cfg->tls_ca_file ? SSL_CTX_load_verify_locations(ctx, cfg->tls_ca_file, NULL)
+                              : SSL_CTX_set_default_verify_paths(ctx)) != 1) {
+                Finding *f = add(d, LAYER_UPSTREAM, LEVEL_FAIL, "upstream-ca",
+                                 "cannot load the CAs (%s)", cfg->tls_ca_file ?: "the system's");
+                set_why(f, "no upstream certificate can be verified");
+                set_fix(f, "check tls_ca_file in %s", d->config_path);
+                SSL_CTX_free(ctx);
+                ERR_clear_error();
+                return;
+        }
+        n = DOCTOR_MIN(cfg->upstream.n, ELEMENTSOF(res));
+        for (size_t i = 0; i < n; i++) {
+                uint64_t now = now_usec(CLOCK_MONOTONIC), deadline = DOCTOR_MIN(now + UPSTREAM_SERVER_USEC, budget_end);
+
+                if (now >= budget_end) {
+                        res[i] = PROBE_NO_TCP;
+                        snprintf(details[i], sizeof details[i], "not tried: the doctor's time for upstreams ran out");
+                        continue;
+                }
+                res[i] = probe_upstream(cfg, ctx, &cfg->upstream.items[i], deadline, &rtt[i], details[i],
+                                        sizeof details[i]);
+                n_ok += res[i] == PROBE_OK;
+        }
+        SSL_CTX_free(ctx);
+
+        for (size_t i = 0; i < n; i++) {
+                const ConfigAddress *a = &cfg->upstream.items[i];
+                char addr[80], health[TEXT_MAX / 2];
+                /* Every server failing breaks every public name; one of
+                 * several is a warning. The clock is a failure either way. */
+                Level bad = n_ok == 0 || res[i] == PROBE_NOT_YET ? LEVEL_FAIL : LEVEL_WARN;
+                Finding *f;
+
+                if (a->sa.ss_family == AF_INET6) {
+                        char h[INET6_ADDRSTRLEN];
+                        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) &a->sa)->sin6_addr, h, sizeof h);
+                        snprintf(addr, sizeof addr, "[%s]:%u", h, a->port);
+                } else {
+                        char h[INET_ADDRSTRLEN];
+                        inet_ntop(AF_INET, &((const struct sockaddr_in *) &a->sa)->sin_addr, h, sizeof h);
+                        snprintf(addr, sizeof addr, "%s:%u", h, a->port);
+                }
+                upstream_health(d, addr, health, sizeof health);
+                switch (res[i]) {
+                case PROBE_OK:
+                        add(d, LAYER_UPSTREAM, LEVEL_OK, "upstream-ok",
+                            "%s#%s: TLS, chain and name verified%s, TCP %.1f ms; %s", addr, a->tls_name,
+                            cfg->spki_pins.n ? ", pinned" : "", rtt[i], health);
+                        break;
+                case PROBE_NO_TCP:
+                case PROBE_REFUSED:
+                        f = add(d, LAYER_UPSTREAM, bad, "upstream-unreachable", "%s#%s: %s; %s", addr, a->tls_name,
+                                details[i], health);
+                        set_why(f, res[i] == PROBE_NO_TCP ? "nothing answers on the port: a firewall drops it or the "
+                                                             "route is gone"
+                                                           : "the connection is refused or unroutable");
+                        set_fix(f, "check the route and firewall to %s (nc -vz %.*s %u), or change upstream in %s",
+                                addr, (int) (strrchr(addr, ':') - addr), addr, a->port, d->config_path);
+                        break;
+                case PROBE_TLS:
+                        f = add(d, LAYER_UPSTREAM, bad, "upstream-tls-failed", "%s#%s: %s; %s", addr, a->tls_name,
+                                details[i], health);
+                        set_why(f, "the port answers, but not with TLS the stub can use (not a DoT server?)");
+                        set_fix(f, "openssl s_client -connect %s -servername %s (see what answers), or change "
+                                   "upstream in %s",
+                                addr, a->tls_name, d->config_path);
+                        break;
+                case PROBE_NOT_YET: {
+                        char nowtext[40];
+                        time_t t = time(NULL);
+                        struct tm tm;
+                        strftime(nowtext, sizeof nowtext, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+                        f = add(d, LAYER_UPSTREAM, LEVEL_FAIL, "upstream-clock",
+                                "%s#%s: certificate not yet valid at this system's time %s; %s", addr, a->tls_name,
+                                nowtext, health);
+                        set_why(f, "the system clock is behind: no certificate verifies until it is set");
+                        set_fix(f, "timedatectl set-ntp true (or set the clock: date -u -s ...); check with date -u");
+                        break;
+                }
+                case PROBE_EXPIRED:
+                        f = add(d, LAYER_UPSTREAM, bad, "upstream-cert-expired", "%s#%s: certificate has expired; %s",
+                                addr, a->tls_name, health);
+                        set_why(f, "the server's certificate expired (or this system's clock is far ahead: check "
+                                   "date -u)");
+                        set_fix(f, "if date -u is right, the server must renew its certificate; until then change "
+                                   "upstream in %s",
+                                d->config_path);
+                        break;
+                case PROBE_NAME:
+                        f = add(d, LAYER_UPSTREAM, bad, "upstream-cert-name", "%s#%s: %s; %s", addr, a->tls_name,
+                                details[i], health);
+                        set_why(f, "the server's certificate is for another name: the stub refuses it");
+                        set_fix(f, "correct the name after '#' in the upstream line of %s to the one the server's "
+                                   "certificate carries, then: systemctl reload ztnad",
+                                d->config_path);
+                        break;
+                case PROBE_UNTRUSTED:
+                        f = add(d, LAYER_UPSTREAM, bad, "upstream-cert-untrusted", "%s#%s: %s; %s", addr,
+                                a->tls_name, details[i], health);
+                        set_why(f, "no trusted CA vouches for the server's certificate");
+                        set_fix(f, "set tls_ca_file in %s to the CA that signed it, then: systemctl reload ztnad",
+                                d->config_path);
+                        break;
+                case PROBE_PIN:
+                        f = add(d, LAYER_UPSTREAM, bad, "upstream-pin-mismatch", "%s#%s: %s; %s", addr, a->tls_name,
+                                details[i], health);
+                        set_why(f, "the server's key changed, or the pin is wrong: the stub refuses it");
+                        set_fix(f, "check the key (openssl s_client -connect %s), then correct spki_pins in %s and: "
+                                   "systemctl reload ztnad",
+                                addr, d->config_path);
+                        break;
+                }
+        }
+        add(d, LAYER_UPSTREAM, LEVEL_OK, cfg->allow_plaintext_fallback ? "plaintext-fallback-on" : "plaintext-fallback-off",
+            cfg->allow_plaintext_fallback
+                    ? (n_ok == 0 ? "plaintext fallback on: with no TLS server working, queries go out unencrypted now"
+                                 : "plaintext fallback on: used only when every TLS server fails")
+                    : "plaintext fallback off: with every TLS server failing, public names fail (SERVFAIL)");
+}
+
+/* ---- caches in the way ---- */
+
+#define NSCD_CONF "/etc/nscd.conf"
+#define NSCD_SOCKET "/var/run/nscd/socket" /* glibc's _PATH_NSCDSOCKET */
+
+/* Whether nscd.conf (`len` bytes of `data`) enables the hosts cache: the
+ * last "enable-cache hosts yes|no" line wins; without one nscd does not
+ * cache hosts. */
+static bool nscd_conf_caches_hosts(const char *data, size_t len) {
+        bool on = false;
+        size_t i = 0;
+
+        while (i < len) {
+                char line[256], a[32], b[32], c[32];
+                size_t j = 0;
+
+                while (i < len && data[i] != '\n') {
+                        if (j + 1 < sizeof line)
+                                line[j++] = data[i];
+                        i++;
+                }
+                i++;
+                line[j] = '\0';
+                char *hash = strchr(line, '#');
+                if (hash)
+                        *hash = '\0';
+                if (sscanf(line, "%31s %31s %31s", a, b, c) == 3 && strcmp(a, "enable-cache") == 0 &&
+                    strcmp(b, "hosts") == 0)
+                        on = strcmp(c, "yes") == 0;
+        }
+        return on;
+}
+
+/* Whether a program accepts connections on nscd's socket: glibc's lookups
+ * then ask it before any NSS module. */
+static bool nscd_running(void) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = NSCD_SOCKET };
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+        return fd >= 0 && connect(fd, (const struct sockaddr *) &sa, sizeof sa) == 0;
+}
+
+static void check_caches(Doctor *d) {
+        _cleanup_free_ char *conf = NULL;
+        size_t len = 0;
+        bool running = nscd_running();
+        Finding *f;
+
+        if (running && read_small_file(NSCD_CONF, &conf, &len) >= 0 && nscd_conf_caches_hosts(conf, len)) {
+                f = add(d, LAYER_CACHES, LEVEL_WARN, "nscd-hosts-cache",
+                        "nscd is running and caches hosts (" NSCD_CONF ": enable-cache hosts yes)");
+                set_why(f, "glibc asks nscd before ztna: a peer's changed or removed address is answered stale "
+                           "until nscd's positive-time-to-live passes");
+                set_fix(f, "sed -i 's/^\\([[:space:]]*enable-cache[[:space:]]\\{1,\\}hosts[[:space:]]\\{1,\\}\\)yes/\\1no/' "
+                           NSCD_CONF " && systemctl restart nscd");
+        } else if (running)
+                add(d, LAYER_CACHES, LEVEL_OK, "nscd-no-hosts", "nscd is running without a hosts cache");
+        else
+                add(d, LAYER_CACHES, LEVEL_OK, "nscd-off", "no nscd on " NSCD_SOCKET);
+        if (d->cfg && d->cfg->stub)
+                add(d, LAYER_CACHES, LEVEL_OK, d->cfg->serve_stale ? "serve-stale-on" : "serve-stale-off",
+                    d->cfg->serve_stale ? "the stub serves stale answers when every upstream fails"
+                                        : "the stub serves no stale answers");
+}
+
+/* ---- judging across layers ---- */
+
+/* A store that is missing because ztnad cannot run takes ztnad's fix. */
+static void cross_link(Doctor *d) {
+        Layer *s = &d->layers[LAYER_STORE];
+        const Finding *df = layer_failure(d, LAYER_DAEMON);
+
+        if (!df)
+                return;
+        for (size_t i = 0; i < s->n; i++) {
+                Finding *f = &s->findings[i];
+
+                if (strcmp(f->id, "store-missing") == 0) {
+                        snprintf(f->fix, sizeof f->fix, "%s", df->fix);
+                        snprintf(f->why + strlen(f->why), sizeof f->why - strlen(f->why),
+                                 " (ztnad: %s)", df->measured);
+                }
+        }
+}
+
+/* ---- the stub ---- */
+
+/* "127.0.0.53:53" / "[::1]:15353" into a socket address. */
+static int parse_addr_port(const char *text, struct sockaddr_storage *ss, socklen_t *len) {
+        char host[INET6_ADDRSTRLEN + 2];
+        const char *colon = strrchr(text, ':');
+        unsigned long port;
+        char *end;
+
+        if (!colon || (size_t) (colon - text) >= sizeof host)
+                return -EINVAL;
+        memcpy(host, text, (size_t) (colon - text));
+        host[colon - text] = '\0';
+        port = strtoul(colon + 1, &end, 10);
+        if (*end || port == 0 || port > 65535)
+                return -EINVAL;
+        memset(ss, 0, sizeof *ss);
+        if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) ss;
+                host[strlen(host) - 1] = '\0';
+                if (inet_pton(AF_INET6, host + 1, &in6->sin6_addr) != 1)
+                        return -EINVAL;
+                in6->sin6_family = AF_INET6;
+                in6->sin6_port = htons((uint16_t) port);
+                *len = sizeof *in6;
+        } else {
+                struct sockaddr_in *in = (struct sockaddr_in *) ss;
+                if (inet_pton(AF_INET, host, &in->sin_addr) != 1)
+                        return -EINVAL;
+                in->sin_family = AF_INET;
+                in->sin_port = htons((uint16_t) port);
+                *len = sizeof *in;
+        }
+        return 0;
+}
+
+/* A query for NAME (A, or AAAA for an IPv6 answer) into buf; its length. */
+static size_t stub_query(const char *name, uint16_t qtype, uint16_t id, uint8_t *buf, size_t size) {
+        size_t n = 12, l;
+        const char *p = name;
+
+        memset(buf, 0, 12);
+        buf[0] = (uint8_t) (id >> 8);
+        buf[1] = (uint8_t) id;
+        buf[2] = 0x01; /* RD */
+        buf[5] = 1;    /* one question */
+        while (*p) {
+                const char *dot = strchr(p, '.');
+                l = dot ? (size_t) (dot - p) : strlen(p);
+                if (l == 0 || l > 63 || n + l + 6 > size)
+                        return 0;
+                buf[n++] = (uint8_t) l;
+                memcpy(buf + n, p, l);
+                n += l;
+                p += l + (dot ? 1 : 0);
+                if (!dot)
+                        break;
+        }
+        buf[n++] = 0;
+        buf[n++] = (uint8_t) (qtype >> 8);
+        buf[n++] = (uint8_t) qtype;
+        buf[n++] = 0;
+        buf[n++] = 1; /* IN */
+        return n;
+}
+
+/* One exchange over UDP or TCP with a deadline; the reply's length, or
+ * -errno (-ETIMEDOUT when nothing came back in time). */
+static ssize_t stub_exchange(const struct sockaddr_storage *ss, socklen_t sl, bool tcp, const uint8_t *q,
+                             size_t qlen, uint8_t *buf, size_t size, uint64_t timeout_usec) {
+        _cleanup_close_ int fd = socket(ss->ss_family, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
+        size_t got = 0, need = 0;
+        uint8_t frame[2];
+
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (const struct sockaddr *) ss, sl) < 0 && errno != EINPROGRESS)
+                return -errno;
+        for (bool sent = false;;) {
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
+                struct pollfd p = { .fd = fd, .events = sent ? POLLIN : POLLOUT };
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                int r = poll(&p, 1, (int) ((deadline - now + 999) / 1000));
+                if (r < 0 && errno != EINTR)
+                        return -errno;
+                if (r <= 0)
+                        continue;
+                if (!sent) {
+                        ssize_t k;
+                        if (tcp) {
+                                uint8_t out[2 + 512];
+                                out[0] = (uint8_t) (qlen >> 8);
+                                out[1] = (uint8_t) qlen;
+                                memcpy(out + 2, q, qlen);
+                                k = send(fd, out, qlen + 2, MSG_NOSIGNAL);
+                        } else
+                                k = send(fd, q, qlen, 0);
+                        if (k < 0)
+                                return -errno;
+                        sent = true;
+                        continue;
+                }
+                if (!tcp) {
+                        ssize_t k = recv(fd, buf, size, 0);
+                        if (k < 0 && errno != EAGAIN)
+                                return -errno;
+                        if (k >= 0)
+                                return k;
+                        continue;
+                }
+                ssize_t k = need ? recv(fd, buf + got, need - got, 0) : recv(fd, frame + got, 2 - got, 0);
+                if (k == 0)
+                        return -ECONNRESET;
+                if (k < 0) {
+                        if (errno == EAGAIN)
+                                continue;
+                        return -errno;
+                }
+                got += (size_t) k;
+                if (!need && got == 2) {
+                        need = (size_t) (frame[0] << 8 | frame[1]);
+                        got = 0;
+                        if (need == 0 || need > size)
+                                return -EBADMSG;
+                } else if (need && got == need)
+                        return (ssize_t) got;
+        }
+}
+
+/* The port of the first "ADDRESS:PORT: error" in not_listening (53 when
+ * there is none to read). */
+static unsigned unbound_port(const json_t *unbound) {
+        const char *e = json_string_value(json_array_get(unbound, 0)), *sep, *colon;
+        char addr[80];
+
+        if (!e || !(sep = strstr(e, ": ")) || (size_t) (sep - e) >= sizeof addr)
+                return 53;
+        memcpy(addr, e, (size_t) (sep - e));
+        addr[sep - e] = '\0';
+        colon = strrchr(addr, ':');
+        unsigned long port = colon ? strtoul(colon + 1, NULL, 10) : 0;
+        return port > 0 && port <= 65535 ? (unsigned) port : 53;
+}
+
+static void check_stub(Doctor *d) {
+        const json_t *dns, *listening, *unbound;
+        const char *where;
+        struct sockaddr_storage ss;
+        socklen_t sl;
+        uint8_t want[16], q[512], reply[4096];
+        size_t alen, qlen;
+        uint16_t qtype;
+        Finding *f;
+
+        if (d->cfg && !d->cfg->stub) {
+                add(d, LAYER_STUB, LEVEL_OK, "stub-off", "off (stub = no): programs that skip NSS are not served");
+                return;
+        }
+        dns = d->status ? json_object_get(d->status, "dns") : NULL;
+        if (!json_is_object(dns)) {
+                add(d, LAYER_STUB, LEVEL_SKIP, "stub-unknown", "where the stub listens is unknown: ztnad does not answer");
+                return;
+        }
+        listening = json_object_get(dns, "listening");
+        unbound = json_object_get(dns, "not_listening");
+        if (json_array_size(listening) == 0) {
+                char *text = json_dumps(unbound, JSON_COMPACT);
+                f = add(d, LAYER_STUB, LEVEL_FAIL, "stub-not-listening", "bound nowhere: %s",
+                        text ? text : "no address");
+                free(text);
+                set_why(f, "another program holds the stub's addresses, so programs that skip NSS (dig, static "
+                           "binaries) get no answer from ztnad; it tries again by itself");
+                set_fix(f, "ss -lnp 'sport = :%u' (find the program on the port, stop it or move ztnad's listen "
+                           "in ztnad.conf), then: systemctl reload ztnad",
+                        unbound_port(unbound));
+                return;
+        }
+        where = json_string_value(json_array_get(listening, 0));
+        if (json_array_size(unbound) > 0) {
+                char *text = json_dumps(unbound, JSON_COMPACT);
+                f = add(d, LAYER_STUB, LEVEL_WARN, "stub-partly", "not listening on %s", text ? text : "?");
+                free(text);
+                set_why(f, "some of the configured addresses are held by another program; the others serve");
+                set_fix(f, "ss -lnp (find the program), then: systemctl reload ztnad");
+        }
+        if (!where || parse_addr_port(where, &ss, &sl) < 0) {
+                add(d, LAYER_STUB, LEVEL_SKIP, "stub-unknown", "cannot read the stub's address '%s'", where ?: "?");
+                return;
+        }
+        if (!d->name[0] || !d->name_answer[0]) {
+                add(d, LAYER_STUB, LEVEL_OK, "stub-listening", "listening on %s (no tailnet name to ask)", where);
+                return;
+        }
+        if (inet_pton(AF_INET, d->name_answer, want) == 1)
+                qtype = 1, alen = 4;
+        else if (inet_pton(AF_INET6, d->name_answer, want) == 1)
+                qtype = 28, alen = 16;
+        else
+                return;
+        for (int tcp = 0; tcp <= 1; tcp++) {
+                uint16_t id = (uint16_t) (now_usec(CLOCK_MONOTONIC) ^ (uint64_t) getpid() ^ (unsigned) tcp);
+                uint64_t t0 = now_usec(CLOCK_MONOTONIC);
+                ssize_t n;
+                int rcode;
+
+                qlen = stub_query(d->name, qtype, id, q, sizeof q);
+                if (!qlen)
+                        return;
+                n = stub_exchange(&ss, sl, tcp, q, qlen, reply, sizeof reply, STUB_TIMEOUT_MS * USEC_PER_MSEC);
+                if (n < 0) {
+                        f = add(d, LAYER_STUB, LEVEL_FAIL, "stub-silent", "%s over %s: %s", where, tcp ? "TCP" : "UDP",
+                                n == -ETIMEDOUT ? "no answer within 1 s" : strerror((int) -n));
+                        set_why(f, "the stub does not answer at the address ztnad says it listens on; programs "
+                                   "that skip NSS get no tailnet answers");
+                        set_fix(f, "systemctl restart ztnad (and journalctl -u ztnad for why it stopped answering)");
+                        return;
+                }
+                if (!doctor_dns_answer_has(reply, (size_t) n, id, qtype, want, alen, &rcode)) {
+                        f = add(d, LAYER_STUB, LEVEL_FAIL, "stub-wrong-answer",
+                                "%s over %s: %s is not answered with %s (rcode %d)", where, tcp ? "TCP" : "UDP",
+                                d->name, d->name_answer, rcode);
+                        set_why(f, "what answers at the stub's address is not ztnad's stub, or it serves another map");
+                        set_fix(f, "ss -lnp (who owns %s), then: systemctl restart ztnad", where);
+                        return;
+                }
+                if (tcp)
+                        add(d, LAYER_STUB, LEVEL_OK, "stub-answers", "%s answers %s -> %s over UDP and TCP (%.1f ms)",
+                            where, d->name, d->name_answer, (double) (now_usec(CLOCK_MONOTONIC) - t0) / 1000.0);
+        }
+}
+
+/* ---- agreement: the answers of each path side by side ---- */
+
+typedef struct Answers {
+        size_t n;
+        char addrs[AGREE_ADDRS_MAX][INET6_ADDRSTRLEN];
+        char err[160]; /* why there is none */
+        bool timed_out;
+} Answers;
+
+static uint64_t agree_timeout(const Doctor *d) {
+        uint64_t used = now_usec(CLOCK_MONOTONIC) - d->start_usec;
+        uint64_t left = used < DOCTOR_BUDGET_USEC ? DOCTOR_BUDGET_USEC - used : 0;
+
+        return DOCTOR_MIN(AGREE_TIMEOUT_USEC, left);
+}
+
+/* getaddrinfo(NAME) as any program calls it (nsswitch, nscd, every
+ * module), in a child process so that a hung module or DNS server costs at
+ * most the timeout: the child is killed then. */
+static void nss_lookup(const char *name, uint64_t timeout_usec, Answers *a) {
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
+        char buf[2048];
+        size_t got = 0;
+        bool eof = false;
+        int p[2];
+        pid_t pid;
+
+        *a = (Answers) {};
+        if (timeout_usec == 0) {
+                a->timed_out = true;
+                snprintf(a->err, sizeof a->err, "not asked: the doctor's time ran out");
+                return;
+        }
+        if (pipe2(p, O_CLOEXEC) < 0) {
+                snprintf(a->err, sizeof a->err, "pipe: %s", strerror(errno));
+                return;
+        }
+        fflush(stdout);
+        pid = fork();
+        if (pid < 0) {
+                snprintf(a->err, sizeof a->err, "fork: %s", strerror(errno));
+                close(p[0]);
+                close(p[1]);
+                return;
+        }
+        if (pid == 0) {
+                struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res = NULL;
+                char out[2048];
+                size_t n = 0;
+                int r;
+
+                close(p[0]);
+                r = getaddrinfo(name, NULL, &hints, &res);
+                if (r != 0)
+                        n = (size_t) snprintf(out, sizeof out, "E %s\n",
+                                              r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
+                else
+                        for (struct addrinfo *ai = res; ai && n + INET6_ADDRSTRLEN + 4 < sizeof out; ai = ai->ai_next) {
+                                char t[INET6_ADDRSTRLEN];
+                                const void *ad = ai->ai_family == AF_INET
+                                                         ? (const void *) &((struct sockaddr_in *) ai->ai_addr)->sin_addr
+                                                         : (const void *) &((struct sockaddr_in6 *) ai->ai_addr)->sin6_addr;
+
+                                if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
+                                    inet_ntop(ai->ai_family, ad, t, sizeof t))
+                                        n += (size_t) snprintf(out + n, sizeof out - n, "A %s\n", t);
+                        }
+                if (n > sizeof out)
+                        n = sizeof out;
+                if (write(p[1], out, n) < 0)
+                        _exit(1);
+                _exit(0);
+        }
+        close(p[1]);
+        while (!eof && got < sizeof buf - 1) {
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
+                struct pollfd pfd = { .fd = p[0], .events = POLLIN };
+                ssize_t k;
+                int r;
+
+                if (now >= deadline)
+                        break;
+                r = poll(&pfd, 1, (int) ((deadline - now + 999) / 1000));
+                if (r < 0 && errno != EINTR)
+                        break;
+                if (r <= 0)
+                        continue;
+                k = read(p[0], buf + got, sizeof buf - 1 - got);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        eof = true;
+                else
+                        got += (size_t) k;
+        }
+        close(p[0]);
+        if (!eof) {
+                kill(pid, SIGKILL);
+                a->timed_out = true;
+                snprintf(a->err, sizeof a->err, "no answer within %" PRIu64 " ms", timeout_usec / USEC_PER_MSEC);
+        }
+        (void) waitpid(pid, NULL, 0);
+        if (!eof)
+                return;
+        buf[got] = '\0';
+        for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+                bool seen = false;
+
+                if (line[0] == 'E' && line[1] == ' ') {
+                        snprintf(a->err, sizeof a->err, "%s", line + 2);
+                        continue;
+                }
+                if (line[0] != 'A' || line[1] != ' ' || a->n >= AGREE_ADDRS_MAX)
+                        continue;
+                for (size_t i = 0; i < a->n && !seen; i++)
+                        seen = strcmp(a->addrs[i], line + 2) == 0;
+                if (!seen)
+                        snprintf(a->addrs[a->n++], INET6_ADDRSTRLEN, "%s", line + 2);
+        }
+        if (a->n == 0 && !a->err[0])
+                snprintf(a->err, sizeof a->err, "no address");
+}
+
+/* NAME's record of `family` asked of HOST:53 over UDP, as the system's
+ * resolver sends it: 1 with its first address in `addr`, 0 answered
+ * without one (*rcode), or -errno (-ETIMEDOUT: nothing came back). */
+static int resolver_ask(const char *host, const char *name, int family, uint64_t timeout_usec, char *addr,
+                        size_t size, int *rcode) {
+        char where[INET6_ADDRSTRLEN + 16];
+        struct sockaddr_storage ss;
+        socklen_t sl;
+        uint8_t q[512], reply[4096], got[16];
+        uint16_t qtype = family == AF_INET6 ? 28 : 1;
+        uint16_t id = (uint16_t) (now_usec(CLOCK_MONOTONIC) ^ (uint64_t) getpid() ^ 0x5a5a);
+        size_t qlen;
+        ssize_t n;
+
+        *rcode = -1;
+        if (timeout_usec == 0)
+                return -ETIMEDOUT;
+        snprintf(where, sizeof where, strchr(host, ':') ? "[%s]:53" : "%s:53", host);
+        if (parse_addr_port(where, &ss, &sl) < 0)
+                return -EINVAL;
+        qlen = stub_query(name, qtype, id, q, sizeof q);
+        if (!qlen)
+                return -EINVAL;
+        n = stub_exchange(&ss, sl, false, q, qlen, reply, sizeof reply, timeout_usec);
+        if (n < 0)
+                return (int) n;
+        if (!doctor_dns_first_address(reply, (size_t) n, id, qtype, got, rcode))
+                return *rcode < 0 ? -EBADMSG : 0;
+        inet_ntop(family, got, addr, (socklen_t) size);
+        return 1;
+}
+
+static const char *rcode_text(int rcode) {
+        switch (rcode) {
+        case 0:
+                return "no address (NOERROR)";
+        case 2:
+                return "SERVFAIL";
+        case 3:
+                return "no such name (NXDOMAIN)";
+        case 5:
+                return "REFUSED";
+        default:
+                return "an error";
+        }
+}
+
+static const Finding *find_finding(const Doctor *d, LayerId l, const char *id) {
+        for (size_t i = 0; i < d->layers[l].n; i++)
+                if (strcmp(d->layers[l].findings[i].id, id) == 0)
+                        return &d->layers[l].findings[i];
+        return NULL;
+}
+
+/* The resolver's fix: whoever should point it at the stub does it again. */
+static void resolver_fix(const Doctor *d, Finding *f, bool wrong_server) {
+        if (strcmp(d->manager_mode, "resolved") == 0)
+                set_fix(f, "resolvectl status (the link with ~%s must list the stub's address), then: systemctl "
+                           "reload ztnad",
+                        d->domain);
+        else if (d->manager_mode[0])
+                set_fix(f, "systemctl reload ztnad (the DNS manager points %s at the stub again)", d->resolv_path);
+        else if (wrong_server) {
+                char pattern[2 * sizeof d->resolv_ns0], *o = pattern;
+
+                for (const char *c = d->resolv_ns0; *c; c++) {
+                        if (*c == '.')
+                                *o++ = '\\';
+                        *o++ = *c;
+                }
+                *o = '\0';
+                /* Without the server that answers wrongly; the DNS manager
+                 * (manage = auto) then points the file at the stub. */
+                set_fix(f, "sed -i '/^nameserver %s$/d' %s && systemctl restart ztnad", pattern, d->resolv_path);
+        } else
+                set_fix(f, "systemctl restart ztnad (its DNS manager, manage in ztnad.conf, points %s at the stub)",
+                        d->resolv_path);
+}
+
+static void check_agreement(Doctor *d) {
+        char fqdn[sizeof d->name + 1 + sizeof d->domain], nss_text[3 * INET6_ADDRSTRLEN + 8] = "", said[TEXT_MAX / 2];
+        char stub_text[TEXT_MAX / 2], res_text[TEXT_MAX / 2], res_addr[INET6_ADDRSTRLEN] = "";
+        const char *want = d->name_answer;
+        int family = strchr(want, ':') ? AF_INET6 : AF_INET, rcode = -1, r;
+        bool nss_agrees = false, failed = false;
+        const Finding *sf;
+        Answers nss;
+        Finding *f;
+
+        if (!d->name[0] || !want[0]) {
+                add(d, LAYER_AGREEMENT, LEVEL_SKIP, "agreement-unknown",
+                    "nothing to compare: the store has no tailnet address%s%s", d->name[0] ? " for " : "", d->name);
+                return;
+        }
+        /* A single label is completed with the tailnet domain, as the
+         * stub and resolved's search domain do. */
+        snprintf(fqdn, sizeof fqdn, "%s%s%s", d->name, strchr(d->name, '.') ? "" : ".",
+                 strchr(d->name, '.') ? "" : d->domain);
+
+        /* The NSS path: what getaddrinfo() gives every program. */
+        nss_lookup(fqdn, agree_timeout(d), &nss);
+        for (size_t i = 0; i < nss.n; i++) {
+                size_t l = strlen(nss_text);
+
+                nss_agrees = nss_agrees || strcmp(nss.addrs[i], want) == 0;
+                if (i < 3)
+                        snprintf(nss_text + l, sizeof nss_text - l, "%s%s", i ? " " : "", nss.addrs[i]);
+        }
+        if (nss.timed_out) {
+                f = add(d, LAYER_AGREEMENT, LEVEL_WARN, "agreement-nss-slow",
+                        "getaddrinfo(%s): %s; the store says %s", fqdn, nss.err, want);
+                set_why(f, "a module or server glibc asks (ahead of ztna, or DNS when ztna is skipped) is slow: "
+                           "programs wait on every lookup");
+                set_fix(f, "time getent ahosts %s (and see the nsswitch layer)", fqdn);
+                failed = true;
+        } else if (nss.n == 0) {
+                f = add(d, LAYER_AGREEMENT, LEVEL_FAIL, "agreement-nss-fails",
+                        "getaddrinfo says %s: %s; the store says %s", fqdn, nss.err, want);
+                set_why(f, "glibc's lookup does not reach ztna's answer: programs cannot resolve %s", fqdn);
+                set_fix(f, "getent ahosts %s (and see the nsswitch and caches layers)", fqdn);
+                failed = true;
+        } else if (!nss_agrees) {
+                f = add(d, LAYER_AGREEMENT, LEVEL_FAIL, "agreement-nss-differs",
+                        "getaddrinfo says %s, the store says %s", nss_text, want);
+                set_why(f, "a source glibc asks ahead of ztna answers %s differently (/etc/hosts, nscd's cache, a "
+                           "module before ztna): programs connect to %s",
+                        fqdn, nss.addrs[0]);
+                set_fix(f, "grep -i '%s' /etc/hosts (remove the stale line); nscd -i hosts; then: getent ahosts %s",
+                        d->name, fqdn);
+                failed = true;
+        }
+        snprintf(said, sizeof said, "%s %s", nss_agrees ? "getaddrinfo says" : "the store says", want);
+
+        /* The stub: the stub layer asked it already. */
+        if (d->cfg && !d->cfg->stub)
+                snprintf(stub_text, sizeof stub_text, "the stub is off");
+        else if ((sf = find_finding(d, LAYER_STUB, "stub-answers")))
+                snprintf(stub_text, sizeof stub_text, "the stub says %s", want);
+        else
+                snprintf(stub_text, sizeof stub_text, "the stub: see its layer");
+
+        /* The system's resolver: resolv.conf's first server, as a program
+         * that skips NSS (dig, Go, musl) asks it. */
+        if (!d->resolv_ns0[0]) {
+                snprintf(res_text, sizeof res_text, "%.200s names no server",
+                         d->resolv_path[0] ? d->resolv_path : "resolv.conf");
+                r = -ENOENT;
+        } else {
+                r = resolver_ask(d->resolv_ns0, fqdn, family, agree_timeout(d), res_addr, sizeof res_addr, &rcode);
+                if (r == 1)
+                        snprintf(res_text, sizeof res_text, "the resolv.conf server %s says %s", d->resolv_ns0,
+                                 res_addr);
+                else if (r == 0)
+                        snprintf(res_text, sizeof res_text, "the resolv.conf server %s answers %s", d->resolv_ns0,
+                                 rcode_text(rcode));
+                else
+                        snprintf(res_text, sizeof res_text, "the resolv.conf server %s: %s", d->resolv_ns0,
+                                 r == -ETIMEDOUT ? "no answer in time" : strerror(-r));
+        }
+        if (r == 1 && strcmp(res_addr, want) != 0) {
+                f = add(d, LAYER_AGREEMENT, LEVEL_FAIL, "agreement-resolver-differs", "%s, %s: it is not routing %s to ztnad",
+                        said, res_text, d->domain);
+                set_why(f, "programs that ask DNS directly (dig, Go and musl programs, containers) connect to %s, "
+                           "not to the tailnet peer",
+                        res_addr);
+                resolver_fix(d, f, true);
+                failed = true;
+        } else if (r != 1 && r != -ENOENT && d->resolv_to_stub) {
+                f = add(d, LAYER_AGREEMENT, LEVEL_FAIL,
+                        r == 0 ? "agreement-resolver-no-answer" : "agreement-resolver-silent",
+                        "%s, %s: it is not routing %s to ztnad", said, res_text, d->domain);
+                set_why(f, "resolv.conf is meant to reach the stub, but programs that ask DNS directly get no "
+                           "tailnet answer");
+                resolver_fix(d, f, false);
+                failed = true;
+        } else if (r != 1) {
+                add(d, LAYER_AGREEMENT, LEVEL_OK, "agreement-resolver-not-routed",
+                    "%s; %s; %s (not meant to reach ztnad: programs that skip NSS get no tailnet names)", said,
+                    stub_text, res_text);
+                return;
+        }
+        if (!failed)
+                add(d, LAYER_AGREEMENT, LEVEL_OK, "agreement-ok", "%s: %s; %s; %s", fqdn, said, stub_text, res_text);
+}
+
+/* ---- output ---- */
+
+static json_t *finding_json(const Finding *f) {
+        return json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "id", f->id, "status", level_json[f->level], "measured",
+                         f->measured, "why", f->why[0] ? f->why : NULL, "fix", f->fix[0] ? f->fix : NULL);
+}
+
+static int report(Doctor *d) {
+        const Finding *first = NULL;
+        LayerId first_layer = _LAYER_MAX;
+        Level overall = LEVEL_OK;
+        uint64_t elapsed_ms = (now_usec(CLOCK_MONOTONIC) - d->start_usec) / USEC_PER_MSEC;
+        int ret;
+
+        /* The first failure in lookup order, else the first warning. */
+        for (Level want = LEVEL_FAIL; want >= LEVEL_WARN && !first; want--)
+                for (LayerId l = 0; l < _LAYER_MAX && !first; l++)
+                        for (size_t i = 0; i < d->layers[l].n; i++)
+                                if (d->layers[l].findings[i].level == want) {
+                                        first = &d->layers[l].findings[i];
+                                        first_layer = l;
+                                        break;
+                                }
+        for (LayerId l = 0; l < _LAYER_MAX; l++)
+                if (layer_level(&d->layers[l]) > overall)
+                        overall = layer_level(&d->layers[l]);
+        ret = overall == LEVEL_FAIL ? DOCTOR_EXIT_BROKEN : overall == LEVEL_WARN ? DOCTOR_EXIT_DEGRADED : DOCTOR_EXIT_HEALTHY;
+        const char *verdict = ret == DOCTOR_EXIT_BROKEN ? "broken" : ret == DOCTOR_EXIT_DEGRADED ? "degraded" : "healthy";
+
+        if (d->o->json) {
+                json_t *out = json_object(), *layers = json_array();
+
+                for (LayerId l = 0; l < _LAYER_MAX; l++) {
+                        json_t *findings = json_array();
+
+                        for (size_t i = 0; i < d->layers[l].n; i++)
+                                json_array_append_new(findings, finding_json(&d->layers[l].findings[i]));
+                        json_array_append_new(layers, json_pack("{s:s, s:s, s:o}", "layer", layer_names[l], "status",
+                                                                level_json[layer_level(&d->layers[l])], "findings",
+                                                                findings));
+                }
+                json_object_set_new(out, "status", json_string(verdict));
+                json_object_set_new(out, "exit", json_integer(ret));
+                json_object_set_new(out, "name", d->o->name ? json_string(d->o->name) : json_null());
+                json_object_set_new(out, "layers", layers);
+                if (first) {
+                        json_t *ff = finding_json(first);
+
+                        json_object_set_new(ff, "layer", json_string(layer_names[first_layer]));
+                        json_object_set_new(out, "first", ff);
+                } else
+                        json_object_set_new(out, "first", json_null());
+                json_object_set_new(out, "elapsed_ms", json_integer((json_int_t) elapsed_ms));
+                {
+                        char *text = json_dumps(out, JSON_ENCODE_ANY);
+
+                        if (text)
+                                puts(text);
+                        free(text);
+                }
+                json_decref(out);
+                return ret;
+        }
+
+        for (LayerId l = 0; l < _LAYER_MAX; l++) {
+                const Layer *layer = &d->layers[l];
+                const Finding *h = layer_headline(layer);
+
+                if (!h)
+                        continue;
+                printf("%-4s  %-9s %s\n", level_text[h->level], layer_names[l], h->measured);
+                for (size_t i = 0; i < layer->n; i++) {
+                        const Finding *f = &layer->findings[i];
+
+                        if (f != h && f->level != LEVEL_OK)
+                                printf("%-4s  %-9s %s\n", level_text[f->level], "", f->measured);
+                }
+        }
+        if (first) {
+                printf("\n%s: %s: %s\n", verdict, layer_names[first_layer], first->why);
+                if (first->fix[0])
+                        printf("fix: %s\n", first->fix);
+        } else
+                printf("\nhealthy: every layer checked is ok (%" PRIu64 " ms)\n", elapsed_ms);
+        return ret;
+}
+
+/* ---- the run ---- */
+
+static void find_store_path(Doctor *d) {
+        const char *e;
+
+        /* The path every process's module reads: what lookups see. */
+        if (d->o->store)
+                snprintf(d->store_path, sizeof d->store_path, "%s", d->o->store);
+        else if ((e = secure_getenv(SHM_ENV_PATH)) && e[0] == '/')
+                snprintf(d->store_path, sizeof d->store_path, "%s", e);
+        else
+                snprintf(d->store_path, sizeof d->store_path, "%s", SHM_DEFAULT_PATH);
+}
+
+int doctor_run(const DoctorOptions *o) {
+        Doctor d = { .o = o, .start_usec = now_usec(CLOCK_MONOTONIC) };
+        json_t *reply = NULL;
+        int r;
+
+        d.config_path = o->config ? o->config : CONFIG_DEFAULT_PATH;
+        d.config_r = config_load(o->config, &d.cfg, &d.cerr);
+        find_store_path(&d);
+
+        r = o->daemon_call(o->userdata, "status", &reply, d.daemon_err, sizeof d.daemon_err);
+        if (r >= 0 && json_is_true(json_object_get(reply, "ok")))
+                d.status = reply;
+        else {
+                if (r >= 0)
+                        snprintf(d.daemon_err, sizeof d.daemon_err, "%s",
+                                 json_string_value(json_object_get(reply, "error")) ?: "refused");
+                json_decref(reply);
+        }
+
+        /* The store first: its domain tells the nsswitch check whether the
+         * tailnet is under .local. Reported in lookup order all the same. */
+        check_store(&d);
+        check_nsswitch(&d);
+        check_daemon(&d);
+        check_system_dns(&d);
+        check_stub(&d);
+        check_upstream(&d);
+        check_caches(&d);
+        check_agreement(&d);
+        cross_link(&d);
+
+        r = report(&d);
+        json_decref(d.status);
+        config_free(d.cfg);
+        return r;
+}

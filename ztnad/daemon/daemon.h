@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The daemon's state, shared by its parts: ztnad.c (start, signals,
+ * configuration), daemon.c (record sources, publishing, the control
+ * socket's verbs).
+ *
+ * Every record source hands over a whole peers document. It is validated
+ * whole (peers_parse), published in one go, and saved as the last good map
+ * under state_dir so a cold start without the source still resolves; a bad
+ * document is logged, shown in `ztna status`, and changes nothing.
+ */
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "conf/config.h"
+#include "control/control.h"
+#include "daemon/fallback.h"
+#include "shm-format.h"
+#include "shm.h"
+#include "sources/sync.h"
+
+#define DAEMON_ERROR_MAX 512
+#define STATE_FILE_NAME "peers.json"
+
+typedef enum SourceKind {
+        SOURCE_FILE,    /* peers_file, watched */
+        SOURCE_PUSH,    /* the control socket */
+        SOURCE_CONTROL, /* the HTTPS control plane */
+        SOURCE_SAVED,   /* the last good map, at start */
+        SOURCE_EXAMPLE, /* the built-in example tailnet */
+        _SOURCE_MAX,
+} SourceKind;
+
+typedef struct Source {
+        uint64_t last_success_usec; /* CLOCK_REALTIME; 0: never */
+        uint64_t last_error_usec;
+        uint64_t updates;
+        char last_error[DAEMON_ERROR_MAX]; /* "" after a success */
+} Source;
+
+typedef struct DaemonDns DaemonDns;
+
+typedef struct Daemon {
+        sd_event *event;
+        ZtnadConfig *config;
+        const char *config_path;   /* NULL: the default path */
+        const char *peers_override; /* --peers */
+        const char *store_override; /* --store */
+        const char *fallback_override; /* --store-fallback; "": none */
+        bool example;               /* --example: the built-in tailnet */
+
+        ShmWriter *writer;
+        Fallback *fallback; /* NULL: no persisted copy */
+        ShmReader *reader; /* the daemon's own view, for list/query */
+        bool up;
+        bool published;
+        SourceKind current; /* where the published map came from */
+        size_t n_peers;
+        char domain[256]; /* of the published map */
+        ShmPrefix ranges[SHM_RANGES_MAX]; /* of the published map */
+        size_t n_ranges;
+        uint64_t published_usec;
+
+        Source sources[_SOURCE_MAX];
+
+        /* peers file watch: copies of their own, since a reload frees the
+         * configuration the path came from */
+        char *watch_dir;
+        char *watch_name;
+        sd_event_source *inotify, *settle;
+
+        sd_event_source *heartbeat;
+        Sync *sync;
+        Control *control;
+        DaemonDns *dns;   /* NULL with stub = no */
+        DaemonDns *dns_draining; /* replaced by a reload, finishing their queries */
+        sd_event_source *dns_drain_timer;
+        sd_event_source *dns_bind_timer; /* listen addresses not bound yet */
+        unsigned dns_bind_attempts;
+        uint64_t dns_bind_next_usec; /* CLOCK_MONOTONIC; 0: no retry planned */
+        /* The want ports of the stub's sockets in systemd's fd store
+         * (named "stub-PORT"), to replace them when they change. */
+        uint16_t fdstore_ports[16];
+        size_t n_fdstore_ports;
+        char **blocked;   /* the blocklist's names, published with every map */
+        size_t n_blocked;
+        bool ready;
+} Daemon;
+
+__attribute__((format(printf, 2, 3))) void daemon_log(const char *priority, const char *fmt, ...);
+/* One line at a syslog priority (LOG_ERR...), for the parts' log hooks. */
+void daemon_log_priority(int priority, const char *message);
+
+const char *daemon_store_path(const Daemon *d);
+/* Where the persisted copy of the store goes; NULL: nowhere. */
+const char *daemon_fallback_path(const Daemon *d);
+/* Starts saving the persisted copy; a failure is logged, not fatal. */
+void daemon_fallback_start(Daemon *d);
+const char *daemon_peers_path(const Daemon *d);
+
+/* Validates and publishes a whole document from `kind`; on failure the
+ * reason is logged, recorded for `ztna status` and copied to `err`. */
+int daemon_apply(Daemon *d, SourceKind kind, const char *data, size_t len, const char *origin, char *err,
+                 size_t errlen);
+int daemon_reload_file(Daemon *d, const char *why);
+int daemon_load_initial(Daemon *d);
+int daemon_set_state(Daemon *d, bool up);
+/* Publishes the current map again from where it came (after the blocklist
+ * changed, say). */
+int daemon_republish(Daemon *d, const char *why);
+
+int daemon_watch_start(Daemon *d);
+void daemon_watch_stop(Daemon *d);
+int daemon_sync_start(Daemon *d);
+int daemon_control_start(Daemon *d);
+void daemon_notify_ready(Daemon *d);
+
+extern const ControlOps daemon_control_ops;
+
+/* dns.c: the stub listener, the cache, the blocklist, the upstream. */
+int daemon_dns_start(Daemon *d);
+void daemon_dns_stop(Daemon *d);
+/* A reload in two steps: prepare builds the DNS side of configuration
+ * `c` (NULL with stub = no) while the running one serves, and fails
+ * without changing anything (what it had built is freed, its sockets
+ * closed); commit makes it the one that serves and retires the old one
+ * (returns 1 when the blocklist's names changed, so the store needs
+ * them). Nothing can fail between the two. */
+int daemon_dns_prepare(Daemon *d, const ZtnadConfig *c, DaemonDns **ret);
+int daemon_dns_commit(Daemon *d, DaemonDns *dns);
+int daemon_dns_flush(Daemon *d);
+/* The first map is published: the stub may forward what the store does not
+ * claim (before, it could be a tailnet name). */
+void daemon_dns_ready(Daemon *d);
+json_t *daemon_dns_status(const Daemon *d);
+/* Writes what the root DNS manager needs (the stub's bound addresses, the
+ * published domain and ranges) to the DNS state file next to the store. */
+void daemon_dns_state_write(Daemon *d);
+void daemon_blocked_free(Daemon *d);

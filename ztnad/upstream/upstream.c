@@ -1,0 +1,1108 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The upstream resolver: queries, servers and their state (upstream.h).
+ * Connections are in upstream-tls.c, the plaintext fallback in
+ * upstream-plain.c; upstream-internal.h says how they fit together.
+ *
+ * A query tries the servers in order, one attempt per server. A new
+ * attempt starts when the query arrives, when the live one failed, or when
+ * the live one has waited longer than its server's hedging delay; each
+ * attempt ends at its answer, its failure, or timeout_usec after it started.
+ * The first answer finishes the query and abandons the other attempts.
+ * When every attempt failed, the query falls back to plaintext (if allowed)
+ * or is answered with a SERVFAIL carrying an Extended DNS Error.
+ */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+
+#include "common/dns-wire.h"
+#include "common/log.h"
+#include "upstream/upstream-internal.h"
+
+#define QUAD9_NAME "dns.quad9.net"
+static const char *const default_dot[] = { "9.9.9.9", "149.112.112.112" };
+#define DOT_PORT 853
+#define DNS_PORT 53
+/* An error response: header, question (a name of at most 255 bytes and
+ * four), an OPT record with an EDE option and its text. */
+#define ERROR_RESPONSE_MAX 1024u
+
+/* ". IN NS", RD set: what a background probe asks. The ID is replaced. */
+static const uint8_t probe_query[] = {
+        0x00, 0x00, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* header */
+        0x00, 0x00, DNS_TYPE_NS, 0x00, DNS_CLASS_IN,                            /* question */
+};
+
+void upstream_log(const char *priority, const char *fmt, ...) {
+        char line[1024];
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(line, sizeof line, fmt, ap);
+        va_end(ap);
+        /* One call, one line; the <N> prefix only for the journal. */
+        log_emit(priority, line);
+}
+
+void upstream_format(char *buf, size_t len, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(buf, len, fmt, ap);
+        va_end(ap);
+}
+
+uint64_t upstream_now(const Upstream *u) {
+        uint64_t now;
+
+        if (sd_event_now(u->event, CLOCK_MONOTONIC, &now) < 0) {
+                struct timespec ts;
+
+                (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+                now = (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+        }
+        return now;
+}
+
+uint16_t upstream_random16(Upstream *u) {
+        uint16_t v;
+
+        /* glibc's arc4random() is a getrandom() call each time: a system
+         * call on every query's way out. */
+        if (u->random_left < sizeof v) {
+                if (getrandom(u->random_pool, sizeof u->random_pool, GRND_NONBLOCK) !=
+                    (ssize_t) sizeof u->random_pool)
+                        return (uint16_t) arc4random();
+                u->random_left = sizeof u->random_pool;
+        }
+        u->random_left -= sizeof v;
+        memcpy(&v, u->random_pool + u->random_left, sizeof v);
+        return v;
+}
+
+bool upstream_is_idle(const Upstream *u) {
+        int enabled = SD_EVENT_OFF;
+
+        if (u->n_queries_live > 0)
+                return false;
+        for (size_t i = 0; i < u->n_servers; i++) {
+                const Server *s = &u->servers[i];
+
+                if (s->conn || s->probe)
+                        return false;
+                if (s->probe_timer && sd_event_source_get_enabled(s->probe_timer, &enabled) >= 0 &&
+                    enabled != SD_EVENT_OFF)
+                        return false;
+        }
+        return true;
+}
+
+const char *upstream_server_state_to_string(UpstreamServerState s) {
+        switch (s) {
+        case UPSTREAM_SERVER_UNKNOWN:
+                return "unknown";
+        case UPSTREAM_SERVER_UP:
+                return "up";
+        case UPSTREAM_SERVER_FAILED:
+                return "failed";
+        }
+        return "?";
+}
+
+static void format_delay(char *buf, size_t len, uint64_t usec) {
+        if (usec >= USEC_PER_SEC)
+                upstream_format(buf, len, "%" PRIu64 " s", (usec + USEC_PER_SEC / 2) / USEC_PER_SEC);
+        else
+                upstream_format(buf, len, "%" PRIu64 " ms", (usec + USEC_PER_MSEC / 2) / USEC_PER_MSEC);
+}
+
+/* ---- rate-limited log lines ---- */
+
+static int on_rate_log_timer(sd_event_source *es, uint64_t usec, void *userdata) {
+        RateLog *l = userdata;
+
+        (void) es;
+        if (l->suppressed > 0) {
+                upstream_log(l->priority, "%s (%u more times in the last %" PRIu64 " s)", l->line, l->suppressed,
+                             FALLBACK_LOG_INTERVAL_USEC / USEC_PER_SEC);
+                l->suppressed = 0;
+                l->last = usec;
+        }
+        return 0;
+}
+
+static void rate_log(Upstream *u, RateLog *l) {
+        uint64_t now = upstream_now(u);
+
+        if (l->last != 0 && now - l->last < FALLBACK_LOG_INTERVAL_USEC) {
+                if (l->suppressed++ == 0 && l->timer &&
+                    sd_event_source_set_time(l->timer, l->last + FALLBACK_LOG_INTERVAL_USEC) >= 0)
+                        (void) sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
+                return;
+        }
+        upstream_log(l->priority, "%s", l->line);
+        l->last = now;
+}
+
+/* ---- servers ---- */
+
+uint64_t upstream_server_hedge_delay(const Server *s) {
+        const UpstreamShared *sh = s->u->shared;
+        uint64_t d, srtt = s->srtt, rttvar = s->rttvar;
+
+        /* Not measured here yet: another thread's measurement beats a guess. */
+        if (srtt == 0 && sh && s->index < UPSTREAM_SERVERS_MAX) {
+                srtt = __atomic_load_n(&sh->srtt[s->index], __ATOMIC_RELAXED);
+                rttvar = __atomic_load_n(&sh->rttvar[s->index], __ATOMIC_RELAXED);
+        }
+        if (srtt == 0)
+                d = HEDGE_INITIAL_USEC;
+        else
+                d = srtt + 4 * rttvar;
+        if (d < HEDGE_MIN_USEC)
+                d = HEDGE_MIN_USEC;
+        if (d > s->u->timeout_usec)
+                d = s->u->timeout_usec;
+        return d;
+}
+
+static void upstream_server_share_rtt(const Server *s) {
+        if (s->u->shared && s->index < UPSTREAM_SERVERS_MAX) {
+                __atomic_store_n(&s->u->shared->srtt[s->index], s->srtt, __ATOMIC_RELAXED);
+                __atomic_store_n(&s->u->shared->rttvar[s->index], s->rttvar, __ATOMIC_RELAXED);
+        }
+}
+
+/* RFC 6298 2.2 and 2.3, alpha 1/8, beta 1/4. */
+void upstream_server_rtt_sample(Server *s, uint64_t r) {
+        if (r == 0)
+                r = 1;
+        if (s->srtt == 0) {
+                s->srtt = r;
+                s->rttvar = r / 2;
+                upstream_server_share_rtt(s);
+                return;
+        }
+        s->rttvar = (3 * s->rttvar + (s->srtt > r ? s->srtt - r : r - s->srtt)) / 4;
+        s->srtt = (7 * s->srtt + r) / 8;
+        if (s->srtt == 0)
+                s->srtt = 1;
+        upstream_server_share_rtt(s);
+}
+
+static int on_probe_timer(sd_event_source *es, uint64_t usec, void *userdata);
+
+static void upstream_server_arm_probe(Server *s, uint64_t when) {
+        if (!s->probe_timer &&
+            sd_event_add_time(s->u->event, &s->probe_timer, CLOCK_MONOTONIC, when, TIMER_ACCURACY_USEC * 10,
+                              on_probe_timer, s) < 0) {
+                upstream_log(SD_ERR, "cannot set up a probe timer for %s", s->label);
+                return;
+        }
+        if (sd_event_source_set_time(s->probe_timer, when) < 0 ||
+            sd_event_source_set_enabled(s->probe_timer, SD_EVENT_ONESHOT) < 0)
+                upstream_log(SD_ERR, "cannot arm the probe timer for %s", s->label);
+}
+
+void upstream_server_failed(Server *s, FailKind kind, int err, const char *msg) {
+        Upstream *u = s->u;
+        uint64_t now = upstream_now(u), backoff;
+        unsigned shift;
+        char delay[32];
+        bool changed = s->state != UPSTREAM_SERVER_FAILED || strcmp(s->last_error, msg) != 0;
+
+        s->failures++;
+        s->fail_epoch++;
+        s->n_failures++;
+        shift = s->failures - 1 < 6 ? s->failures - 1 : 6;
+        backoff = BACKOFF_FIRST_USEC << shift;
+        if (backoff > BACKOFF_MAX_USEC)
+                backoff = BACKOFF_MAX_USEC;
+        s->backoff_until = now + backoff;
+        s->failed_at = now;
+        s->last_fail = kind;
+        s->last_errno = err;
+        upstream_format(s->last_error, sizeof s->last_error, "%s", msg);
+        if (s->state != UPSTREAM_SERVER_FAILED)
+                s->last_change = now;
+        s->state = UPSTREAM_SERVER_FAILED;
+        s->suspect_until = 0;
+        if (changed && !u->freeing) {
+                format_delay(delay, sizeof delay, backoff);
+                upstream_log(SD_WARNING, "DNS-over-TLS server %s failed: %s; next try in %s", s->label, msg, delay);
+        }
+        upstream_server_arm_probe(s, s->backoff_until);
+        /* Failed until the probe of the upstream that found it so says it
+         * is back, not merely until this back-off ends. */
+        if (u->shared && s->index < UPSTREAM_SERVERS_MAX)
+                __atomic_store_n(&u->shared->failed_until[s->index], UINT64_MAX, __ATOMIC_RELAXED);
+        if (s->conn)
+                dot_conn_close(s->conn, kind, msg);
+}
+
+void upstream_server_answered(Server *s) {
+        s->n_answers++;
+        s->suspect_until = 0;
+        if (s->u->shared && s->index < UPSTREAM_SERVERS_MAX)
+                __atomic_store_n(&s->u->shared->suspect_until[s->index], 0, __ATOMIC_RELAXED);
+        if (s->state == UPSTREAM_SERVER_UP)
+                return;
+        if (s->state == UPSTREAM_SERVER_FAILED)
+                upstream_log(SD_NOTICE, "DNS-over-TLS server %s is back after %u failed attempts", s->label,
+                             s->failures);
+        else
+                upstream_log(SD_INFO, "DNS-over-TLS server %s is up", s->label);
+        s->state = UPSTREAM_SERVER_UP;
+        s->failures = 0;
+        s->backoff_until = 0;
+        if (s->u->shared && s->index < UPSTREAM_SERVERS_MAX)
+                __atomic_store_n(&s->u->shared->failed_until[s->index], 0, __ATOMIC_RELAXED);
+        s->last_change = upstream_now(s->u);
+        if (s->probe_timer)
+                (void) sd_event_source_set_enabled(s->probe_timer, SD_EVENT_OFF);
+}
+
+static bool upstream_server_usable(const Server *s) {
+        if (s->state == UPSTREAM_SERVER_FAILED)
+                return false;
+        /* Found dead by another thread's upstream: skipped here too; that
+         * one probes it and clears the mark when it is back. */
+        const UpstreamShared *sh = s->u->shared;
+        return !sh || s->index >= UPSTREAM_SERVERS_MAX ||
+               __atomic_load_n(&sh->failed_until[s->index], __ATOMIC_RELAXED) <= upstream_now(s->u);
+}
+
+/* ---- queries ---- */
+
+static Query *upstream_query_free(Query *q) {
+        Upstream *u;
+
+        if (!q)
+                return NULL;
+        u = q->u;
+        for (size_t i = 0; i < q->n_attempts; i++)
+                dot_conn_dequeue(&q->attempts[i]);
+        if (q->prev)
+                q->prev->next = q->next;
+        else if (u->queries == q)
+                u->queries = q->next;
+        if (q->next)
+                q->next->prev = q->prev;
+        if (q->probe && q->probe->probe == q)
+                q->probe->probe = NULL;
+        else if (!q->probe)
+                u->n_queries_live--;
+        upstream_plain_free(q->plain);
+        sd_event_source_disable_unref(q->timer);
+        free(q->wire);
+        free(q->orig);
+        free(q);
+        return NULL;
+}
+
+static unsigned upstream_query_live(const Query *q) {
+        unsigned n = 0;
+
+        for (size_t i = 0; i < q->n_attempts; i++)
+                n += q->attempts[i].state == ATTEMPT_WAITING || q->attempts[i].state == ATTEMPT_SENT;
+        return n;
+}
+
+/* Whether the answer's question is the query's: the name compared ASCII
+ * case-insensitively (a server may echo another case, RFC 4343), type
+ * and class exactly. */
+bool upstream_answer_matches(const Query *q, const uint8_t *msg, size_t len) {
+        uint16_t id;
+        size_t qoff, qlen;
+        const uint8_t *a, *b;
+
+        if (dns_wire_question_span(msg, len, &id, &qoff, &qlen) < 0 || qlen != q->qlen || qlen < 4)
+                return false;
+        a = msg + qoff;
+        b = q->orig + q->qoff;
+        for (size_t i = 0; i < qlen - 4; i++)
+                if (ascii_tolower((char) a[i]) != ascii_tolower((char) b[i]))
+                        return false;
+        return memcmp(a + qlen - 4, b + qlen - 4, 4) == 0;
+}
+
+int upstream_query_rearm(Query *q) {
+        uint64_t next = UINT64_MAX;
+        int r;
+
+        if (q->final_pending)
+                next = 1; /* in the past: at once */
+        else if (q->plain)
+                next = upstream_plain_deadline(q);
+        else
+                for (size_t i = 0; i < q->n_attempts; i++) {
+                        const Attempt *a = &q->attempts[i];
+
+                        if (a->state != ATTEMPT_WAITING && a->state != ATTEMPT_SENT)
+                                continue;
+                        if (!a->hedged && !q->probe && a->hedge_at < next)
+                                next = a->hedge_at;
+                        if (a->deadline < next)
+                                next = a->deadline;
+                }
+        if (next == UINT64_MAX)
+                return sd_event_source_set_enabled(q->timer, SD_EVENT_OFF);
+        r = sd_event_source_set_time(q->timer, next);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(q->timer, SD_EVENT_ONESHOT);
+        return r;
+}
+
+static int upstream_attempt_start(Query *q, Attempt *a) {
+        Server *s = a->server;
+        uint64_t now = upstream_now(q->u);
+        int r;
+
+        a->started = now;
+        a->sent = 0;
+        a->deadline = now + q->u->timeout_usec;
+        a->hedge_at = now + upstream_server_hedge_delay(s);
+        a->hedged = false;
+        a->fail = FAIL_NONE;
+        a->error[0] = '\0';
+        r = dot_conn_enqueue(s, a);
+        if (r < 0) {
+                a->state = ATTEMPT_FAILED;
+                a->fail = FAIL_UNREACHABLE;
+                upstream_format(a->error, sizeof a->error, "%s: %s", s->label, strerror(-r));
+                return r;
+        }
+        /* A connection still to be opened costs two more round trips
+         * (TCP, then TLS 1.3) before the query's own. */
+        if (a->conn && a->conn->state != CONN_READY && a->hedge_at + 2 * s->srtt < a->deadline)
+                a->hedge_at += 2 * s->srtt;
+        (void) upstream_query_rearm(q);
+        return 0;
+}
+
+static bool upstream_server_suspect(const Server *s, uint64_t now) {
+        const UpstreamShared *sh = s->u->shared;
+        return s->suspect_until > now ||
+               (sh && s->index < UPSTREAM_SERVERS_MAX &&
+                __atomic_load_n(&sh->suspect_until[s->index], __ATOMIC_RELAXED) > now);
+}
+
+static void upstream_server_set_suspect(Server *s, uint64_t until) {
+        if (s->suspect_until < until)
+                s->suspect_until = until;
+        if (s->u->shared && s->index < UPSTREAM_SERVERS_MAX)
+                __atomic_store_n(&s->u->shared->suspect_until[s->index], s->suspect_until, __ATOMIC_RELAXED);
+}
+
+/* The next server to ask: in order, untried, not in back-off; one that
+ * lately dropped or sat on queries only when no other is left. */
+static Attempt *upstream_query_pick(Query *q) {
+        uint64_t now = upstream_now(q->u);
+
+        for (int pass = 0; pass < 2; pass++)
+                for (size_t i = 0; i < q->n_attempts; i++) {
+                        Attempt *a = &q->attempts[i];
+                        Server *s = a->server;
+
+                        if (a->state != ATTEMPT_NONE)
+                                continue;
+                        if (q->probe ? s != q->probe : !upstream_server_usable(s))
+                                continue;
+                        if (pass == 0 && upstream_server_suspect(s, now))
+                                continue;
+                        return a;
+                }
+        return NULL;
+}
+
+/* While every server is in back-off, a user's query brings the probes
+ * forward (not more often than NUDGE_MIN_USEC): a network that came back
+ * is noticed at the next query, not at the end of a 60 s back-off. */
+static void upstream_nudge(Upstream *u) {
+        uint64_t now = upstream_now(u);
+
+        for (size_t i = 0; i < u->n_servers; i++) {
+                Server *s = &u->servers[i];
+
+                if (s->state != UPSTREAM_SERVER_FAILED || s->probe || s->backoff_until <= now)
+                        continue;
+                if (now - s->failed_at < NUDGE_MIN_USEC ||
+                    (s->last_probe != 0 && now - s->last_probe < NUDGE_MIN_USEC))
+                        continue;
+                s->backoff_until = now;
+                upstream_server_arm_probe(s, now);
+        }
+}
+
+static void upstream_query_set_final(Query *q) {
+        q->final_pending = true;
+        (void) upstream_query_rearm(q);
+}
+
+/* Starts the next attempt; when there is none and nothing is in flight,
+ * the query's timer finishes it. `one_more`: a hedge, which never ends the
+ * query. */
+static void upstream_query_advance(Query *q, bool one_more) {
+        Attempt *a;
+
+        while ((a = upstream_query_pick(q)))
+                if (upstream_attempt_start(q, a) >= 0)
+                        return;
+        if (one_more || upstream_query_live(q) > 0)
+                return;
+        /* A connection that dropped the query in flight gets one more go
+         * (a server closing an idle connection races with our query). */
+        if (!q->lost_retry)
+                for (size_t i = 0; i < q->n_attempts; i++) {
+                        a = &q->attempts[i];
+                        if (a->state == ATTEMPT_FAILED && a->fail == FAIL_LOST && upstream_server_usable(a->server)) {
+                                q->lost_retry = true;
+                                a->state = ATTEMPT_NONE;
+                                if (upstream_attempt_start(q, a) >= 0)
+                                        return;
+                        }
+                }
+        if (!q->probe)
+                upstream_nudge(q->u);
+        upstream_query_set_final(q);
+}
+
+void upstream_attempt_fail(Attempt *a, FailKind kind, const char *msg) {
+        Query *q = a->query;
+
+        if (a->state != ATTEMPT_WAITING && a->state != ATTEMPT_SENT)
+                return;
+        dot_conn_dequeue(a);
+        a->state = ATTEMPT_FAILED;
+        a->fail = kind;
+        upstream_format(a->error, sizeof a->error, "%s", msg);
+        if (kind == FAIL_LOST)
+                upstream_server_set_suspect(a->server, upstream_now(q->u) + SUSPECT_LOST_USEC);
+        if (q->u->freeing)
+                return;
+        if (upstream_query_live(q) == 0)
+                upstream_query_advance(q, false);
+        else
+                (void) upstream_query_rearm(q);
+}
+
+void upstream_query_complete(Query *q, uint8_t *msg, size_t len) {
+        Upstream *u = q->u;
+        upstream_done_fn done = q->done;
+        void *userdata = q->userdata;
+        bool probe = q->probe != NULL;
+        /* `msg` may be in the fallback's buffer: it goes after the call. */
+        Plain *plain = TAKE_PTR(q->plain);
+        uint16_t rcode;
+
+        msg[DNS_OFF_ID] = (uint8_t) (q->client_id >> 8);
+        msg[DNS_OFF_ID + 1] = (uint8_t) q->client_id;
+        rcode = (uint16_t) (msg[DNS_OFF_FLAGS + 1] & DNS_RCODE_MASK);
+        upstream_query_free(q);
+        if (!probe) {
+                u->n_answered++;
+                done(userdata, msg, len, rcode, -1, NULL);
+        }
+        upstream_plain_free(plain);
+}
+
+void upstream_attempt_answered(Attempt *a, uint8_t *msg, size_t len) {
+        a->state = ATTEMPT_FAILED; /* no longer live; the query goes now */
+        a->fail = FAIL_NONE;
+        upstream_query_complete(a->query, msg, len);
+}
+
+void upstream_query_fail(Query *q, int ede_code, const char *text) {
+        Upstream *u = q->u;
+        upstream_done_fn done = q->done;
+        void *userdata = q->userdata;
+        uint8_t buf[ERROR_RESPONSE_MAX];
+        char copy[DNS_EDE_TEXT_MAX];
+        size_t len = 0;
+        int r;
+
+        upstream_format(copy, sizeof copy, "%s", text);
+        r = dns_wire_error_response(q->orig, q->orig_len, DNS_RCODE_SERVFAIL, ede_code, copy, buf, sizeof buf, &len);
+        upstream_query_free(q);
+        u->n_servfail++;
+        done(userdata, r >= 0 ? buf : NULL, r >= 0 ? len : 0, DNS_RCODE_SERVFAIL, ede_code, copy);
+}
+
+/* The reasons, server by server, and the EDE they add up to: 22 "No
+ * Reachable Authority" when every server was silent or unreachable, 23
+ * "Network Error" when one refused by TLS or broke the protocol. */
+int upstream_query_failure(const Query *q, char *buf, size_t len) {
+        uint64_t now = upstream_now(q->u);
+        bool tls = false;
+        size_t used = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < q->n_attempts; i++) {
+                const Attempt *a = &q->attempts[i];
+                const Server *s = a->server;
+                char part[UPSTREAM_ERROR_MAX + 64], delay[32];
+                FailKind k;
+
+                if (a->state == ATTEMPT_FAILED) {
+                        k = a->fail;
+                        upstream_format(part, sizeof part, "%s", a->error);
+                } else if (s->state == UPSTREAM_SERVER_FAILED) {
+                        k = s->last_fail;
+                        format_delay(delay, sizeof delay, s->backoff_until > now ? s->backoff_until - now : 0);
+                        upstream_format(part, sizeof part, "%s (next try in %s)", s->last_error, delay);
+                } else
+                        continue;
+                if (k == FAIL_TLS || k == FAIL_PROTOCOL)
+                        tls = true;
+                if (used < len)
+                        used += (size_t) snprintf(buf + used, len - used, "%s%s", used ? "; " : "", part);
+        }
+        if (buf[0] == '\0')
+                upstream_format(buf, len, "no DNS-over-TLS server answered");
+        return tls ? DNS_EDE_NETWORK_ERROR : DNS_EDE_NO_REACHABLE_AUTHORITY;
+}
+
+static void probe_finished(Query *q) {
+        Server *s = q->probe;
+        const Attempt *a = &q->attempts[s->index];
+        bool counted = s->fail_epoch != q->probe_epoch;
+        char msg[ATTEMPT_ERROR_MAX];
+
+        upstream_format(msg, sizeof msg, "%s", a->error[0] ? a->error : "probe failed");
+        upstream_query_free(q);
+        if (!counted && s->state == UPSTREAM_SERVER_FAILED)
+                upstream_server_failed(s, a->fail == FAIL_NONE ? FAIL_TIMEOUT : a->fail, -EIO, msg);
+        else if (s->state == UPSTREAM_SERVER_FAILED && !s->probe)
+                upstream_server_arm_probe(s, s->backoff_until);
+}
+
+static void upstream_query_final(Query *q) {
+        Upstream *u = q->u;
+        char text[DNS_EDE_TEXT_MAX];
+        int ede;
+
+        q->final_pending = false;
+        if (q->probe) {
+                probe_finished(q);
+                return;
+        }
+        if (u->allow_plaintext_fallback && u->n_fallback > 0) {
+                rate_log(u, &u->log_fallback);
+                u->n_fallback_used++;
+                upstream_plain_start(q);
+                return;
+        }
+        ede = upstream_query_failure(q, text, sizeof text);
+        rate_log(u, &u->log_no_fallback);
+        upstream_query_fail(q, ede, text);
+}
+
+static void upstream_attempt_timeout(Attempt *a) {
+        Server *s = a->server;
+        Conn *c = a->conn;
+        char msg[ATTEMPT_ERROR_MAX], delay[32];
+
+        format_delay(delay, sizeof delay, s->u->timeout_usec);
+        if (!c || c->state == CONN_CONNECTING) {
+                upstream_format(msg, sizeof msg, "connecting to %s timed out", s->address);
+                upstream_server_failed(s, FAIL_TIMEOUT, -ETIMEDOUT, msg);
+        } else if (c->state == CONN_HANDSHAKE) {
+                upstream_format(msg, sizeof msg, "TLS handshake with %s timed out", s->address);
+                upstream_server_failed(s, FAIL_TIMEOUT, -ETIMEDOUT, msg);
+        } else if (dot_conn_silent_since(c, a->started)) {
+                /* Nothing at all came back: the server is gone. */
+                upstream_format(msg, sizeof msg, "no answer from %s within %s", s->label, delay);
+                upstream_server_failed(s, FAIL_TIMEOUT, -ETIMEDOUT, msg);
+        } else
+                /* It answers others: only this question is slow there. */
+                upstream_format(msg, sizeof msg, "no answer from %s within %s", s->label, delay);
+        /* upstream_server_failed() failed it through the connection already, unless
+         * it had none or the server answers others. */
+        upstream_attempt_fail(a, FAIL_TIMEOUT, msg);
+}
+
+static int on_query_timer(sd_event_source *es, uint64_t usec, void *userdata) {
+        Query *q = userdata;
+        bool hedge = false;
+
+        (void) es;
+        if (q->final_pending) {
+                upstream_query_final(q);
+                return 0;
+        }
+        if (q->plain) {
+                if (usec >= upstream_plain_deadline(q))
+                        upstream_plain_timeout(q); /* may finish q */
+                else
+                        (void) upstream_query_rearm(q);
+                return 0;
+        }
+        for (size_t i = 0; i < q->n_attempts; i++) {
+                Attempt *a = &q->attempts[i];
+
+                if (a->state != ATTEMPT_WAITING && a->state != ATTEMPT_SENT)
+                        continue;
+                if (usec >= a->deadline)
+                        upstream_attempt_timeout(a);
+                else if (!a->hedged && !q->probe && usec >= a->hedge_at) {
+                        /* Slow: ask the next server as well, and let new
+                         * queries start there until this one answers. */
+                        a->hedged = true;
+                        upstream_server_set_suspect(a->server, a->deadline);
+                        hedge = true;
+                }
+        }
+        if (q->final_pending) {
+                upstream_query_final(q);
+                return 0;
+        }
+        if (hedge)
+                upstream_query_advance(q, true);
+        (void) upstream_query_rearm(q);
+        return 0;
+}
+
+/* Pads the query (RFC 8467 4.1, RFC 7830): the client's OPT record gets a
+ * Padding option (replacing one it had) so that the message is a multiple
+ * of PADDING_BLOCK bytes; a query without OPT gets one. `m` is the parsed
+ * query. Returns 0 with a new buffer, or -EBADMSG / -ENOMEM. */
+static int upstream_query_pad(const uint8_t *msg, size_t len, const DnsMessage *m, uint8_t **ret, size_t *ret_len) {
+        DnsRR opt = {};
+        bool have_opt = false;
+        size_t before, after_off, kept = 0, base, pad, cap;
+        uint8_t *out;
+        DnsBuilder b;
+        DnsCursor c;
+        int r;
+
+        if (m->edns.present) {
+                DnsRRIter it;
+
+                dns_rr_iter_init(&it, msg, len, m);
+                while ((r = dns_rr_next(&it, &opt)) > 0)
+                        if (opt.type == DNS_TYPE_OPT && opt.section == DNS_SECTION_ADDITIONAL) {
+                                have_opt = true;
+                                break;
+                        }
+                if (r < 0)
+                        return r;
+                if (!have_opt)
+                        return -EBADMSG;
+        }
+        /* Options other than padding, kept in order. */
+        if (have_opt) {
+                dns_cursor_init(&c, msg, opt.end);
+                dns_cursor_seek(&c, opt.rdata_off);
+                while (dns_cursor_error(&c) == 0 && dns_cursor_left(&c) > 0) {
+                        uint16_t code = dns_cursor_u16(&c), olen = dns_cursor_u16(&c);
+
+                        dns_cursor_skip(&c, olen);
+                        if (code != DNS_EDNS_OPT_PADDING)
+                                kept += EDNS_OPTION_HEADER_SIZE + olen;
+                }
+                if (dns_cursor_error(&c) < 0)
+                        return -EBADMSG;
+                before = opt.off;
+                after_off = opt.end;
+        } else {
+                before = len;
+                after_off = len;
+        }
+        base = before + DNS_OPT_SIZE + kept + EDNS_OPTION_HEADER_SIZE + (len - after_off);
+        pad = (PADDING_BLOCK - base % PADDING_BLOCK) % PADDING_BLOCK;
+        cap = base + pad;
+        if (cap > DNS_MESSAGE_MAX || DNS_OPT_SIZE + kept + EDNS_OPTION_HEADER_SIZE + pad > UINT16_MAX + 11u) {
+                /* Too big to pad: sent as it is. */
+                out = malloc(len);
+                if (!out)
+                        return -ENOMEM;
+                memcpy(out, msg, len);
+                *ret = out;
+                *ret_len = len;
+                return 0;
+        }
+        out = malloc(cap);
+        if (!out)
+                return -ENOMEM;
+        dns_builder_init(&b, out, cap);
+        dns_builder_bytes(&b, msg, before);
+        dns_builder_u8(&b, 0); /* the root */
+        dns_builder_u16(&b, DNS_TYPE_OPT);
+        if (have_opt) {
+                dns_builder_u16(&b, opt.class);
+                dns_builder_u32(&b, opt.ttl);
+        } else {
+                dns_builder_u16(&b, DNS_EDNS_UDP_SIZE);
+                dns_builder_u32(&b, 0);
+        }
+        dns_builder_u16(&b, (uint16_t) (kept + EDNS_OPTION_HEADER_SIZE + pad));
+        if (have_opt) {
+                dns_cursor_init(&c, msg, opt.end);
+                dns_cursor_seek(&c, opt.rdata_off);
+                while (dns_cursor_error(&c) == 0 && dns_cursor_left(&c) > 0) {
+                        size_t start = c.pos;
+                        uint16_t code = dns_cursor_u16(&c), olen = dns_cursor_u16(&c);
+
+                        dns_cursor_skip(&c, olen);
+                        if (code != DNS_EDNS_OPT_PADDING && dns_cursor_error(&c) == 0)
+                                dns_builder_bytes(&b, msg + start, EDNS_OPTION_HEADER_SIZE + olen);
+                }
+        }
+        dns_builder_u16(&b, DNS_EDNS_OPT_PADDING);
+        dns_builder_u16(&b, (uint16_t) pad);
+        for (size_t i = 0; i < pad; i++)
+                dns_builder_u8(&b, 0);
+        dns_builder_bytes(&b, msg + after_off, len - after_off);
+        if (!have_opt)
+                dns_builder_put_u16(&b, DNS_OFF_ARCOUNT, (uint16_t) (m->arcount + 1));
+        r = dns_builder_finish(&b, ret_len);
+        if (r < 0) {
+                free(out);
+                return r;
+        }
+        *ret = out;
+        return 0;
+}
+
+int upstream_pad_query(const uint8_t *msg, size_t len, uint8_t **ret, size_t *ret_len) {
+        DnsMessage m;
+
+        if (dns_message_parse(msg, len, &m) < 0)
+                return -EBADMSG;
+        return upstream_query_pad(msg, len, &m, ret, ret_len);
+}
+
+static int upstream_query_new(Upstream *u, const uint8_t *msg, size_t len, Query **ret) {
+        Query *q;
+
+        q = calloc(1, sizeof *q + u->n_servers * sizeof(Attempt));
+        if (!q)
+                return -ENOMEM;
+        q->u = u;
+        q->n_attempts = u->n_servers;
+        for (size_t i = 0; i < u->n_servers; i++)
+                q->attempts[i] = (Attempt) { .query = q, .server = &u->servers[i] };
+        q->orig = malloc(len);
+        if (!q->orig) {
+                free(q);
+                return -ENOMEM;
+        }
+        memcpy(q->orig, msg, len);
+        q->orig_len = len;
+        if (sd_event_add_time(u->event, &q->timer, CLOCK_MONOTONIC, 1, TIMER_ACCURACY_USEC, on_query_timer, q) <
+                    0 ||
+            sd_event_source_set_enabled(q->timer, SD_EVENT_OFF) < 0) {
+                sd_event_source_disable_unref(q->timer);
+                free(q->orig);
+                free(q);
+                return -ENOMEM;
+        }
+        q->next = u->queries;
+        if (q->next)
+                q->next->prev = q;
+        u->queries = q;
+        *ret = q;
+        return 0;
+}
+
+int upstream_resolve(Upstream *u, const uint8_t *query, size_t len, upstream_done_fn done, void *userdata) {
+        DnsMessage m;
+        uint16_t id;
+        size_t qoff, qlen;
+        Query *q;
+        int r;
+
+        if (!u || !query || !done)
+                return -EINVAL;
+        if (len < DNS_HEADER_SIZE || (((unsigned) query[DNS_OFF_FLAGS] << 8) & DNS_FLAG_QR) ||
+            dns_wire_question_span(query, len, &id, &qoff, &qlen) < 0 || dns_message_parse(query, len, &m) < 0)
+                return -EBADMSG;
+        r = upstream_query_new(u, query, len, &q);
+        if (r < 0)
+                return r;
+        q->client_id = id;
+        q->qoff = qoff;
+        q->qlen = qlen;
+        q->done = done;
+        q->userdata = userdata;
+        r = upstream_query_pad(query, len, &m, &q->wire, &q->wire_len);
+        if (r < 0) {
+                u->n_queries_live++; /* upstream_query_free() counts it down */
+                upstream_query_free(q);
+                return r;
+        }
+        u->n_queries_live++;
+        u->n_queries++;
+        upstream_query_advance(q, false);
+        return 0;
+}
+
+static int on_probe_timer(sd_event_source *es, uint64_t usec, void *userdata) {
+        Server *s = userdata;
+        Upstream *u = s->u;
+        DnsMessage m;
+        Query *q = NULL;
+
+        (void) es;
+        if (s->probe || s->state != UPSTREAM_SERVER_FAILED)
+                return 0;
+        if (upstream_query_new(u, probe_query, sizeof probe_query, &q) < 0 ||
+            dns_message_parse(probe_query, sizeof probe_query, &m) < 0 ||
+            upstream_query_pad(probe_query, sizeof probe_query, &m, &q->wire, &q->wire_len) < 0) {
+                if (q) {
+                        q->probe = s; /* not counted as a user's query */
+                        upstream_query_free(q);
+                }
+                upstream_server_arm_probe(s, usec + BACKOFF_FIRST_USEC);
+                return 0;
+        }
+        q->probe = s;
+        q->probe_epoch = s->fail_epoch;
+        q->qoff = DNS_HEADER_SIZE;
+        q->qlen = sizeof probe_query - DNS_HEADER_SIZE;
+        s->probe = q;
+        s->last_probe = usec;
+        if (upstream_attempt_start(q, &q->attempts[s->index]) < 0)
+                upstream_query_set_final(q);
+        return 0;
+}
+
+/* ---- lifecycle ---- */
+
+static int parse_ip(const char *text, uint16_t port, struct sockaddr_storage *ret, socklen_t *ret_len) {
+        struct sockaddr_in *in = (struct sockaddr_in *) ret;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) ret;
+
+        memset(ret, 0, sizeof *ret);
+        if (inet_pton(AF_INET, text, &in->sin_addr) == 1) {
+                in->sin_family = AF_INET;
+                in->sin_port = htons(port);
+                *ret_len = sizeof *in;
+                return 0;
+        }
+        if (inet_pton(AF_INET6, text, &in6->sin6_addr) == 1) {
+                in6->sin6_family = AF_INET6;
+                in6->sin6_port = htons(port);
+                *ret_len = sizeof *in6;
+                return 0;
+        }
+        return -EINVAL;
+}
+
+static bool sockaddr_valid(const struct sockaddr_storage *a, socklen_t len) {
+        if (a->ss_family == AF_INET)
+                return (len == 0 || len >= sizeof(struct sockaddr_in)) &&
+                       ((const struct sockaddr_in *) a)->sin_port != 0;
+        if (a->ss_family == AF_INET6)
+                return (len == 0 || len >= sizeof(struct sockaddr_in6)) &&
+                       ((const struct sockaddr_in6 *) a)->sin6_port != 0;
+        return false;
+}
+
+static socklen_t sockaddr_len(const struct sockaddr_storage *a) {
+        return a->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+}
+
+static int rate_log_init(Upstream *u, RateLog *l, const char *priority, const char *line) {
+        l->priority = priority;
+        l->line = line;
+        return sd_event_add_time(u->event, &l->timer, CLOCK_MONOTONIC, 1, TIMER_ACCURACY_USEC * 100, on_rate_log_timer,
+                                 l) < 0 ||
+                               sd_event_source_set_enabled(l->timer, SD_EVENT_OFF) < 0
+                       ? -ENOMEM
+                       : 0;
+}
+
+int upstream_new(sd_event *e, const UpstreamConfig *c, Upstream **ret) {
+        UpstreamServer defaults[ELEMENTSOF(default_dot)];
+        const UpstreamServer *servers = c->servers;
+        size_t n_servers = c->n_servers;
+        Upstream *u;
+        int r;
+
+        if (!e || !c || !ret)
+                return -EINVAL;
+        if (n_servers == 0) {
+                for (size_t i = 0; i < ELEMENTSOF(default_dot); i++) {
+                        memset(&defaults[i], 0, sizeof defaults[i]);
+                        (void) parse_ip(default_dot[i], DOT_PORT, &defaults[i].addr, &defaults[i].addrlen);
+                        upstream_format(defaults[i].tls_name, sizeof defaults[i].tls_name, "%s", QUAD9_NAME);
+                }
+                servers = defaults;
+                n_servers = ELEMENTSOF(default_dot);
+        }
+        if (n_servers > UPSTREAM_SERVERS_MAX || c->n_spki_pins > UPSTREAM_PINS_MAX ||
+            c->n_fallback > UPSTREAM_FALLBACK_MAX) {
+                upstream_log(SD_ERR, "DNS-over-TLS: too many servers, pins or fallback servers");
+                return -EINVAL;
+        }
+        u = calloc(1, sizeof *u);
+        if (!u)
+                return -ENOMEM;
+        u->event = sd_event_ref(e);
+        u->timeout_usec = c->timeout_usec ? c->timeout_usec : UPSTREAM_TIMEOUT_USEC_DEFAULT;
+        u->idle_timeout_usec = c->idle_timeout_usec ? c->idle_timeout_usec : UPSTREAM_IDLE_TIMEOUT_USEC_DEFAULT;
+        u->allow_plaintext_fallback = c->allow_plaintext_fallback;
+        u->shared = c->shared;
+
+        r = -ENOMEM;
+        u->servers = calloc(n_servers, sizeof *u->servers);
+        if (!u->servers)
+                goto fail;
+        u->n_servers = n_servers;
+        for (size_t i = 0; i < n_servers; i++) {
+                Server *s = &u->servers[i];
+
+                s->u = u;
+                s->index = (unsigned) i;
+                s->cfg = servers[i];
+                if (!sockaddr_valid(&s->cfg.addr, s->cfg.addrlen) ||
+                    !memchr(s->cfg.tls_name, '\0', sizeof s->cfg.tls_name)) {
+                        upstream_log(SD_ERR, "DNS-over-TLS: server %zu: not an IPv4 or IPv6 address with a port and "
+                                     "a valid name", i + 1);
+                        r = -EINVAL;
+                        goto fail;
+                }
+                s->cfg.addrlen = sockaddr_len(&s->cfg.addr);
+                upstream_sockaddr_format(&s->cfg.addr, s->address, sizeof s->address);
+                if (s->cfg.tls_name[0])
+                        upstream_format(s->label, sizeof s->label, "%s (%s)", s->cfg.tls_name, s->address);
+                else
+                        upstream_format(s->label, sizeof s->label, "%s", s->address);
+        }
+        for (size_t i = 0; i < c->n_spki_pins; i++)
+                if (!c->spki_pins[i] || upstream_pin_decode(c->spki_pins[i], u->pins[i]) < 0) {
+                        upstream_log(SD_ERR, "DNS-over-TLS: SPKI pin %zu is not the base64 of a SHA-256 digest", i + 1);
+                        r = -EINVAL;
+                        goto fail;
+                }
+        u->n_pins = c->n_spki_pins;
+        if (c->n_fallback == 0) {
+                socklen_t l;
+
+                for (size_t i = 0; i < ELEMENTSOF(default_dot); i++)
+                        (void) parse_ip(default_dot[i], DNS_PORT, &u->fallback[i], &l);
+                u->n_fallback = ELEMENTSOF(default_dot);
+        } else {
+                for (size_t i = 0; i < c->n_fallback; i++) {
+                        if (!sockaddr_valid(&c->fallback[i], 0)) {
+                                upstream_log(SD_ERR, "plaintext fallback server %zu: not an IPv4 or IPv6 address "
+                                             "with a port", i + 1);
+                                r = -EINVAL;
+                                goto fail;
+                        }
+                        u->fallback[i] = c->fallback[i];
+                }
+                u->n_fallback = c->n_fallback;
+        }
+        r = upstream_tls_ctx_new(c, &u->ctx);
+        if (r < 0)
+                goto fail;
+        u->bio_method = upstream_bio_method_new();
+        if (!u->bio_method) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        r = rate_log_init(u, &u->log_no_fallback, SD_WARNING,
+                          "DNS-over-TLS failed, plaintext fallback disabled -- returning SERVFAIL");
+        if (r >= 0)
+                r = rate_log_init(u, &u->log_fallback, SD_WARNING,
+                                  "DNS-over-TLS failed, falling back to plaintext DNS");
+        if (r < 0)
+                goto fail;
+        *ret = u;
+        return 0;
+
+fail:
+        upstream_free(u);
+        return r;
+}
+
+/* Each DoT server gets one attempt of at most T, started no later than the
+ * previous one's end (a hedge starts it earlier), and a query a connection
+ * dropped one attempt more; then each plaintext server up to T over UDP
+ * and T over TCP after a truncated answer. Servers in back-off are skipped
+ * at once, which only shortens this. */
+uint64_t upstream_max_duration_usec(const UpstreamConfig *c) {
+        uint64_t t = c->timeout_usec ? c->timeout_usec : UPSTREAM_TIMEOUT_USEC_DEFAULT;
+        uint64_t n = (c->n_servers ? c->n_servers : ELEMENTSOF(default_dot)) + 1;
+
+        if (c->allow_plaintext_fallback)
+                n += 2 * (c->n_fallback ? c->n_fallback : ELEMENTSOF(default_dot));
+        return n * t;
+}
+
+Upstream *upstream_free(Upstream *u) {
+        if (!u)
+                return NULL;
+        u->freeing = true;
+        /* Every outstanding query is answered, as promised. */
+        while (u->queries) {
+                Query *q = u->queries;
+
+                if (q->probe) {
+                        upstream_query_free(q);
+                        continue;
+                }
+                for (size_t i = 0; i < q->n_attempts; i++)
+                        dot_conn_dequeue(&q->attempts[i]);
+                upstream_query_fail(q, DNS_EDE_OTHER, "ztnad is shutting down");
+        }
+        for (size_t i = 0; u->servers && i < u->n_servers; i++) {
+                Server *s = &u->servers[i];
+
+                s->conn = dot_conn_free(s->conn);
+                SSL_SESSION_free(s->session);
+                sd_event_source_disable_unref(s->probe_timer);
+        }
+        free(u->servers);
+        sd_event_source_disable_unref(u->log_no_fallback.timer);
+        sd_event_source_disable_unref(u->log_fallback.timer);
+        SSL_CTX_free(u->ctx);
+        BIO_meth_free(u->bio_method);
+        sd_event_unref(u->event);
+        free(u);
+        return NULL;
+}
+
+void upstream_get_status(const Upstream *u, UpstreamStatus *ret) {
+        memset(ret, 0, sizeof *ret);
+        ret->n_servers = u->n_servers;
+        ret->allow_plaintext_fallback = u->allow_plaintext_fallback;
+        ret->n_queries = u->n_queries;
+        ret->n_answered = u->n_answered;
+        ret->n_servfail = u->n_servfail;
+        ret->n_fallback = u->n_fallback_used;
+        ret->pending = u->n_queries_live;
+        for (size_t i = 0; i < u->n_servers; i++) {
+                const Server *s = &u->servers[i];
+                UpstreamServerStatus *st = &ret->servers[i];
+
+                upstream_format(st->address, sizeof st->address, "%s", s->address);
+                upstream_format(st->tls_name, sizeof st->tls_name, "%s", s->cfg.tls_name);
+                st->state = s->state;
+                st->connected = s->conn != NULL;
+                st->srtt_usec = s->srtt;
+                st->rttvar_usec = s->rttvar;
+                st->consecutive_failures = s->failures;
+                st->backoff_until_usec = s->state == UPSTREAM_SERVER_FAILED ? s->backoff_until : 0;
+                st->last_change_usec = s->last_change;
+                st->last_errno = s->last_errno;
+                upstream_format(st->last_error, sizeof st->last_error, "%s", s->last_error);
+                st->inflight = s->conn ? s->conn->n_used : 0;
+                st->n_sent = s->n_sent;
+                st->n_answers = s->n_answers;
+                st->n_connections = s->n_connections;
+                st->n_resumed = s->n_resumed;
+                st->n_failures = s->n_failures;
+        }
+}
