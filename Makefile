@@ -11,7 +11,7 @@ WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 ZCFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARNINGS) -Ishm -Iztnad
 DAEMON_LIBS := $(shell $(PKG_CONFIG) --libs jansson libsystemd 2>/dev/null || echo -ljansson -lsystemd)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
-ZTNA_LIBS := $(shell $(PKG_CONFIG) --libs jansson 2>/dev/null || echo -ljansson)
+ZTNA_LIBS := $(shell $(PKG_CONFIG) --libs jansson libsystemd 2>/dev/null || echo -ljansson -lsystemd)
 CURL_LIBS := $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
 # The public suffix list (libpsl reading Debian's publicsuffix data): a
 # tailnet domain and a peers document's domain are checked against it.

@@ -30,8 +30,8 @@ cd "$(dirname "$0")/.." || exit 1
 
 # The parts that pass today; "make system-test" and "sh dev.sh test" run
 # these. A part joins the list once the feature it tests is on main.
-SYSTEM_PARTS_DEFAULT="harness resolved resolved-after file resolvconf failclosed broken restart reload socket"
-SYSTEM_PARTS_ALL="harness resolved resolved-after file resolvconf failclosed broken restart reload socket"
+SYSTEM_PARTS_DEFAULT="harness resolved resolved-after file resolvconf failclosed broken restart reload socket doctor"
+SYSTEM_PARTS_ALL="harness resolved resolved-after file resolvconf failclosed broken restart reload socket doctor"
 
 TAILNET_FQDN=win-a.yourorg.zt.net
 TAILNET_SHORT=win-a
@@ -605,6 +605,93 @@ part_reload() {
 		ok "reload: listen named as needing a restart"
 	else
 		not_ok "reload: listen neither applied nor named as needing a restart"
+	fi
+}
+
+# ztna doctor against resolved's routing of the tailnet domain, read over
+# D-Bus: with the DNS manager's route in place the system-dns layer says
+# so; with the route gone (resolvectl revert) and with it pointing at a
+# port the stub is not on, the doctor's first finding is that layer,
+# named, and the fix it prints (a reload) brings the route back.
+part_doctor() {
+	ct_resolved_install || { not_ok "doctor: apt install systemd-resolved"; return; }
+	ct_ztnad_conf "manage = auto" "link = $CT_TUN"
+	check "doctor: apt installs ztna after resolved" ct_install_debs
+	t_ztnad_active doctor || return
+	t_doctor "doctor: resolved's route in place"
+	if [ "$T_RC" = 0 ] && grep -qw resolved-routes-stub <<<"$DOC_SYSDNS"; then
+		ok "doctor: healthy, system-dns: $DOC_SYSDNS_TEXT"
+	else
+		not_ok "doctor: resolved's route in place: exit $T_RC, first $DOC_FIRST: $(cut -c1-1500 "$CT_RUN/doctor.json")"
+	fi
+	# The route gone: resolved sends the tailnet's names to the uplink.
+	ct_exec resolvectl revert "$CT_TUN"
+	t_doctor_broken "doctor: resolvectl revert $CT_TUN" resolved-not-routing \
+		"resolved is not routing yourorg.zt.net to ztnad"
+	# The route to a port the stub is not on.
+	ct_exec resolvectl dns "$CT_TUN" 127.0.0.1:5399
+	ct_exec resolvectl domain "$CT_TUN" yourorg.zt.net
+	t_doctor_broken "doctor: resolved routes to 127.0.0.1:5399" resolved-wrong-port \
+		"resolved routes yourorg.zt.net to 127.0.0.1:5399 (link $CT_TUN) but the stub listens on :53"
+}
+
+# t_doctor LABEL: `ztna doctor --json` in the container, its report checked
+# (valid JSON, exit code and status agree) on this side; T_RC, DOC_FIRST
+# (layer/id or none), DOC_FIX, DOC_SYSDNS (the system-dns layer's ids) and
+# DOC_SYSDNS_TEXT (what its worst finding measured).
+t_doctor() {
+	T_RC=0
+	ct_timeout 10 ztna doctor --json >"$CT_RUN/doctor.json" 2>"$CT_RUN/doctor.err" || T_RC=$?
+	if ! python3 - "$CT_RUN/doctor.json" "$T_RC" >"$CT_RUN/doctor.sum" 2>"$CT_RUN/doctor.py.err" <<'EOF'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+rc = int(sys.argv[2])
+assert doc["exit"] == rc, (doc["exit"], rc)
+assert doc["status"] == {0: "healthy", 6: "degraded", 7: "broken"}[rc]
+first = doc["first"]
+sysdns = [l for l in doc["layers"] if l["layer"] == "system-dns"][0]
+order = ["ok", "skip", "warn", "fail"]
+worst = max(sysdns["findings"], key=lambda f: order.index(f["status"]))
+print(f'{first["layer"]}/{first["id"]}' if first else "none")
+print(first["fix"] if first else "")
+print(" ".join(f["id"] for f in sysdns["findings"]))
+print(worst["measured"])
+EOF
+	then
+		not_ok "$1: --json is not a valid report (exit $T_RC): $(cat "$CT_RUN/doctor.py.err" "$CT_RUN/doctor.err" | tail -3)"
+		DOC_FIRST=invalid DOC_FIX= DOC_SYSDNS= DOC_SYSDNS_TEXT=
+		return
+	fi
+	DOC_FIRST=$(sed -n 1p "$CT_RUN/doctor.sum")
+	DOC_FIX=$(sed -n 2p "$CT_RUN/doctor.sum")
+	DOC_SYSDNS=$(sed -n 3p "$CT_RUN/doctor.sum")
+	DOC_SYSDNS_TEXT=$(sed -n 4p "$CT_RUN/doctor.sum")
+}
+
+# t_doctor_broken LABEL ID TEXT: the first finding is system-dns/ID, saying
+# TEXT; its fix (the command before any parenthesis) is run in the
+# container, and then the route is in place again.
+t_doctor_broken() {
+	local label=$1 id=$2 text=$3 cmd i
+	t_doctor "$label"
+	if [ "$DOC_FIRST" = "system-dns/$id" ] && [ "$T_RC" = 7 ] && grep -qF -- "$text" <<<"$DOC_SYSDNS_TEXT"; then
+		ok "$label: first finding $DOC_FIRST, exit 7: $DOC_SYSDNS_TEXT"
+	else
+		not_ok "$label: wanted system-dns/$id saying '$text', got $DOC_FIRST exit $T_RC: $DOC_SYSDNS_TEXT"
+	fi
+	cmd=${DOC_FIX%% (*}
+	if [ -z "$cmd" ] || ! ct_timeout 30 sh -c "$cmd" >"$CT_RUN/fix.out" 2>&1; then
+		not_ok "$label: the fix '$DOC_FIX' failed: $(tail -2 "$CT_RUN/fix.out")"
+	fi
+	for i in $(seq 10); do
+		t_doctor "$label, after the fix"
+		grep -qw resolved-routes-stub <<<"$DOC_SYSDNS" && break
+		sleep 0.5
+	done
+	if grep -qw resolved-routes-stub <<<"$DOC_SYSDNS" && [ "$T_RC" = 0 ]; then
+		ok "$label: after the fix ($cmd): healthy, $DOC_SYSDNS_TEXT"
+	else
+		not_ok "$label: after the fix ($cmd): exit $T_RC, first $DOC_FIRST: $DOC_SYSDNS_TEXT"
 	fi
 }
 
