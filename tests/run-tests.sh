@@ -40,6 +40,7 @@ tests/test-glibc.sh
 tests/test-fallback.sh
 tests/test-daemon.sh
 tests/test-save-kill.sh
+tests/test-republish.sh
 tests/test-dns-manager.sh
 tests/test-pin.sh
 tests/test-controlplane.sh

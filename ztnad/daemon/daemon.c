@@ -180,8 +180,33 @@ fail:
         return r;
 }
 
-int daemon_apply(Daemon *d, SourceKind kind, const char *data, size_t len, const char *origin, char *err,
-                 size_t errlen) {
+/* How a document reaches apply_document(): as an update from its source,
+ * or as the current map again (a republish), either from the saved copy
+ * (which need not be written again) or from the copy kept in memory
+ * (whose save is tried again). */
+typedef enum ApplyAs {
+        APPLY_UPDATE,
+        APPLY_AGAIN_SAVED,
+        APPLY_AGAIN_UNSAVED,
+} ApplyAs;
+
+/* The document as the map to publish until a save succeeds. */
+static void keep_unsaved(Daemon *d, const char *data, size_t len) {
+        char *copy = malloc(len ? len : 1);
+
+        free(d->unsaved);
+        d->unsaved = NULL;
+        if (!copy) {
+                daemon_log(SD_WARNING, "out of memory keeping the unsaved map; a republish may use an older one");
+                return;
+        }
+        memcpy(copy, data, len);
+        d->unsaved = copy;
+        d->unsaved_len = len;
+}
+
+static int apply_document(Daemon *d, SourceKind kind, const char *data, size_t len, const char *origin, char *err,
+                          size_t errlen, ApplyAs as) {
         _cleanup_peer_map_ PeerMap *m = NULL;
         PeersError perr;
         size_t n = 0;
@@ -220,7 +245,8 @@ int daemon_apply(Daemon *d, SourceKind kind, const char *data, size_t len, const
         Source *s = &d->sources[kind];
         s->last_success_usec = d->published_usec = now_usec();
         s->last_error[0] = '\0';
-        s->updates++;
+        if (as == APPLY_UPDATE)
+                s->updates++;
         d->published = true;
         daemon_dns_ready(d);
         d->current = kind;
@@ -231,11 +257,18 @@ int daemon_apply(Daemon *d, SourceKind kind, const char *data, size_t len, const
         notify_status(d);
         daemon_dns_state_write(d);
 
-        if (kind != SOURCE_SAVED && kind != SOURCE_EXAMPLE) {
+        if (kind == SOURCE_EXAMPLE)
+                d->unsaved = mfree(d->unsaved);
+        else if (kind == SOURCE_SAVED || as == APPLY_AGAIN_SAVED)
+                d->unsaved = mfree(d->unsaved); /* the saved copy is this map */
+        else {
                 r = save_state(d, data, len);
-                if (r < 0)
+                if (r < 0) {
                         daemon_log(SD_WARNING, "cannot save the map under %s: %s (a cold start will not have it)",
                                    d->config->state_dir, strerror(-r));
+                        keep_unsaved(d, data, len);
+                } else
+                        d->unsaved = mfree(d->unsaved);
         }
         /* The map of a large document is gone; give the memory back
          * rather than keep the peak resident. Small ones are left alone:
@@ -244,6 +277,11 @@ int daemon_apply(Daemon *d, SourceKind kind, const char *data, size_t len, const
         if (len > TRIM_ABOVE)
                 (void) malloc_trim(0);
         return 0;
+}
+
+int daemon_apply(Daemon *d, SourceKind kind, const char *data, size_t len, const char *origin, char *err,
+                 size_t errlen) {
+        return apply_document(d, kind, data, len, origin, err, errlen, APPLY_UPDATE);
 }
 
 int daemon_reload_file(Daemon *d, const char *why) {
@@ -313,20 +351,40 @@ int daemon_load_initial(Daemon *d) {
                             "built-in example tailnet", NULL, 0);
 }
 
+/* The map now published, again: with the blocklist or the pins as they are
+ * now. Its document is the one kept in memory while it could not be saved,
+ * else the saved copy, whatever its source: a peers file that has turned
+ * bad since, or an older saved map, must not stand in for it. */
 int daemon_republish(Daemon *d, const char *why) {
+        _cleanup_free_ char *path = NULL, *data = NULL;
+        PeersError perr;
+        size_t len;
+        int r;
+
         if (!d->published)
                 return 0;
         daemon_log(SD_INFO, "republishing the map from the %s (%s)", source_names[d->current], why);
-        switch (d->current) {
-        case SOURCE_FILE:
-                return daemon_reload_file(d, why);
-        case SOURCE_EXAMPLE:
+        if (d->current == SOURCE_EXAMPLE)
                 return daemon_apply(d, SOURCE_EXAMPLE, (const char *) ztna_example_tailnet, ztna_example_tailnet_len,
                                     "built-in example tailnet", NULL, 0);
-        default:
-                /* A push or the control plane: the saved copy is that map. */
-                return load_saved(d);
+        if (d->unsaved) {
+                len = d->unsaved_len;
+                data = TAKE_PTR(d->unsaved);
+                r = apply_document(d, d->current, data, len, "the map kept in memory", NULL, 0, APPLY_AGAIN_UNSAVED);
+                if (r < 0 && !d->unsaved) {
+                        d->unsaved = TAKE_PTR(data);
+                        d->unsaved_len = len;
+                }
+                return r;
         }
+        if (asprintf(&path, "%s/" STATE_FILE_NAME, d->config->state_dir) < 0)
+                return -ENOMEM;
+        r = peers_read_file(path, &data, &len, &perr);
+        if (r < 0) {
+                daemon_log(SD_WARNING, "%s; the map stays as it is", perr.message);
+                return r;
+        }
+        return apply_document(d, d->current, data, len, path, NULL, 0, APPLY_AGAIN_SAVED);
 }
 
 int daemon_set_state(Daemon *d, bool up) {

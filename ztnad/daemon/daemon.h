@@ -66,6 +66,11 @@ typedef struct Daemon {
         ShmPrefix ranges[SHM_RANGES_MAX]; /* of the published map */
         size_t n_ranges;
         uint64_t published_usec;
+        /* The published map's document while saving it under state_dir
+         * fails (NULL once the saved copy is current again): a republish
+         * must not go back to an older saved map. */
+        char *unsaved;
+        size_t unsaved_len;
 
         Source sources[_SOURCE_MAX];
 

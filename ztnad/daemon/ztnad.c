@@ -171,9 +171,10 @@ static void daemon_reload(Daemon *d) {
                         daemon_log(SD_NOTICE, "configuration reloaded: %s", changed);
         }
 
-        if (daemon_peers_path(d))
-                (void) daemon_reload_file(d, "SIGHUP");
-        else if (pin || blocked_changed)
+        /* The peers file's map under the new configuration; when the file
+         * cannot be read or is bad now, the current map is republished all
+         * the same, so new pins or a new blocklist still apply. */
+        if ((!daemon_peers_path(d) || daemon_reload_file(d, "SIGHUP") < 0) && (pin || blocked_changed))
                 (void) daemon_republish(d, pin ? "domains or address_space changed" : "blocklist changed");
         if (d->sync)
                 sync_now(d->sync);
@@ -210,6 +211,7 @@ static void daemon_done(Daemon *d) {
         d->writer = shm_writer_close(d->writer);
         d->reader = shm_reader_free(d->reader);
         d->config = config_free(d->config);
+        d->unsaved = mfree(d->unsaved);
 }
 
 static void help(void) {
