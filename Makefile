@@ -111,11 +111,6 @@ $(T)/test-control: $(T)/ztnad/control/test-control.o $(T)/ztnad/control/control.
 		$(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) $(PSL_LIBS) -lpthread
 TEST_BINS += $(T)/test-control
-# A stand-in daemon serving the control socket, for tests/test-control.sh.
-$(T)/control-harness: $(T)/tests/control-harness.o $(T)/ztnad/control/control.o $(T)/ztnad/sources/peers.o \
-		$(T)/ztnad/conf/public-suffix.o $(T)/libshm.a
-	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(PSL_LIBS)
-TEST_BINS += $(T)/control-harness
 
 $(T)/test-config: $(T)/ztnad/conf/test-config.o $(T)/ztnad/conf/config.o $(T)/ztnad/conf/public-suffix.o
 	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(PSL_LIBS)
@@ -168,7 +163,7 @@ $(T)/bin/ztna: $(ZTNA_SRC:%.c=$(T)/%.o) $(T)/libshm.a
 	$(CC) $(SAN) -o $@ $^ $(ZTNA_LIBS) $(CURL_LIBS) $(PSL_LIBS) $(SSL_LIBS)
 sanitized: $(T)/bin/ztnad $(T)/bin/ztna
 
-check test: all $(TEST_BINS) $(B)/gai-client $(B)/publish
+check test: all $(TEST_BINS) $(T)/bin/ztnad $(B)/gai-client $(B)/publish
 	sh tests/run-tests.sh
 
 # ---- fuzzing (libFuzzer; FUZZ_SECONDS per target) ----

@@ -1,10 +1,15 @@
 #!/bin/sh
-# The ztna command against a real control socket: build/test/control-harness
-# serves it with ops that publish to a real record store (as ztnad's do), and
-# ztna runs as root, as nobody (setpriv --clear-groups) and as nobody in the
-# admin group (setpriv --groups). Checks output, --json and every exit code.
+# The ztna command against the real ztnad (built under the sanitizers,
+# build/test/bin/ztnad) on a private control socket and record store, the
+# stub off; ztna runs as root, as nobody (setpriv --clear-groups) and as
+# nobody in the admin group (setpriv --groups). Checks output, --json and
+# every exit code. The admin group, "ztna-test", exists only in a private
+# mount namespace (a copy of /etc/group bind-mounted over it).
 # Needs root. Usage: B=build sh tests/test-control.sh
 set -eu
+if [ -z "${ZTNA_CONTROL_NS:-}" ]; then
+	ZTNA_CONTROL_NS=1 exec unshare -m --propagation private sh "$0" "$@"
+fi
 
 B=${B:-build}
 case $B in
@@ -12,6 +17,8 @@ case $B in
 *) B=$(pwd)/$B ;;
 esac
 ADMIN_GID=4242
+ADMIN_GROUP=ztna-test
+ZTNAD=${ZTNAD:-$B/test/bin/ztnad}
 TESTS=$(cd "$(dirname "$0")" && pwd)
 
 dir=$(mktemp -d)
@@ -20,7 +27,7 @@ chmod 0755 "$dir"
 mkdir -m 0755 "$dir/run"
 sock=$dir/run/control.sock
 store=$dir/run/records
-log=$dir/harness.log
+log=$dir/ztnad.log
 pid=
 cppid=
 . "$(dirname "$0")/lib.sh"
@@ -63,14 +70,25 @@ exit_is 3 ztna down
 exit_is 3 ztna --json dns flush
 grep -q '"code": "unreachable"' "$dir/out" && ok "--json says unreachable" || fail "--json: $(cat "$dir/out")"
 
-"$B/test/control-harness" --socket "$sock" --store "$store" --peers "$dir/peers.json" \
-	--admin-gid $ADMIN_GID 2>"$log" &
+cp /etc/group "$dir/group"
+echo "$ADMIN_GROUP:x:$ADMIN_GID:" >>"$dir/group"
+mount --bind "$dir/group" /etc/group
+cat >"$dir/ztnad.conf" <<EOF
+store = $store
+state_dir = $dir/state
+control_socket = $sock
+control_group = $ADMIN_GROUP
+peers_file = $dir/peers.json
+[dns]
+stub = no
+EOF
+"$ZTNAD" -c "$dir/ztnad.conf" 2>"$log" &
 pid=$!
 i=0
-until [ -S "$sock" ]; do
+until [ -S "$sock" ] && grep -q 'published generation' "$log"; do
 	i=$((i + 1))
-	[ $i -lt 200 ] || {
-		fail "the harness did not start: $(cat "$log")"
+	[ $i -lt 400 ] && kill -0 "$pid" 2>/dev/null || {
+		fail "ztnad did not start: $(cat "$log")"
 		exit 1
 	}
 	sleep 0.05
@@ -186,7 +204,7 @@ grep -q "control plane: .*; asking ztnad instead" "$dir/err" && ok "a stopped co
 
 # ---- changes: refused to nobody, allowed to the admin group and root ----
 exit_is 4 as_nobody "$B/ztna" --socket "$sock" down
-grep -qF "not authorised: changes need root or the ztna group" "$dir/err" && ok "the refusal says why" ||
+grep -qF "not authorised: changes need root or the $ADMIN_GROUP group" "$dir/err" && ok "the refusal says why" ||
 	fail "refusal: $(cat "$dir/err")"
 exit_is 4 as_nobody "$B/ztna" --socket "$sock" dns flush
 exit_is 4 as_nobody "$B/ztna" --socket "$sock" peers push "$dir/peers.json"
@@ -224,7 +242,7 @@ grep -qF 'peers[0].addresses[0]: "100.64.0.300" is not an IPv4 or IPv6 address' 
 	ok "a bad push is rejected with the JSON path and reason" || fail "rejection: $(cat "$dir/err")"
 printf '{"domain": "yourorg.zt.net",\n "peers": [\n' >"$dir/trunc.json"
 exit_is 5 ztna peers push "$dir/trunc.json"
-grep -qF 'push:3:' "$dir/err" && ok "a syntax error points at the file's line" || fail "syntax: $(cat "$dir/err")"
+grep -qF 'pushed document:3:' "$dir/err" && ok "a syntax error points at the document's line" || fail "syntax: $(cat "$dir/err")"
 out=$(ztna dns query Mac-B)
 [ "$out" = "Mac-B.yourorg.zt.net -> 100.64.0.2" ] && ok "the last good map stays" || fail "after bad push: '$out'"
 printf 'not \377 utf-8' >"$dir/bin.json"
@@ -301,9 +319,14 @@ exit_is 2 ztna --timeout 0 status
 exit_is 0 ztna --help
 grep -q "4  not authorised" "$dir/out" && ok "--help lists the exit codes" || fail "--help: no exit codes"
 
-kill -0 "$pid" && ok "the harness is still running" || fail "the harness died"
-if grep -q "ERROR: AddressSanitizer\|runtime error" "$log"; then
-	fail "sanitizer reports in the harness log:"
+kill -0 "$pid" && ok "ztnad is still running" || fail "ztnad died"
+kill "$pid"
+rc=0
+wait "$pid" || rc=$?
+pid=
+[ "$rc" -eq 0 ] && ok "ztnad exits 0 on SIGTERM" || fail "ztnad exited $rc"
+if grep -q "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error" "$log"; then
+	fail "sanitizer reports in ztnad's log:"
 	cat "$log"
 fi
 finish

@@ -157,13 +157,6 @@ bool control_peer_is_admin(uid_t uid, gid_t gid, const gid_t *groups, size_t n_g
 int control_dispatch(const ControlOps *ops, void *userdata, const ControlPeer *peer, const char *line, size_t len,
                      char **ret_reply, size_t *ret_len);
 
-/* For the daemon's list and query ops: the protocol's objects for a map in
- * the writer's terms (ztnad/sources/peers.h's peer_map_to_shm()). A query matches a
- * short name or an FQDN (case-insensitively, one final dot allowed) or an
- * address; -ENOENT when nothing does, -ENOMEM. */
-int control_map_list(const ShmMap *m, json_t **ret);
-int control_map_query(const ShmMap *m, const char *name, json_t **ret);
-
 static inline void control_freep(Control **c) {
         control_free(*c);
 }
