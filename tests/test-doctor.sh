@@ -588,6 +588,20 @@ check "the system-dns layer says resolv.conf names the stub" \
 printf 'nameserver 192.0.2.1\n' >"$dir/resolv.conf"
 expect "resolv.conf rewritten by another program" system-dns dns-settings-overwritten 7
 apply "resolv.conf rewritten by another program"
+# Rewritten to a local DNS server that is not ztnad: the finding names the
+# program on its port 53.
+$PYTHON "$here/tests/dns-standin.py" 127.0.0.66 53 "$dir/standin.log" >"$dir/standin.out" 2>&1 &
+standin=$!
+wait_for 5 grep -q ' 4200007F:0035 ' /proc/net/udp
+printf 'nameserver 127.0.0.66\n' >"$dir/resolv.conf"
+expect "resolv.conf rewritten to a local server that is not ztnad" system-dns dns-settings-overwritten 7
+said=$(measured dns-settings-overwritten)
+check "the finding names who holds that port 53: $said" \
+	sh -c 'case "$1" in *"port 53 of 127.0.0.66 is held by python3 (pid $2, "*) ;; *) exit 1 ;; esac' _ "$said" "$standin"
+apply "resolv.conf rewritten to a local server that is not ztnad"
+kill "$standin" 2>/dev/null || true
+wait "$standin" 2>/dev/null || true
+standin=
 # Port 53 of the address resolv.conf names (the stub's) held by another
 # program: a plain UDP socket of python3, bound before ztnad starts. The
 # doctor must name that program; its fix stops it, and ztnad, reloaded,

@@ -1078,8 +1078,6 @@ static void check_port53(Doctor *d, const char *shown, const char *ns0, bool man
 
         if (!ns0 || !daemon_reachable(d) || stub_lists(d, "listening", ns0))
                 return;
-        if (!manager_points_there && !stub_lists(d, "not_listening", ns0))
-                return;
         find_port_holder(ns0, 53, &h);
         if (!h.found)
                 return; /* nothing there: the stub layer says why ztnad is not */
@@ -1087,6 +1085,22 @@ static void check_port53(Doctor *d, const char *shown, const char *ns0, bool man
             (json_int_t) h.pid == json_integer_value(json_object_get(d->status, "pid")))
                 return;
         holder_text(&h, who, sizeof who);
+        if (!manager_points_there && !stub_lists(d, "not_listening", ns0)) {
+                /* Not where the stub should be: who answers there instead
+                 * is said beside the finding that resolv.conf is wrong. */
+                Layer *layer = &d->layers[LAYER_SYSDNS];
+
+                for (size_t i = 0; i < layer->n; i++)
+                        if (strcmp(layer->findings[i].id, "dns-settings-overwritten") == 0 ||
+                            strcmp(layer->findings[i].id, "resolv-conf-not-resolved") == 0) {
+                                size_t have = strlen(layer->findings[i].measured);
+                                snprintf(layer->findings[i].measured + have,
+                                         sizeof layer->findings[i].measured - have,
+                                         "; port 53 of %s is held by %s", ns0, who);
+                                break;
+                        }
+                return;
+        }
         f = add(d, LAYER_SYSDNS, LEVEL_FAIL, "port-53-held", "%s: port 53 of %s is held by %s, not ztnad's stub",
                 shown, ns0, who);
         set_why(f, "another program answers (or swallows) the queries the system's resolver sends to %s: programs "
