@@ -48,9 +48,8 @@
 #include "sources/peers.h"
 #include "shm-format.h"
 #include "shm.h"
+#include "common/time-util.h"
 
-#define USEC_PER_SEC UINT64_C(1000000)
-#define USEC_PER_MSEC UINT64_C(1000)
 #define NSSWITCH_PATH "/etc/nsswitch.conf"
 #define MDNS_ALLOW_PATH "/etc/mdns.allow"
 #define NSS_MODULE "libnss_ztna.so.2"
@@ -151,13 +150,6 @@ typedef struct Doctor {
 
         Layer layers[_LAYER_MAX];
 } Doctor;
-
-static uint64_t now_usec(clockid_t clock) {
-        struct timespec ts;
-
-        clock_gettime(clock, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-}
 
 static Finding *add(Doctor *d, LayerId l, Level level, const char *id, const char *fmt, ...)
         __attribute__((format(printf, 5, 6)));
@@ -553,7 +545,7 @@ static void check_store(Doctor *d) {
         Finding *f;
         const char *daemon_store = d->status ? json_string_value(json_object_get(d->status, "store")) : NULL;
         const char *slash;
-        uint64_t now = now_usec(CLOCK_REALTIME);
+        uint64_t now = clock_now_usec(CLOCK_REALTIME);
         int r;
 
         restart_command(d, "restart", restart, sizeof restart);
@@ -707,7 +699,7 @@ static uint64_t parse_time_age(const char *iso, uint64_t now) {
 
 static void check_sources(Doctor *d) {
         json_t *sources = json_object_get(d->status, "sources"), *s;
-        uint64_t now = now_usec(CLOCK_REALTIME);
+        uint64_t now = clock_now_usec(CLOCK_REALTIME);
         size_t i;
 
         json_array_foreach(sources, i, s) {
@@ -1187,7 +1179,7 @@ static int read_servers(sd_bus_message *m, bool manager, int ifindex, ResolvedVi
 
 /* Gives the next bus call what is left until `deadline`; true. */
 static bool bus_time_left(sd_bus *bus, uint64_t deadline) {
-        uint64_t now = now_usec(CLOCK_MONOTONIC);
+        uint64_t now = clock_now_usec(CLOCK_MONOTONIC);
 
         (void) sd_bus_set_method_call_timeout(bus, now < deadline ? deadline - now : 1);
         return true;
@@ -1201,7 +1193,7 @@ static int resolved_read(uint64_t timeout_usec, ResolvedView *v, char *err, size
         _cleanup_(bus_message_unrefp) sd_bus_message *dns = NULL, *doms = NULL;
         sd_bus_error e = SD_BUS_ERROR_NULL;
         int links[16], n_links = 0;
-        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
+        uint64_t deadline = clock_now_usec(CLOCK_MONOTONIC) + timeout_usec;
         int r;
 
         v->n_servers = v->n_domains = 0;
@@ -1321,7 +1313,7 @@ static void check_resolved_routing(Doctor *d, const char *shown) {
         ResolvedView *v;
         Finding *f;
         json_t *l;
-        uint64_t used = now_usec(CLOCK_MONOTONIC) - d->start_usec;
+        uint64_t used = clock_now_usec(CLOCK_MONOTONIC) - d->start_usec;
         uint64_t timeout = used < DOCTOR_BUDGET_USEC ? DOCTOR_MIN(RESOLVED_BUS_USEC, DOCTOR_BUDGET_USEC - used) : 0;
 
         if (!d->domain[0] || json_array_size(listening) == 0) {
@@ -1563,7 +1555,7 @@ typedef enum UpstreamProbe {
 /* Waits for `events` on fd until `deadline` (CLOCK_MONOTONIC usec). */
 static bool wait_fd(int fd, short events, uint64_t deadline) {
         for (;;) {
-                uint64_t now = now_usec(CLOCK_MONOTONIC);
+                uint64_t now = clock_now_usec(CLOCK_MONOTONIC);
                 struct pollfd p = { .fd = fd, .events = events };
                 int n;
 
@@ -1597,7 +1589,7 @@ static bool spki_pinned(const ZtnadConfig *cfg, X509 *cert) {
 static UpstreamProbe probe_upstream(const ZtnadConfig *cfg, SSL_CTX *ctx, const ConfigAddress *a, uint64_t deadline,
                                     double *rtt_ms, char *detail, size_t size) {
         _cleanup_close_ int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        uint64_t t0 = now_usec(CLOCK_MONOTONIC);
+        uint64_t t0 = clock_now_usec(CLOCK_MONOTONIC);
         UpstreamProbe ret = PROBE_OK;
         int err = 0;
         socklen_t el = sizeof err;
@@ -1615,14 +1607,14 @@ static UpstreamProbe probe_upstream(const ZtnadConfig *cfg, SSL_CTX *ctx, const 
         }
         if (!wait_fd(fd, POLLOUT, deadline)) {
                 snprintf(detail, size, "no TCP connection in %" PRIu64 " ms",
-                         (now_usec(CLOCK_MONOTONIC) - t0) / 1000);
+                         (clock_now_usec(CLOCK_MONOTONIC) - t0) / 1000);
                 return PROBE_NO_TCP;
         }
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err) {
                 snprintf(detail, size, "%s", strerror(err ?: errno));
                 return PROBE_REFUSED;
         }
-        *rtt_ms = (double) (now_usec(CLOCK_MONOTONIC) - t0) / 1000.0;
+        *rtt_ms = (double) (clock_now_usec(CLOCK_MONOTONIC) - t0) / 1000.0;
 
         ssl = SSL_new(ctx);
         if (!ssl || SSL_set_fd(ssl, fd) != 1 || SSL_set_tlsext_host_name(ssl, a->tls_name) != 1 ||
@@ -1714,7 +1706,7 @@ static void upstream_health(const Doctor *d, const char *addr, char *buf, size_t
 }
 
 static void check_upstream(Doctor *d) {
-        uint64_t budget_end = now_usec(CLOCK_MONOTONIC) + UPSTREAM_BUDGET_USEC;
+        uint64_t budget_end = clock_now_usec(CLOCK_MONOTONIC) + UPSTREAM_BUDGET_USEC;
         const ZtnadConfig *cfg = d->cfg;
         UpstreamProbe res[16];
         char details[16][TEXT_MAX];
@@ -1744,7 +1736,7 @@ static void check_upstream(Doctor *d) {
         }
         n = DOCTOR_MIN(cfg->upstream.n, ELEMENTSOF(res));
         for (size_t i = 0; i < n; i++) {
-                uint64_t now = now_usec(CLOCK_MONOTONIC), deadline = DOCTOR_MIN(now + UPSTREAM_SERVER_USEC, budget_end);
+                uint64_t now = clock_now_usec(CLOCK_MONOTONIC), deadline = DOCTOR_MIN(now + UPSTREAM_SERVER_USEC, budget_end);
 
                 if (now >= budget_end) {
                         res[i] = PROBE_NO_TCP;
@@ -2008,7 +2000,7 @@ static size_t stub_query(const char *name, uint16_t qtype, uint16_t id, uint8_t 
 static ssize_t stub_exchange(const struct sockaddr_storage *ss, socklen_t sl, bool tcp, const uint8_t *q,
                              size_t qlen, uint8_t *buf, size_t size, uint64_t timeout_usec) {
         _cleanup_close_ int fd = socket(ss->ss_family, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
+        uint64_t deadline = clock_now_usec(CLOCK_MONOTONIC) + timeout_usec;
         size_t got = 0, need = 0;
         uint8_t frame[2];
 
@@ -2017,7 +2009,7 @@ static ssize_t stub_exchange(const struct sockaddr_storage *ss, socklen_t sl, bo
         if (connect(fd, (const struct sockaddr *) ss, sl) < 0 && errno != EINPROGRESS)
                 return -errno;
         for (bool sent = false;;) {
-                uint64_t now = now_usec(CLOCK_MONOTONIC);
+                uint64_t now = clock_now_usec(CLOCK_MONOTONIC);
                 struct pollfd p = { .fd = fd, .events = sent ? POLLIN : POLLOUT };
                 if (now >= deadline)
                         return -ETIMEDOUT;
@@ -2139,8 +2131,8 @@ static void check_stub(Doctor *d) {
         else
                 return;
         for (int tcp = 0; tcp <= 1; tcp++) {
-                uint16_t id = (uint16_t) (now_usec(CLOCK_MONOTONIC) ^ (uint64_t) getpid() ^ (unsigned) tcp);
-                uint64_t t0 = now_usec(CLOCK_MONOTONIC);
+                uint16_t id = (uint16_t) (clock_now_usec(CLOCK_MONOTONIC) ^ (uint64_t) getpid() ^ (unsigned) tcp);
+                uint64_t t0 = clock_now_usec(CLOCK_MONOTONIC);
                 ssize_t n;
                 int rcode;
 
@@ -2166,7 +2158,7 @@ static void check_stub(Doctor *d) {
                 }
                 if (tcp)
                         add(d, LAYER_STUB, LEVEL_OK, "stub-answers", "%s answers %s -> %s over UDP and TCP (%.1f ms)",
-                            where, d->name, d->name_answer, (double) (now_usec(CLOCK_MONOTONIC) - t0) / 1000.0);
+                            where, d->name, d->name_answer, (double) (clock_now_usec(CLOCK_MONOTONIC) - t0) / 1000.0);
         }
 }
 
@@ -2180,7 +2172,7 @@ typedef struct Answers {
 } Answers;
 
 static uint64_t agree_timeout(const Doctor *d) {
-        uint64_t used = now_usec(CLOCK_MONOTONIC) - d->start_usec;
+        uint64_t used = clock_now_usec(CLOCK_MONOTONIC) - d->start_usec;
         uint64_t left = used < DOCTOR_BUDGET_USEC ? DOCTOR_BUDGET_USEC - used : 0;
 
         return DOCTOR_MIN(AGREE_TIMEOUT_USEC, left);
@@ -2190,7 +2182,7 @@ static uint64_t agree_timeout(const Doctor *d) {
  * module), in a child process so that a hung module or DNS server costs at
  * most the timeout: the child is killed then. */
 static void nss_lookup(const char *name, uint64_t timeout_usec, Answers *a) {
-        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
+        uint64_t deadline = clock_now_usec(CLOCK_MONOTONIC) + timeout_usec;
         char buf[2048];
         size_t got = 0;
         bool eof = false;
@@ -2245,7 +2237,7 @@ static void nss_lookup(const char *name, uint64_t timeout_usec, Answers *a) {
         }
         close(p[1]);
         while (!eof && got < sizeof buf - 1) {
-                uint64_t now = now_usec(CLOCK_MONOTONIC);
+                uint64_t now = clock_now_usec(CLOCK_MONOTONIC);
                 struct pollfd pfd = { .fd = p[0], .events = POLLIN };
                 ssize_t k;
                 int r;
@@ -2303,7 +2295,7 @@ static int resolver_ask(const char *host, const char *name, int family, uint64_t
         socklen_t sl;
         uint8_t q[512], reply[4096], got[16];
         uint16_t qtype = family == AF_INET6 ? 28 : 1;
-        uint16_t id = (uint16_t) (now_usec(CLOCK_MONOTONIC) ^ (uint64_t) getpid() ^ 0x5a5a);
+        uint16_t id = (uint16_t) (clock_now_usec(CLOCK_MONOTONIC) ^ (uint64_t) getpid() ^ 0x5a5a);
         size_t qlen;
         ssize_t n;
 
@@ -2489,7 +2481,7 @@ static int report(Doctor *d) {
         const Finding *first = NULL;
         LayerId first_layer = _LAYER_MAX;
         Level overall = LEVEL_OK;
-        uint64_t elapsed_ms = (now_usec(CLOCK_MONOTONIC) - d->start_usec) / USEC_PER_MSEC;
+        uint64_t elapsed_ms = (clock_now_usec(CLOCK_MONOTONIC) - d->start_usec) / USEC_PER_MSEC;
         int ret;
 
         /* The first failure in lookup order, else the first warning. */
@@ -2580,7 +2572,7 @@ static void find_store_path(Doctor *d) {
 }
 
 int doctor_run(const DoctorOptions *o) {
-        Doctor d = { .o = o, .start_usec = now_usec(CLOCK_MONOTONIC) };
+        Doctor d = { .o = o, .start_usec = clock_now_usec(CLOCK_MONOTONIC) };
         json_t *reply = NULL;
         int r;
 

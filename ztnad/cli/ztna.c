@@ -37,6 +37,7 @@
 #include "shm-format.h"
 #include "shm.h"
 #include "common/version.h"
+#include "common/time-util.h"
 
 /* Exit codes: the same in --help and man/ztna.1. */
 enum {
@@ -56,8 +57,6 @@ enum {
 #define CLIENT_CODE_STORE "store-unavailable"     /* --local: the store cannot be read */
 #define CLIENT_CODE_FILE "cannot-read"            /* push: the document cannot be read */
 
-#define USEC_PER_SEC UINT64_C(1000000)
-#define USEC_PER_MSEC UINT64_C(1000)
 /* A push of a large document is validated whole before ztnad answers. */
 #define DEFAULT_TIMEOUT_SEC 30
 /* The doctor's question to ztnad: a live ztnad answers status at once. */
@@ -91,13 +90,6 @@ static const char *store_display(const Args *a) {
                 return a->store;
         p = secure_getenv(SHM_ENV_PATH);
         return p && p[0] ? p : SHM_DEFAULT_PATH;
-}
-
-static uint64_t now_usec(clockid_t clock) {
-        struct timespec ts;
-
-        clock_gettime(clock, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
 }
 
 /* ---- output ---- */
@@ -156,7 +148,7 @@ static void print_scalar(const char *key, const json_t *v) {
 
                 format_time(t, buf, sizeof buf);
                 if (t)
-                        printf("%s (%" PRIu64 " s ago)", buf, age_sec(t, now_usec(CLOCK_REALTIME)));
+                        printf("%s (%" PRIu64 " s ago)", buf, age_sec(t, clock_now_usec(CLOCK_REALTIME)));
                 else
                         fputs(buf, stdout);
                 return;
@@ -291,7 +283,7 @@ static void conn_done(Conn *c) {
 /* Waits for `events` until the deadline. 1 ready, 0 timed out, -errno. */
 static int conn_wait(Conn *c, short events) {
         for (;;) {
-                uint64_t now = now_usec(CLOCK_MONOTONIC);
+                uint64_t now = clock_now_usec(CLOCK_MONOTONIC);
                 struct pollfd p = { .fd = c->fd, .events = events };
                 int r;
 
@@ -330,7 +322,7 @@ static int conn_open(const Args *a, Conn *ret, char *err, size_t errlen) {
                 snprintf(err, errlen, "%s", strerror(errno));
                 return -errno;
         }
-        *ret = (Conn) { .fd = TAKE_FD(fd), .deadline = now_usec(CLOCK_MONOTONIC) + a->timeout_usec };
+        *ret = (Conn) { .fd = TAKE_FD(fd), .deadline = clock_now_usec(CLOCK_MONOTONIC) + a->timeout_usec };
         return 0;
 }
 
@@ -634,7 +626,7 @@ static int store_query(const ShmSnapshot *s, const Args *a, const void *userdata
 static int store_status(const ShmSnapshot *s, const Args *a, const void *userdata, json_t **ret) {
         const ShmWireRange *ranges = s->ranges;
         json_t *r = json_array();
-        uint64_t now = now_usec(CLOCK_REALTIME);
+        uint64_t now = clock_now_usec(CLOCK_REALTIME);
         char published[64];
 
         (void) userdata;
@@ -662,7 +654,7 @@ static int store_status(const ShmSnapshot *s, const Args *a, const void *userdat
 }
 
 static void print_store_text(const json_t *st) {
-        uint64_t now = now_usec(CLOCK_REALTIME);
+        uint64_t now = clock_now_usec(CLOCK_REALTIME);
         size_t i;
         json_t *r;
 

@@ -28,8 +28,7 @@
 
 #include <stdint.h>
 
-#define USEC_PER_MSEC UINT64_C(1000)
-#define USEC_PER_SEC UINT64_C(1000000)
+#include "common/time-util.h"
 
 /* ---- upstream (upstream.c, upstream-tls.c, upstream-plain.c) ---- */
 

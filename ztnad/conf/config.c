@@ -47,7 +47,7 @@ static_assert(KEY_NAME_MAX + 3 + CONFIG_VALUE_MAX + CONFIG_RANGES_MAX <= CONFIG_
 #define WHY_MAX 384u
 #define SHOW_MAX 80u /* a value quoted in a message, cut short with "..." */
 
-#define USEC_PER_MIN (60 * CONFIG_USEC_PER_SEC)
+#define USEC_PER_MIN (60 * USEC_PER_SEC)
 #define USEC_PER_HOUR (60 * USEC_PER_MIN)
 #define USEC_PER_DAY (24 * USEC_PER_HOUR)
 #define KIB UINT64_C(1024)
@@ -154,7 +154,7 @@ static const Key keys[] = {
           .description = "The file that holds the control plane's bearer token." },
         { "ca_file", Z, TYPE_PATH, KEY_OPTIONAL | KEY_FILE, F(ca_file), "",
           .description = "CA certificates for the control plane; empty: the system's." },
-        { "sync_interval", Z, TYPE_DURATION, 0, F(sync_interval_usec), "30s", 1 * CONFIG_USEC_PER_SEC, USEC_PER_DAY,
+        { "sync_interval", Z, TYPE_DURATION, 0, F(sync_interval_usec), "30s", 1 * USEC_PER_SEC, USEC_PER_DAY,
           .description = "How often the control plane is polled, 1s to 1d." },
         { "control_socket", Z, TYPE_PATH, KEY_FILE, F(control_socket), "/run/ztna/control.sock",
           .check = check_socket_path,
@@ -185,7 +185,7 @@ static const Key keys[] = {
         { "serve_stale", D, TYPE_BOOL, 0, F(serve_stale), "no",
           .description = "Answer from expired cache entries when no upstream answers (RFC 8767)." },
         { "upstream_timeout", D, TYPE_DURATION, 0, F(upstream_timeout_usec), "3s",
-          100 * CONFIG_USEC_PER_MSEC, 60 * CONFIG_USEC_PER_SEC,
+          100 * USEC_PER_MSEC, 60 * USEC_PER_SEC,
           .description = "How long each upstream server has to answer a query, 100ms to 1min." },
         { "manage", D, TYPE_ENUM, 0, F(manage), "auto", .choices = manage_choices,
           .description = "Who points the resolver at the stub: auto, resolved, resolvconf, file or off." },
@@ -553,8 +553,8 @@ static const struct {
         { "d", USEC_PER_DAY },
         { "h", USEC_PER_HOUR },
         { "min", USEC_PER_MIN },
-        { "s", CONFIG_USEC_PER_SEC },
-        { "ms", CONFIG_USEC_PER_MSEC },
+        { "s", USEC_PER_SEC },
+        { "ms", USEC_PER_MSEC },
         { "us", 1 },
 };
 
@@ -584,7 +584,7 @@ static int parse_duration(const Key *k, const char *value, void *field, char *wh
         if (digits == 0)
                 goto bad;
         if (unit[0] == '\0')
-                mult = CONFIG_USEC_PER_SEC;
+                mult = USEC_PER_SEC;
         for (size_t i = 0; i < ELEMENTSOF(duration_units) && mult == 0; i++)
                 if (strcmp(unit, duration_units[i].suffix) == 0)
                         mult = duration_units[i].usec;

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "common/time-util.h"
 #include "macro.h"
 #include "shm.h"
 
@@ -45,9 +46,6 @@
 #define CONFIG_RANGES_MAX 32u
 #define CONFIG_TLS_NAME_MAX 253u /* RFC 1035 2.3.4, text form */
 #define CONFIG_SHA256_SIZE 32u
-
-#define CONFIG_USEC_PER_MSEC UINT64_C(1000)
-#define CONFIG_USEC_PER_SEC UINT64_C(1000000)
 
 /* An address to listen on or to forward to. */
 typedef struct ConfigAddress {

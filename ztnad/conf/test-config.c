@@ -199,7 +199,7 @@ START_TEST(test_defaults) {
         ck_assert_ptr_null(c->org_id);
         ck_assert_str_eq(c->token_file, "/etc/ztna/token");
         ck_assert_ptr_null(c->ca_file);
-        ck_assert_uint_eq(c->sync_interval_usec, 30 * CONFIG_USEC_PER_SEC);
+        ck_assert_uint_eq(c->sync_interval_usec, 30 * USEC_PER_SEC);
         ck_assert_str_eq(c->control_socket, "/run/ztna/control.sock");
         ck_assert_str_eq(c->control_group, "ztna");
         ck_assert_uint_eq(c->domains.n, 1);
@@ -223,7 +223,7 @@ START_TEST(test_defaults) {
         ck_assert_uint_eq(c->blocklist.n, 0);
         ck_assert_uint_eq(c->cache_size, 16u << 20);
         ck_assert(!c->serve_stale);
-        ck_assert_uint_eq(c->upstream_timeout_usec, 3 * CONFIG_USEC_PER_SEC);
+        ck_assert_uint_eq(c->upstream_timeout_usec, 3 * USEC_PER_SEC);
         ck_assert_int_eq(c->manage, CONFIG_MANAGE_AUTO);
         ck_assert_ptr_null(c->link);
         ck_assert(!c->default_route);
@@ -666,13 +666,13 @@ START_TEST(test_every_key_changes) {
         assert_round_trip(every);
         ck_assert_str_eq(every->store, "/srv/ztna store/records ");
         ck_assert_str_eq(every->org_id, "acme-\"corp\"");
-        ck_assert_uint_eq(every->sync_interval_usec, 90 * CONFIG_USEC_PER_SEC);
+        ck_assert_uint_eq(every->sync_interval_usec, 90 * USEC_PER_SEC);
         ck_assert_int_eq(every->offline_peers, CONFIG_OFFLINE_HIDE);
         ck_assert(!every->stub);
         ck_assert(every->allow_plaintext_fallback);
         ck_assert(every->serve_stale);
         ck_assert_uint_eq(every->cache_size, 0);
-        ck_assert_uint_eq(every->upstream_timeout_usec, 1500 * CONFIG_USEC_PER_MSEC);
+        ck_assert_uint_eq(every->upstream_timeout_usec, 1500 * USEC_PER_MSEC);
         ck_assert_int_eq(every->manage, CONFIG_MANAGE_RESOLVED);
         ck_assert_str_eq(every->link, "ztna0");
         ck_assert(every->default_route);

@@ -31,8 +31,8 @@
 
 #include "control/control.h"
 #include "macro.h"
+#include "common/time-util.h"
 
-#define USEC_PER_MSEC UINT64_C(1000)
 
 /* Bytes asked of one recv(), and read from one connection before the loop
  * gets to the others: a 128 MiB push does not starve a status request. */

@@ -24,9 +24,8 @@
 #include "shm-format.h"
 #include "shm.h"
 #include "common/version.h"
+#include "common/time-util.h"
 
-#define USEC_PER_SEC UINT64_C(1000000)
-#define USEC_PER_MSEC UINT64_C(1000)
 /* A file that appears by creation (not rename) is usually still being
  * written; its IN_CLOSE_WRITE normally follows at once and wins. The delay
  * only matters for a file made by link(), which sends nothing else. */
@@ -57,12 +56,6 @@ void daemon_log_priority(int priority, const char *message) {
         static const char *const prefixes[] = { SD_EMERG, SD_ALERT, SD_CRIT, SD_ERR,
                                                 SD_WARNING, SD_NOTICE, SD_INFO, SD_DEBUG };
         daemon_log(prefixes[priority >= 0 && priority < 8 ? priority : 6], "%s", message);
-}
-
-static uint64_t now_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000u;
 }
 
 const char *daemon_store_path(const Daemon *d) {
@@ -100,7 +93,7 @@ const char *daemon_peers_path(const Daemon *d) {
 
 static void source_failed(Daemon *d, SourceKind k, const char *message) {
         Source *s = &d->sources[k];
-        s->last_error_usec = now_usec();
+        s->last_error_usec = clock_now_usec(CLOCK_REALTIME);
         snprintf(s->last_error, sizeof s->last_error, "%s", message);
 }
 
@@ -243,7 +236,7 @@ static int apply_document(Daemon *d, SourceKind kind, const char *data, size_t l
         }
 
         Source *s = &d->sources[kind];
-        s->last_success_usec = d->published_usec = now_usec();
+        s->last_success_usec = d->published_usec = clock_now_usec(CLOCK_REALTIME);
         s->last_error[0] = '\0';
         if (as == APPLY_UPDATE)
                 s->updates++;

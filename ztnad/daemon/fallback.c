@@ -17,8 +17,8 @@
 #include "daemon/daemon.h"
 #include "daemon/fallback.h"
 #include "macro.h"
+#include "common/time-util.h"
 
-#define USEC_PER_SEC UINT64_C(1000000)
 
 struct Fallback {
         ShmWriter *writer; /* borrowed */
@@ -42,12 +42,6 @@ struct Fallback {
         int error; /* of the last save; 0 after a success */
 };
 
-static uint64_t clock_usec(clockid_t id) {
-        struct timespec ts;
-        clock_gettime(id, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000u;
-}
-
 static void *saver_main(void *arg) {
         Fallback *f = arg;
 
@@ -63,9 +57,9 @@ static void *saver_main(void *arg) {
                 f->busy = true;
                 pthread_mutex_unlock(&f->lock);
 
-                uint64_t start = clock_usec(CLOCK_MONOTONIC);
+                uint64_t start = clock_now_usec(CLOCK_MONOTONIC);
                 int r = shm_store_save(f->path, job, len);
-                uint64_t took = clock_usec(CLOCK_MONOTONIC) - start;
+                uint64_t took = clock_now_usec(CLOCK_MONOTONIC) - start;
                 free(job);
 
                 pthread_mutex_lock(&f->lock);
@@ -78,7 +72,7 @@ static void *saver_main(void *arg) {
                 f->error = r < 0 ? r : 0;
                 if (r >= 0) {
                         f->saves++;
-                        f->saved_usec = clock_usec(CLOCK_REALTIME);
+                        f->saved_usec = clock_now_usec(CLOCK_REALTIME);
                 }
                 f->save_usec = took;
                 if (took > f->save_max_usec)
@@ -95,11 +89,11 @@ int fallback_save_now(Fallback *f) {
 
         (void) sd_event_source_set_enabled(f->timer, SD_EVENT_OFF);
         f->first_change_usec = 0;
-        uint64_t start = clock_usec(CLOCK_MONOTONIC);
+        uint64_t start = clock_now_usec(CLOCK_MONOTONIC);
         int r = shm_writer_export(f->writer, &image, &len);
         if (r < 0)
                 return r == -ENODATA ? 0 : r;
-        f->export_usec = clock_usec(CLOCK_MONOTONIC) - start;
+        f->export_usec = clock_now_usec(CLOCK_MONOTONIC) - start;
         if (f->export_usec > f->export_max_usec)
                 f->export_max_usec = f->export_usec;
 
@@ -126,7 +120,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 void fallback_changed(Fallback *f) {
         if (!f)
                 return;
-        uint64_t now = clock_usec(CLOCK_MONOTONIC);
+        uint64_t now = clock_now_usec(CLOCK_MONOTONIC);
         if (!f->first_change_usec)
                 f->first_change_usec = now;
         uint64_t when = now + FALLBACK_DELAY_USEC;

@@ -31,8 +31,8 @@
 #include "shm.h"
 #include "sources/sync.h"
 #include "common/version.h"
+#include "common/time-util.h"
 
-#define USEC_PER_SEC UINT64_C(1000000)
 /* Readers judge the daemon alive by the heartbeat; a few seconds apart is
  * plenty and costs one store per period. */
 #define HEARTBEAT_USEC (5 * USEC_PER_SEC)

@@ -18,8 +18,8 @@
 #include "dns/cache.h"
 #include "macro.h"
 #include "siphash.h"
+#include "common/time-util.h"
 
-#define USEC_PER_SEC UINT64_C(1000000)
 /* What the hash table spends per node beyond the entry (buckets, its
  * split counters), counted against the budget as a round figure. */
 #define NODE_OVERHEAD 32u

@@ -37,9 +37,8 @@
 #include "hostdns/dns-state.h"
 #include "macro.h"
 #include "shm-format.h"
+#include "common/time-util.h"
 
-#define USEC_PER_MSEC UINT64_C(1000)
-#define USEC_PER_SEC UINT64_C(1000000)
 /* One D-Bus call; resolved answers in milliseconds when it is there. */
 #define BUS_CALL_TIMEOUT_USEC (2 * USEC_PER_SEC)
 /* Right after `apt install systemd-resolved` the name is not on the bus
@@ -91,12 +90,6 @@ typedef struct Manager {
         bool in_resolved_start; /* resolved is starting: never restart it */
         bool keep_dropin;       /* a mode change to resolved keeps the drop-in */
 } Manager;
-
-static uint64_t now_usec(clockid_t clock) {
-        struct timespec ts;
-        clock_gettime(clock, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-}
 
 static void status_error(Manager *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void status_error(Manager *m, const char *fmt, ...) {
@@ -256,7 +249,7 @@ static void status_save(Manager *m) {
                 return; /* no runtime directory: ztnad never ran this boot */
         if (asprintf(&path, "%s/" DNS_MANAGER_STATUS_NAME, m->store_dir) < 0)
                 return;
-        json_object_set_new(m->status, "updated_usec", json_integer((json_int_t) now_usec(CLOCK_REALTIME)));
+        json_object_set_new(m->status, "updated_usec", json_integer((json_int_t) clock_now_usec(CLOCK_REALTIME)));
         text = json_dumps(m->status, JSON_INDENT(2) | JSON_SORT_KEYS);
         if (!text)
                 return;
@@ -369,7 +362,7 @@ static bool bus_error_transient(const sd_bus_error *e, int r) {
 
 /* Sends `msg`, retrying while resolved is not (yet) on the bus. */
 static int bus_call_retry(Manager *m, sd_bus_message *msg, const char *what, char *why, size_t why_size) {
-        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + m->bus_retry_usec;
+        uint64_t deadline = clock_now_usec(CLOCK_MONOTONIC) + m->bus_retry_usec;
         int r;
 
         for (;;) {
@@ -380,7 +373,7 @@ static int bus_call_retry(Manager *m, sd_bus_message *msg, const char *what, cha
                 sd_bus_message_unref(reply);
                 if (r >= 0)
                         return 0;
-                if (!bus_error_transient(&e, r) || now_usec(CLOCK_MONOTONIC) >= deadline) {
+                if (!bus_error_transient(&e, r) || clock_now_usec(CLOCK_MONOTONIC) >= deadline) {
                         snprintf(why, why_size, "%s: %s", what, e.message ? e.message : strerror(-r));
                         return r;
                 }
@@ -1089,7 +1082,7 @@ static int do_check(Manager *m) {
         _cleanup_free_ char *text = NULL;
         const char *written;
         size_t len;
-        uint64_t now = now_usec(CLOCK_REALTIME) / USEC_PER_SEC;
+        uint64_t now = clock_now_usec(CLOCK_REALTIME) / USEC_PER_SEC;
         json_int_t since, count;
 
         /* manage = auto and resolved has come (or gone) since the mode in

@@ -20,8 +20,8 @@
 
 #include "sources/controlplane.h"
 #include "common/version.h"
+#include "common/time-util.h"
 
-#define USEC_PER_MSEC UINT64_C(1000)
 #define HTTP_NOT_FOUND 404
 #define HTTP_UNAUTHORIZED 401
 #define HTTP_FORBIDDEN 403

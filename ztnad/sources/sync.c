@@ -24,9 +24,8 @@
 #include "common/log.h"
 #include "siphash.h"
 #include "sources/sync.h"
+#include "common/time-util.h"
 
-#define USEC_PER_MSEC UINT64_C(1000)
-#define USEC_PER_SEC UINT64_C(1000000)
 /* libcurl's timeouts are in milliseconds; the poll needs no finer. */
 #define CURL_TIMER_ACCURACY_USEC USEC_PER_MSEC
 #define POLL_TIMER_ACCURACY_USEC (10 * USEC_PER_MSEC)
@@ -93,10 +92,7 @@ static uint64_t sync_now_usec(const Sync *s) {
         uint64_t now;
 
         if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) < 0) {
-                struct timespec ts;
-
-                (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-                now = (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+                now = clock_now_usec(CLOCK_MONOTONIC);
         }
         return now;
 }

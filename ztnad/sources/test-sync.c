@@ -37,8 +37,8 @@
 #include "sources/controlplane.h"
 #include "sources/peers.h"
 #include "sources/sync.h"
+#include "common/time-util.h"
 
-#define USEC_PER_MSEC UINT64_C(1000)
 /* How often the status is looked at; attempts are >= 1 s apart. */
 #define WATCH_USEC (10 * USEC_PER_MSEC)
 
@@ -65,12 +65,8 @@ static uint64_t elapsed_ms(const Harness *h, uint64_t t) {
 static uint64_t now_usec(const Harness *h) {
         uint64_t t;
 
-        if (sd_event_now(h->event, CLOCK_MONOTONIC, &t) < 0) {
-                struct timespec ts;
-
-                (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-                t = (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
-        }
+        if (sd_event_now(h->event, CLOCK_MONOTONIC, &t) < 0)
+                t = clock_now_usec(CLOCK_MONOTONIC);
         return t;
 }
 

@@ -26,6 +26,7 @@
 #include "upstream/resolvconf.h"
 #include "dns/stub.h"
 #include "upstream/upstream-internal.h"
+#include "common/time-util.h"
 
 static size_t make_query(uint8_t *buf, size_t cap, const char *name, uint16_t type, bool opt, bool do_bit) {
         DnsBuilder b;
@@ -403,10 +404,7 @@ START_TEST(test_free_answers_pending) {
 END_TEST
 
 static uint64_t mono_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000u;
+        return clock_now_usec(CLOCK_MONOTONIC);
 }
 
 /* The bound the stub's deadline is derived from (timeouts.h): the formula,

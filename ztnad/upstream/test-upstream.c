@@ -34,6 +34,7 @@
 
 #include "common/dns-wire.h"
 #include "upstream/upstream.h"
+#include "common/time-util.h"
 
 #define NAMES_MAX 64
 
@@ -69,10 +70,7 @@ typedef struct Pending {
 } Pending;
 
 static uint64_t mono_usec(void) {
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+        return clock_now_usec(CLOCK_MONOTONIC);
 }
 
 static const char *rcode_name(unsigned r) {

@@ -27,6 +27,7 @@
 #include "common/dns-wire.h"
 #include "common/log.h"
 #include "upstream/upstream-internal.h"
+#include "common/time-util.h"
 
 #define QUAD9_NAME "dns.quad9.net"
 static const char *const default_dot[] = { "9.9.9.9", "149.112.112.112" };
@@ -65,10 +66,7 @@ uint64_t upstream_now(const Upstream *u) {
         uint64_t now;
 
         if (sd_event_now(u->event, CLOCK_MONOTONIC, &now) < 0) {
-                struct timespec ts;
-
-                (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-                now = (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+                now = clock_now_usec(CLOCK_MONOTONIC);
         }
         return now;
 }
