@@ -94,6 +94,7 @@ cleanup() {
 	[ -n "${unbound_pid:-}" ] && { kill "$unbound_pid" 2>/dev/null || true; wait "$unbound_pid" 2>/dev/null || true; }
 	[ -n "${nscd_pid:-}" ] && { kill "$nscd_pid" 2>/dev/null || true; }
 	[ -n "${standin:-}" ] && { kill "$standin" 2>/dev/null || true; }
+	[ -n "${cp_pid:-}" ] && { kill "$cp_pid" 2>/dev/null || true; }
 	if [ -n "${VERBOSE:-}" ] && [ -e "$dir/ztnad.log" ]; then
 		echo "--- ztnad.log"
 		cat "$dir/ztnad.log"
@@ -454,6 +455,54 @@ stop_loop
 mv -f "$conf.good" "$conf"
 fix=${fix#*then: }
 apply "ztnad crash-looping on a bad configuration"
+
+# A control plane refusing the token: tests/cp-server.py over HTTPS with a
+# certificate from a throwaway CA, on loopback in this namespace; the token
+# file holds a stale token.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=cp test CA" \
+	-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+	-keyout "$dir/cp-ca.key" -out "$dir/cp-ca.pem" 2>/dev/null
+printf 'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n' >"$dir/cp.ext"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=127.0.0.1" \
+	-keyout "$dir/cp.key" -out "$dir/cp.csr" 2>/dev/null
+openssl x509 -req -in "$dir/cp.csr" -CA "$dir/cp-ca.pem" -CAkey "$dir/cp-ca.key" -CAcreateserial -days 2 \
+	-extfile "$dir/cp.ext" -out "$dir/cp.pem" 2>/dev/null
+mkdir -p "$dir/cp"
+cp "$peers" "$dir/cp/peers.json"
+echo "current-token-$$" >"$dir/cp/token"
+echo "stale-token" >"$dir/token"
+chmod 0600 "$dir/token"
+$PYTHON "$here/tests/cp-server.py" --cert "$dir/cp.pem" --key "$dir/cp.key" --dir "$dir/cp" --org org-test \
+	--port-file "$dir/cp-port" 2>"$dir/cp.err" &
+cp_pid=$!
+wait_for 10 test -s "$dir/cp-port"
+cp "$conf" "$conf.nocp"
+sed -i "/^\[dns\]/i control_url = https://127.0.0.1:$(cat "$dir/cp-port")\norg_id = org-test\ntoken_file = $dir/token\nca_file = $dir/cp-ca.pem" "$conf"
+systemctl restart ztnad
+control_plane_error() {
+	"$B/ztna" --socket "$sock" --json status 2>/dev/null | $PYTHON -c '
+import json, sys
+d = json.load(sys.stdin)["daemon"]
+sys.exit(not any(s.get("name") == "control plane" and (s.get("sync_error") or s.get("last_error"))
+                 for s in d.get("sources", [])))'
+}
+wait_for 10 control_plane_error
+expect "a control plane refusing the token" daemon daemon-token-refused 6
+check "the finding names the refusal (HTTP 401)" sh -c 'printf "%s" "$1" | grep -q "401"' _ "$json"
+# The fix: the current token into the file (the edit is the test's), then
+# the rest as printed.
+cp "$dir/cp/token" "$dir/token"
+fix=${fix#*then: }
+eval "$fix" >"$dir/fix.out" 2>&1 || not_ok "the token fix failed: $fix: $(cat "$dir/fix.out")"
+no_control_plane_error() {
+	! control_plane_error
+}
+check "after the fix the control plane answers" wait_for 10 no_control_plane_error
+healthy "a control plane refusing the token, after the fix"
+kill "$cp_pid" 2>/dev/null || true
+wait "$cp_pid" 2>/dev/null || true
+mv -f "$conf.nocp" "$conf"
+systemctl restart ztnad
 
 # ---- the stub, on a private address ----
 # Healthy when it answers Win-A over UDP and TCP; with its address held by

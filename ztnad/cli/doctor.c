@@ -721,7 +721,8 @@ static void check_sources(Doctor *d) {
                         set_why(f, "no new map arrives: lookups answer from the last good one (synced %s)",
                                 last ? last : "never");
                         if (token)
-                                set_fix(f, "write the organisation's current token to %s (mode 0600); ztnad uses it at its next poll",
+                                set_fix(f, "write the organisation's current token to %s (mode 0600), then: systemctl "
+                                        "reload ztnad",
                                         d->cfg && d->cfg->token_file ? d->cfg->token_file : "the token file");
                         else
                                 set_fix(f, "check that %s is reachable: curl -sS -o /dev/null %s",
