@@ -52,6 +52,7 @@ tests/test-stub.sh
 tests/test-scenarios.sh
 tests/test-reload.sh
 tests/test-units.sh
+tests/test-man.sh
 tests/test-doctor.sh
 "
 if [ $# -gt 0 ]; then
