@@ -74,28 +74,42 @@ $(B)/ztna: $(ZTNA_SRC:%.c=$(B)/obj/%.o) $(B)/libshm.a
 $(T)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O1 -g $(SAN) -Itests -c -o $@ $<
+$(T)/ztnad/conf/example.o: $(B)/obj/ztnad/conf/example.c
+	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O1 -g $(SAN) -c -o $@ $<
 
 $(T)/libshm.a: $(SHM_SRC:%.c=$(T)/%.o)
 	$(AR) rcs $@ $^
 
-$(T)/test-shm: $(T)/shm/test-shm.o $(T)/libshm.a
-	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) -lpthread
+SSL_LIBS := $(shell $(PKG_CONFIG) --libs libssl libcrypto 2>/dev/null || echo -lssl -lcrypto)
+URCU_LIBS := $(shell $(PKG_CONFIG) --libs liburcu-memb liburcu-cds 2>/dev/null || echo -lurcu-memb -lurcu-common -lurcu-cds)
+TEST_LIBS := $(CHECK_LIBS) $(DAEMON_LIBS) $(CURL_LIBS) $(SSL_LIBS) $(URCU_LIBS) $(PSL_LIBS) -lpthread
 
-$(T)/test-nss: $(T)/nss_ztna/test-nss.o $(T)/nss_ztna/nss-ztna.o $(T)/libshm.a
-	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) -lpthread
+# Every part of ztnad and ztna but their main()s, and the NSS module, in one
+# archive: a test program links against it and takes the objects it uses,
+# so no program lists its dependencies by hand.
+PARTS_SRC := $(filter-out ztnad/daemon/ztnad.c ztnad/cli/ztna.c,$(sort $(ZTNAD_SRC) $(ZTNA_SRC))) $(NSS_SRC)
+$(T)/libparts.a: $(PARTS_SRC:%.c=$(T)/%.o) $(T)/ztnad/conf/example.o
+	rm -f $@
+	$(AR) rcs $@ $^
 
-$(T)/test-peers: $(T)/ztnad/sources/test-peers.o $(T)/ztnad/sources/peers.o $(T)/ztnad/conf/public-suffix.o $(T)/libshm.a
-	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) $(PSL_LIBS)
+# Test programs: every test-*.c beside its code, and the harnesses under
+# tests/ that integration tests drive. The Check programs among them (those
+# including <check.h>) are the unit tests `make test` runs.
+TEST_SRC := shm/test-shm.c nss_ztna/test-nss.c $(wildcard ztnad/*/test-*.c) tests/stub-harness.c
+UNIT_SRC := $(shell grep -l '<check.h>' $(TEST_SRC))
+test_bin = $(T)/$(basename $(notdir $(1)))
+define test_program
+$(call test_bin,$(1)): $(T)/$(1:.c=.o) $(T)/libparts.a $(T)/libshm.a
+	$$(CC) $$(SAN) -o $$@ $$^ $$(TEST_LIBS)
+endef
+$(foreach s,$(TEST_SRC),$(eval $(call test_program,$(s))))
+TEST_BINS := $(foreach s,$(TEST_SRC),$(call test_bin,$(s)))
+UNIT_TESTS := $(foreach s,$(UNIT_SRC),$(call test_bin,$(s)))
+# The integration tests run by `make test`; packaging, SELinux and the booted
+# system have their own targets (deb-test, selinux-check, system-test).
+INTEGRATION_TESTS := $(filter-out tests/test-deb.sh tests/test-selinux.sh tests/test-system.sh, \
+	$(wildcard tests/test-*.sh))
 
-# Drives the control plane client against tests/cp-server.py.
-$(T)/test-sync: $(T)/ztnad/sources/test-sync.o $(T)/ztnad/sources/sync.o $(T)/ztnad/sources/controlplane.o $(T)/ztnad/sources/peers.o \
-		$(T)/ztnad/conf/public-suffix.o $(T)/libshm.a
-	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(CURL_LIBS) $(PSL_LIBS)
-$(T)/test-controlplane: $(T)/ztnad/sources/test-controlplane.o $(T)/ztnad/sources/controlplane.o $(T)/ztnad/sources/peers.o \
-		$(T)/ztnad/conf/public-suffix.o $(T)/libshm.a
-	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) $(CURL_LIBS) $(PSL_LIBS)
-
-TEST_BINS := $(T)/test-shm $(T)/test-nss $(T)/test-peers $(T)/test-sync $(T)/test-controlplane
 # C getaddrinfo client for the integration tests (uninstrumented: it loads
 # the release module).
 $(B)/gai-client: tests/gai-client.c
@@ -106,65 +120,19 @@ $(B)/gai-client: tests/gai-client.c
 $(B)/publish: tests/publish.c $(B)/libshm.a
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
-# The control socket over real sockets (clients run as nobody: needs root).
-$(T)/test-control: $(T)/ztnad/control/test-control.o $(T)/ztnad/control/control.o $(T)/ztnad/sources/peers.o $(T)/ztnad/conf/public-suffix.o \
-		$(T)/libshm.a
-	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) $(PSL_LIBS) -lpthread
-TEST_BINS += $(T)/test-control
-
-$(T)/test-config: $(T)/ztnad/conf/test-config.o $(T)/ztnad/conf/config.o $(T)/ztnad/conf/public-suffix.o
-	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(PSL_LIBS)
-TEST_BINS += $(T)/test-config
-# The DNS state file ztnad hands its root helper, and the reverse zones.
-$(T)/test-dns-state: $(T)/ztnad/hostdns/test-dns-state.o $(T)/ztnad/hostdns/dns-state.o
-	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
-TEST_BINS += $(T)/test-dns-state
-
-# The DNS-over-TLS upstream: unit tests, and the harness that
-# tests/test-upstream.sh drives against unbound.
-SSL_LIBS := $(shell $(PKG_CONFIG) --libs libssl libcrypto 2>/dev/null || echo -lssl -lcrypto)
-UPSTREAM_SRC := ztnad/upstream/upstream.c ztnad/upstream/upstream-tls.c ztnad/upstream/upstream-plain.c ztnad/upstream/resolvconf.c ztnad/common/dns-wire.c
-$(T)/test-upstream: $(T)/ztnad/upstream/test-upstream.o $(UPSTREAM_SRC:%.c=$(T)/%.o)
-	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(SSL_LIBS)
-$(T)/test-upstream-unit: $(T)/ztnad/upstream/test-upstream-unit.o $(UPSTREAM_SRC:%.c=$(T)/%.o)
-	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(DAEMON_LIBS) $(SSL_LIBS)
-TEST_BINS += $(T)/test-upstream $(T)/test-upstream-unit
-
-# The DNS wire cursor and builder, over the packets in tests/data/dns.
-$(T)/test-dns-wire: $(T)/ztnad/common/test-dns-wire.o $(T)/ztnad/common/dns-wire.o
-	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
-TEST_BINS += $(T)/test-dns-wire
-$(T)/test-blocklist: $(T)/ztnad/dns/test-blocklist.o $(T)/ztnad/dns/blocklist.o $(T)/ztnad/common/dns-wire.o $(T)/libshm.a
-	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
-TEST_BINS += $(T)/test-blocklist
-# The stub's shared answer cache (liburcu's lock-free hash table).
-URCU_LIBS := $(shell $(PKG_CONFIG) --libs liburcu-memb liburcu-cds 2>/dev/null || echo -lurcu-memb -lurcu-common -lurcu-cds)
-$(T)/test-cache: $(T)/ztnad/dns/test-cache.o $(T)/ztnad/dns/cache.o $(T)/ztnad/common/dns-wire.o $(T)/libshm.a
-	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS) $(URCU_LIBS) -lpthread
-TEST_BINS += $(T)/test-cache
-# The stub listener with a stand-in forwarder, for tests/test-stub.sh.
-$(T)/stub-harness: $(T)/tests/stub-harness.o $(T)/ztnad/dns/stub.o $(T)/ztnad/dns/stub-tailnet.o $(T)/ztnad/dns/cache.o $(T)/ztnad/dns/blocklist.o $(T)/ztnad/common/dns-wire.o $(T)/libshm.a
-	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(URCU_LIBS) -lpthread
-TEST_BINS += $(T)/stub-harness
-# The stub's tailnet answers; the listener itself is tests/test-stub.sh.
-$(T)/test-stub: $(T)/ztnad/dns/test-stub.o $(T)/ztnad/dns/stub-tailnet.o $(T)/ztnad/common/dns-wire.o $(T)/libshm.a
-	$(CC) $(SAN) -o $@ $^ $(CHECK_LIBS)
-TEST_BINS += $(T)/test-stub
 # ztnad and ztna themselves under the sanitizers, for the integration tests
-# that take $B (B=build/test/bin bash tests/test-reload.sh): a use after
-# free or a leak on a reload path shows in ztnad's log and exit status.
-$(T)/ztnad/conf/example.o: $(B)/obj/ztnad/conf/example.c
-	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O1 -g $(SAN) -c -o $@ $<
-$(T)/bin/ztnad: $(ZTNAD_SRC:%.c=$(T)/%.o) $(T)/ztnad/conf/example.o $(T)/libshm.a
+# that take them (test-control, and B=build/test/bin for test-reload): a use
+# after free or a leak shows in ztnad's log and exit status.
+$(T)/bin/ztnad: $(T)/ztnad/daemon/ztnad.o $(T)/libparts.a $(T)/libshm.a
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN) -o $@ $^ $(DAEMON_LIBS) $(CURL_LIBS) $(SSL_LIBS) $(URCU_LIBS) $(PSL_LIBS) -lpthread
-$(T)/bin/ztna: $(ZTNA_SRC:%.c=$(T)/%.o) $(T)/libshm.a
+	$(CC) $(SAN) -o $@ $^ $(TEST_LIBS)
+$(T)/bin/ztna: $(T)/ztnad/cli/ztna.o $(T)/libparts.a $(T)/libshm.a
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN) -o $@ $^ $(ZTNA_LIBS) $(CURL_LIBS) $(PSL_LIBS) $(SSL_LIBS)
+	$(CC) $(SAN) -o $@ $^ $(TEST_LIBS)
 sanitized: $(T)/bin/ztnad $(T)/bin/ztna
 
 check test: all $(TEST_BINS) $(T)/bin/ztnad $(B)/gai-client $(B)/publish
-	sh tests/run-tests.sh
+	sh tests/run-tests.sh $(UNIT_TESTS) $(INTEGRATION_TESTS)
 
 # ---- fuzzing (libFuzzer; FUZZ_SECONDS per target) ----
 FUZZ_SECONDS ?= 30
