@@ -32,9 +32,10 @@ ZTNAD_SRC := ztnad/daemon/ztnad.c ztnad/daemon/daemon.c ztnad/daemon/fallback.c 
 	ztnad/upstream/upstream.c ztnad/upstream/upstream-tls.c ztnad/upstream/upstream-plain.c \
 	ztnad/upstream/resolvconf.c \
 	ztnad/hostdns/dns-state.c ztnad/hostdns/dns-manager.c \
-	ztnad/common/dns-wire.c
+	ztnad/common/dns-wire.c ztnad/common/read-file.c
 ZTNA_SRC := ztnad/cli/ztna.c ztnad/cli/doctor.c ztnad/cli/doctor-nsswitch.c ztnad/cli/doctor-dns.c \
-	ztnad/conf/config.c ztnad/conf/public-suffix.c ztnad/sources/controlplane.c ztnad/sources/peers.c
+	ztnad/conf/config.c ztnad/conf/public-suffix.c ztnad/sources/controlplane.c ztnad/sources/peers.c \
+	ztnad/common/read-file.c
 HEADERS := $(wildcard shm/*.h nss_ztna/*.h ztnad/*/*.h)
 
 all: $(B)/libnss_ztna.so.2 $(B)/ztnad $(B)/ztna
@@ -140,7 +141,7 @@ FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined 
 $(B)/fuzz/fuzz-store: tests/fuzz-store.c $(SHM_SRC) $(NSS_SRC)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^
-$(B)/fuzz/fuzz-peers: tests/fuzz-peers.c ztnad/sources/peers.c ztnad/conf/public-suffix.c $(SHM_SRC)
+$(B)/fuzz/fuzz-peers: tests/fuzz-peers.c ztnad/sources/peers.c ztnad/common/read-file.c ztnad/conf/public-suffix.c $(SHM_SRC)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(DAEMON_LIBS) $(PSL_LIBS)
 
@@ -149,7 +150,7 @@ $(B)/fuzz/fuzz-control: tests/fuzz-control.c ztnad/control/control.c
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(DAEMON_LIBS)
 FUZZ_BINS += $(B)/fuzz/fuzz-control
-$(B)/fuzz/fuzz-config: tests/fuzz-config.c ztnad/conf/config.c ztnad/conf/public-suffix.c
+$(B)/fuzz/fuzz-config: tests/fuzz-config.c ztnad/conf/config.c ztnad/common/read-file.c ztnad/conf/public-suffix.c
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(PSL_LIBS)
 FUZZ_BINS += $(B)/fuzz/fuzz-config
@@ -195,7 +196,7 @@ $(B)/bench/bench-push: tests/bench-push.c tests/bench-peers.h
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $<
 
 # The peers reader beside jansson's json_loadb (the tree it replaced).
-$(B)/bench/bench-parse: tests/bench-parse.c ztnad/sources/peers.c ztnad/conf/public-suffix.c $(B)/libshm.a $(HEADERS)
+$(B)/bench/bench-parse: tests/bench-parse.c ztnad/sources/peers.c ztnad/common/read-file.c ztnad/conf/public-suffix.c $(B)/libshm.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $(filter %.c %.a,$^) $(ZTNA_LIBS) $(PSL_LIBS)
 

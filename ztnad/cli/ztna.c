@@ -38,6 +38,7 @@
 #include "shm.h"
 #include "common/version.h"
 #include "common/time-util.h"
+#include "common/read-file.h"
 
 /* Exit codes: the same in --help and man/ztna.1. */
 enum {
@@ -684,17 +685,13 @@ static json_t *dns_manager_status(const char *store) {
         char path[PATH_MAX], *buf = NULL;
         json_t *o = NULL;
         size_t len = 0;
-        FILE *f;
 
+        /* The shared reader (not fopen(), which a FIFO in its place would
+         * block); under DNS_MANAGER_STATUS_MAX bytes, as before. */
         if (slash && snprintf(path, sizeof path, "%.*s/dns-manager.json", (int) (slash - store), store) <
                              (int) sizeof path &&
-            (f = fopen(path, "re"))) {
-                buf = malloc(DNS_MANAGER_STATUS_MAX);
-                if (buf)
-                        len = fread(buf, 1, DNS_MANAGER_STATUS_MAX, f);
-                fclose(f);
-                if (buf && len < DNS_MANAGER_STATUS_MAX)
-                        o = json_loadb(buf, len, 0, NULL);
+            read_regular_file(path, DNS_MANAGER_STATUS_MAX - 1, 0, &buf, &len, NULL, NULL) >= 0) {
+                o = json_loadb(buf, len, 0, NULL);
                 free(buf);
         }
         if (!json_is_object(o)) {

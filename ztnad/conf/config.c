@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "conf/config.h"
+#include "common/read-file.h"
 #include "macro.h"
 #include "conf/public-suffix.h"
 #include "shm-format.h"
@@ -1664,49 +1665,33 @@ int config_defaults(ZtnadConfig **ret) {
 
 int config_load(const char *path, ZtnadConfig **ret, ConfigError *err) {
         Parser p = { .source = path ? path : CONFIG_DEFAULT_PATH, .err = err };
-        _cleanup_close_ int fd = -1;
         _cleanup_free_ char *buf = NULL;
         struct stat st;
-        size_t size, n = 0;
+        ReadFileStep step;
+        size_t n;
         int r;
 
-        /* O_NONBLOCK: a FIFO in the file's place must not hang the daemon;
-         * it is refused below as not a regular file. */
-        fd = open(p.source, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0) {
-                if (errno == ENOENT && !path) {
-                        r = config_parse(NULL, 0, p.source, ret, err);
-                        return r < 0 ? r : 1;
-                }
-                return fail(&p, -errno, 0, NULL, 0, "cannot open: %s", strerror(errno));
+        r = read_regular_file(p.source, CONFIG_FILE_MAX, 0, &buf, &n, &st, &step);
+        if (r == -ENOENT && step == READ_FILE_OPEN && !path) {
+                r = config_parse(NULL, 0, p.source, ret, err);
+                return r < 0 ? r : 1;
         }
-        if (fstat(fd, &st) < 0)
-                return fail(&p, -errno, 0, NULL, 0, "cannot stat: %s", strerror(errno));
-        if (!S_ISREG(st.st_mode))
-                return fail(&p, -EINVAL, 0, NULL, 0, "is not a regular file");
-        if ((uintmax_t) st.st_size > CONFIG_FILE_MAX)
-                return fail(&p, -E2BIG, 0, NULL, 0, "is %jd bytes; the limit is %zu", (intmax_t) st.st_size,
-                            CONFIG_FILE_MAX);
-
-        /* One byte more than the size, to notice a file still growing. */
-        size = (size_t) st.st_size;
-        buf = malloc(size + 1);
-        if (!buf)
-                return fail(&p, -ENOMEM, 0, NULL, 0, "out of memory");
-        while (n < size + 1) {
-                ssize_t k = read(fd, buf + n, size + 1 - n);
-
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return fail(&p, -errno, 0, NULL, 0, "cannot read: %s", strerror(errno));
-                }
-                if (k == 0)
-                        break;
-                n += (size_t) k;
+        if (r < 0) {
+                if (step == READ_FILE_OPEN)
+                        return fail(&p, r, 0, NULL, 0, "cannot open: %s", strerror(-r));
+                if (step == READ_FILE_STAT)
+                        return fail(&p, r, 0, NULL, 0, "cannot stat: %s", strerror(-r));
+                if (r == -EINVAL && step == READ_FILE_CHECK)
+                        return fail(&p, r, 0, NULL, 0, "is not a regular file");
+                if (r == -EFBIG && step == READ_FILE_CHECK)
+                        return fail(&p, -E2BIG, 0, NULL, 0, "is %jd bytes; the limit is %zu", (intmax_t) st.st_size,
+                                    CONFIG_FILE_MAX);
+                if (r == -ENOMEM)
+                        return fail(&p, r, 0, NULL, 0, "out of memory");
+                if (r == -EAGAIN)
+                        return fail(&p, r, 0, NULL, 0, "changed while it was read");
+                return fail(&p, r, 0, NULL, 0, "cannot read: %s", strerror(-r));
         }
-        if (n > size)
-                return fail(&p, -EAGAIN, 0, NULL, 0, "changed while it was read");
 
         return config_parse(buf, n, p.source, ret, err);
 }

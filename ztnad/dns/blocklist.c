@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "dns/blocklist.h"
+#include "common/read-file.h"
 #include "macro.h"
 #include "siphash.h"
 
@@ -223,70 +224,31 @@ static int parse_line(Loader *ld, char *line) {
 }
 
 static int read_file(Loader *ld, BlocklistFile *f, char *err, size_t errlen) {
-        _cleanup_close_ int fd = -1;
         _cleanup_free_ char *buf = NULL;
         struct stat st;
-        size_t len = 0;
+        ReadFileStep step;
+        size_t len;
+        int r;
 
-        /* O_NONBLOCK: a FIFO at the path would block open() on the event
-         * loop until the watchdog; it is refused below as not a regular
-         * file (a regular file reads the same either way). */
-        fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0) {
-                int r = -errno;
-                snprintf(err, errlen, "%s: %s", f->path, strerror(errno));
+        /* Runs on the event loop: the reader's O_NONBLOCK keeps a FIFO at
+         * the path from blocking open() until the watchdog. */
+        r = read_regular_file(f->path, BLOCKLIST_FILE_MAX, 0, &buf, &len, &st, &step);
+        if (r < 0) {
+                if (r == -EINVAL && step == READ_FILE_CHECK)
+                        snprintf(err, errlen, "%s: not a regular file", f->path);
+                else if (r == -EFBIG && step == READ_FILE_CHECK)
+                        snprintf(err, errlen, "%s: larger than %zu MiB", f->path, BLOCKLIST_FILE_MAX >> 20);
+                else if (r == -EAGAIN && step == READ_FILE_READ)
+                        snprintf(err, errlen, "%s: changed while it was read", f->path);
+                else if (r != -ENOMEM)
+                        snprintf(err, errlen, "%s: %s", f->path, strerror(-r));
                 return r;
-        }
-        if (fstat(fd, &st) < 0) {
-                int r = -errno;
-                snprintf(err, errlen, "%s: %s", f->path, strerror(errno));
-                return r;
-        }
-        if (!S_ISREG(st.st_mode)) {
-                snprintf(err, errlen, "%s: not a regular file", f->path);
-                return -EINVAL;
-        }
-        if ((uint64_t) st.st_size > BLOCKLIST_FILE_MAX) {
-                snprintf(err, errlen, "%s: larger than %zu MiB", f->path, BLOCKLIST_FILE_MAX >> 20);
-                return -EFBIG;
         }
         f->present = true;
         f->dev = st.st_dev;
         f->ino = st.st_ino;
         f->size = st.st_size;
         f->mtime = st.st_mtim;
-
-        /* Read what is there now (the file may be growing under us), up to
-         * the cap, with room for a final NUL. */
-        size_t cap = (size_t) st.st_size + 1;
-        buf = malloc(cap);
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                if (len + 1 == cap) {
-                        if (cap > BLOCKLIST_FILE_MAX) {
-                                snprintf(err, errlen, "%s: larger than %zu MiB", f->path, BLOCKLIST_FILE_MAX >> 20);
-                                return -EFBIG;
-                        }
-                        char *b = realloc(buf, cap * 2);
-                        if (!b)
-                                return -ENOMEM;
-                        buf = b;
-                        cap *= 2;
-                }
-                ssize_t k = read(fd, buf + len, cap - 1 - len);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        int r = -errno;
-                        snprintf(err, errlen, "%s: %s", f->path, strerror(errno));
-                        return r;
-                }
-                if (k == 0)
-                        break;
-                len += (size_t) k;
-        }
-        buf[len] = '\0';
 
         ld->path = f->path;
         ld->line = 0;
@@ -300,7 +262,7 @@ static int read_file(Loader *ld, BlocklistFile *f, char *err, size_t errlen) {
                         note_problem(ld, "NUL byte in the line");
                 else {
                         *end = '\0';
-                        int r = parse_line(ld, p);
+                        r = parse_line(ld, p);
                         if (r == -E2BIG) {
                                 snprintf(err, errlen, "%s:%u: more than %zu names in all", f->path, ld->line,
                                          BLOCKLIST_NAMES_MAX);

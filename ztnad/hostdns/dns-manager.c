@@ -38,6 +38,7 @@
 #include "macro.h"
 #include "shm-format.h"
 #include "common/time-util.h"
+#include "common/read-file.h"
 
 /* One D-Bus call; resolved answers in milliseconds when it is there. */
 #define BUS_CALL_TIMEOUT_USEC (2 * USEC_PER_SEC)
@@ -106,44 +107,9 @@ static void status_error(Manager *m, const char *fmt, ...) {
 /* ---- files ---- */
 
 static int read_all(const char *path, char **ret, size_t *ret_len) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-        _cleanup_free_ char *buf = NULL;
-        size_t len = 0, size = 4096;
-        struct stat st;
+        int r = read_regular_file(path, TEXT_MAX, READ_FILE_NOFOLLOW, ret, ret_len, NULL, NULL);
 
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EBADFD;
-        buf = malloc(size + 1);
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t k;
-                if (len == size) {
-                        if (size >= TEXT_MAX)
-                                return -EFBIG;
-                        char *b = realloc(buf, 2 * size + 1);
-                        if (!b)
-                                return -ENOMEM;
-                        buf = b;
-                        size *= 2;
-                }
-                k = read(fd, buf + len, size - len);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                if (k == 0)
-                        break;
-                len += (size_t) k;
-        }
-        buf[len] = '\0';
-        *ret = TAKE_PTR(buf);
-        *ret_len = len;
-        return 0;
+        return r == -EINVAL ? -EBADFD : r;
 }
 
 /* Atomically: a temporary file in the same directory, renamed over. */

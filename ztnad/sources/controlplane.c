@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "sources/controlplane.h"
+#include "common/read-file.h"
 #include "common/version.h"
 #include "common/time-util.h"
 
@@ -150,50 +151,34 @@ static bool is_space(char c) {
 }
 
 int controlplane_read_token(const char *path, char **ret_token, bool *ret_exposed, char *err, size_t errlen) {
-        _cleanup_close_ int fd = -1;
         _cleanup_free_ char *buf = NULL;
         struct stat st;
-        size_t len = 0, start = 0;
+        ReadFileStep step;
+        size_t size, len, start = 0;
         char *token;
         int r;
 
-        /* O_NONBLOCK: a FIFO put there must not hang the daemon's loop;
-         * only a regular file is read. */
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0)
-                return fail(err, errlen, -errno, "cannot open token file %s: %s", path, strerror(errno));
-        if (fstat(fd, &st) < 0)
-                return fail(err, errlen, -errno, "cannot stat token file %s: %s", path, strerror(errno));
-        if (!S_ISREG(st.st_mode))
-                return fail(err, errlen, -EINVAL, "token file %s is not a regular file", path);
-        if ((uintmax_t) st.st_size > CONTROLPLANE_TOKEN_MAX)
-                return fail(err, errlen, -EINVAL, "token file %s is larger than %zu bytes; is it the right file?",
-                            path, CONTROLPLANE_TOKEN_MAX);
-
-        buf = malloc(CONTROLPLANE_TOKEN_MAX + 1);
-        if (!buf)
-                return fail(err, errlen, -ENOMEM, "out of memory");
-        /* Read up to one byte past the bound, so a file that grew since
-         * fstat() is still caught. */
-        while (len <= CONTROLPLANE_TOKEN_MAX) {
-                ssize_t n = read(fd, buf + len, CONTROLPLANE_TOKEN_MAX + 1 - len);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = -errno;
-                        explicit_bzero(buf, len);
-                        return fail(err, errlen, r, "cannot read token file %s: %s", path, strerror(-r));
-                }
-                if (n == 0)
-                        break;
-                len += (size_t) n;
+        /* The reader's O_NONBLOCK: a FIFO put there must not hang the
+         * daemon's loop; only a regular file is read. */
+        r = read_regular_file(path, CONTROLPLANE_TOKEN_MAX, READ_FILE_SECRET, &buf, &size, &st, &step);
+        if (r < 0) {
+                if (step == READ_FILE_OPEN)
+                        return fail(err, errlen, r, "cannot open token file %s: %s", path, strerror(-r));
+                if (step == READ_FILE_STAT)
+                        return fail(err, errlen, r, "cannot stat token file %s: %s", path, strerror(-r));
+                if (r == -EINVAL && step == READ_FILE_CHECK)
+                        return fail(err, errlen, -EINVAL, "token file %s is not a regular file", path);
+                if (r == -EFBIG && step == READ_FILE_CHECK)
+                        return fail(err, errlen, -EINVAL,
+                                    "token file %s is larger than %zu bytes; is it the right file?", path,
+                                    CONTROLPLANE_TOKEN_MAX);
+                if (r == -ENOMEM)
+                        return fail(err, errlen, r, "out of memory");
+                if (r == -EAGAIN)
+                        return fail(err, errlen, r, "token file %s changed while it was read", path);
+                return fail(err, errlen, r, "cannot read token file %s: %s", path, strerror(-r));
         }
-        if (len > CONTROLPLANE_TOKEN_MAX) {
-                explicit_bzero(buf, CONTROLPLANE_TOKEN_MAX + 1);
-                return fail(err, errlen, -EINVAL, "token file %s is larger than %zu bytes; is it the right file?",
-                            path, CONTROLPLANE_TOKEN_MAX);
-        }
+        len = size;
 
         while (start < len && is_space(buf[start]))
                 start++;
@@ -213,12 +198,12 @@ int controlplane_read_token(const char *path, char **ret_token, bool *ret_expose
                                  i + 1);
         }
         if (r < 0) {
-                explicit_bzero(buf, CONTROLPLANE_TOKEN_MAX + 1);
+                explicit_bzero(buf, size);
                 return r;
         }
 
         token = strndup(buf + start, len - start);
-        explicit_bzero(buf, CONTROLPLANE_TOKEN_MAX + 1);
+        explicit_bzero(buf, size);
         if (!token)
                 return fail(err, errlen, -ENOMEM, "out of memory");
         if (ret_exposed)

@@ -21,6 +21,7 @@
 
 #include "macro.h"
 #include "sources/peers.h"
+#include "common/read-file.h"
 #include "conf/public-suffix.h"
 #include "shm-format.h"
 
@@ -1649,46 +1650,27 @@ int peers_parse_policy(const char *data, size_t len, const char *source, const P
 
 int peers_read_file(const char *path, char **ret_data, size_t *ret_len, PeersError *err) {
         Parser p = { .source = path, .err = err };
-        _cleanup_close_ int fd = -1;
-        _cleanup_free_ char *buf = NULL;
         struct stat st;
-        size_t size, n = 0;
+        ReadFileStep step;
+        int r;
 
-        /* O_NONBLOCK: a FIFO put in the file's place must not hang the
-         * daemon in open(); it is refused below as not a regular file. */
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0)
-                return fail_code(&p, -errno, AT_ROOT, "cannot open: %s", strerror(errno));
-        if (fstat(fd, &st) < 0)
-                return fail_code(&p, -errno, AT_ROOT, "cannot stat: %s", strerror(errno));
-        if (!S_ISREG(st.st_mode))
-                return fail_code(&p, -EINVAL, AT_ROOT, "is not a regular file");
-        if ((uintmax_t) st.st_size > PEERS_INPUT_MAX)
+        r = read_regular_file(path, PEERS_INPUT_MAX, 0, ret_data, ret_len, &st, &step);
+        if (r >= 0)
+                return 0;
+        if (step == READ_FILE_OPEN)
+                return fail_code(&p, r, AT_ROOT, "cannot open: %s", strerror(-r));
+        if (step == READ_FILE_STAT)
+                return fail_code(&p, r, AT_ROOT, "cannot stat: %s", strerror(-r));
+        if (r == -EINVAL && step == READ_FILE_CHECK)
+                return fail_code(&p, r, AT_ROOT, "is not a regular file");
+        if (r == -EFBIG && step == READ_FILE_CHECK)
                 return fail_code(&p, -E2BIG, AT_ROOT, "is %jd bytes; the limit is %zu", (intmax_t) st.st_size,
                                  PEERS_INPUT_MAX);
-
-        /* One byte more than the size, to notice a file still growing. */
-        size = (size_t) st.st_size;
-        buf = malloc(size + 1);
-        if (!buf)
-                return fail_code(&p, -ENOMEM, AT_ROOT, "out of memory");
-        while (n < size + 1) {
-                ssize_t k = read(fd, buf + n, size + 1 - n);
-
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return fail_code(&p, -errno, AT_ROOT, "cannot read: %s", strerror(errno));
-                }
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-        }
-        if (n > size)
-                return fail_code(&p, -EAGAIN, AT_ROOT, "changed while it was read");
-        *ret_data = TAKE_PTR(buf);
-        *ret_len = n;
-        return 0;
+        if (r == -ENOMEM)
+                return fail_code(&p, r, AT_ROOT, "out of memory");
+        if (r == -EAGAIN)
+                return fail_code(&p, r, AT_ROOT, "changed while it was read");
+        return fail_code(&p, r, AT_ROOT, "cannot read: %s", strerror(-r));
 }
 
 int peers_load_file(const char *path, PeerMap **ret_map, PeersError *err) {

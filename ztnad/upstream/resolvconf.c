@@ -19,6 +19,7 @@
 
 #include "macro.h"
 #include "upstream/resolvconf.h"
+#include "common/read-file.h"
 
 #define DNS_PORT 53
 #define ADDRESS_TEXT_MAX 128
@@ -146,39 +147,15 @@ int resolvconf_parse(const char *text, size_t len, const struct sockaddr_storage
 
 int resolvconf_load(const char *path, const struct sockaddr_storage *exclude, size_t n_exclude,
                     ResolvConfServers *ret) {
-        _cleanup_close_ int fd = -1;
         _cleanup_free_ char *buf = NULL;
-        struct stat st;
-        size_t len = 0;
+        ReadFileStep step;
+        size_t len;
+        int r;
 
-        /* O_NONBLOCK: a FIFO at the path must not block open(); it is
-         * refused below as not a regular file. */
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0) {
-                if (errno == ENOENT)
-                        return resolvconf_parse("", 0, exclude, n_exclude, ret);
-                return -errno;
-        }
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EINVAL;
-        buf = malloc(RESOLVCONF_FILE_MAX + 1);
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t n = read(fd, buf + len, RESOLVCONF_FILE_MAX + 1 - len);
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-                if (len > RESOLVCONF_FILE_MAX)
-                        return -EFBIG;
-        }
+        r = read_regular_file(path, RESOLVCONF_FILE_MAX, 0, &buf, &len, NULL, &step);
+        if (r == -ENOENT && step == READ_FILE_OPEN)
+                return resolvconf_parse("", 0, exclude, n_exclude, ret);
+        if (r < 0)
+                return r;
         return resolvconf_parse(buf, len, exclude, n_exclude, ret);
 }
