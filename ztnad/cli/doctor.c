@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/inet-util.h"
 #include "conf/config.h"
 #include "cli/doctor.h"
 #include "macro.h"
@@ -1264,10 +1265,7 @@ static size_t domain_match(const char *dom, const char *name) {
 }
 
 static void server_text(const ResolvedServer *s, char *buf, size_t size) {
-        char h[INET6_ADDRSTRLEN] = "?";
-
-        inet_ntop(s->family, s->addr, h, sizeof h);
-        snprintf(buf, size, s->family == AF_INET6 ? "[%s]:%u" : "%s:%u", h, s->port ? s->port : 53);
+        (void) inet_host_port(s->family, s->addr, s->port ? s->port : 53, buf, size);
 }
 
 static void link_text(int ifindex, char *buf, size_t size) {
@@ -1736,15 +1734,7 @@ static void check_upstream(Doctor *d) {
                 Level bad = n_ok == 0 || res[i] == PROBE_NOT_YET ? LEVEL_FAIL : LEVEL_WARN;
                 Finding *f;
 
-                if (a->sa.ss_family == AF_INET6) {
-                        char h[INET6_ADDRSTRLEN];
-                        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) &a->sa)->sin6_addr, h, sizeof h);
-                        snprintf(addr, sizeof addr, "[%s]:%u", h, a->port);
-                } else {
-                        char h[INET_ADDRSTRLEN];
-                        inet_ntop(AF_INET, &((const struct sockaddr_in *) &a->sa)->sin_addr, h, sizeof h);
-                        snprintf(addr, sizeof addr, "%s:%u", h, a->port);
-                }
+                (void) inet_host_port(a->sa.ss_family, sockaddr_ip(&a->sa), a->port, addr, sizeof addr);
                 upstream_health(d, addr, health, sizeof health);
                 switch (res[i]) {
                 case PROBE_OK:

@@ -23,6 +23,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/inet-util.h"
 #include "conf/config.h"
 #include "common/read-file.h"
 #include "macro.h"
@@ -1145,16 +1146,12 @@ static void string_print(const char *s, FILE *f) {
 #define ADDRESS_TEXT_MAX (INET6_ADDRSTRLEN + 9 + CONFIG_TLS_NAME_MAX)
 
 static const char *address_format(const ConfigAddress *a, char buf[static ADDRESS_TEXT_MAX]) {
-        char text[INET6_ADDRSTRLEN];
+        char host_port[INET_HOST_PORT_MAX];
 
-        /* inet_ntop() writes RFC 5952 text, which may be a character longer
-         * than what was parsed ("1::3:4:5:6:7:8" is "1:0:3:4:5:6:7:8"). */
-        if (a->sa.ss_family == AF_INET)
-                (void) inet_ntop(AF_INET, &((const struct sockaddr_in *) &a->sa)->sin_addr, text, sizeof text);
-        else
-                (void) inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) &a->sa)->sin6_addr, text, sizeof text);
-        (void) snprintf(buf, ADDRESS_TEXT_MAX, "%s%s%s:%u%s%s", a->sa.ss_family == AF_INET6 ? "[" : "", text,
-                        a->sa.ss_family == AF_INET6 ? "]" : "", a->port, a->tls_name[0] ? "#" : "", a->tls_name);
+        /* RFC 5952 text, which may be a character longer than what was
+         * parsed ("1::3:4:5:6:7:8" is "1:0:3:4:5:6:7:8"). */
+        (void) inet_host_port(a->sa.ss_family, sockaddr_ip(&a->sa), a->port, host_port, sizeof host_port);
+        (void) snprintf(buf, ADDRESS_TEXT_MAX, "%s%s%s", host_port, a->tls_name[0] ? "#" : "", a->tls_name);
         return buf;
 }
 

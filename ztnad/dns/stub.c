@@ -34,6 +34,7 @@
 #include <systemd/sd-event.h>
 #include <urcu/urcu-memb.h>
 
+#include "common/inet-util.h"
 #include "common/dns-wire.h"
 #include "common/log.h"
 #include "macro.h"
@@ -248,20 +249,7 @@ static void address_set_port(StubAddress *a, uint16_t port) {
 }
 
 int stub_address_text(const StubAddress *a, char *buf, size_t size) {
-        char host[INET6_ADDRSTRLEN];
-        int n;
-
-        if (a->sa.ss_family == AF_INET) {
-                const struct sockaddr_in *in = (const struct sockaddr_in *) (const void *) &a->sa;
-                inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-                n = snprintf(buf, size, "%s:%u", host, address_port(a));
-        } else if (a->sa.ss_family == AF_INET6) {
-                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) (const void *) &a->sa;
-                inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-                n = snprintf(buf, size, "[%s]:%u", host, address_port(a));
-        } else
-                return -EAFNOSUPPORT;
-        return n < 0 || (size_t) n >= size ? -ENOBUFS : n;
+        return sockaddr_host_port(&a->sa, buf, size);
 }
 
 size_t stub_n_addresses(const Stub *s) {

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/inet-util.h"
 #include "hostdns/dns-state.h"
 #include "macro.h"
 
@@ -50,13 +51,7 @@ bool dns_state_server_resolved_ok(const DnsStateServer *s) {
 }
 
 int dns_state_server_text(const DnsStateServer *s, char *buf, size_t size) {
-        char host[INET6_ADDRSTRLEN];
-        int n;
-
-        if (!inet_ntop(s->family, &s->addr, host, sizeof host))
-                return -EINVAL;
-        n = snprintf(buf, size, s->family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, s->port);
-        return n < 0 || (size_t) n >= size ? -ENOBUFS : n;
+        return inet_host_port(s->family, &s->addr, s->port, buf, size);
 }
 
 /* A domain as the store holds it: lower-case letters, digits and '-',

@@ -224,4 +224,3 @@ Plain *upstream_plain_free(Plain *p);
 void upstream_plain_timeout(Query *q);
 uint64_t upstream_plain_deadline(const Query *q);
 
-void upstream_sockaddr_format(const struct sockaddr_storage *a, char *buf, size_t len);

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/inet-util.h"
 #include "common/dns-wire.h"
 #include "upstream/upstream-internal.h"
 
@@ -64,7 +65,7 @@ static void upstream_plain_error(Query *q, const char *what) {
         char addr[64];
         size_t used = strlen(p->errors);
 
-        upstream_sockaddr_format(&q->u->fallback[p->index], addr, sizeof addr);
+        (void) sockaddr_host_port(&q->u->fallback[p->index], addr, sizeof addr);
         if (used < sizeof p->errors - 1)
                 upstream_format(p->errors + used, sizeof p->errors - used, "%s%s: %s", used ? "; " : "", addr, what);
 }

@@ -955,23 +955,6 @@ static int on_conn_timer(sd_event_source *es, uint64_t usec, void *userdata) {
         return 0;
 }
 
-void upstream_sockaddr_format(const struct sockaddr_storage *a, char *buf, size_t len) {
-        char host[INET6_ADDRSTRLEN];
-
-        if (a->ss_family == AF_INET) {
-                const struct sockaddr_in *in = (const struct sockaddr_in *) a;
-
-                (void) inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-                upstream_format(buf, len, "%s:%u", host, ntohs(in->sin_port));
-        } else if (a->ss_family == AF_INET6) {
-                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) a;
-
-                (void) inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-                upstream_format(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
-        } else
-                upstream_format(buf, len, "(family %d)", a->ss_family);
-}
-
 BIO_METHOD *upstream_bio_method_new(void) {
         return bio_sock_method();
 }

@@ -24,6 +24,7 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include "common/inet-util.h"
 #include "common/dns-wire.h"
 #include "common/log.h"
 #include "upstream/upstream-internal.h"
@@ -971,7 +972,7 @@ int upstream_new(sd_event *e, const UpstreamConfig *c, Upstream **ret) {
                         goto fail;
                 }
                 s->cfg.addrlen = sockaddr_len(&s->cfg.addr);
-                upstream_sockaddr_format(&s->cfg.addr, s->address, sizeof s->address);
+                (void) sockaddr_host_port(&s->cfg.addr, s->address, sizeof s->address);
                 if (s->cfg.tls_name[0])
                         upstream_format(s->label, sizeof s->label, "%s (%s)", s->cfg.tls_name, s->address);
                 else
