@@ -2,7 +2,11 @@
 #pragma once
 
 /*
- * ztnad's log lines on stderr, one write per line.
+ * ztnad's log lines on stderr, one write per line: log_line() with an
+ * sd-daemon prefix (SD_ERR...), log_line_priority() with a syslog priority
+ * for the parts' log hooks (stub.h, control.h). Every part logs through
+ * these two; the parts that take a log hook instead (stub, control socket)
+ * fall back on them or are wired to them by the daemon.
  *
  * Under systemd stderr is a stream into the journal, which takes an
  * sd-daemon "<N>" prefix (SD_ERR...) as the line's priority. Anywhere else
@@ -18,11 +22,13 @@
  * decides once, on its first line.
  */
 
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 static inline bool log_stderr_is_journal(void) {
@@ -52,10 +58,20 @@ static inline void log_emit(const char *prefix, const char *line) {
                 fprintf(stderr, "%s\n", line);
 }
 
-/* The same with a syslog priority (LOG_ERR...). */
-static inline void log_emit_priority(int priority, const char *line) {
-        if (log_stderr_is_journal())
-                fprintf(stderr, "<%d>%s\n", priority, line);
-        else
-                fprintf(stderr, "%s\n", line);
+/* One formatted line (cut at 1023 bytes) at `priority`, an SD_* string. */
+__attribute__((format(printf, 2, 3))) static inline void log_line(const char *priority, const char *fmt, ...) {
+        char line[1024];
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(line, sizeof line, fmt, ap);
+        va_end(ap);
+        log_emit(priority, line);
+}
+
+/* One line at a syslog priority (LOG_ERR...); out of range logs as info. */
+static inline void log_line_priority(int priority, const char *message) {
+        static const char *const prefixes[] = { SD_EMERG, SD_ALERT, SD_CRIT, SD_ERR,
+                                                SD_WARNING, SD_NOTICE, SD_INFO, SD_DEBUG };
+        log_emit(prefixes[priority >= 0 && priority < 8 ? priority : 6], message);
 }

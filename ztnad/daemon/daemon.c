@@ -41,23 +41,6 @@ static const char *const source_names[_SOURCE_MAX] = {
         [SOURCE_EXAMPLE] = "built-in example",
 };
 
-void daemon_log(const char *priority, const char *fmt, ...) {
-        char line[1024];
-        va_list ap;
-
-        va_start(ap, fmt);
-        (void) vsnprintf(line, sizeof line, fmt, ap);
-        va_end(ap);
-        /* One call, one line; the <N> prefix only for the journal. */
-        log_emit(priority, line);
-}
-
-void daemon_log_priority(int priority, const char *message) {
-        static const char *const prefixes[] = { SD_EMERG, SD_ALERT, SD_CRIT, SD_ERR,
-                                                SD_WARNING, SD_NOTICE, SD_INFO, SD_DEBUG };
-        daemon_log(prefixes[priority >= 0 && priority < 8 ? priority : 6], "%s", message);
-}
-
 const char *daemon_store_path(const Daemon *d) {
         return d->store_override ? d->store_override : d->config->store;
 }
@@ -80,11 +63,11 @@ void daemon_fallback_start(Daemon *d) {
                 return;
         int r = fallback_new(d->event, d->writer, path, &d->fallback);
         if (r == -EBUSY)
-                daemon_log(SD_WARNING, "the store's copy %s is kept by another ztnad (it holds %s.lock); not saving it",
-                           path, path);
+                log_line(SD_WARNING, "the store's copy %s is kept by another ztnad (it holds %s.lock); not saving it",
+                         path, path);
         else if (r < 0)
-                daemon_log(SD_WARNING, "cannot keep a copy of the store at %s: %s (while the store is missing, tailnet names go to DNS)",
-                           path, strerror(-r));
+                log_line(SD_WARNING, "cannot keep a copy of the store at %s: %s (while the store is missing, tailnet names go to DNS)",
+                         path, strerror(-r));
 }
 
 const char *daemon_peers_path(const Daemon *d) {
@@ -190,7 +173,7 @@ static void keep_unsaved(Daemon *d, const char *data, size_t len) {
         free(d->unsaved);
         d->unsaved = NULL;
         if (!copy) {
-                daemon_log(SD_WARNING, "out of memory keeping the unsaved map; a republish may use an older one");
+                log_line(SD_WARNING, "out of memory keeping the unsaved map; a republish may use an older one");
                 return;
         }
         memcpy(copy, data, len);
@@ -216,8 +199,8 @@ static int apply_document(Daemon *d, SourceKind kind, const char *data, size_t l
          * configuration pins holds for every map this machine publishes. */
         r = peers_parse_policy(data, len, origin, &policy, &m, &perr);
         if (r < 0) {
-                daemon_log(SD_ERR, "%s; %s", perr.message,
-                           d->published ? "the last good map stays published" : "nothing published");
+                log_line(SD_ERR, "%s; %s", perr.message,
+                         d->published ? "the last good map stays published" : "nothing published");
                 source_failed(d, kind, perr.message);
                 if (err)
                         snprintf(err, errlen, "%s", perr.message);
@@ -228,7 +211,7 @@ static int apply_document(Daemon *d, SourceKind kind, const char *data, size_t l
                 char msg[DAEMON_ERROR_MAX];
                 snprintf(msg, sizeof msg, "%s: cannot publish to %s: %s", origin, daemon_store_path(d),
                          strerror(-r));
-                daemon_log(SD_ERR, "%s", msg);
+                log_line(SD_ERR, "%s", msg);
                 source_failed(d, kind, msg);
                 if (err)
                         snprintf(err, errlen, "%s", msg);
@@ -245,8 +228,8 @@ static int apply_document(Daemon *d, SourceKind kind, const char *data, size_t l
         d->current = kind;
         d->n_peers = n;
         fallback_changed(d->fallback);
-        daemon_log(SD_NOTICE, "published generation %" PRIu64 ": %zu peers from the %s (%s)",
-                   shm_writer_generation(d->writer), n, source_names[kind], origin);
+        log_line(SD_NOTICE, "published generation %" PRIu64 ": %zu peers from the %s (%s)",
+                 shm_writer_generation(d->writer), n, source_names[kind], origin);
         notify_status(d);
         daemon_dns_state_write(d);
 
@@ -257,8 +240,8 @@ static int apply_document(Daemon *d, SourceKind kind, const char *data, size_t l
         else {
                 r = save_state(d, data, len);
                 if (r < 0) {
-                        daemon_log(SD_WARNING, "cannot save the map under %s: %s (a cold start will not have it)",
-                                   d->config->state_dir, strerror(-r));
+                        log_line(SD_WARNING, "cannot save the map under %s: %s (a cold start will not have it)",
+                                 d->config->state_dir, strerror(-r));
                         keep_unsaved(d, data, len);
                 } else
                         d->unsaved = mfree(d->unsaved);
@@ -286,11 +269,11 @@ int daemon_reload_file(Daemon *d, const char *why) {
 
         if (!path)
                 return 0;
-        daemon_log(SD_INFO, "reading %s (%s)", path, why);
+        log_line(SD_INFO, "reading %s (%s)", path, why);
         r = peers_read_file(path, &data, &len, &perr);
         if (r < 0) {
-                daemon_log(SD_ERR, "%s (%s); %s", perr.message, why,
-                           d->published ? "the last good map stays published" : "nothing published");
+                log_line(SD_ERR, "%s (%s); %s", perr.message, why,
+                         d->published ? "the last good map stays published" : "nothing published");
                 source_failed(d, SOURCE_FILE, perr.message);
                 return r;
         }
@@ -308,7 +291,7 @@ static int load_saved(Daemon *d) {
                 return -ENOENT;
         int r = peers_read_file(path, &data, &len, &perr);
         if (r < 0) {
-                daemon_log(SD_WARNING, "%s; ignoring the saved map", perr.message);
+                log_line(SD_WARNING, "%s; ignoring the saved map", perr.message);
                 source_failed(d, SOURCE_SAVED, perr.message);
                 return r;
         }
@@ -339,7 +322,7 @@ int daemon_load_initial(Daemon *d) {
                 return 0;
         if (daemon_peers_path(d) || d->config->control_url)
                 return d->published ? 0 : -ENODATA;
-        daemon_log(SD_NOTICE, "no peers_file or control_url configured: publishing the built-in example tailnet");
+        log_line(SD_NOTICE, "no peers_file or control_url configured: publishing the built-in example tailnet");
         return daemon_apply(d, SOURCE_EXAMPLE, (const char *) ztna_example_tailnet, ztna_example_tailnet_len,
                             "built-in example tailnet", NULL, 0);
 }
@@ -356,7 +339,7 @@ int daemon_republish(Daemon *d, const char *why) {
 
         if (!d->published)
                 return 0;
-        daemon_log(SD_INFO, "republishing the map from the %s (%s)", source_names[d->current], why);
+        log_line(SD_INFO, "republishing the map from the %s (%s)", source_names[d->current], why);
         if (d->current == SOURCE_EXAMPLE)
                 return daemon_apply(d, SOURCE_EXAMPLE, (const char *) ztna_example_tailnet, ztna_example_tailnet_len,
                                     "built-in example tailnet", NULL, 0);
@@ -374,7 +357,7 @@ int daemon_republish(Daemon *d, const char *why) {
                 return -ENOMEM;
         r = peers_read_file(path, &data, &len, &perr);
         if (r < 0) {
-                daemon_log(SD_WARNING, "%s; the map stays as it is", perr.message);
+                log_line(SD_WARNING, "%s; the map stays as it is", perr.message);
                 return r;
         }
         return apply_document(d, d->current, data, len, path, NULL, 0, APPLY_AGAIN_SAVED);
@@ -390,7 +373,7 @@ int daemon_set_state(Daemon *d, bool up) {
                 fallback_changed(d->fallback);
         }
         d->up = up;
-        daemon_log(SD_NOTICE, "tailnet marked %s", up ? "up" : "down (tailnet names answer TRY_AGAIN)");
+        log_line(SD_NOTICE, "tailnet marked %s", up ? "up" : "down (tailnet names answer TRY_AGAIN)");
         notify_status(d);
         return 0;
 }
@@ -403,13 +386,13 @@ static int on_inotify(sd_event_source *s, const struct inotify_event *ev, void *
 
         (void) s;
         if (ev->mask & IN_Q_OVERFLOW) {
-                daemon_log(SD_WARNING, "inotify queue overflowed; reloading %s", path);
+                log_line(SD_WARNING, "inotify queue overflowed; reloading %s", path);
                 (void) daemon_reload_file(d, "inotify overflow");
                 return 0;
         }
         if (ev->mask & IN_IGNORED) {
-                daemon_log(SD_WARNING, "%s is gone; no longer watching %s (SIGHUP still reloads)", d->watch_dir,
-                           path);
+                log_line(SD_WARNING, "%s is gone; no longer watching %s (SIGHUP still reloads)", d->watch_dir,
+                         path);
                 return 0;
         }
         if (ev->len == 0 || strcmp(ev->name, d->watch_name) != 0)
@@ -423,7 +406,7 @@ static int on_inotify(sd_event_source *s, const struct inotify_event *ev, void *
                 (void) sd_event_source_set_time_relative(d->settle, CREATE_SETTLE_USEC);
                 (void) sd_event_source_set_enabled(d->settle, SD_EVENT_ONESHOT);
         } else if (ev->mask & (IN_DELETE | IN_MOVED_FROM))
-                daemon_log(SD_WARNING, "%s was removed; the published map stays", path);
+                log_line(SD_WARNING, "%s was removed; the published map stays", path);
         return 0;
 }
 
@@ -464,7 +447,7 @@ int daemon_watch_start(Daemon *d) {
         else
                 *slash = '\0';
         if (d->watch_name[0] == '\0') {
-                daemon_log(SD_ERR, "%s: not a file name", path);
+                log_line(SD_ERR, "%s: not a file name", path);
                 return -EINVAL;
         }
 
@@ -472,7 +455,7 @@ int daemon_watch_start(Daemon *d) {
                                  IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR,
                                  on_inotify, d);
         if (r < 0) {
-                daemon_log(SD_ERR, "cannot watch %s for changes to %s: %s", d->watch_dir, path, strerror(-r));
+                log_line(SD_ERR, "cannot watch %s for changes to %s: %s", d->watch_dir, path, strerror(-r));
                 return r;
         }
         /* Armed by IN_CREATE only. */
@@ -481,9 +464,9 @@ int daemon_watch_start(Daemon *d) {
         if (r >= 0)
                 r = sd_event_source_set_enabled(d->settle, SD_EVENT_OFF);
         if (r < 0)
-                daemon_log(SD_ERR, "cannot set up a timer: %s", strerror(-r));
+                log_line(SD_ERR, "cannot set up a timer: %s", strerror(-r));
         else
-                daemon_log(SD_INFO, "watching %s for changes", path);
+                log_line(SD_INFO, "watching %s for changes", path);
         return r;
 }
 
@@ -509,7 +492,7 @@ int daemon_sync_start(Daemon *d) {
         };
         int r = sync_new(d->event, &sc, on_sync_update, d, &d->sync);
         if (r < 0)
-                daemon_log(SD_ERR, "cannot start polling %s: %s", c->control_url, strerror(-r));
+                log_line(SD_ERR, "cannot start polling %s: %s", c->control_url, strerror(-r));
         return r;
 }
 
@@ -701,7 +684,7 @@ static int op_flush(void *userdata) {
 
 static void op_log(void *userdata, int priority, const char *message) {
         (void) userdata;
-        daemon_log_priority(priority, message);
+        log_line_priority(priority, message);
 }
 
 const ControlOps daemon_control_ops = {

@@ -98,10 +98,6 @@ typedef struct Daemon {
         bool ready;
 } Daemon;
 
-__attribute__((format(printf, 2, 3))) void daemon_log(const char *priority, const char *fmt, ...);
-/* One line at a syslog priority (LOG_ERR...), for the parts' log hooks. */
-void daemon_log_priority(int priority, const char *message);
-
 const char *daemon_store_path(const Daemon *d);
 /* Where the persisted copy of the store goes; NULL: nowhere. */
 const char *daemon_fallback_path(const Daemon *d);

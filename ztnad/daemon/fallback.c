@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "daemon/daemon.h"
 #include "daemon/fallback.h"
 #include "macro.h"
@@ -65,10 +66,10 @@ static void *saver_main(void *arg) {
                 pthread_mutex_lock(&f->lock);
                 f->busy = false;
                 if (r < 0 && r != f->error)
-                        daemon_log(SD_WARNING, "cannot save the store's copy to %s: %s (lookups fall back to an older copy, or none, while the store is missing)",
-                                   f->path, strerror(-r));
+                        log_line(SD_WARNING, "cannot save the store's copy to %s: %s (lookups fall back to an older copy, or none, while the store is missing)",
+                                 f->path, strerror(-r));
                 else if (r >= 0 && f->error)
-                        daemon_log(SD_NOTICE, "the store's copy is saved to %s again", f->path);
+                        log_line(SD_NOTICE, "the store's copy is saved to %s again", f->path);
                 f->error = r < 0 ? r : 0;
                 if (r >= 0) {
                         f->saves++;
@@ -113,7 +114,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         (void) usec;
         int r = fallback_save_now(f);
         if (r < 0)
-                daemon_log(SD_WARNING, "cannot copy the store for %s: %s", f->path, strerror(-r));
+                log_line(SD_WARNING, "cannot copy the store for %s: %s", f->path, strerror(-r));
         return 0;
 }
 
@@ -185,7 +186,7 @@ Fallback *fallback_free(Fallback *f) {
                 if (f->first_change_usec) {
                         int r = fallback_save_now(f);
                         if (r < 0)
-                                daemon_log(SD_WARNING, "cannot copy the store for %s: %s", f->path, strerror(-r));
+                                log_line(SD_WARNING, "cannot copy the store for %s: %s", f->path, strerror(-r));
                 }
                 pthread_mutex_lock(&f->lock);
                 f->stop = true;

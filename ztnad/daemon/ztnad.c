@@ -24,6 +24,7 @@
 
 #include "conf/config.h"
 #include "control/control.h"
+#include "common/log.h"
 #include "daemon/daemon.h"
 #include "hostdns/dns-manager.h"
 #include "macro.h"
@@ -52,7 +53,7 @@ static int on_heartbeat(sd_event_source *s, uint64_t usec, void *userdata) {
         if (r >= 0)
                 r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         if (r < 0)
-                daemon_log(SD_ERR, "cannot re-arm the heartbeat timer: %s", strerror(-r));
+                log_line(SD_ERR, "cannot re-arm the heartbeat timer: %s", strerror(-r));
         return 0;
 }
 
@@ -70,7 +71,7 @@ static int make_parent_dir(const char *path) {
         *slash = '\0';
         if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
                 int r = -errno;
-                daemon_log(SD_ERR, "cannot create %s: %s", dir, strerror(-r));
+                log_line(SD_ERR, "cannot create %s: %s", dir, strerror(-r));
                 return r;
         }
         return 0;
@@ -85,14 +86,14 @@ int daemon_control_start(Daemon *d) {
         if (g)
                 gid = g->gr_gid;
         else
-                daemon_log(SD_WARNING, "group %s does not exist: only root may change things through %s",
-                           d->config->control_group, path);
+                log_line(SD_WARNING, "group %s does not exist: only root may change things through %s",
+                         d->config->control_group, path);
         r = make_parent_dir(path);
         if (r < 0)
                 return r;
         r = control_new(d->event, path, -1, gid, &daemon_control_ops, d, &d->control);
         if (r < 0) {
-                daemon_log(SD_ERR, "cannot listen on %s: %s", path, strerror(-r));
+                log_line(SD_ERR, "cannot listen on %s: %s", path, strerror(-r));
                 return r;
         }
         return control_set_admin_group_name(d->control, d->config->control_group);
@@ -118,13 +119,13 @@ static void daemon_reload(Daemon *d) {
 
         r = config_load(d->config_path, &c, &err);
         if (r < 0) {
-                daemon_log(SD_ERR, "%s; keeping the running configuration", err.message);
+                log_line(SD_ERR, "%s; keeping the running configuration", err.message);
                 (void) sd_notifyf(0, "STATUS=Configuration rejected: %s", err.message);
         } else if (config_changes(d->config, c, changed, sizeof changed) == 0) {
-                daemon_log(SD_NOTICE, "configuration reloaded: nothing changed");
+                log_line(SD_NOTICE, "configuration reloaded: nothing changed");
         } else if (!config_section_equal(d->config, c, "dns") && daemon_dns_prepare(d, c, &dns) < 0) {
-                daemon_log(SD_ERR, "%s: the [dns] settings cannot be applied (see above); keeping the running "
-                           "configuration", d->config_path ? d->config_path : CONFIG_DEFAULT_PATH);
+                log_line(SD_ERR, "%s: the [dns] settings cannot be applied (see above); keeping the running "
+                         "configuration", d->config_path ? d->config_path : CONFIG_DEFAULT_PATH);
                 (void) sd_notify(0, "STATUS=Configuration rejected: the [dns] settings cannot be applied");
         } else {
                 ZtnadConfig *old = d->config;
@@ -165,10 +166,10 @@ static void daemon_reload(Daemon *d) {
                         (void) daemon_control_start(d);
                 }
                 if (restart)
-                        daemon_log(SD_WARNING, "configuration reloaded: %s; store, state_dir and store_fallback "
-                                   "keep their old values until the next start", changed);
+                        log_line(SD_WARNING, "configuration reloaded: %s; store, state_dir and store_fallback "
+                                 "keep their old values until the next start", changed);
                 else
-                        daemon_log(SD_NOTICE, "configuration reloaded: %s", changed);
+                        log_line(SD_NOTICE, "configuration reloaded: %s", changed);
         }
 
         /* The peers file's map under the new configuration; when the file
@@ -192,8 +193,8 @@ static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si,
 
         /* Not marked down: lookups keep answering from the store while the
          * daemon is restarted; "down" is for an explicit `ztna down`. */
-        daemon_log(SD_NOTICE, "received %s; exiting, %s stays published",
-                   si->ssi_signo == SIGINT ? "SIGINT" : "SIGTERM", daemon_store_path(d));
+        log_line(SD_NOTICE, "received %s; exiting, %s stays published",
+                 si->ssi_signo == SIGINT ? "SIGINT" : "SIGTERM", daemon_store_path(d));
         (void) sd_notify(0, "STOPPING=1");
         return sd_event_exit(sd_event_source_get_event(s), 0);
 }
@@ -316,7 +317,7 @@ int main(int argc, char **argv) {
 
         r = config_load(d.config_path, &d.config, &cerr);
         if (r < 0) {
-                daemon_log(SD_ERR, "%s", cerr.message);
+                log_line(SD_ERR, "%s", cerr.message);
                 return EXIT_CONFIG;
         }
         if (check) {
@@ -336,7 +337,7 @@ int main(int argc, char **argv) {
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
-                daemon_log(SD_ERR, "cannot block signals: %s", strerror(errno));
+                log_line(SD_ERR, "cannot block signals: %s", strerror(errno));
                 goto finish;
         }
         /* A client that hangs up mid-reply must not kill the daemon. */
@@ -344,7 +345,7 @@ int main(int argc, char **argv) {
 
         r = sd_event_default(&d.event);
         if (r < 0) {
-                daemon_log(SD_ERR, "cannot create the event loop: %s", strerror(-r));
+                log_line(SD_ERR, "cannot create the event loop: %s", strerror(-r));
                 goto finish;
         }
 
@@ -353,12 +354,12 @@ int main(int argc, char **argv) {
                 goto finish;
         r = shm_writer_open(daemon_store_path(&d), &d.writer);
         if (r == -EBUSY) {
-                daemon_log(SD_ERR, "store %s is in use by another ztnad (it holds %s.lock)", daemon_store_path(&d),
-                           daemon_store_path(&d));
+                log_line(SD_ERR, "store %s is in use by another ztnad (it holds %s.lock)", daemon_store_path(&d),
+                         daemon_store_path(&d));
                 goto finish;
         }
         if (r < 0) {
-                daemon_log(SD_ERR, "cannot open store %s: %s", daemon_store_path(&d), strerror(-r));
+                log_line(SD_ERR, "cannot open store %s: %s", daemon_store_path(&d), strerror(-r));
                 goto finish;
         }
         /* A restart keeps the state `ztna down` left in the store. */
@@ -369,7 +370,7 @@ int main(int argc, char **argv) {
          * it into the store. A stub that cannot bind is logged; names still
          * resolve through NSS. */
         if (daemon_dns_start(&d) < 0) {
-                daemon_log(SD_ERR, "the DNS stub is not running");
+                log_line(SD_ERR, "the DNS stub is not running");
                 daemon_dns_stop(&d);
         }
 
@@ -379,7 +380,7 @@ int main(int argc, char **argv) {
                 goto finish;
         r = daemon_load_initial(&d);
         if (r < 0 && !d.config->control_url) {
-                daemon_log(SD_ERR, "no valid peer map to publish; exiting");
+                log_line(SD_ERR, "no valid peer map to publish; exiting");
                 (void) sd_notifyf(0, "STATUS=Invalid peers: %s", d.sources[SOURCE_FILE].last_error);
                 goto finish;
         }
@@ -390,7 +391,7 @@ int main(int argc, char **argv) {
             sd_event_add_time_relative(d.event, &d.heartbeat, CLOCK_MONOTONIC, HEARTBEAT_USEC, USEC_PER_SEC,
                                        on_heartbeat, &d) < 0 ||
             sd_event_set_watchdog(d.event, true) < 0) {
-                daemon_log(SD_ERR, "cannot set up the event loop");
+                log_line(SD_ERR, "cannot set up the event loop");
                 goto finish;
         }
         if (daemon_control_start(&d) < 0 || daemon_sync_start(&d) < 0)
@@ -404,7 +405,7 @@ int main(int argc, char **argv) {
 
         r = sd_event_loop(d.event);
         if (r < 0) {
-                daemon_log(SD_ERR, "event loop failed: %s", strerror(-r));
+                log_line(SD_ERR, "event loop failed: %s", strerror(-r));
                 goto finish;
         }
         ret = r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -31,6 +31,7 @@
 
 #include "dns/blocklist.h"
 #include "dns/cache.h"
+#include "common/log.h"
 #include "daemon/daemon.h"
 #include "hostdns/dns-manager.h"
 #include "hostdns/dns-state.h"
@@ -200,12 +201,12 @@ static int load_blocklist(const ZtnadConfig *c, Blocklist **ret) {
         Blocklist *bl;
         int r = blocklist_load((const char *const *) p->items, p->n, &bl, err, sizeof err);
         if (r < 0) {
-                daemon_log(SD_ERR, "blocklist: %s", err);
+                log_line(SD_ERR, "blocklist: %s", err);
                 return r;
         }
         if (blocklist_skipped(bl))
-                daemon_log(SD_WARNING, "blocklist: %zu lines skipped, the first: %s", blocklist_skipped(bl),
-                           blocklist_problem(bl));
+                log_line(SD_WARNING, "blocklist: %zu lines skipped, the first: %s", blocklist_skipped(bl),
+                         blocklist_problem(bl));
         *ret = bl;
         return 0;
 }
@@ -239,7 +240,7 @@ static int apply_blocklist(DaemonDns *dns, Blocklist *bl) {
         }
         dns->blocklist = bl;
         stub_set_blocklist(dns->stub, bl);
-        daemon_log(SD_INFO, "blocklist: %zu names", dns->daemon->n_blocked);
+        log_line(SD_INFO, "blocklist: %zu names", dns->daemon->n_blocked);
         return 0;
 }
 
@@ -268,7 +269,7 @@ static int on_prune_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
 static void stub_log(void *userdata, int priority, const char *message) {
         (void) userdata;
-        daemon_log_priority(priority, message);
+        log_line_priority(priority, message);
 }
 
 /* The upstream configuration every worker's upstream is made from. The
@@ -296,8 +297,8 @@ static int upstream_config_build(DaemonDns *dns, const ZtnadConfig *c) {
         for (size_t i = 0; i < c->listen.n && i < CONFIG_LISTEN_MAX; i++)
                 own[n_own++] = c->listen.items[i].sa;
         if (c->allow_plaintext_fallback && resolvconf_load(RESOLVCONF_PATH, own, n_own, &dns->fallback) < 0)
-                daemon_log(SD_WARNING, "cannot read %s: the plaintext fallback uses 9.9.9.9 and 149.112.112.112",
-                           RESOLVCONF_PATH);
+                log_line(SD_WARNING, "cannot read %s: the plaintext fallback uses 9.9.9.9 and 149.112.112.112",
+                         RESOLVCONF_PATH);
 
         dns->upstream_config = (UpstreamConfig) {
                 .servers = dns->servers,
@@ -358,8 +359,8 @@ void daemon_dns_state_write(Daemon *d) {
         }
         r = dns_state_write(path, &st);
         if (r < 0)
-                daemon_log(SD_WARNING, "cannot write %s: %s (the DNS manager cannot point the resolver at the stub)",
-                           path, strerror(-r));
+                log_line(SD_WARNING, "cannot write %s: %s (the DNS manager cannot point the resolver at the stub)",
+                         path, strerror(-r));
 }
 
 static SharedCache *shared_cache_unref(SharedCache *sc) {
@@ -473,7 +474,7 @@ static int dns_new(Daemon *d, const ZtnadConfig *c, DaemonDns *prev, const StubS
                 listen[n_listen].len = sizeof *in;
                 n_listen++;
                 if (!prev)
-                        daemon_log(SD_INFO, "DNS manager: also listening on 127.0.0.1 for systemd-resolved");
+                        log_line(SD_INFO, "DNS manager: also listening on 127.0.0.1 for systemd-resolved");
         }
         if (prev) {
                 /* Socket activation's sockets are the previous stub's too. */
@@ -528,7 +529,7 @@ static int dns_new(Daemon *d, const ZtnadConfig *c, DaemonDns *prev, const StubS
         dns->blocklist = sc.blocklist;
         r = stub_new(&sc, &dns->stub);
         if (r < 0) {
-                daemon_log(SD_ERR, "cannot start the DNS stub: %s", strerror(-r));
+                log_line(SD_ERR, "cannot start the DNS stub: %s", strerror(-r));
                 dns->blocklist = NULL;
                 goto fail;
         }
@@ -618,8 +619,8 @@ static int on_bind_retry(sd_event_source *s, uint64_t usec, void *userdata) {
                 daemon_dns_state_write(d);
                 fdstore_sync(d);
                 d->dns_bind_attempts = 0;
-                daemon_log(SD_NOTICE, "DNS stub: %zu of %zu listen addresses bound",
-                           stub_n_addresses(next->stub), stub_n_addresses(next->stub) + stub_n_unbound(next->stub));
+                log_line(SD_NOTICE, "DNS stub: %zu of %zu listen addresses bound",
+                         stub_n_addresses(next->stub), stub_n_addresses(next->stub) + stub_n_unbound(next->stub));
         }
         bind_retry_schedule(d);
         return 0;
@@ -642,7 +643,7 @@ static void bind_retry_schedule(Daemon *d) {
         if (!d->dns_bind_timer &&
             sd_event_add_time_relative(d->event, &d->dns_bind_timer, CLOCK_MONOTONIC, delay, USEC_PER_SEC / 10,
                                        on_bind_retry, d) < 0) {
-                daemon_log(SD_ERR, "cannot set up a timer: listen addresses are not tried again");
+                log_line(SD_ERR, "cannot set up a timer: listen addresses are not tried again");
                 return;
         }
         (void) sd_event_source_set_time_relative(d->dns_bind_timer, delay);
@@ -715,7 +716,7 @@ static int fdstore_take(Daemon *d, StubSocket **ret, size_t *ret_n) {
         if (!t)
                 return -ENOMEM;
         if (k > 0)
-                daemon_log(SD_INFO, "took %zu stub sockets back from the service manager's fd store", k);
+                log_line(SD_INFO, "took %zu stub sockets back from the service manager's fd store", k);
         *ret = t;
         *ret_n = k;
         return 0;
@@ -759,8 +760,8 @@ static void fdstore_sync(Daemon *d) {
                 snprintf(msg, sizeof msg, "FDSTORE=1\nFDNAME=stub-%u", port);
                 int r = sd_pid_notify_with_fds(0, false, msg, fds, (unsigned) k);
                 if (r < 0)
-                        daemon_log(SD_WARNING, "cannot keep the stub's sockets in the fd store: %s (a restart drops "
-                                   "the queries that arrive meanwhile)", strerror(-r));
+                        log_line(SD_WARNING, "cannot keep the stub's sockets in the fd store: %s (a restart drops "
+                                 "the queries that arrive meanwhile)", strerror(-r));
                 else
                         fdstore_port_add(d, port);
                 for (size_t j = 0; j < k; j++)

@@ -212,7 +212,7 @@ __attribute__((format(printf, 3, 4))) static void stub_log(const Stub *s, int pr
         if (s->config.log)
                 s->config.log(s->config.log_userdata, priority, line);
         else
-                log_emit_priority(priority, line);
+                log_line_priority(priority, line);
 }
 
 static void count(Worker *w, unsigned stat) {

@@ -32,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/daemon.h"
+#include "common/log.h"
 #include "hostdns/dns-manager.h"
 #include "hostdns/dns-state.h"
 #include "macro.h"
@@ -99,7 +99,7 @@ static void status_error(Manager *m, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(text, sizeof text, fmt, ap);
         va_end(ap);
-        daemon_log(SD_ERR, "dns-manager: %s", text);
+        log_line(SD_ERR, "dns-manager: %s", text);
         json_object_set_new(m->status, "error", json_string(text));
         json_object_set_new(m->status, "state", json_string("error"));
 }
@@ -174,8 +174,8 @@ static int applied_load(Manager *m) {
                 return r;
         m->applied = json_loadb(text, len, 0, &jerr);
         if (!m->applied || !json_is_object(m->applied) || !json_is_string(json_object_get(m->applied, "mode"))) {
-                daemon_log(SD_WARNING, "dns-manager: %s is unreadable (%s); treating it as nothing applied", path,
-                           jerr.text);
+                log_line(SD_WARNING, "dns-manager: %s is unreadable (%s); treating it as nothing applied", path,
+                         jerr.text);
                 m->applied = (json_decref(m->applied), NULL);
         }
         return 0;
@@ -221,7 +221,7 @@ static void status_save(Manager *m) {
                 return;
         r = write_atomic(path, text, strlen(text), 0644);
         if (r < 0)
-                daemon_log(SD_WARNING, "dns-manager: cannot write %s: %s", path, strerror(-r));
+                log_line(SD_WARNING, "dns-manager: cannot write %s: %s", path, strerror(-r));
 }
 
 /* ---- what to set ---- */
@@ -452,10 +452,10 @@ static int resolved_restart(Manager *m) {
                                        "org.freedesktop.systemd1.Manager", "TryRestartUnit", &e, NULL, "ss",
                                        RESOLVED_UNIT, "replace");
         if (r < 0)
-                daemon_log(SD_WARNING, "dns-manager: cannot restart %s: %s", RESOLVED_UNIT,
-                           e.message ? e.message : strerror(-r));
+                log_line(SD_WARNING, "dns-manager: cannot restart %s: %s", RESOLVED_UNIT,
+                         e.message ? e.message : strerror(-r));
         else
-                daemon_log(SD_NOTICE, "dns-manager: restarted %s for %s", RESOLVED_UNIT, dropin_path());
+                log_line(SD_NOTICE, "dns-manager: restarted %s for %s", RESOLVED_UNIT, dropin_path());
         return r;
 }
 
@@ -468,8 +468,8 @@ static int ztnad_restart(Manager *m) {
                                        "org.freedesktop.systemd1.Manager", "TryRestartUnit", &e, NULL, "ss",
                                        ZTNAD_UNIT, "replace");
         if (r < 0)
-                daemon_log(SD_WARNING, "dns-manager: cannot restart %s: %s", ZTNAD_UNIT,
-                           e.message ? e.message : strerror(-r));
+                log_line(SD_WARNING, "dns-manager: cannot restart %s: %s", ZTNAD_UNIT,
+                         e.message ? e.message : strerror(-r));
         return r;
 }
 
@@ -669,8 +669,8 @@ static int file_restore(const char *written) {
         if (written && (lstat(resolv_conf_path(), &st) < 0 || !S_ISREG(st.st_mode) ||
                         read_all(resolv_conf_path(), &now, &now_len) < 0 || now_len != strlen(written) ||
                         memcmp(now, written, now_len) != 0)) {
-                daemon_log(SD_NOTICE, "dns-manager: %s was taken over by another program; leaving it as it is",
-                           resolv_conf_path());
+                log_line(SD_NOTICE, "dns-manager: %s was taken over by another program; leaving it as it is",
+                         resolv_conf_path());
                 (void) unlink(orig);
                 (void) unlink(link);
                 (void) unlink(none);
@@ -771,7 +771,7 @@ static int revert(Manager *m) {
                 status_error(m, "reverting %s: %s", applied_str(m, "mode"), why);
                 return r;
         }
-        daemon_log(SD_NOTICE, "dns-manager: %s settings reverted", applied_str(m, "mode"));
+        log_line(SD_NOTICE, "dns-manager: %s settings reverted", applied_str(m, "mode"));
         m->applied = (json_decref(m->applied), NULL);
         json_object_set_new(m->status, "state", json_string("off"));
         return applied_save(m);
@@ -809,8 +809,8 @@ static int apply_mode(Manager *m, ConfigManage mode, json_t *want) {
                         ifindex = (int) if_nametoindex(want_link);
                         snprintf(ifname, sizeof ifname, "%s", want_link);
                         if (ifindex <= 0)
-                                daemon_log(SD_WARNING, "dns-manager: link %s does not exist; using %s", want_link,
-                                           dropin_path());
+                                log_line(SD_WARNING, "dns-manager: link %s does not exist; using %s", want_link,
+                                         dropin_path());
                 } else if (m->have_state)
                         ifindex = find_link(&m->state, ifname);
                 if (ifindex > 0) {
@@ -825,9 +825,9 @@ static int apply_mode(Manager *m, ConfigManage mode, json_t *want) {
                         json_object_set_new(m->status, "link", json_string(ifname));
                         if (json_is_true(json_object_get(m->applied, "dropin")))
                                 (void) dropin_remove(m);
-                        daemon_log(SD_NOTICE, "dns-manager: resolved routes %zu domains on %s to %s",
-                                   json_array_size(domains), ifname,
-                                   json_string_value(json_array_get(servers, 0)));
+                        log_line(SD_NOTICE, "dns-manager: resolved routes %zu domains on %s to %s",
+                                 json_array_size(domains), ifname,
+                                 json_string_value(json_array_get(servers, 0)));
                 } else {
                         r = dropin_write(m, servers, domains);
                         if (r < 0) {
@@ -839,8 +839,8 @@ static int apply_mode(Manager *m, ConfigManage mode, json_t *want) {
                         json_object_set_new(want, "dropin", json_true());
                         json_object_set_new(m->status, "link", json_null());
                         json_object_set_new(m->status, "dropin", json_string(dropin_path()));
-                        daemon_log(SD_NOTICE, "dns-manager: no VPN link; %s routes %zu domains to %s",
-                                   dropin_path(), json_array_size(domains), json_string_value(json_array_get(servers, 0)));
+                        log_line(SD_NOTICE, "dns-manager: no VPN link; %s routes %zu domains to %s",
+                                 dropin_path(), json_array_size(domains), json_string_value(json_array_get(servers, 0)));
                 }
                 break;
         }
@@ -853,7 +853,7 @@ static int apply_mode(Manager *m, ConfigManage mode, json_t *want) {
                         status_error(m, "%s", why);
                         return r;
                 }
-                daemon_log(SD_NOTICE, "dns-manager: registered %s with resolvconf", RESOLVCONF_IFACE);
+                log_line(SD_NOTICE, "dns-manager: registered %s with resolvconf", RESOLVCONF_IFACE);
                 break;
         }
         case CONFIG_MANAGE_FILE: {
@@ -873,7 +873,7 @@ static int apply_mode(Manager *m, ConfigManage mode, json_t *want) {
                                 status_error(m, "cannot write %s: %s", resolv_conf_path(), strerror(-r));
                                 return r;
                         }
-                        daemon_log(SD_NOTICE, "dns-manager: %s points at the stub", resolv_conf_path());
+                        log_line(SD_NOTICE, "dns-manager: %s points at the stub", resolv_conf_path());
                 }
                 json_object_set_new(want, "written", json_string(text));
                 break;
@@ -1011,8 +1011,8 @@ static int do_resolved_start(Manager *m) {
         if (r < 0) {
                 /* ztnad has not run yet: it routes the names itself when
                  * it starts (resolved is then there). */
-                daemon_log(SD_INFO, "dns-manager: resolved starting; no %s yet (%s)", state_path,
-                           why[0] ? why : strerror(-r));
+                log_line(SD_INFO, "dns-manager: resolved starting; no %s yet (%s)", state_path,
+                         why[0] ? why : strerror(-r));
                 return 0;
         }
         m->have_state = true;
@@ -1036,10 +1036,10 @@ static int do_resolved_start(Manager *m) {
         r = applied_save(m);
         if (r < 0)
                 return r;
-        daemon_log(SD_NOTICE, "dns-manager: systemd-resolved is starting while %s is in place: %s routes %zu "
-                              "domains to %s until ztnad has restarted for it",
-                   applied_str(m, "mode"), dropin_path(), json_array_size(domains),
-                   json_string_value(json_array_get(servers, 0)));
+        log_line(SD_NOTICE, "dns-manager: systemd-resolved is starting while %s is in place: %s routes %zu "
+                            "domains to %s until ztnad has restarted for it",
+                 applied_str(m, "mode"), dropin_path(), json_array_size(domains),
+                 json_string_value(json_array_get(servers, 0)));
         return ztnad_restart(m);
 }
 
@@ -1060,8 +1060,8 @@ static int do_check(Manager *m) {
                 if (want != CONFIG_MANAGE_RESOLVED && resolved_on_bus(m))
                         want = CONFIG_MANAGE_RESOLVED;
                 if (want != was && (was != CONFIG_MANAGE_OFF || want == CONFIG_MANAGE_RESOLVED)) {
-                        daemon_log(SD_NOTICE, "dns-manager: manage = auto now means %s, not %s; restarting %s",
-                                   config_manage_name(want), config_manage_name(was), ZTNAD_UNIT);
+                        log_line(SD_NOTICE, "dns-manager: manage = auto now means %s, not %s; restarting %s",
+                                 config_manage_name(want), config_manage_name(was), ZTNAD_UNIT);
                         return ztnad_restart(m);
                 }
         }
@@ -1084,9 +1084,9 @@ static int do_check(Manager *m) {
                              resolv_conf_path(), FILE_REAPPLY_MAX);
                 return -EBUSY;
         }
-        daemon_log(SD_WARNING, "dns-manager: %s was rewritten by another program; pointing it at the stub again "
-                               "(%d of %d this hour)",
-                   resolv_conf_path(), (int) count + 1, FILE_REAPPLY_MAX);
+        log_line(SD_WARNING, "dns-manager: %s was rewritten by another program; pointing it at the stub again "
+                             "(%d of %d this hour)",
+                 resolv_conf_path(), (int) count + 1, FILE_REAPPLY_MAX);
         json_object_set_new(m->applied, "reapply_since", json_integer(since));
         json_object_set_new(m->applied, "reapply_count", json_integer(count + 1));
         int r = write_atomic(resolv_conf_path(), written, strlen(written), 0644);
@@ -1124,7 +1124,7 @@ int dns_manager_main(const char *verb, const char *config_path) {
         }
         umask(0022);
         if (config_load(config_path, &m.config, &cerr) < 0) {
-                daemon_log(SD_ERR, "dns-manager: %s", cerr.message);
+                log_line(SD_ERR, "dns-manager: %s", cerr.message);
                 m.config = NULL;
         }
         store = m.config ? m.config->store : SHM_DEFAULT_PATH;
@@ -1138,7 +1138,7 @@ int dns_manager_main(const char *verb, const char *config_path) {
                 return 1;
         r = applied_load(&m);
         if (r < 0)
-                daemon_log(SD_WARNING, "dns-manager: cannot read %s: %s", lib_dir(), strerror(-r));
+                log_line(SD_WARNING, "dns-manager: cannot read %s: %s", lib_dir(), strerror(-r));
         status_from_applied(&m);
         json_object_set_new(m.status, "state", json_string(m.applied ? "applied" : "off"));
         json_object_set_new(m.status, "error", json_null());
@@ -1158,9 +1158,9 @@ int dns_manager_main(const char *verb, const char *config_path) {
         else if (strcmp(verb, "stopped") == 0) {
                 if (m.applied) {
                         json_object_set_new(m.status, "state", json_string("closed"));
-                        daemon_log(SD_NOTICE, "dns-manager: ztnad stopped; the %s settings stay, so tailnet names "
-                                              "fail fast instead of leaking",
-                                   applied_str(&m, "mode"));
+                        log_line(SD_NOTICE, "dns-manager: ztnad stopped; the %s settings stay, so tailnet names "
+                                            "fail fast instead of leaking",
+                                 applied_str(&m, "mode"));
                 }
         } else if (strcmp(verb, "status") == 0) {
                 char *text = json_dumps(m.status, JSON_INDENT(2) | JSON_SORT_KEYS);

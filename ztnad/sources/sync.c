@@ -67,17 +67,6 @@ struct Sync {
         SyncStatus status;
 };
 
-__attribute__((format(printf, 2, 3)))
-static void sync_log(const char *priority, const char *fmt, ...) {
-        char line[1024];
-        va_list ap;
-
-        va_start(ap, fmt);
-        (void) vsnprintf(line, sizeof line, fmt, ap);
-        va_end(ap);
-        log_emit(priority, line);
-}
-
 /* snprintf() that may cut a message short, which is fine for messages. */
 __attribute__((format(printf, 3, 4)))
 static void message_format(char *buf, size_t len, const char *fmt, ...) {
@@ -131,7 +120,7 @@ static void sync_schedule(Sync *s, uint64_t delay) {
         if (r >= 0)
                 r = sd_event_source_set_enabled(s->poll_timer, SD_EVENT_ONESHOT);
         if (r < 0) {
-                sync_log(SD_ERR, "control plane: cannot arm the poll timer: %s; polling stops", strerror(-r));
+                log_line(SD_ERR, "control plane: cannot arm the poll timer: %s; polling stops", strerror(-r));
                 s->status.next_attempt_usec = 0;
                 return;
         }
@@ -159,9 +148,9 @@ static void sync_succeeded(Sync *s, const char *how) {
         s->status.last_errno = 0;
         s->status.last_error[0] = '\0';
         if (was == SYNC_STATE_NEW)
-                sync_log(SD_INFO, "control plane %s: in sync (%s)", s->url, how);
+                log_line(SD_INFO, "control plane %s: in sync (%s)", s->url, how);
         else if (was == SYNC_STATE_FAILING)
-                sync_log(SD_NOTICE, "control plane %s: back in sync (%s) after %u failed attempt%s", s->url, how,
+                log_line(SD_NOTICE, "control plane %s: back in sync (%s) after %u failed attempt%s", s->url, how,
                          failures, failures == 1 ? "" : "s");
         sync_schedule(s, sync_jitter(s, s->interval_usec));
 }
@@ -203,7 +192,7 @@ static void sync_failed(Sync *s, int error, const char *message) {
         /* A repeat of the same failure is not news; a different one is. */
         if (!same) {
                 format_delay(when, sizeof when, delay);
-                sync_log(SD_ERR, "%s; %s, retrying in %s", message,
+                log_line(SD_ERR, "%s; %s, retrying in %s", message,
                          s->have_accepted ? "keeping the published map" : "nothing from the control plane yet",
                          when);
         }
@@ -212,7 +201,7 @@ static void sync_failed(Sync *s, int error, const char *message) {
 
 static void sync_note_token_mode(Sync *s, bool exposed) {
         if (exposed && !s->token_exposed)
-                sync_log(SD_WARNING, "token file %s is readable by other users; make it 0600 (or 0640 for a group)",
+                log_line(SD_WARNING, "token file %s is readable by other users; make it 0600 (or 0640 for a group)",
                          s->token_file);
         s->token_exposed = exposed;
 }
@@ -337,7 +326,7 @@ static void sync_socket_action(Sync *s, curl_socket_t fd, int flags) {
          * libcurl will not finish the transfer by itself, so it ends here
          * as a failure and the poll is retried with back-off. */
         if (mc != CURLM_OK && s->inflight) {
-                sync_log(SD_ERR, "control plane: libcurl: %s; abandoning the transfer", curl_multi_strerror(mc));
+                log_line(SD_ERR, "control plane: libcurl: %s; abandoning the transfer", curl_multi_strerror(mc));
                 sync_finished(s, CURLE_ABORTED_BY_CALLBACK);
         }
 }
@@ -387,7 +376,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         if (!src) {
                 r = sd_event_add_io(s->event, &src, fd, events, on_io, s);
                 if (r < 0) {
-                        sync_log(SD_ERR, "control plane: cannot watch a socket: %s", strerror(-r));
+                        log_line(SD_ERR, "control plane: cannot watch a socket: %s", strerror(-r));
                         return -1;
                 }
                 (void) sd_event_source_set_description(src, "control-plane-socket");
@@ -398,7 +387,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         } else {
                 r = sd_event_source_set_io_events(src, events);
                 if (r < 0) {
-                        sync_log(SD_ERR, "control plane: cannot watch a socket: %s", strerror(-r));
+                        log_line(SD_ERR, "control plane: cannot watch a socket: %s", strerror(-r));
                         return -1;
                 }
         }
@@ -420,7 +409,7 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp) {
         if (r >= 0)
                 r = sd_event_source_set_enabled(s->curl_timer, SD_EVENT_ONESHOT);
         if (r < 0) {
-                sync_log(SD_ERR, "control plane: cannot arm libcurl's timer: %s", strerror(-r));
+                log_line(SD_ERR, "control plane: cannot arm libcurl's timer: %s", strerror(-r));
                 return -1;
         }
         return 0;
@@ -489,12 +478,12 @@ int sync_new(sd_event *e, const SyncConfig *c, sync_update_fn on_update, void *u
         };
         r = controlplane_endpoint(&s->cp, &s->url, err, sizeof err);
         if (r < 0) {
-                sync_log(SD_ERR, "control plane: %s", err);
+                log_line(SD_ERR, "control plane: %s", err);
                 goto fail;
         }
         s->body = controlplane_body("list", s->org_id, NULL);
         if (!s->body) {
-                sync_log(SD_ERR, "control plane: cannot encode the request (is org_id UTF-8?)");
+                log_line(SD_ERR, "control plane: cannot encode the request (is org_id UTF-8?)");
                 r = -EINVAL;
                 goto fail;
         }
@@ -525,7 +514,7 @@ int sync_new(sd_event *e, const SyncConfig *c, sync_update_fn on_update, void *u
                 r = sd_event_add_time(e, &s->poll_timer, CLOCK_MONOTONIC, 0, POLL_TIMER_ACCURACY_USEC,
                                       on_poll_timer, s);
         if (r < 0) {
-                sync_log(SD_ERR, "control plane: cannot set up timers: %s", strerror(-r));
+                log_line(SD_ERR, "control plane: cannot set up timers: %s", strerror(-r));
                 goto fail;
         }
         (void) sd_event_source_set_description(s->curl_timer, "control-plane-curl-timer");

@@ -188,7 +188,6 @@ struct Upstream {
 };
 
 /* upstream.c */
-__attribute__((format(printf, 2, 3))) void upstream_log(const char *priority, const char *fmt, ...);
 __attribute__((format(printf, 3, 4))) void upstream_format(char *buf, size_t len, const char *fmt, ...);
 uint64_t upstream_now(const Upstream *u);
 uint16_t upstream_random16(Upstream *u);

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "common/dns-wire.h"
+#include "common/log.h"
 #include "upstream/upstream-internal.h"
 
 /* Frames handed to one SSL_write: one TLS record at most. */
@@ -161,13 +162,13 @@ int upstream_tls_ctx_new(const UpstreamConfig *c, SSL_CTX **ret) {
         if (c->tls_ca_file) {
                 if (SSL_CTX_load_verify_locations(ctx, c->tls_ca_file, NULL) != 1) {
                         openssl_error(msg, sizeof msg, "cannot load");
-                        upstream_log(SD_ERR, "DNS-over-TLS: CA file %s: %s", c->tls_ca_file, msg);
+                        log_line(SD_ERR, "DNS-over-TLS: CA file %s: %s", c->tls_ca_file, msg);
                         SSL_CTX_free(ctx);
                         return -EIO;
                 }
         } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
                 openssl_error(msg, sizeof msg, "cannot load the system's CA store");
-                upstream_log(SD_ERR, "DNS-over-TLS: %s", msg);
+                log_line(SD_ERR, "DNS-over-TLS: %s", msg);
                 SSL_CTX_free(ctx);
                 return -EIO;
         }

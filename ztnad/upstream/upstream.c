@@ -44,17 +44,6 @@ static const uint8_t probe_query[] = {
         0x00, 0x00, DNS_TYPE_NS, 0x00, DNS_CLASS_IN,                            /* question */
 };
 
-void upstream_log(const char *priority, const char *fmt, ...) {
-        char line[1024];
-        va_list ap;
-
-        va_start(ap, fmt);
-        (void) vsnprintf(line, sizeof line, fmt, ap);
-        va_end(ap);
-        /* One call, one line; the <N> prefix only for the journal. */
-        log_emit(priority, line);
-}
-
 void upstream_format(char *buf, size_t len, const char *fmt, ...) {
         va_list ap;
 
@@ -131,8 +120,8 @@ static int on_rate_log_timer(sd_event_source *es, uint64_t usec, void *userdata)
 
         (void) es;
         if (l->suppressed > 0) {
-                upstream_log(l->priority, "%s (%u more times in the last %" PRIu64 " s)", l->line, l->suppressed,
-                             FALLBACK_LOG_INTERVAL_USEC / USEC_PER_SEC);
+                log_line(l->priority, "%s (%u more times in the last %" PRIu64 " s)", l->line, l->suppressed,
+                         FALLBACK_LOG_INTERVAL_USEC / USEC_PER_SEC);
                 l->suppressed = 0;
                 l->last = usec;
         }
@@ -148,7 +137,7 @@ static void rate_log(Upstream *u, RateLog *l) {
                         (void) sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
                 return;
         }
-        upstream_log(l->priority, "%s", l->line);
+        log_line(l->priority, "%s", l->line);
         l->last = now;
 }
 
@@ -204,12 +193,12 @@ static void upstream_server_arm_probe(Server *s, uint64_t when) {
         if (!s->probe_timer &&
             sd_event_add_time(s->u->event, &s->probe_timer, CLOCK_MONOTONIC, when, TIMER_ACCURACY_USEC * 10,
                               on_probe_timer, s) < 0) {
-                upstream_log(SD_ERR, "cannot set up a probe timer for %s", s->label);
+                log_line(SD_ERR, "cannot set up a probe timer for %s", s->label);
                 return;
         }
         if (sd_event_source_set_time(s->probe_timer, when) < 0 ||
             sd_event_source_set_enabled(s->probe_timer, SD_EVENT_ONESHOT) < 0)
-                upstream_log(SD_ERR, "cannot arm the probe timer for %s", s->label);
+                log_line(SD_ERR, "cannot arm the probe timer for %s", s->label);
 }
 
 void upstream_server_failed(Server *s, FailKind kind, int err, const char *msg) {
@@ -237,7 +226,7 @@ void upstream_server_failed(Server *s, FailKind kind, int err, const char *msg) 
         s->suspect_until = 0;
         if (changed && !u->freeing) {
                 format_delay(delay, sizeof delay, backoff);
-                upstream_log(SD_WARNING, "DNS-over-TLS server %s failed: %s; next try in %s", s->label, msg, delay);
+                log_line(SD_WARNING, "DNS-over-TLS server %s failed: %s; next try in %s", s->label, msg, delay);
         }
         upstream_server_arm_probe(s, s->backoff_until);
         /* Failed until the probe of the upstream that found it so says it
@@ -256,10 +245,10 @@ void upstream_server_answered(Server *s) {
         if (s->state == UPSTREAM_SERVER_UP)
                 return;
         if (s->state == UPSTREAM_SERVER_FAILED)
-                upstream_log(SD_NOTICE, "DNS-over-TLS server %s is back after %u failed attempts", s->label,
-                             s->failures);
+                log_line(SD_NOTICE, "DNS-over-TLS server %s is back after %u failed attempts", s->label,
+                         s->failures);
         else
-                upstream_log(SD_INFO, "DNS-over-TLS server %s is up", s->label);
+                log_line(SD_INFO, "DNS-over-TLS server %s is up", s->label);
         s->state = UPSTREAM_SERVER_UP;
         s->failures = 0;
         s->backoff_until = 0;
@@ -941,7 +930,7 @@ int upstream_new(sd_event *e, const UpstreamConfig *c, Upstream **ret) {
         }
         if (n_servers > UPSTREAM_SERVERS_MAX || c->n_spki_pins > UPSTREAM_PINS_MAX ||
             c->n_fallback > UPSTREAM_FALLBACK_MAX) {
-                upstream_log(SD_ERR, "DNS-over-TLS: too many servers, pins or fallback servers");
+                log_line(SD_ERR, "DNS-over-TLS: too many servers, pins or fallback servers");
                 return -EINVAL;
         }
         u = calloc(1, sizeof *u);
@@ -966,8 +955,8 @@ int upstream_new(sd_event *e, const UpstreamConfig *c, Upstream **ret) {
                 s->cfg = servers[i];
                 if (!sockaddr_valid(&s->cfg.addr, s->cfg.addrlen) ||
                     !memchr(s->cfg.tls_name, '\0', sizeof s->cfg.tls_name)) {
-                        upstream_log(SD_ERR, "DNS-over-TLS: server %zu: not an IPv4 or IPv6 address with a port and "
-                                     "a valid name", i + 1);
+                        log_line(SD_ERR, "DNS-over-TLS: server %zu: not an IPv4 or IPv6 address with a port and "
+                                 "a valid name", i + 1);
                         r = -EINVAL;
                         goto fail;
                 }
@@ -980,7 +969,7 @@ int upstream_new(sd_event *e, const UpstreamConfig *c, Upstream **ret) {
         }
         for (size_t i = 0; i < c->n_spki_pins; i++)
                 if (!c->spki_pins[i] || upstream_pin_decode(c->spki_pins[i], u->pins[i]) < 0) {
-                        upstream_log(SD_ERR, "DNS-over-TLS: SPKI pin %zu is not the base64 of a SHA-256 digest", i + 1);
+                        log_line(SD_ERR, "DNS-over-TLS: SPKI pin %zu is not the base64 of a SHA-256 digest", i + 1);
                         r = -EINVAL;
                         goto fail;
                 }
@@ -994,8 +983,8 @@ int upstream_new(sd_event *e, const UpstreamConfig *c, Upstream **ret) {
         } else {
                 for (size_t i = 0; i < c->n_fallback; i++) {
                         if (!sockaddr_valid(&c->fallback[i], 0)) {
-                                upstream_log(SD_ERR, "plaintext fallback server %zu: not an IPv4 or IPv6 address "
-                                             "with a port", i + 1);
+                                log_line(SD_ERR, "plaintext fallback server %zu: not an IPv4 or IPv6 address "
+                                         "with a port", i + 1);
                                 r = -EINVAL;
                                 goto fail;
                         }
