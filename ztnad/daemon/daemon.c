@@ -99,8 +99,7 @@ static int publish_map(Daemon *d, const PeerMap *m, size_t *ret_n) {
         snprintf(d->domain, sizeof d->domain, "%s", map.domain);
         d->n_ranges = map.n_ranges < SHM_RANGES_MAX ? map.n_ranges : SHM_RANGES_MAX;
         memcpy(d->ranges, map.ranges, d->n_ranges * sizeof *d->ranges);
-        map.blocked = (const char *const *) d->blocked;
-        map.n_blocked = d->n_blocked;
+        map.blocked = dns_service_blocked(d->dns, &map.n_blocked);
         if (d->config->offline_peers == CONFIG_OFFLINE_HIDE) {
                 size_t n = 0;
                 kept = malloc((map.n_peers ? map.n_peers : 1) * sizeof(ShmPeer));
@@ -224,14 +223,14 @@ static int apply_document(Daemon *d, SourceKind kind, const char *data, size_t l
         if (as == APPLY_UPDATE)
                 s->updates++;
         d->published = true;
-        daemon_dns_ready(d);
+        dns_service_map_published(d->dns, d->domain, d->ranges, d->n_ranges);
         d->current = kind;
         d->n_peers = n;
         fallback_changed(d->fallback);
         log_line(SD_NOTICE, "published generation %" PRIu64 ": %zu peers from the %s (%s)",
                  shm_writer_generation(d->writer), n, source_names[kind], origin);
         notify_status(d);
-        daemon_dns_state_write(d);
+        dns_service_state_write(d->dns);
 
         if (kind == SOURCE_EXAMPLE)
                 d->unsaved = mfree(d->unsaved);
@@ -578,7 +577,7 @@ static int op_status(void *userdata, json_t **ret) {
                         json_array_append_new(sources, j);
         }
         json_object_set_new(o, "sources", sources);
-        json_object_set_new(o, "dns", daemon_dns_status(d));
+        json_object_set_new(o, "dns", dns_service_status(d->dns));
         *ret = o;
         return 0;
 }
@@ -679,7 +678,8 @@ static int op_set_state(void *userdata, bool up) {
 }
 
 static int op_flush(void *userdata) {
-        return daemon_dns_flush(userdata);
+        Daemon *d = userdata;
+        return dns_service_flush(d->dns);
 }
 
 static void op_log(void *userdata, int priority, const char *message) {

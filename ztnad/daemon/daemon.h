@@ -21,6 +21,7 @@
 #include "conf/config.h"
 #include "control/control.h"
 #include "daemon/fallback.h"
+#include "dns/dns.h"
 #include "shm-format.h"
 #include "shm.h"
 #include "sources/sync.h"
@@ -43,8 +44,6 @@ typedef struct Source {
         uint64_t updates;
         char last_error[DAEMON_ERROR_MAX]; /* "" after a success */
 } Source;
-
-typedef struct DaemonDns DaemonDns;
 
 typedef struct Daemon {
         sd_event *event;
@@ -83,18 +82,7 @@ typedef struct Daemon {
         sd_event_source *heartbeat;
         Sync *sync;
         Control *control;
-        DaemonDns *dns;   /* NULL with stub = no */
-        DaemonDns *dns_draining; /* replaced by a reload, finishing their queries */
-        sd_event_source *dns_drain_timer;
-        sd_event_source *dns_bind_timer; /* listen addresses not bound yet */
-        unsigned dns_bind_attempts;
-        uint64_t dns_bind_next_usec; /* CLOCK_MONOTONIC; 0: no retry planned */
-        /* The want ports of the stub's sockets in systemd's fd store
-         * (named "stub-PORT"), to replace them when they change. */
-        uint16_t fdstore_ports[16];
-        size_t n_fdstore_ports;
-        char **blocked;   /* the blocklist's names, published with every map */
-        size_t n_blocked;
+        DnsService *dns; /* the stub, cache, blocklist and upstreams */
         bool ready;
 } Daemon;
 
@@ -123,24 +111,3 @@ int daemon_control_start(Daemon *d);
 void daemon_notify_ready(Daemon *d);
 
 extern const ControlOps daemon_control_ops;
-
-/* dns.c: the stub listener, the cache, the blocklist, the upstream. */
-int daemon_dns_start(Daemon *d);
-void daemon_dns_stop(Daemon *d);
-/* A reload in two steps: prepare builds the DNS side of configuration
- * `c` (NULL with stub = no) while the running one serves, and fails
- * without changing anything (what it had built is freed, its sockets
- * closed); commit makes it the one that serves and retires the old one
- * (returns 1 when the blocklist's names changed, so the store needs
- * them). Nothing can fail between the two. */
-int daemon_dns_prepare(Daemon *d, const ZtnadConfig *c, DaemonDns **ret);
-int daemon_dns_commit(Daemon *d, DaemonDns *dns);
-int daemon_dns_flush(Daemon *d);
-/* The first map is published: the stub may forward what the store does not
- * claim (before, it could be a tailnet name). */
-void daemon_dns_ready(Daemon *d);
-json_t *daemon_dns_status(const Daemon *d);
-/* Writes what the root DNS manager needs (the stub's bound addresses, the
- * published domain and ranges) to the DNS state file next to the store. */
-void daemon_dns_state_write(Daemon *d);
-void daemon_blocked_free(Daemon *d);

@@ -110,7 +110,7 @@ static bool streq_ptr(const char *a, const char *b) {
  * and readers' mappings, the saved map); the log says so. */
 static void daemon_reload(Daemon *d) {
         _cleanup_config_ ZtnadConfig *c = NULL;
-        DaemonDns *dns = NULL;
+        DnsGeneration *dns = NULL;
         ConfigError err;
         bool pin = false;
         char changed[512];
@@ -123,7 +123,7 @@ static void daemon_reload(Daemon *d) {
                 (void) sd_notifyf(0, "STATUS=Configuration rejected: %s", err.message);
         } else if (config_changes(d->config, c, changed, sizeof changed) == 0) {
                 log_line(SD_NOTICE, "configuration reloaded: nothing changed");
-        } else if (!config_section_equal(d->config, c, "dns") && daemon_dns_prepare(d, c, &dns) < 0) {
+        } else if (!config_section_equal(d->config, c, "dns") && dns_service_prepare(d->dns, c, &dns) < 0) {
                 log_line(SD_ERR, "%s: the [dns] settings cannot be applied (see above); keeping the running "
                          "configuration", d->config_path ? d->config_path : CONFIG_DEFAULT_PATH);
                 (void) sd_notify(0, "STATUS=Configuration rejected: the [dns] settings cannot be applied");
@@ -150,9 +150,10 @@ static void daemon_reload(Daemon *d) {
                 old->store_fallback = keep_fallback;
                 d->config = TAKE_PTR(c);
                 c = old; /* freed on return */
+                dns_service_set_config(d->dns, d->config);
 
                 if (!config_section_equal(old, d->config, "dns"))
-                        blocked_changed = daemon_dns_commit(d, dns) > 0;
+                        blocked_changed = dns_service_commit(d->dns, dns) > 0;
                 if (watch && !d->peers_override) {
                         daemon_watch_stop(d);
                         (void) daemon_watch_start(d);
@@ -181,6 +182,11 @@ static void daemon_reload(Daemon *d) {
                 sync_now(d->sync);
 }
 
+/* The DNS service loaded a changed blocklist: the store carries its names. */
+static void on_blocklist_changed(void *userdata) {
+        (void) daemon_republish(userdata, "blocklist changed");
+}
+
 static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         (void) s;
         (void) si;
@@ -201,7 +207,7 @@ static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si,
 
 static void daemon_done(Daemon *d) {
         daemon_watch_stop(d);
-        daemon_dns_stop(d);
+        d->dns = dns_service_free(d->dns);
         d->heartbeat = sd_event_source_disable_unref(d->heartbeat);
         d->sync = sync_free(d->sync);
         d->control = control_free(d->control);
@@ -369,9 +375,12 @@ int main(int argc, char **argv) {
         /* The blocklist is loaded before the first publish, which carries
          * it into the store. A stub that cannot bind is logged; names still
          * resolve through NSS. */
-        if (daemon_dns_start(&d) < 0) {
+        r = dns_service_new(d.event, d.config, daemon_store_path(&d), daemon_fallback_path(&d),
+                            &(const DnsServiceCallbacks) { .blocklist_changed = on_blocklist_changed, .userdata = &d },
+                            &d.dns);
+        if (r < 0 || dns_service_start(d.dns) < 0) {
                 log_line(SD_ERR, "the DNS stub is not running");
-                daemon_dns_stop(&d);
+                dns_service_stop(d.dns);
         }
 
         /* Watch before reading: a change made while the first load runs

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The daemon's DNS side: the stub listener (its own worker threads), the
- * shared answer cache, the threat blocklist, and one DNS-over-TLS upstream
- * on the daemon's loop.
+ * The DNS service (dns.h): the stub listener (its own worker threads), the
+ * shared answer cache, the threat blocklist, and the DNS-over-TLS
+ * upstreams. The daemon owns it and tells it what it needs; it answers
+ * upward only through its callbacks.
  *
  * Each stub worker thread has its own upstream on its own loop (made by
  * the stub's worker_init hook), so a forwarded query never crosses threads:
@@ -32,7 +33,7 @@
 #include "dns/blocklist.h"
 #include "dns/cache.h"
 #include "common/log.h"
-#include "daemon/daemon.h"
+#include "dns/dns.h"
 #include "hostdns/dns-manager.h"
 #include "hostdns/dns-state.h"
 #include "common/dns-wire.h"
@@ -42,6 +43,7 @@
 #include "common/timeouts.h"
 #include "upstream/upstream.h"
 
+#define DNS_ERROR_MAX 512
 
 /* The answer cache, shared by generations while its settings stay. */
 typedef struct SharedCache {
@@ -60,9 +62,9 @@ typedef struct WorkerUpstream {
         UpstreamStatus status;
 } WorkerUpstream;
 
-struct DaemonDns {
-        Daemon *daemon;
-        DaemonDns *next;        /* in the Daemon's list of draining ones */
+struct DnsGeneration {
+        DnsService *service;
+        DnsGeneration *next;    /* in the service's list of draining ones */
         uint64_t drain_deadline; /* CLOCK_MONOTONIC */
         Stub *stub;
         SharedCache *cache;     /* NULL: cache_size = 0 */
@@ -77,6 +79,33 @@ struct DaemonDns {
         char *pins_text[CONFIG_PINS_MAX];
         pthread_mutex_t lock; /* `workers` */
         WorkerUpstream *workers;
+};
+
+struct DnsService {
+        sd_event *event;
+        const ZtnadConfig *config; /* the daemon's, borrowed */
+        char *store_path;
+        char *store_fallback_path; /* NULL: none */
+        DnsServiceCallbacks cb;
+
+        DnsGeneration *dns;      /* NULL with stub = no */
+        DnsGeneration *draining; /* replaced by a reload, finishing their queries */
+        sd_event_source *drain_timer;
+        sd_event_source *bind_timer; /* listen addresses not bound yet */
+        unsigned bind_attempts;
+        uint64_t bind_next_usec; /* CLOCK_MONOTONIC; 0: no retry planned */
+        /* The want ports of the stub's sockets in systemd's fd store
+         * (named "stub-PORT"), to replace them when they change. */
+        uint16_t fdstore_ports[16];
+        size_t n_fdstore_ports;
+        char **blocked; /* the blocklist's names, published with every map */
+        size_t n_blocked;
+
+        /* of the published map */
+        bool published;
+        char domain[256];
+        ShmPrefix ranges[SHM_RANGES_MAX];
+        size_t n_ranges;
 };
 
 /* The worker's upstream status, copied for `ztna status` every
@@ -106,7 +135,7 @@ static void status_timer_wake(WorkerUpstream *wu) {
 
 /* Worker thread, before it serves. */
 static int worker_init(void *userdata, sd_event *e, void **ret) {
-        DaemonDns *dns = userdata;
+        DnsGeneration *dns = userdata;
         WorkerUpstream *wu = calloc(1, sizeof(*wu));
         if (!wu)
                 return -ENOMEM;
@@ -133,7 +162,7 @@ static int worker_init(void *userdata, sd_event *e, void **ret) {
 /* Worker thread, when it stops: the upstream answers what it still owes
  * with SERVFAIL "shutting down". */
 static void worker_done(void *userdata, void *data) {
-        DaemonDns *dns = userdata;
+        DnsGeneration *dns = userdata;
         WorkerUpstream *wu = data;
         pthread_mutex_lock(&dns->lock);
         for (WorkerUpstream **p = &dns->workers; *p; p = &(*p)->next)
@@ -188,16 +217,16 @@ static int blocked_names(const Blocklist *bl, char ***ret, size_t *ret_n) {
         return 0;
 }
 
-void daemon_blocked_free(Daemon *d) {
-        for (size_t i = 0; i < d->n_blocked; i++)
-                free(d->blocked[i]);
-        d->blocked = mfree(d->blocked);
-        d->n_blocked = 0;
+static void blocked_free(DnsService *svc) {
+        for (size_t i = 0; i < svc->n_blocked; i++)
+                free(svc->blocked[i]);
+        svc->blocked = mfree(svc->blocked);
+        svc->n_blocked = 0;
 }
 
 static int load_blocklist(const ZtnadConfig *c, Blocklist **ret) {
         const ConfigPaths *p = &c->blocklist;
-        char err[DAEMON_ERROR_MAX];
+        char err[DNS_ERROR_MAX];
         Blocklist *bl;
         int r = blocklist_load((const char *const *) p->items, p->n, &bl, err, sizeof err);
         if (r < 0) {
@@ -211,8 +240,8 @@ static int load_blocklist(const ZtnadConfig *c, Blocklist **ret) {
         return 0;
 }
 
-/* The blocklist's names into the store's copy; whether they changed. */
-static int set_blocked(Daemon *d, const Blocklist *bl) {
+/* The blocklist's names for the store; whether they changed. */
+static int set_blocked(DnsService *svc, const Blocklist *bl) {
         char **names = NULL;
         size_t n = 0;
         bool same;
@@ -222,35 +251,36 @@ static int set_blocked(Daemon *d, const Blocklist *bl) {
                 if (r < 0)
                         return r;
         }
-        same = n == d->n_blocked;
+        same = n == svc->n_blocked;
         for (size_t i = 0; same && i < n; i++)
-                same = strcmp(names[i], d->blocked[i]) == 0;
-        daemon_blocked_free(d);
-        d->blocked = names;
-        d->n_blocked = n;
+                same = strcmp(names[i], svc->blocked[i]) == 0;
+        blocked_free(svc);
+        svc->blocked = names;
+        svc->n_blocked = n;
         return same ? 0 : 1;
 }
 
 /* Swaps a freshly loaded blocklist into the stub and the store. */
-static int apply_blocklist(DaemonDns *dns, Blocklist *bl) {
-        int r = set_blocked(dns->daemon, bl);
+static int apply_blocklist(DnsGeneration *dns, Blocklist *bl) {
+        int r = set_blocked(dns->service, bl);
         if (r < 0) {
                 blocklist_free(bl);
                 return r;
         }
         dns->blocklist = bl;
         stub_set_blocklist(dns->stub, bl);
-        log_line(SD_INFO, "blocklist: %zu names", dns->daemon->n_blocked);
+        log_line(SD_INFO, "blocklist: %zu names", dns->service->n_blocked);
         return 0;
 }
 
 static int on_blocklist_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        DaemonDns *dns = userdata;
+        DnsGeneration *dns = userdata;
+        DnsService *svc = dns->service;
         Blocklist *bl;
         (void) usec;
-        if (dns->blocklist && blocklist_changed(dns->blocklist) && load_blocklist(dns->daemon->config, &bl) >= 0 &&
-            apply_blocklist(dns, bl) >= 0)
-                (void) daemon_republish(dns->daemon, "blocklist changed");
+        if (dns->blocklist && blocklist_changed(dns->blocklist) && load_blocklist(svc->config, &bl) >= 0 &&
+            apply_blocklist(dns, bl) >= 0 && svc->cb.blocklist_changed)
+                svc->cb.blocklist_changed(svc->cb.userdata);
         (void) sd_event_source_set_time_relative(s, BLOCKLIST_CHECK_USEC);
         (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         return 0;
@@ -259,7 +289,7 @@ static int on_blocklist_timer(sd_event_source *s, uint64_t usec, void *userdata)
 /* Expired answers leave the cache only when room is needed; a minute's
  * sweep keeps them from holding memory for nothing. */
 static int on_prune_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        DaemonDns *dns = userdata;
+        DnsGeneration *dns = userdata;
         (void) usec;
         (void) cache_prune(dns->cache->cache, usec);
         (void) sd_event_source_set_time_relative(s, CACHE_PRUNE_USEC);
@@ -277,7 +307,7 @@ static void stub_log(void *userdata, int priority, const char *message) {
  * points to (servers, tls_ca_file, pins, fallback) is the generation's own
  * copy: a reload that leaves [dns] alone frees the ZtnadConfig it came
  * from while the generation goes on serving. */
-static int upstream_config_build(DaemonDns *dns, const ZtnadConfig *c) {
+static int upstream_config_build(DnsGeneration *dns, const ZtnadConfig *c) {
         struct sockaddr_storage own[CONFIG_LISTEN_MAX];
         size_t n_own = 0;
 
@@ -337,25 +367,29 @@ static bool listen_resolved_ok(const StubAddress *a) {
         return server_from(a, &s) && dns_state_server_resolved_ok(&s);
 }
 
-void daemon_dns_state_write(Daemon *d) {
+void dns_service_state_write(DnsService *svc) {
         _cleanup_free_ char *path = NULL;
-        const char *store = daemon_store_path(d), *slash = strrchr(store, '/');
+        const char *store, *slash;
         DnsState st = { 0 };
         int r;
 
-        if (!d->dns || !d->dns->stub || !slash)
+        if (!svc || !svc->dns || !svc->dns->stub)
+                return;
+        store = svc->store_path;
+        slash = strrchr(store, '/');
+        if (!slash)
                 return;
         if (asprintf(&path, "%.*s/" DNS_STATE_FILE_NAME, (int) (slash - store), store) < 0)
                 return;
-        for (size_t i = 0; i < stub_n_addresses(d->dns->stub) && st.n_servers < DNS_STATE_SERVERS_MAX; i++)
-                if (server_from(stub_address(d->dns->stub, i), &st.servers[st.n_servers]))
+        for (size_t i = 0; i < stub_n_addresses(svc->dns->stub) && st.n_servers < DNS_STATE_SERVERS_MAX; i++)
+                if (server_from(stub_address(svc->dns->stub, i), &st.servers[st.n_servers]))
                         st.n_servers++;
-        if (d->published) {
+        if (svc->published) {
                 /* The state file spells the domain in lower case. */
-                for (size_t i = 0; i < DNS_STATE_DOMAIN_MAX && d->domain[i]; i++)
-                        st.domain[i] = ascii_tolower(d->domain[i]);
-                for (size_t i = 0; i < d->n_ranges && i < DNS_STATE_RANGES_MAX; i++)
-                        st.ranges[st.n_ranges++] = d->ranges[i];
+                for (size_t i = 0; i < DNS_STATE_DOMAIN_MAX && svc->domain[i]; i++)
+                        st.domain[i] = ascii_tolower(svc->domain[i]);
+                for (size_t i = 0; i < svc->n_ranges && i < DNS_STATE_RANGES_MAX; i++)
+                        st.ranges[st.n_ranges++] = svc->ranges[i];
         }
         r = dns_state_write(path, &st);
         if (r < 0)
@@ -372,7 +406,7 @@ static SharedCache *shared_cache_unref(SharedCache *sc) {
 }
 
 /* The previous generation's cache when its settings are the same. */
-static int shared_cache_get(const ZtnadConfig *c, DaemonDns *prev, SharedCache **ret) {
+static int shared_cache_get(const ZtnadConfig *c, DnsGeneration *prev, SharedCache **ret) {
         SharedCache *sc = prev ? prev->cache : NULL;
 
         *ret = NULL;
@@ -399,9 +433,9 @@ static int shared_cache_get(const ZtnadConfig *c, DaemonDns *prev, SharedCache *
         return 0;
 }
 
-/* Frees a generation that serves nobody any more (never the Daemon's
- * blocked names, which belong to the store). */
-static void dns_free(DaemonDns *dns) {
+/* Frees a generation that serves nobody any more (never the service's
+ * blocked names, which the store carries). */
+static void dns_free(DnsGeneration *dns) {
         if (!dns)
                 return;
         /* Each worker frees its own upstream as it stops. */
@@ -419,7 +453,7 @@ static void dns_free(DaemonDns *dns) {
 /* A generation that was built but never served: it stops reading (its
  * sockets are copies; the running generation keeps serving the same
  * addresses) and goes at once. */
-static void dns_discard(DaemonDns *dns) {
+static void dns_discard(DnsGeneration *dns) {
         if (!dns)
                 return;
         stub_quiesce(dns->stub);
@@ -429,8 +463,8 @@ static void dns_discard(DaemonDns *dns) {
 /* A generation from `c`, serving at once. With `prev`, its cache (when
  * the settings are the same) and copies of its sockets are taken over;
  * prev itself is left alone. */
-static int dns_new(Daemon *d, const ZtnadConfig *c, DaemonDns *prev, const StubSocket *inherit, size_t n_inherit,
-                   DaemonDns **ret) {
+static int dns_new(DnsService *svc, const ZtnadConfig *c, DnsGeneration *prev, const StubSocket *inherit, size_t n_inherit,
+                   DnsGeneration **ret) {
         StubAddress listen[CONFIG_LISTEN_MAX];
         _cleanup_free_ StubSocket *socks = NULL;
         _cleanup_free_ int *fds = NULL;
@@ -438,10 +472,10 @@ static int dns_new(Daemon *d, const ZtnadConfig *c, DaemonDns *prev, const StubS
         size_t n_socks = 0;
         int n_fds = 0, r;
 
-        DaemonDns *dns = calloc(1, sizeof(*dns));
+        DnsGeneration *dns = calloc(1, sizeof(*dns));
         if (!dns)
                 return -ENOMEM;
-        dns->daemon = d;
+        dns->service = svc;
         pthread_mutex_init(&dns->lock, NULL);
 
         r = shared_cache_get(c, prev, &dns->cache);
@@ -493,9 +527,9 @@ static int dns_new(Daemon *d, const ZtnadConfig *c, DaemonDns *prev, const StubS
                 .n_fds = (size_t) n_fds,
                 .inherit = prev ? socks : inherit,
                 .n_inherit = prev ? n_socks : n_inherit,
-                .store_path = daemon_store_path(d),
-                .store_fallback_path = daemon_fallback_path(d),
-                .ready = d->published,
+                .store_path = svc->store_path,
+                .store_fallback_path = svc->store_fallback_path,
+                .ready = svc->published,
                 .cache = dns->cache ? dns->cache->cache : NULL,
                 .blocklist = bl,
                 .forward = forward,
@@ -542,28 +576,28 @@ fail:
 }
 
 /* Timers of the generation that serves. */
-static int dns_arm(DaemonDns *dns) {
-        Daemon *d = dns->daemon;
-        int r = sd_event_add_time_relative(d->event, &dns->blocklist_timer, CLOCK_MONOTONIC, BLOCKLIST_CHECK_USEC,
+static int dns_arm(DnsGeneration *dns) {
+        sd_event *e = dns->service->event;
+        int r = sd_event_add_time_relative(e, &dns->blocklist_timer, CLOCK_MONOTONIC, BLOCKLIST_CHECK_USEC,
                                            USEC_PER_SEC, on_blocklist_timer, dns);
         if (r >= 0 && dns->cache)
-                r = sd_event_add_time_relative(d->event, &dns->prune_timer, CLOCK_MONOTONIC, CACHE_PRUNE_USEC,
+                r = sd_event_add_time_relative(e, &dns->prune_timer, CLOCK_MONOTONIC, CACHE_PRUNE_USEC,
                                                USEC_PER_SEC, on_prune_timer, dns);
         return r < 0 ? r : 0;
 }
 
 static int on_drain_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Daemon *d = userdata;
+        DnsService *svc = userdata;
 
-        for (DaemonDns **p = &d->dns_draining; *p;) {
-                DaemonDns *dns = *p;
+        for (DnsGeneration **p = &svc->draining; *p;) {
+                DnsGeneration *dns = *p;
                 if (!stub_busy(dns->stub) || usec >= dns->drain_deadline) {
                         *p = dns->next;
                         dns_free(dns);
                 } else
                         p = &dns->next;
         }
-        if (d->dns_draining) {
+        if (svc->draining) {
                 (void) sd_event_source_set_time_relative(s, DRAIN_CHECK_USEC);
                 (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         }
@@ -572,7 +606,7 @@ static int on_drain_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
 /* The old generation stops reading and is freed once its forwarded
  * queries are answered. */
-static void dns_retire(Daemon *d, DaemonDns *dns) {
+static void dns_retire(DnsService *svc, DnsGeneration *dns) {
         uint64_t now = 0;
 
         if (!dns)
@@ -580,31 +614,31 @@ static void dns_retire(Daemon *d, DaemonDns *dns) {
         stub_quiesce(dns->stub);
         dns->blocklist_timer = sd_event_source_disable_unref(dns->blocklist_timer);
         dns->prune_timer = sd_event_source_disable_unref(dns->prune_timer);
-        (void) sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+        (void) sd_event_now(svc->event, CLOCK_MONOTONIC, &now);
         dns->drain_deadline = now + dns->forward_timeout_usec + DRAIN_MARGIN_USEC;
-        dns->next = d->dns_draining;
-        d->dns_draining = dns;
-        if (!d->dns_drain_timer &&
-            sd_event_add_time_relative(d->event, &d->dns_drain_timer, CLOCK_MONOTONIC, DRAIN_CHECK_USEC,
-                                       DRAIN_CHECK_USEC / 2, on_drain_timer, d) < 0) {
+        dns->next = svc->draining;
+        svc->draining = dns;
+        if (!svc->drain_timer &&
+            sd_event_add_time_relative(svc->event, &svc->drain_timer, CLOCK_MONOTONIC, DRAIN_CHECK_USEC,
+                                       DRAIN_CHECK_USEC / 2, on_drain_timer, svc) < 0) {
                 /* No timer: wait for it here rather than leak it. */
-                d->dns_draining = dns->next;
+                svc->draining = dns->next;
                 dns_free(dns);
                 return;
         }
-        (void) sd_event_source_set_time_relative(d->dns_drain_timer, DRAIN_CHECK_USEC);
-        (void) sd_event_source_set_enabled(d->dns_drain_timer, SD_EVENT_ONESHOT);
+        (void) sd_event_source_set_time_relative(svc->drain_timer, DRAIN_CHECK_USEC);
+        (void) sd_event_source_set_enabled(svc->drain_timer, SD_EVENT_ONESHOT);
 }
 
-static void bind_retry_schedule(Daemon *d);
-static void fdstore_sync(Daemon *d);
+static void bind_retry_schedule(DnsService *svc);
+static void fdstore_sync(DnsService *svc);
 
 /* Addresses that could not be bound: when one can be now, a new
  * generation (same configuration) takes over the sockets that are bound
  * and binds the rest. */
 static int on_bind_retry(sd_event_source *s, uint64_t usec, void *userdata) {
-        Daemon *d = userdata;
-        DaemonDns *dns = d->dns, *next;
+        DnsService *svc = userdata;
+        DnsGeneration *dns = svc->dns, *next;
         bool can = false;
 
         (void) s;
@@ -613,43 +647,43 @@ static int on_bind_retry(sd_event_source *s, uint64_t usec, void *userdata) {
                 return 0;
         for (size_t i = 0; i < stub_n_unbound(dns->stub); i++)
                 can = can || stub_try_bind(&stub_unbound(dns->stub, i)->want, 0) >= 0;
-        if (can && dns_new(d, d->config, dns, NULL, 0, &next) >= 0 && dns_arm(next) >= 0) {
-                d->dns = next;
-                dns_retire(d, dns);
-                daemon_dns_state_write(d);
-                fdstore_sync(d);
-                d->dns_bind_attempts = 0;
+        if (can && dns_new(svc, svc->config, dns, NULL, 0, &next) >= 0 && dns_arm(next) >= 0) {
+                svc->dns = next;
+                dns_retire(svc, dns);
+                dns_service_state_write(svc);
+                fdstore_sync(svc);
+                svc->bind_attempts = 0;
                 log_line(SD_NOTICE, "DNS stub: %zu of %zu listen addresses bound",
                          stub_n_addresses(next->stub), stub_n_addresses(next->stub) + stub_n_unbound(next->stub));
         }
-        bind_retry_schedule(d);
+        bind_retry_schedule(svc);
         return 0;
 }
 
-static void bind_retry_schedule(Daemon *d) {
+static void bind_retry_schedule(DnsService *svc) {
         uint64_t delay = BIND_RETRY_FIRST_USEC;
 
-        if (!d->dns || stub_n_unbound(d->dns->stub) == 0) {
-                d->dns_bind_attempts = 0;
-                d->dns_bind_next_usec = 0;
-                (void) sd_event_source_set_enabled(d->dns_bind_timer, SD_EVENT_OFF);
+        if (!svc->dns || stub_n_unbound(svc->dns->stub) == 0) {
+                svc->bind_attempts = 0;
+                svc->bind_next_usec = 0;
+                (void) sd_event_source_set_enabled(svc->bind_timer, SD_EVENT_OFF);
                 return;
         }
-        for (unsigned i = 0; i < d->dns_bind_attempts && delay < BIND_RETRY_MAX_USEC; i++)
+        for (unsigned i = 0; i < svc->bind_attempts && delay < BIND_RETRY_MAX_USEC; i++)
                 delay *= 2;
         if (delay > BIND_RETRY_MAX_USEC)
                 delay = BIND_RETRY_MAX_USEC;
-        d->dns_bind_attempts++;
-        if (!d->dns_bind_timer &&
-            sd_event_add_time_relative(d->event, &d->dns_bind_timer, CLOCK_MONOTONIC, delay, USEC_PER_SEC / 10,
-                                       on_bind_retry, d) < 0) {
+        svc->bind_attempts++;
+        if (!svc->bind_timer &&
+            sd_event_add_time_relative(svc->event, &svc->bind_timer, CLOCK_MONOTONIC, delay, USEC_PER_SEC / 10,
+                                       on_bind_retry, svc) < 0) {
                 log_line(SD_ERR, "cannot set up a timer: listen addresses are not tried again");
                 return;
         }
-        (void) sd_event_source_set_time_relative(d->dns_bind_timer, delay);
-        (void) sd_event_source_set_enabled(d->dns_bind_timer, SD_EVENT_ONESHOT);
-        (void) sd_event_now(d->event, CLOCK_MONOTONIC, &d->dns_bind_next_usec);
-        d->dns_bind_next_usec += delay;
+        (void) sd_event_source_set_time_relative(svc->bind_timer, delay);
+        (void) sd_event_source_set_enabled(svc->bind_timer, SD_EVENT_ONESHOT);
+        (void) sd_event_now(svc->event, CLOCK_MONOTONIC, &svc->bind_next_usec);
+        svc->bind_next_usec += delay;
 }
 
 /* ---- systemd's file descriptor store ----
@@ -662,17 +696,17 @@ static void bind_retry_schedule(Daemon *d) {
  * being refused. Sockets of socket activation (ztnad.socket, "stub") are
  * the socket unit's and are not stored. */
 
-static void fdstore_port_add(Daemon *d, uint16_t port) {
-        for (size_t i = 0; i < d->n_fdstore_ports; i++)
-                if (d->fdstore_ports[i] == port)
+static void fdstore_port_add(DnsService *svc, uint16_t port) {
+        for (size_t i = 0; i < svc->n_fdstore_ports; i++)
+                if (svc->fdstore_ports[i] == port)
                         return;
-        if (d->n_fdstore_ports < ELEMENTSOF(d->fdstore_ports))
-                d->fdstore_ports[d->n_fdstore_ports++] = port;
+        if (svc->n_fdstore_ports < ELEMENTSOF(svc->fdstore_ports))
+                svc->fdstore_ports[svc->n_fdstore_ports++] = port;
 }
 
 /* The stored sockets systemd passed at start, as a stub inherits them;
  * their names are remembered so they can be replaced. */
-static int fdstore_take(Daemon *d, StubSocket **ret, size_t *ret_n) {
+static int fdstore_take(DnsService *svc, StubSocket **ret, size_t *ret_n) {
         char **names = NULL;
         int n = sd_listen_fds_with_names(0, &names);
         StubSocket *t;
@@ -697,7 +731,7 @@ static int fdstore_take(Daemon *d, StubSocket **ret, size_t *ret_n) {
                         continue; /* not ours to judge ("stub" is socket activation's) */
                 }
                 free(names[i]);
-                fdstore_port_add(d, (uint16_t) port);
+                fdstore_port_add(svc, (uint16_t) port);
                 if (!t || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
                     getsockname(fd, (struct sockaddr *) &a.sa, &a.len) < 0 ||
                     (type != SOCK_DGRAM && type != SOCK_STREAM) ||
@@ -730,19 +764,19 @@ static uint16_t want_port(const StubAddress *a) {
 
 /* Replaces what the fd store holds with the serving stub's sockets (none
  * with stub = no). Without systemd (no NOTIFY_SOCKET) nothing is sent. */
-static void fdstore_sync(Daemon *d) {
+static void fdstore_sync(DnsService *svc) {
         _cleanup_free_ StubSocket *socks = NULL;
         size_t n = 0;
         char msg[64];
 
         if (!getenv("NOTIFY_SOCKET"))
                 return;
-        for (size_t i = 0; i < d->n_fdstore_ports; i++) {
-                snprintf(msg, sizeof msg, "FDSTOREREMOVE=1\nFDNAME=stub-%u", d->fdstore_ports[i]);
+        for (size_t i = 0; i < svc->n_fdstore_ports; i++) {
+                snprintf(msg, sizeof msg, "FDSTOREREMOVE=1\nFDNAME=stub-%u", svc->fdstore_ports[i]);
                 (void) sd_pid_notify(0, false, msg);
         }
-        d->n_fdstore_ports = 0;
-        if (!d->dns || stub_is_activated(d->dns->stub) || stub_sockets(d->dns->stub, &socks, &n) < 0)
+        svc->n_fdstore_ports = 0;
+        if (!svc->dns || stub_is_activated(svc->dns->stub) || stub_sockets(svc->dns->stub, &socks, &n) < 0)
                 return;
         for (size_t i = 0; i < n; i++) {
                 int fds[2 * STUB_WORKERS_MAX * STUB_ADDRESSES_MAX];
@@ -763,46 +797,83 @@ static void fdstore_sync(Daemon *d) {
                         log_line(SD_WARNING, "cannot keep the stub's sockets in the fd store: %s (a restart drops "
                                  "the queries that arrive meanwhile)", strerror(-r));
                 else
-                        fdstore_port_add(d, port);
+                        fdstore_port_add(svc, port);
                 for (size_t j = 0; j < k; j++)
                         safe_close(fds[j]); /* systemd holds its own copies */
         }
 }
 
-int daemon_dns_start(Daemon *d) {
+int dns_service_new(sd_event *e, const ZtnadConfig *c, const char *store_path, const char *store_fallback_path,
+                    const DnsServiceCallbacks *cb, DnsService **ret) {
+        DnsService *svc = calloc(1, sizeof *svc);
+
+        if (!svc)
+                return -ENOMEM;
+        svc->event = sd_event_ref(e);
+        svc->config = c;
+        if (cb)
+                svc->cb = *cb;
+        if (!(svc->store_path = strdup(store_path)) ||
+            (store_fallback_path && !(svc->store_fallback_path = strdup(store_fallback_path)))) {
+                dns_service_free(svc);
+                return -ENOMEM;
+        }
+        *ret = svc;
+        return 0;
+}
+
+DnsService *dns_service_free(DnsService *svc) {
+        if (!svc)
+                return NULL;
+        dns_service_stop(svc);
+        free(svc->store_path);
+        free(svc->store_fallback_path);
+        sd_event_unref(svc->event);
+        free(svc);
+        return NULL;
+}
+
+void dns_service_set_config(DnsService *svc, const ZtnadConfig *c) {
+        if (svc)
+                svc->config = c;
+}
+
+int dns_service_start(DnsService *svc) {
         _cleanup_free_ StubSocket *stored = NULL;
         size_t n_stored = 0;
-        DaemonDns *dns;
+        DnsGeneration *dns;
         int r;
 
-        (void) fdstore_take(d, &stored, &n_stored);
-        if (!d->config->stub) {
+        (void) fdstore_take(svc, &stored, &n_stored);
+        if (!svc->config->stub) {
                 for (size_t i = 0; i < n_stored; i++)
                         safe_close(stored[i].fd);
-                fdstore_sync(d);
+                fdstore_sync(svc);
                 return 0;
         }
-        r = dns_new(d, d->config, NULL, stored, n_stored, &dns);
+        r = dns_new(svc, svc->config, NULL, stored, n_stored, &dns);
         if (r < 0)
                 return r;
-        d->dns = dns;
-        r = set_blocked(d, dns->blocklist);
+        svc->dns = dns;
+        r = set_blocked(svc, dns->blocklist);
         if (r >= 0)
                 r = dns_arm(dns);
-        daemon_dns_state_write(d);
-        fdstore_sync(d);
-        bind_retry_schedule(d);
+        dns_service_state_write(svc);
+        fdstore_sync(svc);
+        bind_retry_schedule(svc);
         return r < 0 ? r : 0;
 }
 
-int daemon_dns_prepare(Daemon *d, const ZtnadConfig *c, DaemonDns **ret) {
-        DaemonDns *dns;
+int dns_service_prepare(DnsService *svc, const ZtnadConfig *c, DnsGeneration **ret) {
+        DnsGeneration *dns;
         int r;
 
         *ret = NULL;
         if (!c->stub)
                 return 0;
-        r = dns_new(d, c, d->dns, NULL, 0, &dns);
+        if (!svc)
+                return -ENOMEM;
+        r = dns_new(svc, c, svc->dns, NULL, 0, &dns);
         if (r < 0)
                 return r;
         r = dns_arm(dns);
@@ -814,44 +885,60 @@ int daemon_dns_prepare(Daemon *d, const ZtnadConfig *c, DaemonDns **ret) {
         return 0;
 }
 
-int daemon_dns_commit(Daemon *d, DaemonDns *dns) {
-        DaemonDns *old = d->dns;
+int dns_service_commit(DnsService *svc, DnsGeneration *dns) {
+        DnsGeneration *old;
 
-        d->dns = dns;
-        dns_retire(d, old);
-        daemon_dns_state_write(d);
-        fdstore_sync(d);
-        bind_retry_schedule(d);
-        return set_blocked(d, dns ? dns->blocklist : NULL);
+        if (!svc)
+                return 0;
+        old = svc->dns;
+        svc->dns = dns;
+        dns_retire(svc, old);
+        dns_service_state_write(svc);
+        fdstore_sync(svc);
+        bind_retry_schedule(svc);
+        return set_blocked(svc, dns ? dns->blocklist : NULL);
 }
 
-void daemon_dns_stop(Daemon *d) {
-        while (d->dns_draining) {
-                DaemonDns *dns = d->dns_draining;
-                d->dns_draining = dns->next;
+void dns_service_stop(DnsService *svc) {
+        if (!svc)
+                return;
+        while (svc->draining) {
+                DnsGeneration *dns = svc->draining;
+                svc->draining = dns->next;
                 dns_free(dns);
         }
-        d->dns_drain_timer = sd_event_source_disable_unref(d->dns_drain_timer);
-        d->dns_bind_timer = sd_event_source_disable_unref(d->dns_bind_timer);
-        dns_free(d->dns);
-        d->dns = NULL;
-        daemon_blocked_free(d);
+        svc->drain_timer = sd_event_source_disable_unref(svc->drain_timer);
+        svc->bind_timer = sd_event_source_disable_unref(svc->bind_timer);
+        dns_free(svc->dns);
+        svc->dns = NULL;
+        blocked_free(svc);
 }
 
-void daemon_dns_ready(Daemon *d) {
-        if (d->dns)
-                stub_set_ready(d->dns->stub);
+void dns_service_map_published(DnsService *svc, const char *domain, const ShmPrefix *ranges, size_t n_ranges) {
+        if (!svc)
+                return;
+        svc->published = true;
+        snprintf(svc->domain, sizeof svc->domain, "%s", domain);
+        svc->n_ranges = n_ranges < SHM_RANGES_MAX ? n_ranges : SHM_RANGES_MAX;
+        memcpy(svc->ranges, ranges, svc->n_ranges * sizeof *svc->ranges);
+        if (svc->dns)
+                stub_set_ready(svc->dns->stub);
 }
 
-int daemon_dns_flush(Daemon *d) {
-        if (d->dns && d->dns->cache)
-                cache_flush(d->dns->cache->cache);
+const char *const *dns_service_blocked(const DnsService *svc, size_t *ret_n) {
+        *ret_n = svc ? svc->n_blocked : 0;
+        return svc ? (const char *const *) svc->blocked : NULL;
+}
+
+int dns_service_flush(DnsService *svc) {
+        if (svc && svc->dns && svc->dns->cache)
+                cache_flush(svc->dns->cache->cache);
         return 0;
 }
 
 /* The workers' copies merged: per server the state of the latest change,
  * counters summed, the RTT of the busiest worker. */
-static void merge_status(DaemonDns *dns, UpstreamStatus *ret) {
+static void merge_status(DnsGeneration *dns, UpstreamStatus *ret) {
         bool first = true;
         memset(ret, 0, sizeof(*ret));
         pthread_mutex_lock(&dns->lock);
@@ -891,8 +978,8 @@ static void merge_status(DaemonDns *dns, UpstreamStatus *ret) {
         pthread_mutex_unlock(&dns->lock);
 }
 
-json_t *daemon_dns_status(const Daemon *d) {
-        DaemonDns *dns = d->dns;
+json_t *dns_service_status(const DnsService *svc) {
+        DnsGeneration *dns = svc ? svc->dns : NULL;
         if (!dns)
                 return json_pack("{s:b}", "enabled", 0);
         json_t *addrs = json_array(), *servers = json_array();
@@ -933,10 +1020,10 @@ json_t *daemon_dns_status(const Daemon *d) {
         if (o && json_array_size(unbound) > 0) {
                 uint64_t now = 0;
                 json_object_set_new(o, "not_listening", unbound);
-                (void) sd_event_now(d->event, CLOCK_MONOTONIC, &now);
-                if (d->dns_bind_next_usec > now)
+                (void) sd_event_now(svc->event, CLOCK_MONOTONIC, &now);
+                if (svc->bind_next_usec > now)
                         json_object_set_new(o, "next_bind_attempt_in_seconds",
-                                            json_real((double) (d->dns_bind_next_usec - now) / 1e6));
+                                            json_real((double) (svc->bind_next_usec - now) / 1e6));
         } else
                 json_decref(unbound);
         return o;
