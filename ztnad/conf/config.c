@@ -1660,6 +1660,39 @@ int config_defaults(ZtnadConfig **ret) {
         return config_parse(NULL, 0, "defaults", ret, NULL);
 }
 
+size_t config_plaintext_fallback_defaults(struct sockaddr_storage *ret, size_t max, char *text, size_t text_size) {
+        _cleanup_config_ ZtnadConfig *d = NULL;
+        size_t n = 0, pos = 0;
+
+        if (text && text_size)
+                text[0] = '\0';
+        if (config_defaults(&d) < 0)
+                return 0;
+        for (size_t i = 0; i < d->upstream.n && n < max; i++) {
+                struct sockaddr_storage a = d->upstream.items[i].sa;
+                char ip[INET6_ADDRSTRLEN];
+                const void *raw;
+
+                if (a.ss_family == AF_INET) {
+                        struct sockaddr_in *in = (struct sockaddr_in *) (void *) &a;
+                        in->sin_port = htons(53);
+                        raw = &in->sin_addr;
+                } else if (a.ss_family == AF_INET6) {
+                        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) (void *) &a;
+                        in6->sin6_port = htons(53);
+                        raw = &in6->sin6_addr;
+                } else
+                        continue;
+                ret[n++] = a;
+                if (text && pos < text_size && inet_ntop(a.ss_family, raw, ip, sizeof ip)) {
+                        int k = snprintf(text + pos, text_size - pos, "%s%s", n == 1 ? "" : " and ", ip);
+                        if (k > 0)
+                                pos += (size_t) k;
+                }
+        }
+        return n;
+}
+
 int config_load(const char *path, ZtnadConfig **ret, ConfigError *err) {
         Parser p = { .source = path ? path : CONFIG_DEFAULT_PATH, .err = err };
         _cleanup_free_ char *buf = NULL;

@@ -165,6 +165,13 @@ typedef struct ConfigError {
 /* Every key at its default. Returns 0 or -ENOMEM. */
 int config_defaults(ZtnadConfig **ret);
 
+/* The plaintext fallback's servers when resolv.conf names none: the
+ * addresses of the `upstream` key's default, on port 53 (the key table is
+ * the one place the default servers are written). Fills up to `max` of
+ * `ret` and returns how many; `text` (may be NULL) gets them for a log
+ * line, "A and B". */
+size_t config_plaintext_fallback_defaults(struct sockaddr_storage *ret, size_t max, char *text, size_t text_size);
+
 /* Parses `len` bytes of `data` (need not be NUL-terminated; NULL with len 0
  * is an empty file). `source` names the input in messages. On failure `err`
  * (may be NULL) says why and *ret is left alone.

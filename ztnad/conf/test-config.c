@@ -230,6 +230,26 @@ START_TEST(test_defaults) {
 }
 END_TEST
 
+/* The plaintext fallback's defaults are the upstream key's, on port 53. */
+START_TEST(test_plaintext_fallback_defaults) {
+        struct sockaddr_storage a[4];
+        char text[128], ip[INET6_ADDRSTRLEN];
+        const struct sockaddr_in *in;
+
+        ck_assert_uint_eq(config_plaintext_fallback_defaults(a, 4, text, sizeof text), 2);
+        ck_assert_str_eq(text, "9.9.9.9 and 149.112.112.112");
+        in = (const struct sockaddr_in *) (const void *) &a[0];
+        ck_assert_int_eq(in->sin_family, AF_INET);
+        ck_assert_uint_eq(ntohs(in->sin_port), 53);
+        ck_assert_str_eq(inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip), "9.9.9.9");
+        in = (const struct sockaddr_in *) (const void *) &a[1];
+        ck_assert_uint_eq(ntohs(in->sin_port), 53);
+        ck_assert_str_eq(inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip), "149.112.112.112");
+        /* Never past `max`; text optional. */
+        ck_assert_uint_eq(config_plaintext_fallback_defaults(a, 1, NULL, 0), 1);
+}
+END_TEST
+
 START_TEST(test_empty_files) {
         _cleanup_config_ ZtnadConfig *d = defaults();
         static const char *const files[] = {
@@ -1265,6 +1285,7 @@ static Suite *config_suite(void) {
         TCase *tc = tcase_create("parse");
 
         tcase_add_test(tc, test_defaults);
+        tcase_add_test(tc, test_plaintext_fallback_defaults);
         tcase_add_test(tc, test_empty_files);
         tcase_add_test(tc, test_syntax);
         tcase_add_test(tc, test_sections);

@@ -326,9 +326,18 @@ static int upstream_config_build(DnsGeneration *dns, const ZtnadConfig *c) {
         }
         for (size_t i = 0; i < c->listen.n && i < CONFIG_LISTEN_MAX; i++)
                 own[n_own++] = c->listen.items[i].sa;
-        if (c->allow_plaintext_fallback && resolvconf_load(RESOLVCONF_PATH, own, n_own, &dns->fallback) < 0)
-                log_line(SD_WARNING, "cannot read %s: the plaintext fallback uses 9.9.9.9 and 149.112.112.112",
-                         RESOLVCONF_PATH);
+        if (c->allow_plaintext_fallback) {
+                /* resolv.conf's servers; none or unreadable: the defaults,
+                 * from the configuration's key table. */
+                char text[128];
+                int r = resolvconf_load(RESOLVCONF_PATH, own, n_own, &dns->fallback);
+
+                if (r < 0 || dns->fallback.n == 0)
+                        dns->fallback.n = config_plaintext_fallback_defaults(
+                                dns->fallback.addrs, ELEMENTSOF(dns->fallback.addrs), text, sizeof text);
+                if (r < 0)
+                        log_line(SD_WARNING, "cannot read %s: the plaintext fallback uses %s", RESOLVCONF_PATH, text);
+        }
 
         dns->upstream_config = (UpstreamConfig) {
                 .servers = dns->servers,

@@ -24,7 +24,6 @@
 #define DNS_PORT 53
 #define ADDRESS_TEXT_MAX 128
 
-static const char *const default_servers[] = { "9.9.9.9", "149.112.112.112" };
 
 static bool is_blank(char c) {
         return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
@@ -132,15 +131,10 @@ int resolvconf_parse(const char *text, size_t len, const struct sockaddr_storage
                 if (parse_address(text + start, p - start, &a) == 0)
                         add_server(&r, &a, exclude, n_exclude);
         }
-        if (r.n == 0) {
-                for (size_t i = 0; i < ELEMENTSOF(default_servers); i++) {
-                        struct sockaddr_storage a;
-
-                        (void) parse_address(default_servers[i], strlen(default_servers[i]), &a);
-                        r.addrs[r.n++] = a;
-                }
+        /* None: the caller's defaults apply (ztnad's come from the
+         * configuration's key table). */
+        if (r.n == 0)
                 r.defaults = true;
-        }
         *ret = r;
         return 0;
 }

@@ -8,7 +8,8 @@
  * options, comments starting with '#' or ';') is ignored, and so is a line
  * glibc would not read either. Addresses in the exclusion list (ztnad's own
  * listen addresses, port included) are left out, so the fallback can never
- * be ztnad itself. When nothing is left: 9.9.9.9:53 and 149.112.112.112:53.
+ * be ztnad itself. When nothing is left, `defaults` is set and the caller
+ * uses its own (ztnad: config_plaintext_fallback_defaults()).
  *
  * Library code: never logs.
  */
@@ -25,13 +26,13 @@ typedef struct ResolvConfServers {
         struct sockaddr_storage addrs[RESOLVCONF_SERVERS_MAX];
         size_t n;
         size_t n_excluded;  /* nameserver lines left out as ours */
-        bool defaults;      /* none found: the Quad9 defaults */
+        bool defaults;      /* none found (n is 0): the caller's defaults apply */
 } ResolvConfServers;
 
 /* Always succeeds on text (returns 0). */
 int resolvconf_parse(const char *text, size_t len, const struct sockaddr_storage *exclude, size_t n_exclude,
                      ResolvConfServers *ret);
-/* A missing file gives the defaults. Returns 0, or -errno when the file
+/* A missing file: no servers, `defaults` set. Returns 0, or -errno when the file
  * exists but cannot be read (or is larger than RESOLVCONF_FILE_MAX: -EFBIG);
  * `ret` is not written then. */
 int resolvconf_load(const char *path, const struct sockaddr_storage *exclude, size_t n_exclude,

@@ -30,10 +30,6 @@
 #include "upstream/upstream-internal.h"
 #include "common/time-util.h"
 
-#define QUAD9_NAME "dns.quad9.net"
-static const char *const default_dot[] = { "9.9.9.9", "149.112.112.112" };
-#define DOT_PORT 853
-#define DNS_PORT 53
 /* An error response: header, question (a name of at most 255 bytes and
  * four), an OPT record with an EDE option and its text. */
 #define ERROR_RESPONSE_MAX 1024u
@@ -866,26 +862,6 @@ static int on_probe_timer(sd_event_source *es, uint64_t usec, void *userdata) {
 
 /* ---- lifecycle ---- */
 
-static int parse_ip(const char *text, uint16_t port, struct sockaddr_storage *ret, socklen_t *ret_len) {
-        struct sockaddr_in *in = (struct sockaddr_in *) ret;
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) ret;
-
-        memset(ret, 0, sizeof *ret);
-        if (inet_pton(AF_INET, text, &in->sin_addr) == 1) {
-                in->sin_family = AF_INET;
-                in->sin_port = htons(port);
-                *ret_len = sizeof *in;
-                return 0;
-        }
-        if (inet_pton(AF_INET6, text, &in6->sin6_addr) == 1) {
-                in6->sin6_family = AF_INET6;
-                in6->sin6_port = htons(port);
-                *ret_len = sizeof *in6;
-                return 0;
-        }
-        return -EINVAL;
-}
-
 static bool sockaddr_valid(const struct sockaddr_storage *a, socklen_t len) {
         if (a->ss_family == AF_INET)
                 return (len == 0 || len >= sizeof(struct sockaddr_in)) &&
@@ -911,22 +887,20 @@ static int rate_log_init(Upstream *u, RateLog *l, const char *priority, const ch
 }
 
 int upstream_new(sd_event *e, const UpstreamConfig *c, Upstream **ret) {
-        UpstreamServer defaults[ELEMENTSOF(default_dot)];
-        const UpstreamServer *servers = c->servers;
-        size_t n_servers = c->n_servers;
+        const UpstreamServer *servers;
+        size_t n_servers;
         Upstream *u;
         int r;
 
         if (!e || !c || !ret)
                 return -EINVAL;
-        if (n_servers == 0) {
-                for (size_t i = 0; i < ELEMENTSOF(default_dot); i++) {
-                        memset(&defaults[i], 0, sizeof defaults[i]);
-                        (void) parse_ip(default_dot[i], DOT_PORT, &defaults[i].addr, &defaults[i].addrlen);
-                        upstream_format(defaults[i].tls_name, sizeof defaults[i].tls_name, "%s", QUAD9_NAME);
-                }
-                servers = defaults;
-                n_servers = ELEMENTSOF(default_dot);
+        servers = c->servers;
+        n_servers = c->n_servers;
+        /* The default servers are the configuration's (its key table), not
+         * this module's: a caller always names at least one. */
+        if (n_servers == 0 || !servers) {
+                log_line(SD_ERR, "DNS-over-TLS: no server given");
+                return -EINVAL;
         }
         if (n_servers > UPSTREAM_SERVERS_MAX || c->n_spki_pins > UPSTREAM_PINS_MAX ||
             c->n_fallback > UPSTREAM_FALLBACK_MAX) {
@@ -974,24 +948,23 @@ int upstream_new(sd_event *e, const UpstreamConfig *c, Upstream **ret) {
                         goto fail;
                 }
         u->n_pins = c->n_spki_pins;
-        if (c->n_fallback == 0) {
-                socklen_t l;
-
-                for (size_t i = 0; i < ELEMENTSOF(default_dot); i++)
-                        (void) parse_ip(default_dot[i], DNS_PORT, &u->fallback[i], &l);
-                u->n_fallback = ELEMENTSOF(default_dot);
-        } else {
-                for (size_t i = 0; i < c->n_fallback; i++) {
-                        if (!sockaddr_valid(&c->fallback[i], 0)) {
-                                log_line(SD_ERR, "plaintext fallback server %zu: not an IPv4 or IPv6 address "
-                                         "with a port", i + 1);
-                                r = -EINVAL;
-                                goto fail;
-                        }
-                        u->fallback[i] = c->fallback[i];
-                }
-                u->n_fallback = c->n_fallback;
+        /* Like the DNS-over-TLS servers, the plaintext ones are the
+         * caller's (ztnad: resolv.conf's, else the configuration's). */
+        if (c->allow_plaintext_fallback && (c->n_fallback == 0 || !c->fallback)) {
+                log_line(SD_ERR, "plaintext fallback allowed but no server given");
+                r = -EINVAL;
+                goto fail;
         }
+        for (size_t i = 0; i < c->n_fallback; i++) {
+                if (!sockaddr_valid(&c->fallback[i], 0)) {
+                        log_line(SD_ERR, "plaintext fallback server %zu: not an IPv4 or IPv6 address "
+                                 "with a port", i + 1);
+                        r = -EINVAL;
+                        goto fail;
+                }
+                u->fallback[i] = c->fallback[i];
+        }
+        u->n_fallback = c->n_fallback;
         r = upstream_tls_ctx_new(c, &u->ctx);
         if (r < 0)
                 goto fail;
@@ -1022,10 +995,10 @@ fail:
  * at once, which only shortens this. */
 uint64_t upstream_max_duration_usec(const UpstreamConfig *c) {
         uint64_t t = c->timeout_usec ? c->timeout_usec : UPSTREAM_TIMEOUT_USEC_DEFAULT;
-        uint64_t n = (c->n_servers ? c->n_servers : ELEMENTSOF(default_dot)) + 1;
+        uint64_t n = c->n_servers + 1;
 
         if (c->allow_plaintext_fallback)
-                n += 2 * (c->n_fallback ? c->n_fallback : ELEMENTSOF(default_dot));
+                n += 2 * c->n_fallback;
         return n * t;
 }
 

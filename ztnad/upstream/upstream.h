@@ -69,8 +69,8 @@ typedef struct UpstreamShared {
 } UpstreamShared;
 
 typedef struct UpstreamConfig {
-        /* In order of preference. n_servers 0: 9.9.9.9:853 and
-         * 149.112.112.112:853, both named dns.quad9.net. */
+        /* In order of preference; at least one (the defaults are the
+         * configuration's key table's, not this module's). */
         const UpstreamServer *servers;
         size_t n_servers;
         const char *tls_ca_file; /* PEM bundle; NULL: the system's store */
@@ -84,8 +84,8 @@ typedef struct UpstreamConfig {
         UpstreamShared *shared;     /* NULL: this upstream's own judgement only */
         bool allow_plaintext_fallback;
         /* Plaintext servers, port included (resolvconf.h finds them): never
-         * ztnad's own listen addresses. n_fallback 0: 9.9.9.9:53 and
-         * 149.112.112.112:53. */
+         * ztnad's own listen addresses. At least one when
+         * allow_plaintext_fallback is set. */
         const struct sockaddr_storage *fallback;
         size_t n_fallback;
 } UpstreamConfig;
