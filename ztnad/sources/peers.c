@@ -12,11 +12,14 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -24,6 +27,7 @@
 #include "common/read-file.h"
 #include "conf/public-suffix.h"
 #include "shm-format.h"
+#include "siphash.h"
 
 /* Counts and indexes below are kept in uint32_t: the input cap bounds them. */
 static_assert(PEERS_INPUT_MAX < UINT32_MAX, "input cap must keep counts in uint32_t");
@@ -101,11 +105,8 @@ typedef struct AddrEntry {
         uint8_t bytes[16];
         uint32_t peer, pos;
 } AddrEntry;
-
-typedef struct NameEntry {
-        const char *name;
-        uint32_t peer;
-} NameEntry;
+/* The repeat check hashes family and bytes as one run of 17 bytes. */
+static_assert(offsetof(AddrEntry, bytes) == 1, "bytes follow family directly");
 
 #define QUOTE_MAX 96 /* a quoted value in a message, cut short with "..." */
 
@@ -255,8 +256,12 @@ static int peek(const Lexer *l) {
 }
 
 static void skip_ws(Lexer *l) {
-        for (int c = peek(l); c == ' ' || c == '\t' || c == '\n' || c == '\r'; c = peek(l))
-                l->pos++;
+        const char *d = l->p->data;
+        size_t pos = l->pos, len = l->p->len;
+
+        while (pos < len && (d[pos] == ' ' || d[pos] == '\t' || d[pos] == '\n' || d[pos] == '\r'))
+                pos++;
+        l->pos = pos;
 }
 
 /* A syntax error at byte `at`: "SOURCE:LINE:COLUMN: what", path "". */
@@ -454,9 +459,12 @@ static int lex_string(Lexer *l, char *out, size_t out_size, size_t *ret_len, boo
                 size_t run = l->pos;
                 unsigned char c;
 
-                /* Plain printable ASCII, the bulk of any document. */
-                while (l->pos < l->p->len && string_plain[d[l->pos]])
-                        l->pos++;
+                /* Plain printable ASCII, the bulk of any document (in
+                 * locals: a store through l could alias the length). */
+                size_t pos = l->pos, end = l->p->len;
+                while (pos < end && string_plain[d[pos]])
+                        pos++;
+                l->pos = pos;
                 if (out && n < out_size)
                         memcpy(out + n, d + run, l->pos - run < out_size - n ? l->pos - run : out_size - n);
                 n += l->pos - run;
@@ -1409,100 +1417,112 @@ static int parse_peer(const Parser *p, size_t i, size_t v, size_t *ret_end, size
         return 0;
 }
 
-static int name_entry_compare(const void *a, const void *b) {
-        const NameEntry *x = a, *y = b;
-        int d = ascii_compare(x->name, y->name);
+/* ---- repeats, found in document order ---- */
 
-        if (d != 0)
-                return d;
-        return (x->peer > y->peer) - (x->peer < y->peer);
+/* An open-addressed set of indexes (UINT32_MAX: an empty slot), at least
+ * twice as many slots as entries, keyed with SipHash so that a document
+ * cannot be arranged into long probe chains. */
+typedef struct IndexSet {
+        uint32_t *slots;
+        size_t mask;
+        uint64_t key[2];
+} IndexSet;
+
+static int index_set_init(IndexSet *set, size_t n) {
+        size_t size = 16;
+
+        while (size < 2 * n)
+                size <<= 1;
+        set->slots = malloc(size * sizeof *set->slots);
+        if (!set->slots)
+                return -ENOMEM;
+        memset(set->slots, 0xff, size * sizeof *set->slots);
+        set->mask = size - 1;
+        if (getrandom(set->key, sizeof set->key, GRND_NONBLOCK) != (ssize_t) sizeof set->key) {
+                /* Early boot: a key nobody outside can predict in detail. */
+                struct timespec ts;
+
+                (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+                set->key[0] = (uint64_t) ts.tv_nsec ^ ((uint64_t) ts.tv_sec << 32) ^ (uint64_t) (uintptr_t) set;
+                set->key[1] = set->key[0] * UINT64_C(0x9e3779b97f4a7c15) ^ (uint64_t) getpid();
+        }
+        return 0;
 }
 
-/* Reports the first name, in document order, that repeats an earlier one. */
+/* Reports the first name, in document order, that repeats an earlier one
+ * (names compared case-insensitively). */
 static int check_duplicate_names(const Parser *p, const PeerMap *m) {
-        _cleanup_free_ NameEntry *sorted = NULL;
-        size_t first = 0, found = NO_INDEX, earlier = 0;
+        IndexSet set;
         char q1[QUOTE_MAX], q2[QUOTE_MAX];
 
         if (m->n_peers < 2)
                 return 0;
-        sorted = malloc(m->n_peers * sizeof *sorted);
-        if (!sorted)
+        if (index_set_init(&set, m->n_peers) < 0)
                 return fail_code(p, -ENOMEM, AT_ROOT, "out of memory");
-        for (size_t i = 0; i < m->n_peers; i++)
-                sorted[i] = (NameEntry) { m->peers[i].name, (uint32_t) i };
-        qsort(sorted, m->n_peers, sizeof *sorted, name_entry_compare);
+        for (size_t i = 0; i < m->n_peers; i++) {
+                const char *name = m->peers[i].name;
+                size_t h = (size_t) siphash13(set.key, name, strlen(name), 1) & set.mask;
 
-        /* Equal names sort together, earliest peer first. */
-        for (size_t i = 1; i < m->n_peers; i++) {
-                if (ascii_compare(sorted[i].name, sorted[first].name) != 0) {
-                        first = i;
-                        continue;
-                }
-                if (found == NO_INDEX || sorted[i].peer < found) {
-                        found = sorted[i].peer;
-                        earlier = sorted[first].peer;
+                for (;; h = (h + 1) & set.mask) {
+                        uint32_t earlier = set.slots[h];
+
+                        if (earlier == UINT32_MAX) {
+                                set.slots[h] = (uint32_t) i;
+                                break;
+                        }
+                        if (ascii_compare(m->peers[earlier].name, name) == 0) {
+                                free(set.slots);
+                                return fail(p, AT_PEER(i, "name"),
+                                            "%s is the same name as peers[%" PRIu32 "].name %s (names are compared "
+                                            "case-insensitively)",
+                                            quote(q1, name, strlen(name)), earlier,
+                                            quote(q2, m->peers[earlier].name, strlen(m->peers[earlier].name)));
+                        }
                 }
         }
-        if (found == NO_INDEX)
-                return 0;
-        return fail(p, AT_PEER(found, "name"),
-                    "%s is the same name as peers[%zu].name %s (names are compared case-insensitively)",
-                    quote(q1, m->peers[found].name, strlen(m->peers[found].name)), earlier,
-                    quote(q2, m->peers[earlier].name, strlen(m->peers[earlier].name)));
-}
-
-static int addr_entry_compare(const void *a, const void *b) {
-        const AddrEntry *x = a, *y = b;
-        int d;
-
-        if (x->family != y->family)
-                return x->family < y->family ? -1 : 1;
-        d = memcmp(x->bytes, y->bytes, sizeof x->bytes);
-        if (d != 0)
-                return d;
-        if (x->peer != y->peer)
-                return x->peer < y->peer ? -1 : 1;
-        return (x->pos > y->pos) - (x->pos < y->pos);
-}
-
-static bool addr_entry_same(const AddrEntry *x, const AddrEntry *y) {
-        return x->family == y->family && memcmp(x->bytes, y->bytes, sizeof x->bytes) == 0;
+        free(set.slots);
+        return 0;
 }
 
 /* An address listed twice in a peer is a slip; the same address on two peers
- * would make a reverse lookup answer either. Sorts `entries` in place and
- * reports the first repeat in document order. */
-static int check_duplicate_addresses(const Parser *p, const PeerMap *m, AddrEntry *entries, size_t n) {
-        size_t first = 0;
-        const AddrEntry *dup = NULL, *orig = NULL;
+ * would make a reverse lookup answer either. `entries` are in document
+ * order; the first repeat in that order is reported. */
+static int check_duplicate_addresses(const Parser *p, const PeerMap *m, const AddrEntry *entries, size_t n) {
+        IndexSet set;
         char text[INET6_ADDRSTRLEN], q[QUOTE_MAX];
 
         if (n < 2)
                 return 0;
-        qsort(entries, n, sizeof *entries, addr_entry_compare);
-        for (size_t i = 1; i < n; i++) {
-                if (!addr_entry_same(&entries[i], &entries[first])) {
-                        first = i;
-                        continue;
-                }
-                if (!dup || entries[i].peer < dup->peer ||
-                    (entries[i].peer == dup->peer && entries[i].pos < dup->pos)) {
-                        dup = &entries[i];
-                        orig = &entries[first];
+        if (index_set_init(&set, n) < 0)
+                return fail_code(p, -ENOMEM, AT_ROOT, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+                const AddrEntry *e = &entries[i];
+                size_t h = (size_t) siphash13(set.key, &e->family, 1 + sizeof e->bytes, 0) & set.mask;
+
+                for (;; h = (h + 1) & set.mask) {
+                        const AddrEntry *orig;
+
+                        if (set.slots[h] == UINT32_MAX) {
+                                set.slots[h] = (uint32_t) i;
+                                break;
+                        }
+                        orig = &entries[set.slots[h]];
+                        if (orig->family != e->family || memcmp(orig->bytes, e->bytes, sizeof e->bytes) != 0)
+                                continue;
+                        free(set.slots);
+                        if (!inet_ntop(e->family, e->bytes, text, sizeof text))
+                                (void) snprintf(text, sizeof text, "?");
+                        if (e->peer == orig->peer)
+                                return fail(p, AT_ADDR(e->peer, e->pos),
+                                            "%s is listed twice (also addresses[%" PRIu32 "])", text, orig->pos);
+                        return fail(p, AT_ADDR(e->peer, e->pos),
+                                    "%s is also an address of peers[%" PRIu32 "] %s; reverse lookups would be ambiguous",
+                                    text, orig->peer,
+                                    quote(q, m->peers[orig->peer].name, strlen(m->peers[orig->peer].name)));
                 }
         }
-        if (!dup)
-                return 0;
-
-        if (!inet_ntop(dup->family, dup->bytes, text, sizeof text))
-                (void) snprintf(text, sizeof text, "?");
-        if (dup->peer == orig->peer)
-                return fail(p, AT_ADDR(dup->peer, dup->pos), "%s is listed twice (also addresses[%" PRIu32 "])",
-                            text, orig->pos);
-        return fail(p, AT_ADDR(dup->peer, dup->pos),
-                    "%s is also an address of peers[%" PRIu32 "] %s; reverse lookups would be ambiguous", text,
-                    orig->peer, quote(q, m->peers[orig->peer].name, strlen(m->peers[orig->peer].name)));
+        free(set.slots);
+        return 0;
 }
 
 /* The address arrays of the map, filled from `entries` (still in document
