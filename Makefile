@@ -27,13 +27,14 @@ NSS_SRC := nss_ztna/nss-ztna.c
 ZTNAD_SRC := ztnad/daemon/ztnad.c ztnad/daemon/daemon.c ztnad/daemon/fallback.c \
 	ztnad/conf/config.c ztnad/conf/public-suffix.c \
 	ztnad/sources/peers.c ztnad/sources/sync.c ztnad/sources/controlplane.c \
-	ztnad/control/control.c \
+	ztnad/control/control.c ztnad/control/peer-json.c \
 	ztnad/dns/dns.c ztnad/dns/stub.c ztnad/dns/stub-tailnet.c ztnad/dns/cache.c ztnad/dns/blocklist.c \
 	ztnad/upstream/upstream.c ztnad/upstream/upstream-tls.c ztnad/upstream/upstream-plain.c \
 	ztnad/upstream/resolvconf.c \
 	ztnad/hostdns/dns-state.c ztnad/hostdns/dns-manager.c \
 	ztnad/common/dns-wire.c ztnad/common/read-file.c
 ZTNA_SRC := ztnad/cli/ztna.c ztnad/cli/doctor.c ztnad/cli/doctor-nsswitch.c ztnad/cli/doctor-dns.c \
+	ztnad/control/peer-json.c \
 	ztnad/conf/config.c ztnad/conf/public-suffix.c ztnad/sources/controlplane.c ztnad/sources/peers.c \
 	ztnad/common/read-file.c
 HEADERS := $(wildcard shm/*.h nss_ztna/*.h ztnad/*/*.h)

@@ -549,40 +549,6 @@ static int store_read(const Args *a, StoreFunc func, const void *userdata, json_
         return -EAGAIN;
 }
 
-static json_t *json_stringn_clean(const char *s, size_t len) {
-        char buf[SHM_LABEL_MAX + 1 + SHM_DOMAIN_MAX + 1];
-        size_t n = len < sizeof buf - 1 ? len : sizeof buf - 1;
-
-        /* Store names are LDH; anything else is shown, not trusted to be
-         * UTF-8. */
-        for (size_t i = 0; i < n; i++)
-                buf[i] = (unsigned char) s[i] >= 0x20 && (unsigned char) s[i] < 0x7f ? s[i] : '?';
-        return json_stringn(buf, n);
-}
-
-/* A record as the protocol's PEER object: name, fqdn, online, ttl,
- * addresses (IPv4 first). */
-static json_t *record_json(const ShmSnapshot *s, const ShmRecordView *v) {
-        char fqdn[SHM_LABEL_MAX + 1 + SHM_DOMAIN_MAX + 1], text[INET6_ADDRSTRLEN];
-        json_t *addresses = json_array(), *peer;
-        int n;
-
-        n = snprintf(fqdn, sizeof fqdn, "%.*s.%.*s", (int) v->name_len, v->name, (int) s->domain_len, s->domain);
-        if (n < 0 || !addresses)
-                return json_decref(addresses), NULL;
-        for (size_t i = 0; i < v->n_v4 + v->n_v6; i++) {
-                bool v4 = i < v->n_v4;
-                const uint8_t *b = v4 ? v->v4 + i * 4 : v->v6 + (i - v->n_v4) * 16;
-
-                if (inet_ntop(v4 ? AF_INET : AF_INET6, b, text, sizeof text))
-                        json_array_append_new(addresses, json_string(text));
-        }
-        peer = json_pack("{s:o, s:o, s:b, s:I, s:o}", "name", json_stringn_clean(v->name, v->name_len), "fqdn",
-                         json_stringn_clean(fqdn, strlen(fqdn)), "online", v->online, "ttl", (json_int_t) v->ttl,
-                         "addresses", addresses);
-        return peer;
-}
-
 static int store_list(const ShmSnapshot *s, const Args *a, const void *userdata, json_t **ret) {
         json_t *peers = json_array();
         ShmRecordView v;
@@ -594,9 +560,9 @@ static int store_list(const ShmSnapshot *s, const Args *a, const void *userdata,
         for (uint32_t i = 0; i < s->n_records; i++) {
                 if (!shm_snapshot_record(s, i, &v))
                         continue; /* damaged: the reader already refuses to answer with it */
-                json_array_append_new(peers, record_json(s, &v));
+                json_array_append_new(peers, control_peer_json(s, &v));
         }
-        *ret = json_pack("{s:o, s:o}", "domain", json_stringn_clean(s->domain, s->domain_len), "peers", peers);
+        *ret = json_pack("{s:o, s:o}", "domain", control_json_text(s->domain, s->domain_len), "peers", peers);
         return *ret ? 0 : -ENOMEM;
 }
 
@@ -620,7 +586,7 @@ static int store_query(const ShmSnapshot *s, const Args *a, const void *userdata
                 *ret = json_pack("{s:b, s:b}", "found", 0, "ours", c == SHM_UNKNOWN);
                 return *ret ? 0 : -ENOMEM;
         }
-        *ret = json_pack("{s:b, s:b, s:o}", "found", 1, "down", shm_snapshot_down(s), "peer", record_json(s, &v));
+        *ret = json_pack("{s:b, s:b, s:o}", "found", 1, "down", shm_snapshot_down(s), "peer", control_peer_json(s, &v));
         return *ret ? 0 : -ENOMEM;
 }
 
@@ -646,7 +612,7 @@ static int store_status(const ShmSnapshot *s, const Args *a, const void *userdat
         format_time(s->published_usec, published, sizeof published);
         *ret = json_pack("{s:s, s:s, s:I, s:o, s:o, s:I, s:s, s:I, s:I, s:I, s:I}", "path", store_display(a),
                          "state", shm_snapshot_down(s) ? "down" : "up", "generation", (json_int_t) s->generation,
-                         "domain", json_stringn_clean(s->domain, s->domain_len), "ranges", r, "records",
+                         "domain", control_json_text(s->domain, s->domain_len), "ranges", r, "records",
                          (json_int_t) s->n_records, "published", published, "published_usec",
                          (json_int_t) s->published_usec, "heartbeat_usec", (json_int_t) s->heartbeat_usec,
                          "heartbeat_age_sec", (json_int_t) age_sec(s->heartbeat_usec, now), "file_size",

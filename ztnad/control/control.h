@@ -57,6 +57,17 @@
 
 #define CONTROL_NOT_AUTHORISED_MESSAGE "not authorised: changes need root or the %s group"
 
+/* `len` bytes of store text (a name, a domain) as a JSON string: store
+ * names are LDH, so anything outside printable ASCII is shown as '?', never
+ * trusted to be UTF-8. NULL on allocation failure. */
+json_t *control_json_text(const char *s, size_t len);
+
+/* A store record as the protocol's PEER object, the one shape ztnad's
+ * list and query replies and ztna's direct store reads share: {"name",
+ * "fqdn", "online", "ttl", "addresses": [IPv4 first, then IPv6]}. NULL on
+ * allocation failure. */
+json_t *control_peer_json(const ShmSnapshot *s, const ShmRecordView *v);
+
 typedef struct ControlOps {
         /* Fields merged into the status reply: {"state": "up", "generation":
          * 12, "records": 3, "store": "/run/ztna/records", "sources": [...]}

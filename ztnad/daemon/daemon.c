@@ -582,22 +582,6 @@ static int op_status(void *userdata, json_t **ret) {
         return 0;
 }
 
-static json_t *peer_json(const ShmSnapshot *s, const ShmRecordView *v) {
-        char name[SHM_LABEL_MAX + 1], fqdn[SHM_LABEL_MAX + 2 + SHM_DOMAIN_MAX], text[INET6_ADDRSTRLEN];
-        json_t *addrs = json_array();
-        if (!addrs)
-                return NULL;
-        memcpy(name, v->name, v->name_len);
-        name[v->name_len] = '\0';
-        snprintf(fqdn, sizeof fqdn, "%s.%.*s", name, (int) s->domain_len, s->domain);
-        for (size_t i = 0; i < v->n_v4; i++)
-                json_array_append_new(addrs, json_string(inet_ntop(AF_INET, v->v4 + 4 * i, text, sizeof text)));
-        for (size_t i = 0; i < v->n_v6; i++)
-                json_array_append_new(addrs, json_string(inet_ntop(AF_INET6, v->v6 + 16 * i, text, sizeof text)));
-        return json_pack("{s:s, s:s, s:b, s:I, s:o}", "name", name, "fqdn", fqdn, "online", v->online, "ttl",
-                         (json_int_t) v->ttl, "addresses", addrs);
-}
-
 /* Reads the store as every other process sees it; retried when torn. */
 static int with_snapshot(Daemon *d, int (*fn)(const ShmSnapshot *s, const void *arg, json_t **ret),
                          const void *arg, json_t **ret) {
@@ -632,7 +616,7 @@ static int snapshot_list(const ShmSnapshot *s, const void *arg, json_t **ret) {
         if (!peers)
                 return -ENOMEM;
         for (uint32_t i = 0; shm_snapshot_record(s, i, &v); i++)
-                json_array_append_new(peers, peer_json(s, &v));
+                json_array_append_new(peers, control_peer_json(s, &v));
         *ret = json_pack("{s:s%, s:o}", "domain", s->domain, (size_t) s->domain_len, "peers", peers);
         return *ret ? 0 : -ENOMEM;
 }
@@ -658,7 +642,7 @@ static int snapshot_query(const ShmSnapshot *s, const void *arg, json_t **ret) {
                 c = shm_snapshot_lookup_name(s, name, &v);
         if (c != SHM_FOUND)
                 return -ENOENT;
-        *ret = peer_json(s, &v);
+        *ret = control_peer_json(s, &v);
         return *ret ? 0 : -ENOMEM;
 }
 
