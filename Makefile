@@ -32,7 +32,7 @@ ZTNAD_SRC := ztnad/daemon/ztnad.c ztnad/daemon/daemon.c ztnad/daemon/fallback.c 
 	ztnad/upstream/upstream.c ztnad/upstream/upstream-tls.c ztnad/upstream/upstream-plain.c \
 	ztnad/upstream/resolvconf.c \
 	ztnad/hostdns/dns-state.c ztnad/hostdns/dns-manager.c \
-	ztnad/common/dns-wire.c ztnad/common/read-file.c
+	ztnad/common/dns-wire.c ztnad/common/read-file.c ztnad/common/write-file.c
 ZTNA_SRC := ztnad/cli/ztna.c ztnad/cli/doctor.c ztnad/cli/doctor-nsswitch.c ztnad/cli/doctor-dns.c \
 	ztnad/control/peer-json.c \
 	ztnad/conf/config.c ztnad/conf/public-suffix.c ztnad/sources/controlplane.c ztnad/sources/peers.c \
@@ -172,9 +172,9 @@ $(B)/fuzz/fuzz-dns: tests/fuzz-dns.c ztnad/common/dns-wire.c ztnad/common/dns-wi
 	done
 	$(CLANG) $(FUZZ_FLAGS) -Iztnad -o $@ tests/fuzz-dns.c ztnad/common/dns-wire.c
 FUZZ_BINS += $(B)/fuzz/fuzz-dns
-$(B)/fuzz/fuzz-dns-state: tests/fuzz-dns-state.c ztnad/hostdns/dns-state.c ztnad/hostdns/dns-state.h
+$(B)/fuzz/fuzz-dns-state: tests/fuzz-dns-state.c ztnad/hostdns/dns-state.c ztnad/hostdns/dns-state.h ztnad/common/write-file.c
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_FLAGS) -o $@ tests/fuzz-dns-state.c ztnad/hostdns/dns-state.c
+	$(CLANG) $(FUZZ_FLAGS) -o $@ tests/fuzz-dns-state.c ztnad/hostdns/dns-state.c ztnad/common/write-file.c
 FUZZ_BINS += $(B)/fuzz/fuzz-dns-state
 fuzz: $(FUZZ_BINS)
 	sh tests/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/write-file.h"
 #include "daemon/daemon.h"
 #include "conf/example.h"
 #include "common/log.h"
@@ -121,38 +122,14 @@ static int publish_map(Daemon *d, const PeerMap *m, size_t *ret_n) {
  * temporary file, flushed, renamed over the old one. */
 static int save_state(Daemon *d, const char *data, size_t len) {
         const char *dir = d->config->state_dir;
-        _cleanup_free_ char *path = NULL, *tmp = NULL;
-        _cleanup_close_ int fd = -1, dfd = -1;
-        int r;
+        _cleanup_free_ char *path = NULL;
 
-        if (asprintf(&path, "%s/" STATE_FILE_NAME, dir) < 0 || asprintf(&tmp, "%s.XXXXXX", path) < 0)
+        if (asprintf(&path, "%s/" STATE_FILE_NAME, dir) < 0)
                 return -ENOMEM;
         if (mkdir(dir, 0750) < 0 && errno != EEXIST)
                 return -errno;
-        fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        for (size_t n = 0; n < len;) {
-                ssize_t k = write(fd, data + n, len - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        r = -errno;
-                        goto fail;
-                }
-                n += (size_t) k;
-        }
-        if (fchmod(fd, 0640) < 0 || fsync(fd) < 0 || rename(tmp, path) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0)
-                (void) fsync(dfd); /* the rename itself survives a power cut */
-        return 0;
-fail:
-        (void) unlink(tmp);
-        return r;
+        /* "peers.json.XXXXXX": what the next start removes as a leftover. */
+        return write_file_atomic(path, ".", data, len, 0640, WRITE_FILE_SYNC | WRITE_FILE_SYNC_DIR);
 }
 
 /* How a document reaches apply_document(): as an update from its source,

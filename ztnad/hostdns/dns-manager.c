@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/write-file.h"
 #include "common/log.h"
 #include "hostdns/dns-manager.h"
 #include "hostdns/dns-state.h"
@@ -112,35 +113,10 @@ static int read_all(const char *path, char **ret, size_t *ret_len) {
         return r == -EINVAL ? -EBADFD : r;
 }
 
-/* Atomically: a temporary file in the same directory, renamed over. */
+/* Atomically: a temporary file in the same directory ("NAME.ztna.XXXXXX",
+ * recognisably ours), flushed, renamed over. */
 static int write_atomic(const char *path, const char *data, size_t len, mode_t mode) {
-        _cleanup_free_ char *tmp = NULL;
-        _cleanup_close_ int fd = -1;
-        int r;
-
-        if (asprintf(&tmp, "%s.ztna.XXXXXX", path) < 0)
-                return -ENOMEM;
-        fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        for (size_t n = 0; n < len;) {
-                ssize_t k = write(fd, data + n, len - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        r = -errno;
-                        goto fail;
-                }
-                n += (size_t) k;
-        }
-        if (fchmod(fd, mode) < 0 || fsync(fd) < 0 || rename(tmp, path) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        return 0;
-fail:
-        (void) unlink(tmp);
-        return r;
+        return write_file_atomic(path, ".ztna.", data, len, mode, WRITE_FILE_SYNC);
 }
 
 static char *lib_path(const char *name) {

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/write-file.h"
 #include "common/inet-util.h"
 #include "hostdns/dns-state.h"
 #include "macro.h"
@@ -267,35 +268,12 @@ int dns_state_format(const DnsState *s, char *buf, size_t size) {
 
 int dns_state_write(const char *path, const DnsState *s) {
         char text[DNS_STATE_SIZE_MAX + 1];
-        _cleanup_free_ char *tmp = NULL;
-        _cleanup_close_ int fd = -1;
-        int len = dns_state_format(s, text, sizeof text), r;
+        int len = dns_state_format(s, text, sizeof text);
 
         if (len < 0)
                 return len;
-        if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
-                return -ENOMEM;
-        fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        for (size_t n = 0; n < (size_t) len;) {
-                ssize_t k = write(fd, text + n, (size_t) len - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        r = -errno;
-                        goto fail;
-                }
-                n += (size_t) k;
-        }
-        if (fchmod(fd, 0644) < 0 || rename(tmp, path) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        return 0;
-fail:
-        (void) unlink(tmp);
-        return r;
+        /* On /run: no flush, a reboot starts it over anyway. */
+        return write_file_atomic(path, ".", text, (size_t) len, 0644, 0);
 }
 
 int dns_state_read(const char *path, DnsState *ret, char *why, size_t why_size) {
