@@ -568,6 +568,25 @@ bool shm_snapshot_end(ShmSnapshot *s) {
         return ok;
 }
 
+int shm_snapshot_read(ShmReader *r, int (*fn)(const ShmSnapshot *s, void *userdata),
+                      void (*discard)(void *userdata), void *userdata) {
+        for (unsigned tries = 0; tries < SHM_READ_TRIES; tries++) {
+                ShmSnapshot s;
+                int e = shm_snapshot_begin(r, &s);
+
+                if (e == -EAGAIN)
+                        continue;
+                if (e < 0)
+                        return e;
+                e = fn(&s, userdata);
+                if (shm_snapshot_end(&s))
+                        return e;
+                if (discard)
+                        discard(userdata);
+        }
+        return -EAGAIN;
+}
+
 bool shm_snapshot_down(const ShmSnapshot *s) {
         return s->state == SHM_STATE_DOWN;
 }

@@ -181,6 +181,23 @@ int shm_snapshot_begin(ShmReader *r, ShmSnapshot *ret);
 /* true when the read was consistent; releases the mapping either way. */
 bool shm_snapshot_end(ShmSnapshot *s);
 
+/*
+ * One consistent read of the store, the retry policy every reader outside
+ * the NSS module shares (the NSS entry points write the same loop out, to
+ * keep their lookup path free of indirect calls): `fn` runs on a snapshot
+ * between shm_snapshot_begin() and shm_snapshot_end(). A read torn by a
+ * concurrent publish (end says so, or begin gave -EAGAIN) is thrown away:
+ * `discard` (may be NULL) releases what that run of `fn` left in `userdata`,
+ * and the read is done again, at most SHM_READ_TRIES times in all. `fn`
+ * only reads the snapshot (what it saw may be torn until end says
+ * otherwise) and copies its answer into `userdata`.
+ *
+ * Returns fn's value from a consistent read, shm_snapshot_begin()'s error
+ * (-ENOENT, -EACCES, -EBADMSG...), or -EAGAIN when every read was torn.
+ */
+int shm_snapshot_read(ShmReader *r, int (*fn)(const ShmSnapshot *s, void *userdata),
+                      void (*discard)(void *userdata), void *userdata);
+
 bool shm_snapshot_down(const ShmSnapshot *s);
 bool shm_snapshot_stale(const ShmSnapshot *s);
 /* `name`: a host name as given to gethostbyname (one final dot allowed). */

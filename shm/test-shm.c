@@ -400,6 +400,11 @@ START_TEST(test_reverse) {
 }
 END_TEST
 
+static int read_generation(const ShmSnapshot *s, void *userdata) {
+        *(uint64_t *) userdata = s->generation;
+        return 7;
+}
+
 START_TEST(test_state_and_generation) {
         static BasicMap b;
         static Answer a;
@@ -451,6 +456,18 @@ START_TEST(test_state_and_generation) {
         ck_assert_uint_gt(s.heartbeat_usec, before);
         ck_assert_uint_eq(s.file_size, shm_writer_file_size(w));
         ck_assert(shm_snapshot_end(&s));
+
+        /* shm_snapshot_read(): fn's value from a consistent read, and what
+         * it copied out; a store that is not there: begin's error, fn
+         * never run. */
+        uint64_t seen = 0;
+        ck_assert_int_eq(shm_snapshot_read(r, read_generation, NULL, &seen), 7);
+        ck_assert_uint_eq(seen, g);
+        shm_reader_free(r);
+        ck_assert_int_eq(shm_reader_new("/nonexistent-ztna-dir/records", &r), 0);
+        seen = 0;
+        ck_assert_int_eq(shm_snapshot_read(r, read_generation, NULL, &seen), -ENOENT);
+        ck_assert_uint_eq(seen, 0);
         shm_reader_free(r);
         shm_writer_close(w);
 }

@@ -60,7 +60,6 @@
 #define FINDINGS_MAX 12u
 #define TEXT_MAX 512u
 #define ERR_MAX 512u
-#define SNAPSHOT_TRIES 5
 #define STUB_TIMEOUT_MS 1000 /* per query: the whole run stays bounded */
 /* The agreement layer's lookups: each at most this, and none past the
  * run's budget (the other layers' bounds add up to 4.5 s at most). */
@@ -417,37 +416,42 @@ static void view_name(const ShmSnapshot *s, const char *name, StoreView *v) {
                 inet_ntop(AF_INET6, r.v6, v->name_answer, sizeof v->name_answer);
 }
 
+typedef struct StoreViewCall {
+        const char *name;
+        StoreView v;
+} StoreViewCall;
+
+static int store_view_call(const ShmSnapshot *s, void *userdata) {
+        StoreViewCall *c = userdata;
+        StoreView *v = &c->v;
+
+        *v = (StoreView) {};
+        v->generation = s->generation;
+        v->published_usec = s->published_usec;
+        v->heartbeat_usec = s->heartbeat_usec;
+        v->n_records = s->n_records;
+        v->down = shm_snapshot_down(s);
+        memcpy(v->domain, s->domain, s->domain_len);
+        v->domain[s->domain_len] = '\0';
+        v->n_ranges = s->n_ranges;
+        memcpy(v->ranges, s->ranges, s->n_ranges * sizeof(ShmWireRange));
+        view_name(s, c->name, v);
+        return 0;
+}
+
 static int store_view(const char *path, const char *name, StoreView *ret) {
         _cleanup_(reader_freep) ShmReader *r = NULL;
+        StoreViewCall c = { .name = name };
         int k = shm_reader_new(path, &r);
 
         if (k < 0)
                 return k;
-        for (int tries = 0; tries < SNAPSHOT_TRIES; tries++) {
-                ShmSnapshot s;
-                StoreView v = {};
-
-                k = shm_snapshot_begin(r, &s);
-                if (k == -EAGAIN)
-                        continue;
-                if (k < 0)
-                        return k;
-                v.generation = s.generation;
-                v.published_usec = s.published_usec;
-                v.heartbeat_usec = s.heartbeat_usec;
-                v.n_records = s.n_records;
-                v.down = shm_snapshot_down(&s);
-                memcpy(v.domain, s.domain, s.domain_len);
-                v.domain[s.domain_len] = '\0';
-                v.n_ranges = s.n_ranges;
-                memcpy(v.ranges, s.ranges, s.n_ranges * sizeof(ShmWireRange));
-                view_name(&s, name, &v);
-                if (!shm_snapshot_end(&s))
-                        continue;
-                *ret = v;
-                return 0;
-        }
-        return -EAGAIN;
+        /* The store's one retry policy for a read torn by a publish. */
+        k = shm_snapshot_read(r, store_view_call, NULL, &c);
+        if (k < 0)
+                return k;
+        *ret = c.v;
+        return 0;
 }
 
 static void format_ranges(const ShmWireRange *r, size_t n, char *buf, size_t size) {

@@ -65,9 +65,6 @@ enum {
 /* A list of a very large tailnet; anything longer is not ztnad talking. */
 #define REPLY_MAX ((size_t) 512 << 20)
 #define ERROR_MAX 512
-/* A snapshot torn by a concurrent publish is thrown away and read again;
- * publishes are rare, so a few tries are plenty. */
-#define SNAPSHOT_TRIES 5
 
 typedef struct Args {
         const char *config; /* -c, NULL for the default path */
@@ -511,9 +508,31 @@ static void reader_freep(ShmReader **r) {
         shm_reader_free(*r);
 }
 
+typedef struct StoreCall {
+        StoreFunc func;
+        const Args *a;
+        const void *userdata;
+        json_t *j;
+        bool ran; /* func's answer is from a consistent read */
+} StoreCall;
+
+static int store_call(const ShmSnapshot *s, void *userdata) {
+        StoreCall *c = userdata;
+        c->ran = true;
+        return c->func(s, c->a, c->userdata, &c->j);
+}
+
+static void store_discard(void *userdata) {
+        StoreCall *c = userdata;
+        json_decref(c->j);
+        c->j = NULL;
+        c->ran = false;
+}
+
 /* 0 with *ret, or -errno with `err` saying what is wrong with the store. */
 static int store_read(const Args *a, StoreFunc func, const void *userdata, json_t **ret, char *err, size_t errlen) {
         _cleanup_(reader_freep) ShmReader *r = NULL;
+        StoreCall c = { .func = func, .a = a, .userdata = userdata };
         int k;
 
         k = shm_reader_new(a->store, &r);
@@ -521,32 +540,20 @@ static int store_read(const Args *a, StoreFunc func, const void *userdata, json_
                 snprintf(err, errlen, "cannot read the store %s: %s", store_display(a), strerror(-k));
                 return k;
         }
-        for (int tries = 0; tries < SNAPSHOT_TRIES; tries++) {
-                json_t *j = NULL;
-                ShmSnapshot s;
-
-                k = shm_snapshot_begin(r, &s);
-                if (k == -EAGAIN)
-                        continue;
-                if (k < 0) {
-                        snprintf(err, errlen, "store %s is unavailable: %s", store_display(a), strerror(-k));
-                        return k;
-                }
-                k = func(&s, a, userdata, &j);
-                if (!shm_snapshot_end(&s)) {
-                        json_decref(j);
-                        continue;
-                }
-                if (k < 0) {
-                        json_decref(j);
-                        snprintf(err, errlen, "%s", strerror(-k));
-                        return k;
-                }
-                *ret = j;
+        k = shm_snapshot_read(r, store_call, store_discard, &c);
+        if (k >= 0) {
+                *ret = c.j;
                 return 0;
         }
-        snprintf(err, errlen, "store %s changed during every one of %d reads", store_display(a), SNAPSHOT_TRIES);
-        return -EAGAIN;
+        json_decref(c.j);
+        if (c.ran)
+                snprintf(err, errlen, "%s", strerror(-k));
+        else if (k == -EAGAIN)
+                snprintf(err, errlen, "store %s changed during every one of %u reads", store_display(a),
+                         SHM_READ_TRIES);
+        else
+                snprintf(err, errlen, "store %s is unavailable: %s", store_display(a), strerror(-k));
+        return k;
 }
 
 static int store_list(const ShmSnapshot *s, const Args *a, const void *userdata, json_t **ret) {

@@ -31,7 +31,6 @@
  * written; its IN_CLOSE_WRITE normally follows at once and wins. The delay
  * only matters for a file made by link(), which sends nothing else. */
 #define CREATE_SETTLE_USEC (200 * USEC_PER_MSEC)
-#define SNAPSHOT_TRIES 5
 #define TRIM_ABOVE ((size_t) 1 << 20)
 
 static const char *const source_names[_SOURCE_MAX] = {
@@ -559,31 +558,41 @@ static int op_status(void *userdata, json_t **ret) {
         return 0;
 }
 
-/* Reads the store as every other process sees it; retried when torn. */
+typedef struct SnapshotCall {
+        int (*fn)(const ShmSnapshot *s, const void *arg, json_t **ret);
+        const void *arg;
+        json_t *j;
+} SnapshotCall;
+
+static int snapshot_call(const ShmSnapshot *s, void *userdata) {
+        SnapshotCall *c = userdata;
+        return c->fn(s, c->arg, &c->j);
+}
+
+static void snapshot_discard(void *userdata) {
+        SnapshotCall *c = userdata;
+        json_decref(c->j);
+        c->j = NULL;
+}
+
+/* Reads the store as every other process sees it; retried when torn
+ * (shm_snapshot_read(): the store's one retry policy). */
 static int with_snapshot(Daemon *d, int (*fn)(const ShmSnapshot *s, const void *arg, json_t **ret),
                          const void *arg, json_t **ret) {
+        SnapshotCall c = { .fn = fn, .arg = arg };
+        int r;
+
         if (!d->reader) {
-                int r = shm_reader_new(daemon_store_path(d), &d->reader);
+                r = shm_reader_new(daemon_store_path(d), &d->reader);
                 if (r < 0)
                         return r;
         }
-        for (unsigned tries = 0; tries < SNAPSHOT_TRIES; tries++) {
-                ShmSnapshot s;
-                json_t *j = NULL;
-                int r = shm_snapshot_begin(d->reader, &s);
-                if (r < 0)
-                        return r;
-                r = fn(&s, arg, &j);
-                if (shm_snapshot_end(&s)) {
-                        if (r >= 0)
-                                *ret = j;
-                        else
-                                json_decref(j);
-                        return r;
-                }
-                json_decref(j);
-        }
-        return -EAGAIN;
+        r = shm_snapshot_read(d->reader, snapshot_call, snapshot_discard, &c);
+        if (r >= 0)
+                *ret = c.j;
+        else
+                json_decref(c.j);
+        return r;
 }
 
 static int snapshot_list(const ShmSnapshot *s, const void *arg, json_t **ret) {

@@ -11,8 +11,6 @@
 
 #include "dns/stub-tailnet.h"
 
-#define SNAPSHOT_TRIES 3u
-
 int stub_reverse_address(const DnsName *name, int *ret_family, uint8_t addr[16]) {
         static const uint8_t v4tail[] = "\7in-addr\4arpa"; /* with the root: sizeof counts the NUL */
         static const uint8_t v6tail[] = "\3ip6\4arpa";
@@ -117,6 +115,59 @@ static int build_answer(uint8_t *buf, size_t size, const uint8_t *query, const D
         return r < 0 ? r : (int) len;
 }
 
+/* One read of the store for stub_tailnet_answer(); what it finds is used
+ * only when shm_snapshot_end() says the read was consistent. */
+typedef struct TailnetRead {
+        const uint8_t *query;
+        const DnsMessage *q;
+        uint8_t *buf;
+        size_t size;
+        const char *text;
+        const uint8_t *addr;
+        int family;
+        bool reverse;
+        ShmClass cls;
+        bool down, unsure;
+        int len;
+} TailnetRead;
+
+static int tailnet_read(const ShmSnapshot *snap, void *userdata) {
+        TailnetRead *t = userdata;
+        const DnsMessage *q = t->q;
+        ShmRecordView rec;
+        char dom[DNS_NAME_TEXT_MAX];
+        DnsName zone;
+        bool have_zone = false, apex = false;
+
+        t->len = 0;
+        if (snap->domain_len > 0 && snap->domain_len < sizeof dom) {
+                memcpy(dom, snap->domain, snap->domain_len);
+                dom[snap->domain_len] = '\0';
+                have_zone = dns_name_from_text(dom, &zone) == 0;
+        }
+        if (t->reverse)
+                t->cls = shm_snapshot_lookup_addr(snap, t->family, t->addr, &rec);
+        else {
+                t->cls = shm_snapshot_lookup_name(snap, t->text, &rec);
+                /* Names the store's text lookup cannot take (escapes,
+                 * length) but under the tailnet domain are still ours:
+                 * never forwarded. */
+                if (t->cls == SHM_NOT_OURS && have_zone && dns_name_endswith(&q->qname, &zone))
+                        t->cls = SHM_UNKNOWN;
+                /* The domain itself exists (it has peers): NODATA, not
+                 * NXDOMAIN, which would deny every name under it (RFC
+                 * 8020). */
+                apex = t->cls == SHM_UNKNOWN && have_zone && dns_name_equal(&q->qname, &zone);
+        }
+        t->down = shm_snapshot_down(snap);
+        /* The copy may predate a peer: "no such name" from it could deny
+         * one that exists. */
+        t->unsure = t->cls == SHM_UNKNOWN && !apex && shm_snapshot_stale(snap);
+        if (t->cls != SHM_NOT_OURS && !t->down && !t->unsure)
+                t->len = build_answer(t->buf, t->size, t->query, q, t->cls, apex, &rec, t->reverse, snap);
+        return 0;
+}
+
 StubTailnet stub_tailnet_answer(ShmReader *reader, const uint8_t *query, const DnsMessage *q, uint8_t *buf,
                                 size_t size, size_t *ret_len) {
         char text[DNS_NAME_TEXT_MAX];
@@ -131,56 +182,22 @@ StubTailnet stub_tailnet_answer(ShmReader *reader, const uint8_t *query, const D
         if (dns_name_to_text(&q->qname, text, sizeof text) < 0)
                 return STUB_TAILNET_NO;
 
-        for (unsigned attempt = 0; attempt < SNAPSHOT_TRIES; attempt++) {
-                ShmSnapshot snap;
-                ShmRecordView rec;
-                ShmClass cls;
-                int len = 0;
+        TailnetRead t = { .query = query, .q = q, .buf = buf, .size = size, .text = text, .addr = addr,
+                          .family = family, .reverse = reverse };
+        int r = shm_snapshot_read(reader, tailnet_read, NULL, &t);
 
-                /* Missing, untrusted or corrupt (and no copy to stand
-                 * in): nothing says what is ours. */
-                if (shm_snapshot_begin(reader, &snap) < 0)
-                        return STUB_TAILNET_NO_STORE;
-                char dom[DNS_NAME_TEXT_MAX];
-                DnsName zone;
-                bool have_zone = false, apex = false;
-                if (snap.domain_len > 0 && snap.domain_len < sizeof dom) {
-                        memcpy(dom, snap.domain, snap.domain_len);
-                        dom[snap.domain_len] = '\0';
-                        have_zone = dns_name_from_text(dom, &zone) == 0;
-                }
-                if (reverse)
-                        cls = shm_snapshot_lookup_addr(&snap, family, addr, &rec);
-                else {
-                        cls = shm_snapshot_lookup_name(&snap, text, &rec);
-                        /* Names the store's text lookup cannot take
-                         * (escapes, length) but under the tailnet domain
-                         * are still ours: never forwarded. */
-                        if (cls == SHM_NOT_OURS && have_zone && dns_name_endswith(&q->qname, &zone))
-                                cls = SHM_UNKNOWN;
-                        /* The domain itself exists (it has peers): NODATA,
-                         * not NXDOMAIN, which would deny every name under
-                         * it (RFC 8020). */
-                        apex = cls == SHM_UNKNOWN && have_zone && dns_name_equal(&q->qname, &zone);
-                }
-                bool down = shm_snapshot_down(&snap);
-                /* The copy may predate a peer: "no such name" from it
-                 * could deny one that exists. */
-                bool unsure = cls == SHM_UNKNOWN && !apex && shm_snapshot_stale(&snap);
-                if (cls != SHM_NOT_OURS && !down && !unsure)
-                        len = build_answer(buf, size, query, q, cls, apex, &rec, reverse, &snap);
-                if (!shm_snapshot_end(&snap))
-                        continue; /* torn by a concurrent publish: again */
-                if (cls == SHM_NOT_OURS)
-                        return STUB_TAILNET_NO;
-                if (down)
-                        return STUB_TAILNET_DOWN;
-                if (unsure)
-                        return STUB_TAILNET_UNSURE;
-                if (len < 0)
-                        return STUB_TAILNET_ERROR;
-                *ret_len = (size_t) len;
-                return STUB_TAILNET_ANSWER;
-        }
-        return STUB_TAILNET_ERROR;
+        /* Missing, untrusted or corrupt (and no copy to stand in): nothing
+         * says what is ours. */
+        if (r < 0)
+                return r == -EAGAIN ? STUB_TAILNET_ERROR : STUB_TAILNET_NO_STORE;
+        if (t.cls == SHM_NOT_OURS)
+                return STUB_TAILNET_NO;
+        if (t.down)
+                return STUB_TAILNET_DOWN;
+        if (t.unsure)
+                return STUB_TAILNET_UNSURE;
+        if (t.len < 0)
+                return STUB_TAILNET_ERROR;
+        *ret_len = (size_t) t.len;
+        return STUB_TAILNET_ANSWER;
 }
