@@ -7,7 +7,9 @@
 #    republish (it used to be replaced by the older saved map);
 #  - with a peers file that has turned bad since its map was published,
 #    a republish still happens, from the saved copy of that map (it used to
-#    re-read the file, fail, and leave the change unapplied).
+#    re-read the file, fail, and leave the change unapplied);
+#  - offline_peers changed by a reload applies to a pushed map at once (it
+#    used to wait for the next update).
 # Every path is in a private temporary directory, in a private mount
 # namespace (a small tmpfs as state_dir, filled up so that saves fail while
 # the older saved map stays readable); the stub is off.
@@ -116,5 +118,21 @@ conf "peers_file = $dir/peers.json" "domains = yourorg.zt.net corp.example"
 kill -HUP "$pid"
 check "a SIGHUP that changes the pins still republishes C (generation after $g)" wait_for republished_since "$g"
 check "the map is still C" has_peer peer-c
+stop
+
+# ---- offline_peers changed, the map pushed ----
+rm -rf "$dir/state" "$dir/ztnad.log"
+conf "peers_file =" "offline_peers = show"
+check "ztnad starts without a peers file" start
+printf '{"domain": "yourorg.zt.net", "peers": [{"name": "Win-A", "addresses": ["100.64.0.1"]}, {"name": "peer-off", "addresses": ["100.64.0.13"], "online": false}]}\n' >"$dir/off.json"
+check "a map with an offline peer is pushed" "$B/ztna" --socket "$dir/run/control.sock" peers push "$dir/off.json"
+check "offline_peers = show: the offline peer resolves" has_peer peer-off
+g=$(generation)
+conf "peers_file =" "offline_peers = hide"
+kill -HUP "$pid"
+check "a SIGHUP that sets offline_peers = hide republishes the pushed map (generation after $g)" \
+	wait_for republished_since "$g"
+check "... without the offline peer" eval '! has_peer peer-off'
+check "... and with the others" has_peer Win-A
 stop
 finish

@@ -102,6 +102,7 @@ typedef struct Key {
          * `why`, a phrase that follows the key's name. */
         bool (*check)(const char *value, char *why, size_t why_size);
         const char *description; /* one line, for the example file */
+        unsigned apply; /* ConfigApply: what a running ztnad does when it changes */
 } Key;
 
 static bool check_org_id(const char *value, char *why, size_t why_size);
@@ -139,62 +140,89 @@ const char *config_manage_name(ConfigManage m) {
  * form config_print() gives (the tests hold them to it). */
 static const Key keys[] = {
         { "store", Z, TYPE_PATH, KEY_FILE, F(store), SHM_DEFAULT_PATH,
-          .description = "The record store that the NSS module resolves from (on a tmpfs)." },
+          .description = "The record store that the NSS module resolves from (on a tmpfs).",
+          .apply = CONFIG_APPLY_RESTART },
         { "state_dir", Z, TYPE_PATH, 0, F(state_dir), "/var/lib/ztna",
-          .description = "Where the last good peer map is kept for a start without the control plane." },
+          .description = "Where the last good peer map is kept for a start without the control plane.",
+          .apply = CONFIG_APPLY_RESTART },
         { "store_fallback", Z, TYPE_PATH, KEY_OPTIONAL | KEY_FILE, F(store_fallback), SHM_DEFAULT_FALLBACK_PATH,
-          .description = "A copy of the store on disk for lookups while it is missing; empty: none." },
+          .description = "A copy of the store on disk for lookups while it is missing; empty: none.",
+          .apply = CONFIG_APPLY_RESTART },
         { "peers_file", Z, TYPE_PATH, KEY_OPTIONAL | KEY_FILE, F(peers_file), "",
-          .description = "A peers JSON file to publish and follow; empty: none." },
+          .description = "A peers JSON file to publish and follow; empty: none.",
+          .apply = CONFIG_APPLY_WATCH },
         { "offline_peers", Z, TYPE_ENUM, 0, F(offline_peers), "show", .choices = offline_choices,
-          .description = "Whether peers that are offline still resolve: show or hide." },
+          .description = "Whether peers that are offline still resolve: show or hide.",
+          .apply = CONFIG_APPLY_REPUBLISH },
         { "control_url", Z, TYPE_URL, KEY_OPTIONAL, F(control_url), "",
-          .description = "The control plane's https:// URL to poll for the peer map; empty: none." },
+          .description = "The control plane's https:// URL to poll for the peer map; empty: none.",
+          .apply = CONFIG_APPLY_SYNC },
         { "org_id", Z, TYPE_STRING, KEY_OPTIONAL, F(org_id), "", .check = check_org_id,
-          .description = "The organisation's ID at the control plane; required with control_url." },
+          .description = "The organisation's ID at the control plane; required with control_url.",
+          .apply = CONFIG_APPLY_SYNC },
         { "token_file", Z, TYPE_PATH, KEY_FILE, F(token_file), "/etc/ztna/token",
-          .description = "The file that holds the control plane's bearer token." },
+          .description = "The file that holds the control plane's bearer token.",
+          .apply = CONFIG_APPLY_SYNC },
         { "ca_file", Z, TYPE_PATH, KEY_OPTIONAL | KEY_FILE, F(ca_file), "",
-          .description = "CA certificates for the control plane; empty: the system's." },
+          .description = "CA certificates for the control plane; empty: the system's.",
+          .apply = CONFIG_APPLY_SYNC },
         { "sync_interval", Z, TYPE_DURATION, 0, F(sync_interval_usec), "30s", 1 * USEC_PER_SEC, USEC_PER_DAY,
-          .description = "How often the control plane is polled, 1s to 1d." },
+          .description = "How often the control plane is polled, 1s to 1d.",
+          .apply = CONFIG_APPLY_SYNC },
         { "control_socket", Z, TYPE_PATH, KEY_FILE, F(control_socket), "/run/ztna/control.sock",
           .check = check_socket_path,
-          .description = "The socket of the ztna command and the VPN client's pushes." },
+          .description = "The socket of the ztna command and the VPN client's pushes.",
+          .apply = CONFIG_APPLY_CONTROL },
         { "control_group", Z, TYPE_STRING, 0, F(control_group), "ztna", .check = check_group,
-          .description = "The group that may make changes over the control socket (root always may)." },
+          .description = "The group that may make changes over the control socket (root always may).",
+          .apply = CONFIG_APPLY_CONTROL },
         { "domains", Z, TYPE_DOMAINS, 0, F(domains), "yourorg.zt.net",
-          .description = "Tailnet domains a peer map may claim, space-separated; others are refused." },
+          .description = "Tailnet domains a peer map may claim, space-separated; others are refused.",
+          .apply = CONFIG_APPLY_PIN },
         { "address_space", Z, TYPE_PREFIXES, 0, F(address_space),
           "100.64.0.0/10 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 fc00::/7",
-          .description = "Prefixes that every peer address and every range of a map must lie in." },
+          .description = "Prefixes that every peer address and every range of a map must lie in.",
+          .apply = CONFIG_APPLY_PIN },
         { "stub", D, TYPE_BOOL, 0, F(stub), "yes",
-          .description = "Whether to serve DNS for names outside the tailnet on the listen addresses." },
+          .description = "Whether to serve DNS for names outside the tailnet on the listen addresses.",
+          .apply = CONFIG_APPLY_DNS },
         { "listen", D, TYPE_LISTEN, KEY_OPTIONAL, F(listen), "127.0.0.53:53",
-          .description = "Loopback addresses to serve on, ADDR:PORT or [ADDR6]:PORT, space-separated." },
+          .description = "Loopback addresses to serve on, ADDR:PORT or [ADDR6]:PORT, space-separated.",
+          .apply = CONFIG_APPLY_DNS },
         { "upstream", D, TYPE_UPSTREAM, KEY_OPTIONAL, F(upstream), "9.9.9.9:853#dns.quad9.net 149.112.112.112:853#dns.quad9.net",
-          .description = "DNS-over-TLS servers, ADDR:PORT#tls-name, space-separated, tried in order." },
+          .description = "DNS-over-TLS servers, ADDR:PORT#tls-name, space-separated, tried in order.",
+          .apply = CONFIG_APPLY_DNS },
         { "tls_ca_file", D, TYPE_PATH, KEY_OPTIONAL | KEY_FILE, F(tls_ca_file), "",
-          .description = "CA certificates for the upstream servers; empty: the system's." },
+          .description = "CA certificates for the upstream servers; empty: the system's.",
+          .apply = CONFIG_APPLY_DNS },
         { "spki_pins", D, TYPE_PINS, KEY_OPTIONAL, F(spki_pins), "",
-          .description = "Base64 SHA-256 pins of the upstreams' public keys; empty: no pinning." },
+          .description = "Base64 SHA-256 pins of the upstreams' public keys; empty: no pinning.",
+          .apply = CONFIG_APPLY_DNS },
         { "allow_plaintext_fallback", D, TYPE_BOOL, 0, F(allow_plaintext_fallback), "no",
-          .description = "Fall back to unencrypted DNS when no DNS-over-TLS server answers." },
+          .description = "Fall back to unencrypted DNS when no DNS-over-TLS server answers.",
+          .apply = CONFIG_APPLY_DNS },
         { "blocklist", D, TYPE_PATHS, KEY_OPTIONAL | KEY_FILE, F(blocklist), "",
-          .description = "Files of names to answer with NXDOMAIN, space-separated; empty: none." },
+          .description = "Files of names to answer with NXDOMAIN, space-separated; empty: none.",
+          .apply = CONFIG_APPLY_DNS },
         { "cache_size", D, TYPE_SIZE, 0, F(cache_size), "16M", 0, GIB,
-          .description = "Memory for cached answers, bytes or with K, M or G; 0: no cache." },
+          .description = "Memory for cached answers, bytes or with K, M or G; 0: no cache.",
+          .apply = CONFIG_APPLY_DNS },
         { "serve_stale", D, TYPE_BOOL, 0, F(serve_stale), "no",
-          .description = "Answer from expired cache entries when no upstream answers (RFC 8767)." },
+          .description = "Answer from expired cache entries when no upstream answers (RFC 8767).",
+          .apply = CONFIG_APPLY_DNS },
         { "upstream_timeout", D, TYPE_DURATION, 0, F(upstream_timeout_usec), "3s",
           100 * USEC_PER_MSEC, 60 * USEC_PER_SEC,
-          .description = "How long each upstream server has to answer a query, 100ms to 1min." },
+          .description = "How long each upstream server has to answer a query, 100ms to 1min.",
+          .apply = CONFIG_APPLY_DNS },
         { "manage", D, TYPE_ENUM, 0, F(manage), "auto", .choices = manage_choices,
-          .description = "Who points the resolver at the stub: auto, resolved, resolvconf, file or off." },
+          .description = "Who points the resolver at the stub: auto, resolved, resolvconf, file or off.",
+          .apply = CONFIG_APPLY_DNS },
         { "link", D, TYPE_STRING, KEY_OPTIONAL, F(link), "", .check = check_ifname,
-          .description = "The VPN's network interface for resolved's per-link settings; empty: found." },
+          .description = "The VPN's network interface for resolved's per-link settings; empty: found.",
+          .apply = CONFIG_APPLY_DNS },
         { "default_route", D, TYPE_BOOL, 0, F(default_route), "no",
-          .description = "With resolved: send every name, not only the tailnet's, to the stub (DoT)." },
+          .description = "With resolved: send every name, not only the tailnet's, to the stub (DoT).",
+          .apply = CONFIG_APPLY_DNS },
 };
 
 #undef F
@@ -1757,8 +1785,9 @@ bool config_section_equal(const ZtnadConfig *a, const ZtnadConfig *b, const char
         return true;
 }
 
-size_t config_changes(const ZtnadConfig *a, const ZtnadConfig *b, char *buf, size_t size) {
+unsigned config_diff(const ZtnadConfig *a, const ZtnadConfig *b, char *buf, size_t size, size_t *ret_n) {
         size_t n = 0, used = 0;
+        unsigned apply = 0;
 
         if (size > 0)
                 buf[0] = '\0';
@@ -1769,8 +1798,18 @@ size_t config_changes(const ZtnadConfig *a, const ZtnadConfig *b, char *buf, siz
                         int k = snprintf(buf + used, size - used, "%s%s", n > 0 ? ", " : "", keys[i].name);
                         used += k > 0 ? (size_t) k : 0;
                 }
+                apply |= keys[i].apply;
                 n++;
         }
+        if (ret_n)
+                *ret_n = n;
+        return apply;
+}
+
+size_t config_changes(const ZtnadConfig *a, const ZtnadConfig *b, char *buf, size_t size) {
+        size_t n;
+
+        (void) config_diff(a, b, buf, size, &n);
         return n;
 }
 

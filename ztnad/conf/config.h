@@ -201,6 +201,24 @@ bool config_section_equal(const ZtnadConfig *a, const ZtnadConfig *b, const char
  * short when it is too small). Returns how many differ. */
 size_t config_changes(const ZtnadConfig *a, const ZtnadConfig *b, char *buf, size_t size);
 
+/* What a running ztnad does when a key changes on SIGHUP: each key's row of
+ * the key table (config.c) says it, and the daemon fans a reload out by
+ * these bits. */
+typedef enum ConfigApply {
+        CONFIG_APPLY_RESTART = 1u << 0,   /* kept until the next start */
+        CONFIG_APPLY_WATCH = 1u << 1,     /* the peers file is watched anew */
+        CONFIG_APPLY_SYNC = 1u << 2,      /* the control plane client starts anew */
+        CONFIG_APPLY_CONTROL = 1u << 3,   /* the control socket opens anew */
+        CONFIG_APPLY_PIN = 1u << 4,       /* what a map may claim: the map is checked and published again */
+        CONFIG_APPLY_REPUBLISH = 1u << 5, /* the map is published again */
+        CONFIG_APPLY_DNS = 1u << 6,       /* a new DNS side is built from the [dns] keys */
+} ConfigApply;
+
+/* config_changes(), and what the daemon must do about the keys that
+ * changed: the OR of their ConfigApply bits. *ret_n (may be NULL) gets
+ * how many changed. */
+unsigned config_diff(const ZtnadConfig *a, const ZtnadConfig *b, char *buf, size_t size, size_t *ret_n);
+
 /* Every key as "key = value" under its section header: a file that
  * config_parse() reads back to an equal configuration. */
 void config_print(const ZtnadConfig *c, FILE *f);

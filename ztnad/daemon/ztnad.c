@@ -99,10 +99,6 @@ int daemon_control_start(Daemon *d) {
         return control_set_admin_group_name(d->control, d->config->control_group);
 }
 
-static bool streq_ptr(const char *a, const char *b) {
-        return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
 /* SIGHUP: the new configuration is parsed and every part it changes is
  * built while the running ones serve; only when all of it is valid and
  * built does ztnad switch, so a reload is applied whole or not at all.
@@ -112,34 +108,29 @@ static void daemon_reload(Daemon *d) {
         _cleanup_config_ ZtnadConfig *c = NULL;
         DnsGeneration *dns = NULL;
         ConfigError err;
-        bool pin = false;
+        unsigned apply = 0;
+        size_t n_changed = 0;
         char changed[512];
         bool blocked_changed = false;
         int r;
 
         r = config_load(d->config_path, &c, &err);
+        if (r >= 0)
+                apply = config_diff(d->config, c, changed, sizeof changed, &n_changed);
         if (r < 0) {
                 log_line(SD_ERR, "%s; keeping the running configuration", err.message);
                 (void) sd_notifyf(0, "STATUS=Configuration rejected: %s", err.message);
-        } else if (config_changes(d->config, c, changed, sizeof changed) == 0) {
+        } else if (n_changed == 0) {
                 log_line(SD_NOTICE, "configuration reloaded: nothing changed");
-        } else if (!config_section_equal(d->config, c, "dns") && dns_service_prepare(d->dns, c, &dns) < 0) {
+        } else if ((apply & CONFIG_APPLY_DNS) && dns_service_prepare(d->dns, c, &dns) < 0) {
                 log_line(SD_ERR, "%s: the [dns] settings cannot be applied (see above); keeping the running "
                          "configuration", d->config_path ? d->config_path : CONFIG_DEFAULT_PATH);
                 (void) sd_notify(0, "STATUS=Configuration rejected: the [dns] settings cannot be applied");
+                apply = 0;
         } else {
+                /* What each changed key asks for is in its row of the key
+                 * table (conf/config.c); the parts are told here. */
                 ZtnadConfig *old = d->config;
-                bool watch = !streq_ptr(old->peers_file, c->peers_file);
-                bool sync = !streq_ptr(old->control_url, c->control_url) || !streq_ptr(old->org_id, c->org_id) ||
-                            !streq_ptr(old->token_file, c->token_file) || !streq_ptr(old->ca_file, c->ca_file) ||
-                            old->sync_interval_usec != c->sync_interval_usec;
-                bool control = !streq_ptr(old->control_socket, c->control_socket) ||
-                               !streq_ptr(old->control_group, c->control_group);
-                /* What a map may claim: the published one is checked again
-                 * (a peers file is read again below anyway). */
-                pin = !config_key_equal(old, c, "domains") || !config_key_equal(old, c, "address_space");
-                bool restart = !streq_ptr(old->store, c->store) || !streq_ptr(old->state_dir, c->state_dir) ||
-                               !streq_ptr(old->store_fallback, c->store_fallback);
                 /* Keep what cannot change under a running daemon. */
                 char *keep_store = c->store, *keep_state = c->state_dir, *keep_fallback = c->store_fallback;
                 c->store = old->store;
@@ -152,21 +143,21 @@ static void daemon_reload(Daemon *d) {
                 c = old; /* freed on return */
                 dns_service_set_config(d->dns, d->config);
 
-                if (!config_section_equal(old, d->config, "dns"))
+                if (apply & CONFIG_APPLY_DNS)
                         blocked_changed = dns_service_commit(d->dns, dns) > 0;
-                if (watch && !d->peers_override) {
+                if ((apply & CONFIG_APPLY_WATCH) && !d->peers_override) {
                         daemon_watch_stop(d);
                         (void) daemon_watch_start(d);
                 }
-                if (sync) {
+                if (apply & CONFIG_APPLY_SYNC) {
                         d->sync = sync_free(d->sync);
                         (void) daemon_sync_start(d);
                 }
-                if (control) {
+                if (apply & CONFIG_APPLY_CONTROL) {
                         d->control = control_free(d->control);
                         (void) daemon_control_start(d);
                 }
-                if (restart)
+                if (apply & CONFIG_APPLY_RESTART)
                         log_line(SD_WARNING, "configuration reloaded: %s; store, state_dir and store_fallback "
                                  "keep their old values until the next start", changed);
                 else
@@ -175,9 +166,13 @@ static void daemon_reload(Daemon *d) {
 
         /* The peers file's map under the new configuration; when the file
          * cannot be read or is bad now, the current map is republished all
-         * the same, so new pins or a new blocklist still apply. */
-        if ((!daemon_peers_path(d) || daemon_reload_file(d, "SIGHUP") < 0) && (pin || blocked_changed))
-                (void) daemon_republish(d, pin ? "domains or address_space changed" : "blocklist changed");
+         * the same, so new pins, offline_peers or a new blocklist still
+         * apply. */
+        if ((!daemon_peers_path(d) || daemon_reload_file(d, "SIGHUP") < 0) &&
+            ((apply & (CONFIG_APPLY_PIN | CONFIG_APPLY_REPUBLISH)) || blocked_changed))
+                (void) daemon_republish(d, (apply & CONFIG_APPLY_PIN) ? "domains or address_space changed"
+                                           : (apply & CONFIG_APPLY_REPUBLISH) ? "offline_peers changed"
+                                                                               : "blocklist changed");
         if (d->sync)
                 sync_now(d->sync);
 }
