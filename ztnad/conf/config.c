@@ -1770,21 +1770,6 @@ bool config_equal(const ZtnadConfig *a, const ZtnadConfig *b) {
         return true;
 }
 
-bool config_key_equal(const ZtnadConfig *a, const ZtnadConfig *b, const char *name) {
-        const Key *k = key_find(name);
-
-        assert(k);
-        return value_equal(k, key_field_const(a, k), key_field_const(b, k));
-}
-
-bool config_section_equal(const ZtnadConfig *a, const ZtnadConfig *b, const char *section) {
-        for (size_t i = 0; i < N_KEYS; i++)
-                if (strcmp(section_names[keys[i].section], section) == 0 &&
-                    !value_equal(&keys[i], key_field_const(a, &keys[i]), key_field_const(b, &keys[i])))
-                        return false;
-        return true;
-}
-
 unsigned config_diff(const ZtnadConfig *a, const ZtnadConfig *b, char *buf, size_t size, size_t *ret_n) {
         size_t n = 0, used = 0;
         unsigned apply = 0;
@@ -1804,13 +1789,6 @@ unsigned config_diff(const ZtnadConfig *a, const ZtnadConfig *b, char *buf, size
         if (ret_n)
                 *ret_n = n;
         return apply;
-}
-
-size_t config_changes(const ZtnadConfig *a, const ZtnadConfig *b, char *buf, size_t size) {
-        size_t n;
-
-        (void) config_diff(a, b, buf, size, &n);
-        return n;
 }
 
 /* Whether a value prints as nothing: an unset optional string, an empty

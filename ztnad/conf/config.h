@@ -191,16 +191,6 @@ ZtnadConfig *config_free(ZtnadConfig *c); /* NULL-safe, returns NULL */
 /* Whether two configurations would make the daemon behave the same. */
 bool config_equal(const ZtnadConfig *a, const ZtnadConfig *b);
 
-/* Whether one key, by its name in the file, has the same value in both. */
-bool config_key_equal(const ZtnadConfig *a, const ZtnadConfig *b, const char *name);
-
-/* Whether the keys of one section ("ztnad", "dns") are the same. */
-bool config_section_equal(const ZtnadConfig *a, const ZtnadConfig *b, const char *section);
-
-/* The keys whose values differ, as "upstream, blocklist" into buf (cut
- * short when it is too small). Returns how many differ. */
-size_t config_changes(const ZtnadConfig *a, const ZtnadConfig *b, char *buf, size_t size);
-
 /* What a running ztnad does when a key changes on SIGHUP: each key's row of
  * the key table (config.c) says it, and the daemon fans a reload out by
  * these bits. */
@@ -214,9 +204,10 @@ typedef enum ConfigApply {
         CONFIG_APPLY_DNS = 1u << 6,       /* a new DNS side is built from the [dns] keys */
 } ConfigApply;
 
-/* config_changes(), and what the daemon must do about the keys that
- * changed: the OR of their ConfigApply bits. *ret_n (may be NULL) gets
- * how many changed. */
+/* The keys whose values differ, as "upstream, blocklist" into buf (cut
+ * short when it is too small), and what the daemon must do about them: the
+ * OR of their ConfigApply bits. *ret_n (may be NULL) gets how many
+ * differ. */
 unsigned config_diff(const ZtnadConfig *a, const ZtnadConfig *b, char *buf, size_t size, size_t *ret_n);
 
 /* Every key as "key = value" under its section header: a file that
