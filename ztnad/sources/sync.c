@@ -452,7 +452,8 @@ int sync_new(sd_event *e, const SyncConfig *c, sync_update_fn on_update, void *u
         Sync *s;
         int r;
 
-        if (!e || !c || !on_update || !ret)
+        /* No interval of its own: ztnad.conf's key table holds the default. */
+        if (!e || !c || !on_update || !ret || c->interval_usec == 0)
                 return -EINVAL;
         s = calloc(1, sizeof *s);
         if (!s)
@@ -460,7 +461,7 @@ int sync_new(sd_event *e, const SyncConfig *c, sync_update_fn on_update, void *u
         s->event = sd_event_ref(e);
         s->on_update = on_update;
         s->userdata = userdata;
-        s->interval_usec = c->interval_usec ? c->interval_usec : SYNC_INTERVAL_USEC_DEFAULT;
+        s->interval_usec = c->interval_usec;
         s->max_backoff_usec = c->max_backoff_usec ? c->max_backoff_usec : SYNC_BACKOFF_MAX_USEC_DEFAULT;
         sync_seed(s);
 

@@ -31,7 +31,6 @@
 
 #include "macro.h"
 
-#define SYNC_INTERVAL_USEC_DEFAULT (UINT64_C(30) * 1000000)
 #define SYNC_BACKOFF_FIRST_USEC (UINT64_C(1) * 1000000)
 #define SYNC_BACKOFF_MAX_USEC_DEFAULT (UINT64_C(300) * 1000000)
 #define SYNC_ERROR_MAX 512
@@ -39,7 +38,7 @@
 
 typedef struct SyncConfig {
         const char *control_url, *org_id, *token_file, *ca_file; /* copied; ca_file may be NULL */
-        uint64_t interval_usec;    /* 0: SYNC_INTERVAL_USEC_DEFAULT */
+        uint64_t interval_usec;    /* > 0; its default is the sync_interval key's */
         uint64_t max_backoff_usec; /* 0: SYNC_BACKOFF_MAX_USEC_DEFAULT */
         uint64_t timeout_usec;     /* per transfer; 0: CONTROLPLANE_TIMEOUT_USEC_DEFAULT */
 } SyncConfig;
