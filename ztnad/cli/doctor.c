@@ -779,21 +779,28 @@ static const char *doctor_resolv_conf_path(void) {
         return e && e[0] == '/' ? e : "/etc/resolv.conf";
 }
 
+/* The next line of `data` from *i into `line` (cut to fit, no newline);
+ * *i moves past it. */
+static void next_line(const char *data, size_t len, size_t *i, char *line, size_t size) {
+        size_t j = 0;
+
+        while (*i < len && data[*i] != '\n') {
+                if (j + 1 < size)
+                        line[j++] = data[*i];
+                (*i)++;
+        }
+        (*i)++;
+        line[j] = '\0';
+}
+
 /* The nameserver lines glibc uses, in order; returns how many. */
 static size_t resolv_nameservers(const char *data, size_t len, char ns[][INET6_ADDRSTRLEN + 8]) {
         size_t i = 0, n = 0;
 
         while (i < len && n < RESOLV_NAMESERVERS_MAX) {
                 char line[256], key[16], addr[INET6_ADDRSTRLEN + 8];
-                size_t j = 0;
 
-                while (i < len && data[i] != '\n') {
-                        if (j + 1 < sizeof line)
-                                line[j++] = data[i];
-                        i++;
-                }
-                i++;
-                line[j] = '\0';
+                next_line(data, len, &i, line, sizeof line);
                 if (sscanf(line, "%15s %53s", key, addr) == 2 && strcmp(key, "nameserver") == 0) {
                         char *pct = strchr(addr, '%');
                         if (pct)
@@ -1831,15 +1838,8 @@ static bool nscd_conf_caches_hosts(const char *data, size_t len) {
 
         while (i < len) {
                 char line[256], a[32], b[32], c[32];
-                size_t j = 0;
 
-                while (i < len && data[i] != '\n') {
-                        if (j + 1 < sizeof line)
-                                line[j++] = data[i];
-                        i++;
-                }
-                i++;
-                line[j] = '\0';
+                next_line(data, len, &i, line, sizeof line);
                 char *hash = strchr(line, '#');
                 if (hash)
                         *hash = '\0';
