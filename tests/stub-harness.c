@@ -16,6 +16,7 @@
  *
  * --activated takes the "stub" sockets from $LISTEN_FDS. --forward-drop
  * never finishes a reply (until exit), to exercise the stub's timeout.
+ * --cache-size defaults to the cache_size key's default, as in ztnad.
  * Signals: SIGHUP reloads the blocklist, SIGWINCH flushes the cache, SIGUSR2
  * prints the counters, SIGTERM and SIGINT stop (counters printed too). Not
  * SIGUSR1: liburcu's worker threads (the hash table's resize thread) unblock
@@ -38,6 +39,7 @@
 #include <unistd.h>
 
 #include "../ztnad/common/dns-wire.h"
+#include "../ztnad/conf/config.h"
 #include "../ztnad/dns/stub.h"
 
 typedef struct Job {
@@ -301,6 +303,13 @@ int main(int argc, char **argv) {
                 sigaddset(&mask, sigs[i]);
         pthread_sigmask(SIG_BLOCK, &mask, NULL);
 
+        {
+                _cleanup_config_ ZtnadConfig *d = NULL;
+
+                if (config_defaults(&d) < 0)
+                        return 1;
+                ccfg.max_bytes = d->cache_size;
+        }
         while ((opt = getopt_long(argc, argv, "", options, NULL)) >= 0) {
                 switch (opt) {
                 case 'l':

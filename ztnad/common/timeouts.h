@@ -32,10 +32,10 @@
 
 /* ---- upstream (upstream.c, upstream-tls.c, upstream-plain.c) ---- */
 
-/* T when the configuration gives none: the same as upstream_timeout's
- * default in config.c's key table. T also bounds how long a connection
- * may take to open (TCP and TLS) and how long a query sent on it waits. */
-#define UPSTREAM_TIMEOUT_USEC_DEFAULT (3 * USEC_PER_SEC)
+/* T is the upstream_timeout key: its default and bounds are written only
+ * in config.c's key table, and every caller passes it (UpstreamConfig's
+ * timeout_usec, never 0). T also bounds how long a connection may take to
+ * open (TCP and TLS) and how long a query sent on it waits. */
 /* A connection without queries is closed after this; far above T, so a
  * server answering slowly is never taken for an idle one. */
 #define UPSTREAM_IDLE_TIMEOUT_USEC_DEFAULT (30 * USEC_PER_SEC)

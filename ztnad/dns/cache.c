@@ -196,13 +196,13 @@ static void evict_one(Cache *c, uint64_t now_usec) {
 /* ---- the cache ---- */
 
 int cache_new(const CacheConfig *config, Cache **ret) {
+        /* No budget of its own: the cache_size key's default is the one. */
+        if (!config || config->max_bytes == 0)
+                return -EINVAL;
         Cache *c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;
-        if (config)
-                c->config = *config;
-        if (c->config.max_bytes == 0)
-                c->config.max_bytes = CACHE_DEFAULT_SIZE;
+        c->config = *config;
         if (c->config.max_ttl == 0)
                 c->config.max_ttl = CACHE_DEFAULT_MAX_TTL;
         if (c->config.max_negative_ttl == 0)

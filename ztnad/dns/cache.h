@@ -21,8 +21,9 @@
  * only when the upstream failed, returns it with every TTL at 30 s
  * (RFC 8767 4) and the stub adds EDE 3 "Stale Answer".
  *
- * Memory is bounded by a byte budget (cache_size in ztnad.conf, default
- * 16 MiB) covering entries and their bookkeeping. When an answer does not
+ * Memory is bounded by a byte budget (the cache_size key of ztnad.conf,
+ * whose default is written only in config.c's key table) covering entries
+ * and their bookkeeping. When an answer does not
  * fit, entries past their use go first, then the least recently used
  * ones by a CLOCK sweep (readers set a "used" bit, the sweep clears it and
  * evicts entries whose bit stayed clear).
@@ -46,14 +47,13 @@
 
 #include "common/dns-wire.h"
 
-#define CACHE_DEFAULT_SIZE ((uint64_t) 16 << 20)
 #define CACHE_DEFAULT_MAX_TTL 86400u          /* one day */
 #define CACHE_DEFAULT_MAX_NEGATIVE_TTL 10800u /* three hours (RFC 2308 5) */
 #define CACHE_DEFAULT_STALE_WINDOW 86400u     /* one day (RFC 8767 5 suggests 1-3) */
 #define CACHE_STALE_TTL 30u                   /* RFC 8767 4 */
 
 typedef struct CacheConfig {
-        uint64_t max_bytes; /* 0: CACHE_DEFAULT_SIZE */
+        uint64_t max_bytes; /* > 0: the cache_size key's value (0 there: no cache at all) */
         uint32_t max_ttl;   /* seconds; 0: the default */
         uint32_t max_negative_ttl;
         bool serve_stale;
@@ -74,7 +74,8 @@ typedef struct CacheStats {
         uint64_t insertions, evictions;
 } CacheStats;
 
-/* `config` NULL: every default. */
+/* Returns 0, -EINVAL when `config` is NULL or max_bytes 0, -ENOMEM, or
+ * -errno of getrandom(). */
 int cache_new(const CacheConfig *config, Cache **ret);
 /* NULL-safe. No other thread may be using the cache. */
 Cache *cache_free(Cache *c);

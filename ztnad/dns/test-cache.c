@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "conf/config.h"
 #include "dns/cache.h"
 
 #define SEC UINT64_C(1000000)
@@ -120,6 +121,16 @@ static size_t ttls(const uint8_t *buf, size_t len, uint32_t *out, size_t max) {
         return n;
 }
 
+/* The budget ztnad gives by default: the cache_size key's (the key table
+ * is the one place it is written; test-config checks its value). */
+static uint64_t default_size(void) {
+        _cleanup_config_ ZtnadConfig *d = NULL;
+
+        ck_assert_int_eq(config_defaults(&d), 0);
+        ck_assert_uint_gt(d->cache_size, 0);
+        return d->cache_size;
+}
+
 static Cache *new_cache(uint64_t max_bytes, bool stale) {
         CacheConfig cfg = { .max_bytes = max_bytes, .serve_stale = stale, .stale_window = 100 };
         Cache *c = NULL;
@@ -130,7 +141,7 @@ static Cache *new_cache(uint64_t max_bytes, bool stale) {
 static uint8_t out[DNS_MESSAGE_MAX];
 
 START_TEST(test_ttl_countdown) {
-        Cache *c = new_cache(0, false);
+        Cache *c = new_cache(default_size(), false);
         Answer a;
         size_t len;
         uint32_t t[8];
@@ -180,7 +191,7 @@ START_TEST(test_ttl_countdown) {
 END_TEST
 
 START_TEST(test_key) {
-        Cache *c = new_cache(0, false);
+        Cache *c = new_cache(default_size(), false);
         Answer a;
         size_t len;
 
@@ -225,7 +236,7 @@ START_TEST(test_key) {
 END_TEST
 
 START_TEST(test_negative) {
-        Cache *c = new_cache(0, false);
+        Cache *c = new_cache(default_size(), false);
         Answer a;
         size_t len;
         uint32_t t[4];
@@ -284,7 +295,7 @@ START_TEST(test_negative) {
 END_TEST
 
 START_TEST(test_not_stored) {
-        Cache *c = new_cache(0, false);
+        Cache *c = new_cache(default_size(), false);
         Answer a;
         DnsMessage q = query("www.example.test", DNS_TYPE_A, false, false);
         size_t len;
@@ -329,6 +340,12 @@ START_TEST(test_caps_and_opt) {
         size_t len;
         uint32_t t[4];
 
+        /* No budget, no configuration: refused (the default is the key
+         * table's, never the cache's own). */
+        ck_assert_int_eq(cache_new(&cfg, &c), -EINVAL);
+        ck_assert_int_eq(cache_new(NULL, &c), -EINVAL);
+        ck_assert_ptr_null(c);
+        cfg.max_bytes = default_size();
         ck_assert_int_eq(cache_new(&cfg, &c), 0);
         answer(&(Spec) { .name = "www.example.test", .type = DNS_TYPE_A, .n_a = 1, .ttl = { 604800, 0 },
                          .opt_do = true },
@@ -420,7 +437,7 @@ START_TEST(test_serve_stale) {
         DnsMessage q = query("www.example.test", DNS_TYPE_A, false, false);
 
         /* serve_stale on, a 100 s window */
-        Cache *c = new_cache(0, true);
+        Cache *c = new_cache(default_size(), true);
         ck_assert(cache_serve_stale(c));
         ck_assert_int_eq(cache_put(c, &q, a.wire, a.len, &a.m, T0), 1);
         ck_assert_int_eq(cache_get(c, &q, T0 + 59 * SEC, true, out, sizeof out, &len), CACHE_FRESH);
@@ -442,7 +459,7 @@ START_TEST(test_serve_stale) {
         cache_free(c);
 
         /* serve_stale off: never stale */
-        c = new_cache(0, false);
+        c = new_cache(default_size(), false);
         ck_assert(!cache_serve_stale(c));
         ck_assert_int_eq(cache_put(c, &q, a.wire, a.len, &a.m, T0), 1);
         ck_assert_int_eq(cache_get(c, &q, T0 + 60 * SEC, true, out, sizeof out, &len), CACHE_MISS);

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "common/dns-wire.h"
+#include "conf/config.h"
 #include "upstream/resolvconf.h"
 #include "dns/stub.h"
 #include "upstream/upstream-internal.h"
@@ -227,12 +228,22 @@ static int closed_port(uint16_t *ret) {
         return fd;
 }
 
+/* T as ztnad passes it: the upstream_timeout key's default (the key table
+ * is the one place it is written; test-config checks its value). */
+static uint64_t default_timeout(void) {
+        _cleanup_config_ ZtnadConfig *d = NULL;
+
+        ck_assert_int_eq(config_defaults(&d), 0);
+        ck_assert_uint_gt(d->upstream_timeout_usec, 0);
+        return d->upstream_timeout_usec;
+}
+
 START_TEST(test_config_checks) {
         sd_event *e = NULL;
         Upstream *u = NULL;
         UpstreamServer s = {};
         const char *bad_pin[] = { "not a pin" };
-        UpstreamConfig c = { .servers = &s, .n_servers = 1 };
+        UpstreamConfig c = { .servers = &s, .n_servers = 1, .timeout_usec = default_timeout() };
 
         ck_assert_int_ge(sd_event_new(&e), 0);
         /* No family. */
@@ -252,11 +263,16 @@ START_TEST(test_config_checks) {
         ck_assert_int_eq(upstream_new(e, &c, &u), -EINVAL);
         /* No server: the defaults are the configuration's, never this
          * module's own (test-config checks the key table's). */
-        c = (UpstreamConfig) {};
+        c = (UpstreamConfig) { .timeout_usec = default_timeout() };
+        ck_assert_int_eq(upstream_new(e, &c, &u), -EINVAL);
+        ck_assert_ptr_null(u);
+        /* No T: its default too is the configuration's. */
+        c = (UpstreamConfig) { .servers = &s, .n_servers = 1 };
         ck_assert_int_eq(upstream_new(e, &c, &u), -EINVAL);
         ck_assert_ptr_null(u);
         /* The plaintext fallback allowed with no plaintext server. */
-        c = (UpstreamConfig) { .servers = &s, .n_servers = 1, .allow_plaintext_fallback = true };
+        c = (UpstreamConfig) { .servers = &s, .n_servers = 1, .timeout_usec = default_timeout(),
+                               .allow_plaintext_fallback = true };
         ck_assert_int_eq(upstream_new(e, &c, &u), -EINVAL);
         ck_assert_ptr_null(u);
         c.allow_plaintext_fallback = false;
@@ -359,7 +375,7 @@ START_TEST(test_bad_queries_refused) {
         sd_event *e = NULL;
         Upstream *u = NULL;
         UpstreamServer s = {};
-        UpstreamConfig c = { .servers = &s, .n_servers = 1 };
+        UpstreamConfig c = { .servers = &s, .n_servers = 1, .timeout_usec = default_timeout() };
         uint8_t q[512];
         size_t len = make_query(q, sizeof q, "a.test", DNS_TYPE_A, false, false);
         Result r = {};
@@ -384,7 +400,7 @@ START_TEST(test_free_answers_pending) {
         sd_event *e = NULL;
         Upstream *u = NULL;
         UpstreamServer s = {};
-        UpstreamConfig c = { .servers = &s, .n_servers = 1 };
+        UpstreamConfig c = { .servers = &s, .n_servers = 1, .timeout_usec = default_timeout() };
         uint8_t q[512];
         size_t len = make_query(q, sizeof q, "a.test", DNS_TYPE_A, false, false);
         Result r[3] = {};
@@ -439,14 +455,16 @@ START_TEST(test_max_duration) {
         c.n_fallback = N_PLAIN;
         /* and UDP, then TCP, per plaintext server */
         ck_assert_uint_eq(upstream_max_duration_usec(&c), (N_DOT + 1 + 2 * N_PLAIN) * t);
-        /* the default T, 3 s; the configuration's default servers: two (and
+        /* the configuration's default T and default servers: two (and
          * their two plain ones) */
-        ck_assert_uint_eq(upstream_max_duration_usec(&(UpstreamConfig) { .n_servers = 2 }),
-                          3 * UPSTREAM_TIMEOUT_USEC_DEFAULT);
+        const uint64_t def = default_timeout();
+        ck_assert_uint_eq(upstream_max_duration_usec(&(UpstreamConfig) { .n_servers = 2, .timeout_usec = def }),
+                          3 * def);
         ck_assert_uint_eq(upstream_max_duration_usec(&(UpstreamConfig) { .n_servers = 2,
+                                                                         .timeout_usec = def,
                                                                          .allow_plaintext_fallback = true,
                                                                          .n_fallback = 2 }),
-                          7 * UPSTREAM_TIMEOUT_USEC_DEFAULT);
+                          7 * def);
         /* upstream_timeout's largest value, one server: far past the 10 s a
          * fixed stub deadline gave */
         ck_assert_uint_gt(upstream_max_duration_usec(&(UpstreamConfig) { .n_servers = 1,

@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "common/dns-wire.h"
+#include "conf/config.h"
 #include "upstream/upstream.h"
 #include "common/time-util.h"
 
@@ -369,6 +370,16 @@ int main(int argc, char **argv) {
         struct sockaddr_storage udp_addr = {};
         bool udp = false;
         int c, r, ret = 1;
+
+        /* T unless --timeout-ms: the upstream_timeout key's default, as
+         * ztnad would pass it. */
+        {
+                _cleanup_config_ ZtnadConfig *d = NULL;
+
+                if (config_defaults(&d) < 0)
+                        return 1;
+                cfg.timeout_usec = d->upstream_timeout_usec;
+        }
 
         while ((c = getopt_long(argc, argv, "s:", options, NULL)) >= 0)
                 switch (c) {

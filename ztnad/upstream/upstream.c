@@ -13,6 +13,7 @@
  * or is answered with a SERVFAIL carrying an Extended DNS Error.
  */
 
+#include <assert.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -892,7 +893,8 @@ int upstream_new(sd_event *e, const UpstreamConfig *c, Upstream **ret) {
         Upstream *u;
         int r;
 
-        if (!e || !c || !ret)
+        /* No T of its own: the upstream_timeout key's default is the one. */
+        if (!e || !c || !ret || c->timeout_usec == 0)
                 return -EINVAL;
         servers = c->servers;
         n_servers = c->n_servers;
@@ -911,7 +913,7 @@ int upstream_new(sd_event *e, const UpstreamConfig *c, Upstream **ret) {
         if (!u)
                 return -ENOMEM;
         u->event = sd_event_ref(e);
-        u->timeout_usec = c->timeout_usec ? c->timeout_usec : UPSTREAM_TIMEOUT_USEC_DEFAULT;
+        u->timeout_usec = c->timeout_usec;
         u->idle_timeout_usec = c->idle_timeout_usec ? c->idle_timeout_usec : UPSTREAM_IDLE_TIMEOUT_USEC_DEFAULT;
         u->allow_plaintext_fallback = c->allow_plaintext_fallback;
         u->shared = c->shared;
@@ -994,9 +996,10 @@ fail:
  * and T over TCP after a truncated answer. Servers in back-off are skipped
  * at once, which only shortens this. */
 uint64_t upstream_max_duration_usec(const UpstreamConfig *c) {
-        uint64_t t = c->timeout_usec ? c->timeout_usec : UPSTREAM_TIMEOUT_USEC_DEFAULT;
+        uint64_t t = c->timeout_usec;
         uint64_t n = c->n_servers + 1;
 
+        assert(t > 0);
         if (c->allow_plaintext_fallback)
                 n += 2 * c->n_fallback;
         return n * t;

@@ -42,7 +42,7 @@
 #include <systemd/sd-event.h>
 
 #include "macro.h"
-#include "common/timeouts.h" /* UPSTREAM_TIMEOUT_USEC_DEFAULT and how T relates to the rest */
+#include "common/timeouts.h" /* how T relates to the rest */
 
 #define UPSTREAM_SERVERS_MAX 16
 #define UPSTREAM_FALLBACK_MAX 16
@@ -79,7 +79,7 @@ typedef struct UpstreamConfig {
          * chain matches any pin. None: no pinning. */
         const char *const *spki_pins;
         size_t n_spki_pins;
-        uint64_t timeout_usec;      /* per server; 0: UPSTREAM_TIMEOUT_USEC_DEFAULT */
+        uint64_t timeout_usec;      /* T, per server; > 0: the upstream_timeout key's value */
         uint64_t idle_timeout_usec; /* 0: UPSTREAM_IDLE_TIMEOUT_USEC_DEFAULT */
         UpstreamShared *shared;     /* NULL: this upstream's own judgement only */
         bool allow_plaintext_fallback;
@@ -109,17 +109,17 @@ typedef void (*upstream_done_fn)(void *userdata, const uint8_t *answer, size_t l
 
 typedef struct Upstream Upstream;
 
-/* Copies the configuration. Returns 0, -EINVAL (a bad address, pin or
- * count; logged), -EIO (the CA file cannot be loaded; logged) or -ENOMEM.
+/* Copies the configuration. Returns 0, -EINVAL (timeout_usec 0; a bad
+ * address, pin or count: logged), -EIO (the CA file cannot be loaded; logged) or -ENOMEM.
  * Connects to nothing yet. */
 int upstream_new(sd_event *e, const UpstreamConfig *c, Upstream **ret);
 /* NULL-safe, returns NULL. Queries still outstanding are answered with a
  * SERVFAIL first (EDE "Other", "shutting down"). */
 Upstream *upstream_free(Upstream *u);
 
-/* The longest an upstream made from `c` takes to finish a query, answer or
- * SERVFAIL (timeouts.h says why): whoever waits for it, the stub, should
- * wait at least this long. */
+/* The longest an upstream made from `c` (timeout_usec set) takes to finish
+ * a query, answer or SERVFAIL (timeouts.h says why): whoever waits for it,
+ * the stub, should wait at least this long. */
 uint64_t upstream_max_duration_usec(const UpstreamConfig *c);
 
 /* Forwards one query (a DNS message, QR clear, exactly one question).
