@@ -27,7 +27,7 @@ NSS_SRC := nss_ztna/nss-ztna.c
 ZTNAD_SRC := ztnad/daemon/ztnad.c ztnad/daemon/daemon.c ztnad/daemon/fallback.c \
 	ztnad/conf/config.c ztnad/conf/public-suffix.c \
 	ztnad/sources/peers.c ztnad/sources/sync.c ztnad/sources/controlplane.c \
-	ztnad/control/control.c ztnad/control/peer-json.c \
+	ztnad/control/control-protocol.c ztnad/control/control-server.c ztnad/control/peer-json.c \
 	ztnad/dns/dns.c ztnad/dns/stub.c ztnad/dns/stub-tailnet.c ztnad/dns/cache.c ztnad/dns/blocklist.c \
 	ztnad/upstream/upstream.c ztnad/upstream/upstream-tls.c ztnad/upstream/upstream-plain.c \
 	ztnad/upstream/resolvconf.c \
@@ -147,7 +147,7 @@ $(B)/fuzz/fuzz-peers: tests/fuzz-peers.c ztnad/sources/peers.c ztnad/common/read
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(DAEMON_LIBS) $(PSL_LIBS)
 
 FUZZ_BINS := $(B)/fuzz/fuzz-store $(B)/fuzz/fuzz-peers
-$(B)/fuzz/fuzz-control: tests/fuzz-control.c ztnad/control/control.c
+$(B)/fuzz/fuzz-control: tests/fuzz-control.c ztnad/control/control-protocol.c ztnad/control/control-server.c
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(DAEMON_LIBS)
 FUZZ_BINS += $(B)/fuzz/fuzz-control

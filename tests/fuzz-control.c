@@ -24,7 +24,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../ztnad/control/control.h"
+#include "../ztnad/control/control-server.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #include "conf/config.h"
-#include "control/control.h"
+#include "control/control-protocol.h"
 #include "sources/controlplane.h"
 #include "cli/doctor.h"
 #include "macro.h"

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The protocol's PEER object, made from a store record (see control.h):
+/* The protocol's PEER object, made from a store record (see control-protocol.h):
  * the one copy ztnad's list and query replies and ztna's direct reads of
  * the store use. */
 
@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "control/control.h"
+#include "control/control-protocol.h"
 #include "shm-format.h"
 
 json_t *control_json_text(const char *s, size_t len) {

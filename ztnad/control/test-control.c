@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "control/control.h"
+#include "control/control-server.h"
 #include "sources/peers.h"
 
 #define NOBODY 65534

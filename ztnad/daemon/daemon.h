@@ -19,7 +19,7 @@
 #include <systemd/sd-event.h>
 
 #include "conf/config.h"
-#include "control/control.h"
+#include "control/control-server.h"
 #include "daemon/fallback.h"
 #include "dns/dns.h"
 #include "shm-format.h"

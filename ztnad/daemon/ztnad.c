@@ -23,7 +23,7 @@
 #include <systemd/sd-event.h>
 
 #include "conf/config.h"
-#include "control/control.h"
+#include "control/control-server.h"
 #include "common/log.h"
 #include "daemon/daemon.h"
 #include "hostdns/dns-manager.h"
