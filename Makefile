@@ -172,9 +172,9 @@ $(B)/fuzz/fuzz-dns: tests/fuzz-dns.c ztnad/common/dns-wire.c ztnad/common/dns-wi
 	done
 	$(CLANG) $(FUZZ_FLAGS) -Iztnad -o $@ tests/fuzz-dns.c ztnad/common/dns-wire.c
 FUZZ_BINS += $(B)/fuzz/fuzz-dns
-$(B)/fuzz/fuzz-dns-state: tests/fuzz-dns-state.c ztnad/hostdns/dns-state.c ztnad/hostdns/dns-state.h ztnad/common/write-file.c
+$(B)/fuzz/fuzz-dns-state: tests/fuzz-dns-state.c ztnad/hostdns/dns-state.c ztnad/hostdns/dns-state.h ztnad/common/read-file.c ztnad/common/write-file.c
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_FLAGS) -o $@ tests/fuzz-dns-state.c ztnad/hostdns/dns-state.c ztnad/common/write-file.c
+	$(CLANG) $(FUZZ_FLAGS) -o $@ tests/fuzz-dns-state.c ztnad/hostdns/dns-state.c ztnad/common/read-file.c ztnad/common/write-file.c
 FUZZ_BINS += $(B)/fuzz/fuzz-dns-state
 fuzz: $(FUZZ_BINS)
 	sh tests/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)

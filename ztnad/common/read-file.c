@@ -26,6 +26,11 @@ static void wipe_free(char *buf, size_t size, unsigned flags) {
 
 int read_regular_file(const char *path, size_t max, unsigned flags, char **ret_data, size_t *ret_len,
                       struct stat *st, ReadFileStep *step) {
+        return read_regular_file_at(AT_FDCWD, path, max, flags, ret_data, ret_len, st, step);
+}
+
+int read_regular_file_at(int dir_fd, const char *path, size_t max, unsigned flags, char **ret_data,
+                         size_t *ret_len, struct stat *st, ReadFileStep *step) {
         _cleanup_close_ int fd = -1;
         struct stat s;
         size_t size, len = 0;
@@ -34,7 +39,7 @@ int read_regular_file(const char *path, size_t max, unsigned flags, char **ret_d
 
         if (flags & READ_FILE_NOFOLLOW)
                 oflags |= O_NOFOLLOW;
-        fd = open(path, oflags);
+        fd = openat(dir_fd, path, oflags);
         if (fd < 0)
                 return failed(READ_FILE_OPEN, step, -errno);
         if (fstat(fd, &s) < 0)

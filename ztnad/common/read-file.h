@@ -43,3 +43,9 @@ typedef enum ReadFileStep {
  */
 int read_regular_file(const char *path, size_t max, unsigned flags, char **ret_data, size_t *ret_len,
                       struct stat *st, ReadFileStep *step);
+
+/* The same with `path` relative to the directory `dir_fd` (AT_FDCWD: the
+ * working directory): a caller that has checked a directory it opened
+ * reads from that very directory, whatever is renamed meanwhile. */
+int read_regular_file_at(int dir_fd, const char *path, size_t max, unsigned flags, char **ret_data,
+                         size_t *ret_len, struct stat *st, ReadFileStep *step);

@@ -2,8 +2,9 @@
 /*
  * The bounded regular-file reader: a plain file, an empty one, one at the
  * cap and one past it, a directory, a FIFO with no writer (must not block),
- * a missing path, a symlink with and without READ_FILE_NOFOLLOW, and a file
- * that holds more than fstat() says (as a file still being written does).
+ * a missing path, a symlink with and without READ_FILE_NOFOLLOW, a file
+ * that holds more than fstat() says (as a file still being written does),
+ * and a path relative to a directory opened before it was renamed.
  */
 
 #include <check.h>
@@ -140,6 +141,38 @@ START_TEST(test_nofollow) {
 }
 END_TEST
 
+/* Relative to an open directory: the one opened, even once another has
+ * taken its name; the same checks (a symlink refused) as by path. */
+START_TEST(test_at) {
+        char p[PATH_MAX], q[PATH_MAX], *data = NULL;
+        size_t len;
+        ReadFileStep step;
+        int dfd;
+
+        path_of(p, sizeof p, "d");
+        ck_assert_int_eq(mkdir(p, 0755), 0);
+        write_file("d/f", "first", 5);
+        dfd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ck_assert_int_ge(dfd, 0);
+        path_of(q, sizeof q, "e");
+        ck_assert_int_eq(rename(p, q), 0);
+        ck_assert_int_eq(mkdir(p, 0755), 0);
+        write_file("d/f", "second", 6);
+
+        ck_assert_int_eq(read_regular_file_at(dfd, "f", 64, 0, &data, &len, NULL, NULL), 0);
+        ck_assert_uint_eq(len, 5);
+        ck_assert_mem_eq(data, "first", 5);
+        free(data);
+        data = NULL;
+        ck_assert_int_eq(symlinkat("f", dfd, "link"), 0);
+        ck_assert_int_eq(read_regular_file_at(dfd, "link", 64, READ_FILE_NOFOLLOW, &data, &len, NULL, &step), -ELOOP);
+        ck_assert_int_eq(step, READ_FILE_OPEN);
+        ck_assert_ptr_null(data);
+        ck_assert_int_eq(read_regular_file_at(dfd, "missing", 64, 0, &data, &len, NULL, &step), -ENOENT);
+        ck_assert_int_eq(close(dfd), 0);
+}
+END_TEST
+
 /* More bytes than fstat() reported is what a file still being written
  * looks like. /proc files are regular with st_size 0 and content behind
  * it: the same case, without a race. */
@@ -172,6 +205,7 @@ int main(void) {
         tcase_add_test(tc, test_not_regular);
         tcase_add_test(tc, test_nofollow);
         tcase_add_test(tc, test_growing);
+        tcase_add_test(tc, test_at);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/read-file.h"
 #include "common/write-file.h"
 #include "common/inet-util.h"
 #include "hostdns/dns-state.h"
@@ -277,12 +278,13 @@ int dns_state_write(const char *path, const DnsState *s) {
 }
 
 int dns_state_read(const char *path, DnsState *ret, char *why, size_t why_size) {
-        _cleanup_free_ char *dir = strdup(path);
-        _cleanup_close_ int fd = -1, dfd = -1;
-        char buf[DNS_STATE_SIZE_MAX + 1];
+        _cleanup_free_ char *dir = strdup(path), *data = NULL;
+        _cleanup_close_ int dfd = -1;
         struct stat st, dst;
-        size_t len = 0;
+        ReadFileStep step;
+        size_t len;
         char *slash;
+        int r;
 
         if (!dir)
                 return -ENOMEM;
@@ -302,32 +304,25 @@ int dns_state_read(const char *path, DnsState *ret, char *why, size_t why_size) 
                 fail(why, why_size, "%s is owned by uid %u or writable by others", dir, (unsigned) dst.st_uid);
                 return -EPERM;
         }
-        fd = openat(dfd, strrchr(path, '/') + 1, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
+        /* From the directory just checked, never through a symbolic link;
+         * a FIFO does not block (the shared reader's O_NONBLOCK). */
+        r = read_regular_file_at(dfd, strrchr(path, '/') + 1, DNS_STATE_SIZE_MAX, READ_FILE_NOFOLLOW, &data,
+                                 &len, &st, &step);
+        if (r < 0 && (step == READ_FILE_OPEN || step == READ_FILE_STAT))
+                return r;
+        /* From here `st` is the file's, whether or not it was read: who may
+         * have written it is judged before anything else about it. */
         if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || (st.st_mode & (S_IWGRP | S_IWOTH)) ||
             (st.st_uid != 0 && st.st_uid != dst.st_uid)) {
                 fail(why, why_size, "%s is not a regular file with one link, owned by root or %s's owner and "
                      "writable by its owner only", path, dir);
                 return -EPERM;
         }
-        if (st.st_size > (off_t) DNS_STATE_SIZE_MAX)
+        if (r == -EFBIG)
                 return fail(why, why_size, "%s: larger than %u bytes", path, DNS_STATE_SIZE_MAX);
-        for (;;) {
-                ssize_t k = read(fd, buf + len, sizeof buf - len);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                if (k == 0)
-                        break;
-                len += (size_t) k;
-                if (len == sizeof buf)
-                        return fail(why, why_size, "%s: larger than %u bytes", path, DNS_STATE_SIZE_MAX);
-        }
-        return dns_state_parse(buf, len, ret, why, why_size);
+        if (r < 0)
+                return r;
+        return dns_state_parse(data, len, ret, why, why_size);
 }
 
 /* ---- reverse zones ---- */
