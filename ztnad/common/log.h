@@ -3,10 +3,12 @@
 
 /*
  * ztnad's log lines on stderr, one write per line: log_line() with an
- * sd-daemon prefix (SD_ERR...), log_line_priority() with a syslog priority
- * for the parts' log hooks (stub.h, control.h). Every part logs through
- * these two; the parts that take a log hook instead (stub, control socket)
- * fall back on them or are wired to them by the daemon.
+ * sd-daemon prefix (SD_ERR...), log_line_errno() the same for a failure
+ * (the error's text in the line, the error returned), log_line_priority()
+ * with a syslog priority for the parts' log hooks (stub.h, control.h).
+ * Every part logs through these; the parts that take a log hook instead
+ * (stub, control socket) fall back on them or are wired to them by the
+ * daemon.
  *
  * Under systemd stderr is a stream into the journal, which takes an
  * sd-daemon "<N>" prefix (SD_ERR...) as the line's priority. Anywhere else
@@ -22,6 +24,8 @@
  * decides once, on its first line.
  */
 
+#include <assert.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -67,6 +71,31 @@ __attribute__((format(printf, 2, 3))) static inline void log_line(const char *pr
         (void) vsnprintf(line, sizeof line, fmt, ap);
         va_end(ap);
         log_emit(priority, line);
+}
+
+/* A failure's line, in the spirit of systemd's log_error_errno(): `fmt`
+ * is formatted with errno set to -r, so its `%m` (glibc's printf
+ * extension) writes the error's text, strerror(-r), where the line wants
+ * it: "cannot create %s: %m". Otherwise as log_line(). Returns r, which
+ * must be negative (a -errno), so a caller that fails because of it writes
+ *
+ *     return log_line_errno(SD_ERR, r, "cannot listen on %s: %m", path);
+ *
+ * errno is as it was on return. */
+__attribute__((format(printf, 3, 4))) static inline int log_line_errno(const char *priority, int r, const char *fmt,
+                                                                       ...) {
+        int saved_errno = errno;
+        char line[1024];
+        va_list ap;
+
+        assert(r < 0);
+        errno = -r;
+        va_start(ap, fmt);
+        (void) vsnprintf(line, sizeof line, fmt, ap);
+        va_end(ap);
+        log_emit(priority, line);
+        errno = saved_errno;
+        return r;
 }
 
 /* One line at a syslog priority (LOG_ERR...); out of range logs as info. */

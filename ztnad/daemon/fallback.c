@@ -66,8 +66,8 @@ static void *saver_main(void *arg) {
                 pthread_mutex_lock(&f->lock);
                 f->busy = false;
                 if (r < 0 && r != f->error)
-                        log_line(SD_WARNING, "cannot save the store's copy to %s: %s (lookups fall back to an older copy, or none, while the store is missing)",
-                                 f->path, strerror(-r));
+                        (void) log_line_errno(SD_WARNING, r, "cannot save the store's copy to %s: %m (lookups fall back to an older copy, or none, while the store is missing)",
+                                              f->path);
                 else if (r >= 0 && f->error)
                         log_line(SD_NOTICE, "the store's copy is saved to %s again", f->path);
                 f->error = r < 0 ? r : 0;
@@ -114,7 +114,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         (void) usec;
         int r = fallback_save_now(f);
         if (r < 0)
-                log_line(SD_WARNING, "cannot copy the store for %s: %s", f->path, strerror(-r));
+                (void) log_line_errno(SD_WARNING, r, "cannot copy the store for %s: %m", f->path);
         return 0;
 }
 
@@ -186,7 +186,7 @@ Fallback *fallback_free(Fallback *f) {
                 if (f->first_change_usec) {
                         int r = fallback_save_now(f);
                         if (r < 0)
-                                log_line(SD_WARNING, "cannot copy the store for %s: %s", f->path, strerror(-r));
+                                (void) log_line_errno(SD_WARNING, r, "cannot copy the store for %s: %m", f->path);
                 }
                 pthread_mutex_lock(&f->lock);
                 f->stop = true;

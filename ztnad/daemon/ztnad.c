@@ -53,7 +53,7 @@ static int on_heartbeat(sd_event_source *s, uint64_t usec, void *userdata) {
         if (r >= 0)
                 r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         if (r < 0)
-                log_line(SD_ERR, "cannot re-arm the heartbeat timer: %s", strerror(-r));
+                (void) log_line_errno(SD_ERR, r, "cannot re-arm the heartbeat timer: %m");
         return 0;
 }
 
@@ -69,11 +69,8 @@ static int make_parent_dir(const char *path) {
         if (!slash || slash == dir)
                 return 0;
         *slash = '\0';
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-                int r = -errno;
-                log_line(SD_ERR, "cannot create %s: %s", dir, strerror(-r));
-                return r;
-        }
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                return log_line_errno(SD_ERR, -errno, "cannot create %s: %m", dir);
         return 0;
 }
 
@@ -92,10 +89,8 @@ int daemon_control_start(Daemon *d) {
         if (r < 0)
                 return r;
         r = control_new(d->event, path, -1, gid, &daemon_control_ops, d, &d->control);
-        if (r < 0) {
-                log_line(SD_ERR, "cannot listen on %s: %s", path, strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return log_line_errno(SD_ERR, r, "cannot listen on %s: %m", path);
         return control_set_admin_group_name(d->control, d->config->control_group);
 }
 
@@ -338,7 +333,7 @@ int main(int argc, char **argv) {
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
-                log_line(SD_ERR, "cannot block signals: %s", strerror(errno));
+                (void) log_line_errno(SD_ERR, -errno, "cannot block signals: %m");
                 goto finish;
         }
         /* A client that hangs up mid-reply must not kill the daemon. */
@@ -346,7 +341,7 @@ int main(int argc, char **argv) {
 
         r = sd_event_default(&d.event);
         if (r < 0) {
-                log_line(SD_ERR, "cannot create the event loop: %s", strerror(-r));
+                (void) log_line_errno(SD_ERR, r, "cannot create the event loop: %m");
                 goto finish;
         }
 
@@ -360,7 +355,7 @@ int main(int argc, char **argv) {
                 goto finish;
         }
         if (r < 0) {
-                log_line(SD_ERR, "cannot open store %s: %s", daemon_store_path(&d), strerror(-r));
+                (void) log_line_errno(SD_ERR, r, "cannot open store %s: %m", daemon_store_path(&d));
                 goto finish;
         }
         /* A restart keeps the state `ztna down` left in the store. */
@@ -409,7 +404,7 @@ int main(int argc, char **argv) {
 
         r = sd_event_loop(d.event);
         if (r < 0) {
-                log_line(SD_ERR, "event loop failed: %s", strerror(-r));
+                (void) log_line_errno(SD_ERR, r, "event loop failed: %m");
                 goto finish;
         }
         ret = r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -402,8 +402,9 @@ void dns_service_state_write(DnsService *svc) {
         }
         r = dns_state_write(path, &st);
         if (r < 0)
-                log_line(SD_WARNING, "cannot write %s: %s (the DNS manager cannot point the resolver at the stub)",
-                         path, strerror(-r));
+                (void) log_line_errno(SD_WARNING, r,
+                                      "cannot write %s: %m (the DNS manager cannot point the resolver at the stub)",
+                                      path);
 }
 
 static SharedCache *shared_cache_unref(SharedCache *sc) {
@@ -572,7 +573,7 @@ static int dns_new(DnsService *svc, const ZtnadConfig *c, DnsGeneration *prev, c
         dns->blocklist = sc.blocklist;
         r = stub_new(&sc, &dns->stub);
         if (r < 0) {
-                log_line(SD_ERR, "cannot start the DNS stub: %s", strerror(-r));
+                (void) log_line_errno(SD_ERR, r, "cannot start the DNS stub: %m");
                 dns->blocklist = NULL;
                 goto fail;
         }
@@ -803,8 +804,8 @@ static void fdstore_sync(DnsService *svc) {
                 snprintf(msg, sizeof msg, "FDSTORE=1\nFDNAME=stub-%u", port);
                 int r = sd_pid_notify_with_fds(0, false, msg, fds, (unsigned) k);
                 if (r < 0)
-                        log_line(SD_WARNING, "cannot keep the stub's sockets in the fd store: %s (a restart drops "
-                                 "the queries that arrive meanwhile)", strerror(-r));
+                        (void) log_line_errno(SD_WARNING, r, "cannot keep the stub's sockets in the fd store: %m (a "
+                                              "restart drops the queries that arrive meanwhile)");
                 else
                         fdstore_port_add(svc, port);
                 for (size_t j = 0; j < k; j++)

@@ -197,7 +197,7 @@ static void status_save(Manager *m) {
                 return;
         r = write_atomic(path, text, strlen(text), 0644);
         if (r < 0)
-                log_line(SD_WARNING, "dns-manager: cannot write %s: %s", path, strerror(-r));
+                (void) log_line_errno(SD_WARNING, r, "dns-manager: cannot write %s: %m", path);
 }
 
 /* ---- what to set ---- */
@@ -1114,7 +1114,7 @@ int dns_manager_main(const char *verb, const char *config_path) {
                 return 1;
         r = applied_load(&m);
         if (r < 0)
-                log_line(SD_WARNING, "dns-manager: cannot read %s: %s", lib_dir(), strerror(-r));
+                (void) log_line_errno(SD_WARNING, r, "dns-manager: cannot read %s: %m", lib_dir());
         status_from_applied(&m);
         json_object_set_new(m.status, "state", json_string(m.applied ? "applied" : "off"));
         json_object_set_new(m.status, "error", json_null());

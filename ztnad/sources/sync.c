@@ -120,7 +120,7 @@ static void sync_schedule(Sync *s, uint64_t delay) {
         if (r >= 0)
                 r = sd_event_source_set_enabled(s->poll_timer, SD_EVENT_ONESHOT);
         if (r < 0) {
-                log_line(SD_ERR, "control plane: cannot arm the poll timer: %s; polling stops", strerror(-r));
+                (void) log_line_errno(SD_ERR, r, "control plane: cannot arm the poll timer: %m; polling stops");
                 s->status.next_attempt_usec = 0;
                 return;
         }
@@ -376,7 +376,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         if (!src) {
                 r = sd_event_add_io(s->event, &src, fd, events, on_io, s);
                 if (r < 0) {
-                        log_line(SD_ERR, "control plane: cannot watch a socket: %s", strerror(-r));
+                        (void) log_line_errno(SD_ERR, r, "control plane: cannot watch a socket: %m");
                         return -1;
                 }
                 (void) sd_event_source_set_description(src, "control-plane-socket");
@@ -387,7 +387,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         } else {
                 r = sd_event_source_set_io_events(src, events);
                 if (r < 0) {
-                        log_line(SD_ERR, "control plane: cannot watch a socket: %s", strerror(-r));
+                        (void) log_line_errno(SD_ERR, r, "control plane: cannot watch a socket: %m");
                         return -1;
                 }
         }
@@ -409,7 +409,7 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp) {
         if (r >= 0)
                 r = sd_event_source_set_enabled(s->curl_timer, SD_EVENT_ONESHOT);
         if (r < 0) {
-                log_line(SD_ERR, "control plane: cannot arm libcurl's timer: %s", strerror(-r));
+                (void) log_line_errno(SD_ERR, r, "control plane: cannot arm libcurl's timer: %m");
                 return -1;
         }
         return 0;
@@ -515,7 +515,7 @@ int sync_new(sd_event *e, const SyncConfig *c, sync_update_fn on_update, void *u
                 r = sd_event_add_time(e, &s->poll_timer, CLOCK_MONOTONIC, 0, POLL_TIMER_ACCURACY_USEC,
                                       on_poll_timer, s);
         if (r < 0) {
-                log_line(SD_ERR, "control plane: cannot set up timers: %s", strerror(-r));
+                (void) log_line_errno(SD_ERR, r, "control plane: cannot set up timers: %m");
                 goto fail;
         }
         (void) sd_event_source_set_description(s->curl_timer, "control-plane-curl-timer");
