@@ -4,7 +4,9 @@
  * and nss/nss_action_parse.c of glibc 2.36), and where ztna sits in it.
  *
  * The file is untrusted input to this parser (tests/fuzz-nsswitch.c): every
- * copy is bounded, a line longer than the buffer is cut, not overrun.
+ * copy is bounded, a line longer than the buffer is cut, not overrun. The
+ * doctor's nsswitch layer, which reads the file and loads the module, is
+ * doctor-nss.c.
  *
  *     # comment to the end of the line
  *     hosts:   files ztna [!UNAVAIL=return] dns

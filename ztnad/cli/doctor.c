@@ -5,6 +5,11 @@
  * ends with the first failing layer, why, and the command that fixes it
  * (docs/doctor.md, ztna(1)).
  *
+ * This file is the driver: it loads the configuration, asks ztnad for its
+ * status, runs the layers (each in a file of its own, doctor-internal.h),
+ * keeps their findings, judges across layers and prints the report, as
+ * text or JSON, with the exit code.
+ *
  * Every check is bounded (no check waits longer than its own timeout) and
  * runs unprivileged where it can; what needs root and was not checked is
  * said, never counted as healthy or as failed.
@@ -17,19 +22,17 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
-#include <dlfcn.h>
-#include <net/if.h>
-#include <netdb.h>
-#include <signal.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
+#include <net/if.h>
+#include <netdb.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,38 +45,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/doctor-internal.h"
 #include "common/inet-util.h"
-#include "conf/config.h"
-#include "cli/doctor.h"
-#include "macro.h"
-#include "sources/peers.h"
-#include "shm-format.h"
-#include "shm.h"
-#include "common/time-util.h"
 #include "common/read-file.h"
+#include "common/time-util.h"
+#include "macro.h"
 
-#define NSSWITCH_PATH "/etc/nsswitch.conf"
-#define MDNS_ALLOW_PATH "/etc/mdns.allow"
-#define NSS_MODULE "libnss_ztna.so.2"
-/* ztnad beats every 5 s (ztnad/daemon/ztnad.c); three missed beats is stale. */
-#define HEARTBEAT_STALE_SEC 15u
-#define FINDINGS_MAX 12u
-#define TEXT_MAX 512u
-#define ERR_MAX 512u
 #define STUB_TIMEOUT_MS 1000 /* per query: the whole run stays bounded */
 /* The agreement layer's lookups: each at most this, and none past the
- * run's budget (the other layers' bounds add up to 4.5 s at most). */
+ * run's budget (DOCTOR_BUDGET_USEC). */
 #define AGREE_TIMEOUT_USEC (750 * 1000ULL)
-#define DOCTOR_BUDGET_USEC (4600 * 1000ULL)
-#define DOCTOR_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define AGREE_ADDRS_MAX 8
 
-typedef enum Level {
-        LEVEL_OK,
-        LEVEL_SKIP, /* could not be checked (needs root, nothing to check) */
-        LEVEL_WARN,
-        LEVEL_FAIL,
-} Level;
+/* ---- findings ---- */
 
 static const char *const level_text[] = {
         [LEVEL_OK] = "ok",
@@ -89,18 +73,6 @@ static const char *const level_json[] = {
         [LEVEL_FAIL] = "fail",
 };
 
-typedef enum LayerId {
-        LAYER_NSSWITCH,
-        LAYER_STORE,
-        LAYER_DAEMON,
-        LAYER_SYSDNS,
-        LAYER_STUB,
-        LAYER_UPSTREAM,
-        LAYER_CACHES,
-        LAYER_AGREEMENT,
-        _LAYER_MAX,
-} LayerId;
-
 static const char *const layer_names[_LAYER_MAX] = {
         [LAYER_NSSWITCH] = "nsswitch",
         [LAYER_STORE] = "store",
@@ -112,49 +84,7 @@ static const char *const layer_names[_LAYER_MAX] = {
         [LAYER_AGREEMENT] = "agreement",
 };
 
-typedef struct Finding {
-        Level level;
-        char id[48];            /* stable, documented in ztna(1) */
-        char measured[TEXT_MAX]; /* what was seen */
-        char why[TEXT_MAX];      /* what it means ("" for ok) */
-        char fix[TEXT_MAX];      /* the command that fixes it ("" for ok) */
-} Finding;
-
-typedef struct Layer {
-        Finding findings[FINDINGS_MAX];
-        size_t n;
-} Layer;
-
-typedef struct Doctor {
-        const DoctorOptions *o;
-        uint64_t start_usec;
-
-        ZtnadConfig *cfg;
-        int config_r;
-        ConfigError cerr;
-        const char *config_path; /* as shown */
-
-        json_t *status; /* ztnad's status reply, NULL when unreachable */
-        char daemon_err[ERR_MAX];
-
-        char store_path[1024];
-        bool store_ok;   /* a snapshot could be read */
-        char domain[SHM_DOMAIN_MAX + 1];
-        char name[SHM_LABEL_MAX + 2 + SHM_DOMAIN_MAX]; /* followed: NAME or a peer */
-        char name_answer[INET6_ADDRSTRLEN];              /* its first address in the store */
-
-        /* What the system-dns layer read, for the agreement layer. */
-        char resolv_path[PATH_MAX];
-        char resolv_ns0[INET6_ADDRSTRLEN + 8]; /* resolv.conf's first nameserver, "" */
-        bool resolv_to_stub;  /* resolv.conf is meant to reach the stub */
-        char manager_mode[32]; /* the DNS manager's mode when it applied, "" */
-
-        Layer layers[_LAYER_MAX];
-} Doctor;
-
-static Finding *add(Doctor *d, LayerId l, Level level, const char *id, const char *fmt, ...)
-        __attribute__((format(printf, 5, 6)));
-static Finding *add(Doctor *d, LayerId l, Level level, const char *id, const char *fmt, ...) {
+Finding *doctor_add(Doctor *d, LayerId l, Level level, const char *id, const char *fmt, ...) {
         static Finding spare;
         Layer *layer = &d->layers[l];
         Finding *f;
@@ -173,8 +103,7 @@ static Finding *add(Doctor *d, LayerId l, Level level, const char *id, const cha
         return f;
 }
 
-static void set_why(Finding *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_why(Finding *f, const char *fmt, ...) {
+void finding_why(Finding *f, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
@@ -182,8 +111,7 @@ static void set_why(Finding *f, const char *fmt, ...) {
         va_end(ap);
 }
 
-static void set_fix(Finding *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_fix(Finding *f, const char *fmt, ...) {
+void finding_fix(Finding *f, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
@@ -221,551 +149,42 @@ static const Finding *layer_failure(const Doctor *d, LayerId id) {
 
 /* "systemctl VERB ztnad": the unit is what runs ztnad on an installed
  * system (tests stand a shell function in for systemctl). */
-static void restart_command(const Doctor *d, const char *verb, char *buf, size_t size) {
+void doctor_restart_command(const Doctor *d, const char *verb, char *buf, size_t size) {
         (void) d;
         snprintf(buf, size, "systemctl %s ztnad", verb);
 }
 
-static bool daemon_reachable(const Doctor *d) {
+bool doctor_daemon_reachable(const Doctor *d) {
         return d->status != NULL;
 }
 
-static int parse_addr_port(const char *text, struct sockaddr_storage *ss, socklen_t *len);
+const Finding *doctor_find_finding(const Doctor *d, LayerId l, const char *id) {
+        for (size_t i = 0; i < d->layers[l].n; i++)
+                if (strcmp(d->layers[l].findings[i].id, id) == 0)
+                        return &d->layers[l].findings[i];
+        return NULL;
+}
 
-/* ---- nsswitch.conf and the module ---- */
+/* ---- helpers the layers share ---- */
 
 /* A bug fixed by the shared reader: a file over NSS_FILE_MAX was cut at
  * the cap and the cut text checked; it is now refused (-EFBIG). */
-static int read_small_file(const char *path, char **ret, size_t *ret_len) {
+int doctor_read_file(const char *path, char **ret, size_t *ret_len) {
         return read_regular_file(path, NSS_FILE_MAX, 0, ret, ret_len, NULL, NULL);
 }
 
-static void check_module(Doctor *d) {
-        void *h;
-        const char *e;
-        Finding *f;
+/* The next line of `data` from *i into `line` (cut to fit, no newline);
+ * *i moves past it. */
+void doctor_next_line(const char *data, size_t len, size_t *i, char *line, size_t size) {
+        size_t j = 0;
 
-        /* The lookup glibc makes: dlopen() of this name, by the library
-         * search path, then its entry point. */
-        dlerror();
-        h = dlopen(NSS_MODULE, RTLD_LAZY | RTLD_LOCAL);
-        if (h && dlsym(h, "_nss_ztna_gethostbyname4_r")) {
-                Dl_info info = {};
-                void *sym = dlsym(h, "_nss_ztna_gethostbyname4_r");
-
-                if (dladdr(sym, &info) && info.dli_fname)
-                        add(d, LAYER_NSSWITCH, LEVEL_OK, "module-loads", "%s loads (%s)", NSS_MODULE,
-                            info.dli_fname);
-                else
-                        add(d, LAYER_NSSWITCH, LEVEL_OK, "module-loads", "%s loads", NSS_MODULE);
-                return; /* never dlclose()d: the module is nodelete anyway */
+        while (*i < len && data[*i] != '\n') {
+                if (j + 1 < size)
+                        line[j++] = data[*i];
+                (*i)++;
         }
-        e = dlerror();
-        if (h) {
-                f = add(d, LAYER_NSSWITCH, LEVEL_FAIL, "module-broken", "%s loads but has no _nss_ztna_gethostbyname4_r",
-                        NSS_MODULE);
-                set_why(f, "the file is not ztna's NSS module, or a damaged one: glibc skips ztna and tailnet names go to the next module");
-                set_fix(f, "apt install --reinstall libnss-ztna");
-                return;
-        }
-        if (e && strstr(e, "cannot open shared object file")) {
-                f = add(d, LAYER_NSSWITCH, LEVEL_FAIL, "module-missing", "%s is not installed: %s", NSS_MODULE, e);
-                set_why(f, "glibc finds no ztna module for this architecture and skips ztna: tailnet names go to the next module");
-                set_fix(f, "apt install libnss-ztna");
-                return;
-        }
-        f = add(d, LAYER_NSSWITCH, LEVEL_FAIL, "module-unloadable", "%s does not load: %s", NSS_MODULE,
-                e ? e : "unknown error");
-        set_why(f, "a module glibc cannot load (another architecture, a damaged file) is skipped: tailnet names go to the next module");
-        set_fix(f, "apt install --reinstall libnss-ztna");
-}
-
-static void check_nsswitch(Doctor *d) {
-        _cleanup_free_ char *data = NULL;
-        char err[NSS_ERROR_MAX], detail[128], fixed[1024], line[1024];
-        size_t len = 0;
-        NssHosts h;
-        NssVerdict v;
-        Finding *f;
-        bool mdns_allowed = false;
-        int r;
-
-        r = read_small_file(NSSWITCH_PATH, &data, &len);
-        if (r == -ENOENT) {
-                /* glibc then uses its built-in line. */
-                nss_hosts_default(&h);
-        } else if (r < 0) {
-                f = add(d, LAYER_NSSWITCH, LEVEL_FAIL, "nsswitch-unreadable", "cannot read %s: %s", NSSWITCH_PATH,
-                        strerror(-r));
-                set_why(f, "glibc cannot read it either and uses its default, without ztna");
-                set_fix(f, "chmod 0644 %s", NSSWITCH_PATH);
-                check_module(d);
-                return;
-        } else if (nss_parse_hosts(data, len, &h, err, sizeof err) < 0) {
-                f = add(d, LAYER_NSSWITCH, LEVEL_FAIL, "nsswitch-syntax", "%s: %s", NSSWITCH_PATH, err);
-                set_why(f, "glibc ignores a malformed hosts line and uses its default, without ztna");
-                /* The fix: the line the packages write. */
-                set_fix(f, "sed -i 's/^hosts:.*/hosts: files ztna [!UNAVAIL=return] dns/' %s", NSSWITCH_PATH);
-                check_module(d);
-                return;
-        } else if (!h.found) {
-                nss_hosts_default(&h);
-        }
-
-        nss_hosts_format(&h, line, sizeof line);
-        {
-                _cleanup_free_ char *allow = NULL;
-                size_t allow_len = 0;
-
-                if (d->domain[0] && read_small_file(MDNS_ALLOW_PATH, &allow, &allow_len) >= 0)
-                        mdns_allowed = nss_mdns_allow_matches(allow, allow_len, d->domain);
-        }
-        v = nss_judge(&h, d->domain[0] ? d->domain : NULL, mdns_allowed, detail, sizeof detail, fixed,
-                      sizeof fixed);
-        if (v == NSS_VERDICT_OK) {
-                if (h.found)
-                        add(d, LAYER_NSSWITCH, LEVEL_OK, "nsswitch-ok", "hosts: %s (%s line %u)", line, NSSWITCH_PATH,
-                            h.line);
-                else
-                        add(d, LAYER_NSSWITCH, LEVEL_OK, "nsswitch-ok", "hosts: %s (glibc's default)", line);
-        } else {
-                static const char *const ids[] = {
-                        [NSS_VERDICT_MISSING] = "nsswitch-missing",
-                        [NSS_VERDICT_AFTER_DNS] = "nsswitch-after-dns",
-                        [NSS_VERDICT_AFTER_MDNS] = "nsswitch-after-mdns",
-                        [NSS_VERDICT_NO_RETURN] = "nsswitch-no-return",
-                };
-                char where[64];
-
-                if (h.found)
-                        snprintf(where, sizeof where, "%s line %u", NSSWITCH_PATH, h.line);
-                else
-                        snprintf(where, sizeof where, "glibc's default: %s has none", NSSWITCH_PATH);
-                f = add(d, LAYER_NSSWITCH, LEVEL_FAIL, ids[v], "hosts: %s (%s)", line, where);
-                switch (v) {
-                case NSS_VERDICT_MISSING:
-                        set_why(f, "ztna is not in the hosts line: glibc never asks the module and tailnet names go to DNS");
-                        break;
-                case NSS_VERDICT_AFTER_DNS:
-                        set_why(f, "'%s' comes before ztna: tailnet names go to DNS first and leak, or get a public answer",
-                                detail);
-                        break;
-                case NSS_VERDICT_AFTER_MDNS:
-                        set_why(f, "'%s' comes before ztna and takes names under %s (%s): mDNS answers or ends the lookup first",
-                                detail, d->domain,
-                                nss_domain_is_local(d->domain) ? "it is under .local" : MDNS_ALLOW_PATH " lists it");
-                        break;
-                case NSS_VERDICT_NO_RETURN:
-                        set_why(f, "ztna lacks [!UNAVAIL=return]: on %s the lookup goes on to the next module, so unknown or down tailnet names leak to DNS",
-                                detail);
-                        break;
-                default:
-                        break;
-                }
-                set_fix(f, "sed -i 's/^hosts:.*/hosts: %s/' %s", fixed, NSSWITCH_PATH);
-                if (!h.found)
-                        set_fix(f, "echo 'hosts: %s' >>%s", fixed, NSSWITCH_PATH);
-        }
-        if (h.duplicate_line)
-                add(d, LAYER_NSSWITCH, LEVEL_WARN, "nsswitch-duplicate",
-                    "a second hosts: line (line %u) is ignored by glibc", h.duplicate_line);
-        check_module(d);
-}
-
-/* ---- the store ---- */
-
-static void reader_freep(ShmReader **r) {
-        shm_reader_free(*r);
-}
-
-typedef struct StoreView {
-        uint64_t generation, published_usec, heartbeat_usec;
-        uint32_t n_records;
-        bool down;
-        char domain[SHM_DOMAIN_MAX + 1];
-        size_t n_ranges;
-        ShmWireRange ranges[SHM_RANGES_MAX];
-        /* NAME (or the first peer) as the store answers it */
-        ShmClass name_class;
-        char name[SHM_LABEL_MAX + 2 + SHM_DOMAIN_MAX];
-        char name_answer[INET6_ADDRSTRLEN];
-} StoreView;
-
-/* NAME's class in the snapshot, and its first address; without NAME, the
- * first peer with an address. Only reads the snapshot. */
-static void view_name(const ShmSnapshot *s, const char *name, StoreView *v) {
-        ShmRecordView r;
-
-        v->name_class = SHM_NOT_OURS;
-        if (name) {
-                snprintf(v->name, sizeof v->name, "%s", name);
-                v->name_class = shm_snapshot_lookup_name(s, name, &r);
-        } else
-                for (uint32_t i = 0; i < s->n_records && i < 64; i++)
-                        if (shm_snapshot_record(s, i, &r) && r.n_v4 + r.n_v6 > 0) {
-                                snprintf(v->name, sizeof v->name, "%.*s.%.*s", (int) r.name_len, r.name,
-                                         (int) s->domain_len, s->domain);
-                                v->name_class = SHM_FOUND;
-                                break;
-                        }
-        if (v->name_class != SHM_FOUND)
-                return;
-        if (r.n_v4)
-                inet_ntop(AF_INET, r.v4, v->name_answer, sizeof v->name_answer);
-        else if (r.n_v6)
-                inet_ntop(AF_INET6, r.v6, v->name_answer, sizeof v->name_answer);
-}
-
-typedef struct StoreViewCall {
-        const char *name;
-        StoreView v;
-} StoreViewCall;
-
-static int store_view_call(const ShmSnapshot *s, void *userdata) {
-        StoreViewCall *c = userdata;
-        StoreView *v = &c->v;
-
-        *v = (StoreView) {};
-        v->generation = s->generation;
-        v->published_usec = s->published_usec;
-        v->heartbeat_usec = s->heartbeat_usec;
-        v->n_records = s->n_records;
-        v->down = shm_snapshot_down(s);
-        memcpy(v->domain, s->domain, s->domain_len);
-        v->domain[s->domain_len] = '\0';
-        v->n_ranges = s->n_ranges;
-        memcpy(v->ranges, s->ranges, s->n_ranges * sizeof(ShmWireRange));
-        view_name(s, c->name, v);
-        return 0;
-}
-
-static int store_view(const char *path, const char *name, StoreView *ret) {
-        _cleanup_(reader_freep) ShmReader *r = NULL;
-        StoreViewCall c = { .name = name };
-        int k = shm_reader_new(path, &r);
-
-        if (k < 0)
-                return k;
-        /* The store's one retry policy for a read torn by a publish. */
-        k = shm_snapshot_read(r, store_view_call, NULL, &c);
-        if (k < 0)
-                return k;
-        *ret = c.v;
-        return 0;
-}
-
-static void format_ranges(const ShmWireRange *r, size_t n, char *buf, size_t size) {
-        buf[0] = '\0';
-        for (size_t i = 0; i < n; i++) {
-                char text[INET6_ADDRSTRLEN], one[INET6_ADDRSTRLEN + 8];
-                size_t have = strlen(buf);
-
-                if ((r[i].family != 4 && r[i].family != 6) ||
-                    !inet_ntop(r[i].family == 4 ? AF_INET : AF_INET6, r[i].addr, text, sizeof text))
-                        continue;
-                snprintf(one, sizeof one, "%s%s/%u", i ? " " : "", text, r[i].prefixlen);
-                snprintf(buf + have, size - have, "%s", one);
-        }
-}
-
-static void ranges_from_map(const ShmMap *m, char *buf, size_t size) {
-        ShmWireRange r[SHM_RANGES_MAX] = {};
-        size_t n = m->n_ranges < SHM_RANGES_MAX ? m->n_ranges : SHM_RANGES_MAX;
-
-        for (size_t i = 0; i < n; i++) {
-                r[i].family = m->ranges[i].family == AF_INET ? 4 : 6;
-                r[i].prefixlen = (uint8_t) m->ranges[i].prefixlen;
-                memcpy(r[i].addr, &m->ranges[i].addr, m->ranges[i].family == AF_INET ? 4 : 16);
-        }
-        format_ranges(r, n, buf, size);
-}
-
-static const char *daemon_published_from(const Doctor *d) {
-        return d->status ? json_string_value(json_object_get(d->status, "published_from")) : NULL;
-}
-
-/* The store against the peers file ztnad is told to publish, when that is
- * the only source: another domain or other ranges mean the store is not
- * this configuration's. */
-static void check_store_matches_config(Doctor *d, const StoreView *v) {
-        _cleanup_peer_map_ PeerMap *map = NULL;
-        char want[256], have[256];
-        PeersError perr;
-        ShmMap m;
-        Finding *f;
-        const char *from = daemon_published_from(d);
-        bool from_file = from && strcmp(from, "peers file") == 0;
-
-        if (!d->cfg || !d->cfg->peers_file || d->cfg->control_url)
-                return;
-        if (d->status && !from_file)
-                return; /* a push published it: the file is not the source */
-        if (peers_load_file(d->cfg->peers_file, &map, &perr) < 0)
-                return; /* the daemon layer reports a rejected file */
-        peer_map_to_shm(map, &m);
-        if (strcasecmp(m.domain, v->domain) != 0) {
-                f = add(d, LAYER_STORE, d->status ? LEVEL_FAIL : LEVEL_WARN, "store-domain",
-                        "the store's domain is %s, %s says %s", v->domain, d->cfg->peers_file, m.domain);
-                set_why(f, "the store was not published from this configuration: names under %s do not resolve",
-                        m.domain);
-                restart_command(d, "restart", f->fix, sizeof f->fix);
-                return;
-        }
-        ranges_from_map(&m, want, sizeof want);
-        format_ranges(v->ranges, v->n_ranges, have, sizeof have);
-        if (strcmp(want, have) != 0) {
-                f = add(d, LAYER_STORE, d->status ? LEVEL_FAIL : LEVEL_WARN, "store-ranges",
-                        "the store's ranges are %s, %s says %s", have, d->cfg->peers_file, want);
-                set_why(f, "the store was not published from this configuration: reverse lookups of tailnet addresses go to DNS");
-                restart_command(d, "restart", f->fix, sizeof f->fix);
-        }
-}
-
-static void check_store(Doctor *d) {
-        char dir[1024], restart[64];
-        ShmInspect in;
-        StoreView v;
-        Finding *f;
-        const char *daemon_store = d->status ? json_string_value(json_object_get(d->status, "store")) : NULL;
-        const char *slash;
-        uint64_t now = clock_now_usec(CLOCK_REALTIME);
-        int r;
-
-        restart_command(d, "restart", restart, sizeof restart);
-        snprintf(dir, sizeof dir, "%s", d->store_path);
-        slash = strrchr(dir, '/');
-        if (slash && slash != dir)
-                dir[slash - dir] = '\0';
-
-        /* The module reads one path; ztnad may publish to another. */
-        if (daemon_store && strcmp(daemon_store, d->store_path) != 0) {
-                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-elsewhere", "lookups read %s, ztnad publishes to %s",
-                        d->store_path, daemon_store);
-                set_why(f, "the NSS module reads only %s (or $%s for tests): ztnad's map never reaches it",
-                        SHM_DEFAULT_PATH, SHM_ENV_PATH);
-                set_fix(f, "sed -i 's|^store *=.*|store = %s|' %s && systemctl restart ztnad", d->store_path,
-                        d->config_path);
-        }
-
-        r = shm_store_inspect(d->store_path, &in);
-        if (r == -ENOENT) {
-                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-missing", "no store at %s", d->store_path);
-                set_why(f, "ztnad has not published since boot: the module answers UNAVAIL and tailnet names go to the next module");
-                restart_command(d, daemon_reachable(d) ? "restart" : "start", f->fix, sizeof f->fix);
-                return;
-        }
-        if (r == -EPERM) {
-                bool dir_rule = in.rule <= SHM_TRUST_DIR_WRITABLE;
-
-                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-untrusted", "%s is untrusted: %s (%s uid %u, mode %04o)",
-                        d->store_path, shm_trust_rule_to_string(in.rule), dir_rule ? dir : "file",
-                        (unsigned) (dir_rule ? in.dir_uid : in.file_uid),
-                        (unsigned) ((dir_rule ? in.dir_mode : in.file_mode) & 07777));
-                set_why(f, "the module refuses a store anyone else could have written: it answers UNAVAIL and tailnet names go to the next module");
-                if (in.rule == SHM_TRUST_DIR_WRITABLE || in.rule == SHM_TRUST_DIR_OWNER)
-                        set_fix(f, "chown root:root %s && chmod 0755 %s", dir, dir);
-                else
-                        set_fix(f, "rm -f %s && %s", d->store_path, restart);
-                return;
-        }
-        if (r == -EPROTONOSUPPORT) {
-                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-version", "%s has format version %u, this ztna reads %u",
-                        d->store_path, in.version, SHM_VERSION);
-                set_why(f, "ztnad and libnss-ztna are from different releases: the module ignores the store");
-                set_fix(f, "%s", restart);
-                return;
-        }
-        if (r < 0) {
-                f = add(d, LAYER_STORE, LEVEL_FAIL, r == -EBADMSG ? "store-corrupt" : "store-unreadable",
-                        "%s: %s", d->store_path, r == -EBADMSG ? "not a valid store" : strerror(-r));
-                set_why(f, "the module cannot use it and answers UNAVAIL: tailnet names go to the next module");
-                set_fix(f, "%s", restart);
-                return;
-        }
-        if (in.retired) {
-                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-retired", "%s is marked retired but is still at the path",
-                        d->store_path);
-                set_why(f, "a writer replaced it and was stopped before renaming the new one in: lookups re-open it on every call");
-                set_fix(f, "%s", restart);
-                return;
-        }
-        r = store_view(d->store_path, d->o->name, &v);
-        if (r < 0) {
-                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-unreadable", "%s: %s", d->store_path, strerror(-r));
-                set_why(f, "the module cannot read a consistent copy and answers UNAVAIL");
-                set_fix(f, "%s", restart);
-                return;
-        }
-        d->store_ok = true;
-        snprintf(d->domain, sizeof d->domain, "%s", v.domain);
-
-        if (v.down) {
-                f = add(d, LAYER_STORE, LEVEL_FAIL, "store-down", "%s is marked down (generation %" PRIu64 ")",
-                        d->store_path, v.generation);
-                set_why(f, "'ztna down' was run: tailnet names fail with TRY_AGAIN until 'ztna up'");
-                set_fix(f, "ztna up");
-                return;
-        }
-        {
-                uint64_t age = now > v.heartbeat_usec ? (now - v.heartbeat_usec) / USEC_PER_SEC : 0;
-                uint64_t ahead = v.heartbeat_usec > now ? (v.heartbeat_usec - now) / USEC_PER_SEC : 0;
-
-                if (age > HEARTBEAT_STALE_SEC && daemon_reachable(d)) {
-                        f = add(d, LAYER_STORE, LEVEL_FAIL, "store-stale",
-                                "%s: heartbeat %" PRIu64 " s old while ztnad runs", d->store_path, age);
-                        set_why(f, "the running ztnad is not the store's writer (or is stuck): changes to the tailnet never reach lookups");
-                        set_fix(f, "%s", restart);
-                        return;
-                }
-                if (ahead > HEARTBEAT_STALE_SEC) {
-                        f = add(d, LAYER_STORE, LEVEL_WARN, "store-clock",
-                                "%s: heartbeat %" PRIu64 " s in the future", d->store_path, ahead);
-                        set_why(f, "the clock went back since ztnad wrote it: ages cannot be judged");
-                        set_fix(f, "timedatectl set-ntp true");
-                }
-                check_store_matches_config(d, &v);
-                if (v.name_class == SHM_UNKNOWN) {
-                        f = add(d, LAYER_STORE, LEVEL_WARN, "store-name-unknown",
-                                "%s: no such peer in the tailnet %s", v.name, v.domain);
-                        set_why(f, "lookups of it fail with NOTFOUND (never DNS): the name is wrong, or the map lacks the peer");
-                        set_fix(f, "ztna dns list");
-                } else if (v.name_class == SHM_BLOCKED) {
-                        f = add(d, LAYER_STORE, LEVEL_WARN, "store-name-blocked", "%s is on the threat blocklist",
-                                v.name);
-                        set_why(f, "lookups of it fail with NOTFOUND by design");
-                        set_fix(f, "remove it from the [dns] blocklist files of %s", d->config_path);
-                }
-                snprintf(d->name, sizeof d->name, "%s", v.name);
-                snprintf(d->name_answer, sizeof d->name_answer, "%s", v.name_answer);
-                f = add(d, LAYER_STORE, LEVEL_OK, "store-ok",
-                        "%s: up, generation %" PRIu64 ", %" PRIu32 " records, domain %s, heartbeat %" PRIu64
-                        " s ago%s; %s -> %s",
-                        d->store_path, v.generation, v.n_records, v.domain, age,
-                        age > HEARTBEAT_STALE_SEC ? " (its writer is gone; lookups answer from it)" : "",
-                        v.name[0] ? v.name : "(no peer)",
-                        v.name_class == SHM_FOUND ? v.name_answer
-                        : v.name_class == SHM_NOT_OURS ? "not a tailnet name" : "no answer");
-        }
-}
-
-/* ---- the daemon ---- */
-
-static void check_config_file(Doctor *d) {
-        Finding *f;
-
-        if (d->config_r >= 0)
-                return;
-        f = add(d, LAYER_DAEMON, LEVEL_FAIL, "daemon-config", "%s", d->cerr.message);
-        set_why(f, "ztnad refuses to start with this configuration (exit 78) and a running one ignores it on reload");
-        if (d->cerr.line)
-                set_fix(f, "edit %s line %u%s%s%s, then: ztnad --check-config%s%s && systemctl restart ztnad",
-                        d->cerr.file, d->cerr.line, d->cerr.key[0] ? " (key '" : "", d->cerr.key,
-                        d->cerr.key[0] ? "')" : "", d->o->config ? " -c " : "", d->o->config ? d->o->config : "");
-        else
-                set_fix(f, "edit %s, then: ztnad --check-config%s%s && systemctl restart ztnad", d->cerr.file,
-                        d->o->config ? " -c " : "", d->o->config ? d->o->config : "");
-}
-
-static uint64_t parse_time_age(const char *iso, uint64_t now) {
-        struct tm tm = {};
-        const char *end;
-        time_t t;
-
-        if (!iso)
-                return UINT64_MAX;
-        end = strptime(iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        if (!end || *end)
-                return UINT64_MAX;
-        t = timegm(&tm);
-        return (uint64_t) t * USEC_PER_SEC < now ? (now - (uint64_t) t * USEC_PER_SEC) / USEC_PER_SEC : 0;
-}
-
-static void check_sources(Doctor *d) {
-        json_t *sources = json_object_get(d->status, "sources"), *s;
-        uint64_t now = clock_now_usec(CLOCK_REALTIME);
-        size_t i;
-
-        json_array_foreach(sources, i, s) {
-                const char *name = json_string_value(json_object_get(s, "name"));
-                const char *detail = json_string_value(json_object_get(s, "detail"));
-                const char *error = json_string_value(json_object_get(s, "last_error"));
-                const char *sync = json_string_value(json_object_get(s, "sync_error"));
-                const char *last = json_string_value(json_object_get(s, "last_success"));
-                Finding *f;
-
-                if (!name)
-                        continue;
-                if (strcmp(name, "control plane") == 0 && (sync || error)) {
-                        const char *msg = sync ? sync : error;
-                        bool token = strstr(msg, "token") != NULL;
-
-                        f = add(d, LAYER_DAEMON, LEVEL_WARN, token ? "daemon-token-refused" : "daemon-sync-failing",
-                                "control plane %s: %s", detail ? detail : "", msg);
-                        set_why(f, "no new map arrives: lookups answer from the last good one (synced %s)",
-                                last ? last : "never");
-                        if (token)
-                                set_fix(f, "write the organisation's current token to %s (mode 0600), then: systemctl "
-                                        "reload ztnad",
-                                        d->cfg && d->cfg->token_file ? d->cfg->token_file : "the token file");
-                        else
-                                set_fix(f, "check that %s is reachable: curl -sS -o /dev/null %s",
-                                        detail ? detail : "the control plane", detail ? detail : "");
-                        continue;
-                }
-                if (error) {
-                        f = add(d, LAYER_DAEMON, LEVEL_WARN,
-                                strcmp(name, "peers file") == 0 ? "daemon-peers-rejected" : "daemon-source-error",
-                                "%s%s%s: %s", name, detail ? " " : "", detail ? detail : "", error);
-                        set_why(f, "that update was not published: lookups answer from the last good map");
-                        if (strcmp(name, "peers file") == 0 && detail)
-                                set_fix(f, "correct %s where the error says; ztnad publishes it when it is saved",
-                                        detail);
-                        else
-                                set_fix(f, "send a valid peers document again: ztna peers push FILE");
-                        continue;
-                }
-                if (strcmp(name, "control plane") == 0 && d->cfg) {
-                        uint64_t age = parse_time_age(last, now);
-                        uint64_t limit = 3 * d->cfg->sync_interval_usec / USEC_PER_SEC;
-
-                        if (limit < 90)
-                                limit = 90;
-                        if (age != UINT64_MAX && age > limit) {
-                                f = add(d, LAYER_DAEMON, LEVEL_WARN, "daemon-sync-stale",
-                                        "control plane: last good sync %" PRIu64 " s ago", age);
-                                set_why(f, "the map may be out of date");
-                                set_fix(f, "ztna status");
-                        }
-                }
-        }
-}
-
-static void check_daemon(Doctor *d) {
-        const char *state;
-        Finding *f;
-
-        check_config_file(d);
-        if (!daemon_reachable(d)) {
-                if (d->config_r < 0)
-                        return; /* the configuration says why it does not run */
-                f = add(d, LAYER_DAEMON, LEVEL_FAIL, "daemon-stopped", "ztnad is not reachable at %s: %s",
-                        d->o->socket, d->daemon_err);
-                set_why(f, "ztnad is not running: the store is not kept up to date and the DNS stub does not answer");
-                restart_command(d, "start", f->fix, sizeof f->fix);
-                return;
-        }
-        state = json_string_value(json_object_get(d->status, "state"));
-        if (state && strcmp(state, "no map") == 0) {
-                f = add(d, LAYER_DAEMON, LEVEL_FAIL, "daemon-no-map", "ztnad runs but has published no map yet");
-                set_why(f, "no source gave it a valid map: see its sources in 'ztna status'");
-                set_fix(f, "ztna status");
-        }
-        check_sources(d);
-        add(d, LAYER_DAEMON, LEVEL_OK, "daemon-ok", "ztnad %s (pid %" JSON_INTEGER_FORMAT "), state %s, generation %" JSON_INTEGER_FORMAT ", from %s",
-            json_string_value(json_object_get(d->status, "version")) ?: "?",
-            json_integer_value(json_object_get(d->status, "pid")), state ? state : "?",
-            json_integer_value(json_object_get(d->status, "generation")),
-            daemon_published_from(d) ?: "nothing yet");
+        (*i)++;
+        line[j] = '\0';
 }
 
 /* ---- the system's DNS path ---- */
@@ -779,20 +198,6 @@ static const char *doctor_resolv_conf_path(void) {
         return e && e[0] == '/' ? e : "/etc/resolv.conf";
 }
 
-/* The next line of `data` from *i into `line` (cut to fit, no newline);
- * *i moves past it. */
-static void next_line(const char *data, size_t len, size_t *i, char *line, size_t size) {
-        size_t j = 0;
-
-        while (*i < len && data[*i] != '\n') {
-                if (j + 1 < size)
-                        line[j++] = data[*i];
-                (*i)++;
-        }
-        (*i)++;
-        line[j] = '\0';
-}
-
 /* The nameserver lines glibc uses, in order; returns how many. */
 static size_t resolv_nameservers(const char *data, size_t len, char ns[][INET6_ADDRSTRLEN + 8]) {
         size_t i = 0, n = 0;
@@ -800,7 +205,7 @@ static size_t resolv_nameservers(const char *data, size_t len, char ns[][INET6_A
         while (i < len && n < RESOLV_NAMESERVERS_MAX) {
                 char line[256], key[16], addr[INET6_ADDRSTRLEN + 8];
 
-                next_line(data, len, &i, line, sizeof line);
+                doctor_next_line(data, len, &i, line, sizeof line);
                 if (sscanf(line, "%15s %53s", key, addr) == 2 && strcmp(key, "nameserver") == 0) {
                         char *pct = strchr(addr, '%');
                         if (pct)
@@ -1059,7 +464,7 @@ static void check_port53(Doctor *d, const char *shown, const char *ns0, bool man
         char who[TEXT_MAX / 2];
         Finding *f;
 
-        if (!ns0 || !daemon_reachable(d) || stub_lists(d, "listening", ns0))
+        if (!ns0 || !doctor_daemon_reachable(d) || stub_lists(d, "listening", ns0))
                 return;
         find_port_holder(ns0, 53, &h);
         if (!h.found)
@@ -1084,22 +489,140 @@ static void check_port53(Doctor *d, const char *shown, const char *ns0, bool man
                         }
                 return;
         }
-        f = add(d, LAYER_SYSDNS, LEVEL_FAIL, "port-53-held", "%s: port 53 of %s is held by %s, not ztnad's stub",
-                shown, ns0, who);
-        set_why(f, "another program answers (or swallows) the queries the system's resolver sends to %s: programs "
-                   "that ask DNS directly do not reach ztnad, and ztnad cannot bind the address",
-                ns0);
+        f = doctor_add(d, LAYER_SYSDNS, LEVEL_FAIL, "port-53-held", "%s: port 53 of %s is held by %s, not ztnad's stub",
+                       shown, ns0, who);
+        finding_why(f, "another program answers (or swallows) the queries the system's resolver sends to %s: programs "
+                       "that ask DNS directly do not reach ztnad, and ztnad cannot bind the address",
+                    ns0);
         /* A restart, not a reload: ztnad binds the freed port as it starts,
          * before the DNS manager runs (ExecStartPost), which then finds
          * the stub on port 53 again. */
         if (h.known && h.unit[0])
-                set_fix(f, "systemctl disable --now %s && systemctl restart ztnad", h.unit);
+                finding_fix(f, "systemctl disable --now %s && systemctl restart ztnad", h.unit);
         else if (h.known)
-                set_fix(f, "kill %d && systemctl restart ztnad", (int) h.pid);
+                finding_fix(f, "kill %d && systemctl restart ztnad", (int) h.pid);
         else
-                set_fix(f, "ss -lntup 'sport = :53' (as root: the program on %s:53), stop it, then: systemctl restart "
-                           "ztnad",
-                        ns0);
+                finding_fix(f, "ss -lntup 'sport = :53' (as root: the program on %s:53), stop it, then: systemctl "
+                               "restart ztnad",
+                            ns0);
+}
+
+void doctor_check_system_dns(Doctor *d) {
+        const char *rpath = doctor_resolv_conf_path();
+        _cleanup_free_ char *rdata = NULL, *mdata = NULL;
+        char ns[RESOLV_NAMESERVERS_MAX][INET6_ADDRSTRLEN + 8], shown[TEXT_MAX], target[PATH_MAX] = "", mpath[1100];
+        size_t rlen = 0, mlen = 0, nns = 0, off = 0;
+        json_t *mstatus = NULL;
+        const char *state, *mode, *slash;
+        struct stat st;
+        Finding *f;
+
+        if (lstat(rpath, &st) == 0 && S_ISLNK(st.st_mode)) {
+                ssize_t n = readlink(rpath, target, sizeof target - 1);
+                target[n > 0 ? n : 0] = '\0';
+        }
+        int r = doctor_read_file(rpath, &rdata, &rlen);
+        if (r < 0) {
+                f = doctor_add(d, LAYER_SYSDNS, LEVEL_WARN, "resolv-conf-missing", "%s cannot be read: %s", rpath,
+                               strerror(-r));
+                finding_why(f, "programs that ask DNS directly fall back to 127.0.0.1 and reach no tailnet name");
+                finding_fix(f, "systemctl reload ztnad");
+                return;
+        }
+        nns = resolv_nameservers(rdata, rlen, ns);
+        snprintf(d->resolv_path, sizeof d->resolv_path, "%s", rpath);
+        if (nns > 0)
+                snprintf(d->resolv_ns0, sizeof d->resolv_ns0, "%s", ns[0]);
+        off = (size_t) snprintf(shown, sizeof shown, "%s%s%s: nameserver", rpath, target[0] ? " -> " : "", target);
+        for (size_t i = 0; i < nns && off < sizeof shown; i++)
+                off += (size_t) snprintf(shown + off, sizeof shown - off, "%s%s", i ? ", " : " ", ns[i]);
+        if (nns == 0 && off < sizeof shown)
+                snprintf(shown + off, sizeof shown - off, " (none)");
+
+        if (d->cfg && !d->cfg->stub) {
+                doctor_add(d, LAYER_SYSDNS, LEVEL_OK, "system-dns-stub-off", "%s (the stub is off: nothing to route)",
+                           shown);
+                return;
+        }
+        slash = strrchr(d->store_path, '/');
+        if (slash && (size_t) snprintf(mpath, sizeof mpath, "%.*s/dns-manager.json", (int) (slash - d->store_path),
+                                       d->store_path) < sizeof mpath &&
+            doctor_read_file(mpath, &mdata, &mlen) >= 0)
+                mstatus = json_loadb(mdata, mlen, 0, NULL);
+        state = json_string_value(json_object_get(mstatus, "state"));
+        mode = json_string_value(json_object_get(mstatus, "mode"));
+        if (!json_is_object(mstatus) || !state) {
+                doctor_add(d, LAYER_SYSDNS, LEVEL_SKIP, "dns-manager-no-report",
+                           "%s; no report from the DNS manager (ztnad --dns-manager has not run)", shown);
+        } else if (strcmp(state, "error") == 0) {
+                f = doctor_add(d, LAYER_SYSDNS, LEVEL_FAIL, "dns-manager-error", "%s; the DNS manager failed: %s",
+                               shown, json_string_value(json_object_get(mstatus, "error")) ?: "?");
+                finding_why(f, "the host's resolver was not pointed at the stub: programs that ask DNS directly do not "
+                               "reach tailnet names");
+                finding_fix(f, "fix what the DNS manager says, then: systemctl reload ztnad");
+        } else if (strcmp(state, "applied") != 0) {
+                doctor_add(d, LAYER_SYSDNS, LEVEL_OK, "dns-manager-off", "%s; the DNS manager sets nothing (state %s)",
+                           shown, state);
+        } else if (mode && strcmp(mode, "resolved") == 0) {
+                bool via_resolved = strstr(target, "/run/systemd/resolve/") ||
+                                    (nns > 0 && strcmp(ns[0], RESOLVED_STUB_ADDRESS) == 0);
+                if (!via_resolved) {
+                        f = doctor_add(d, LAYER_SYSDNS, LEVEL_WARN, "resolv-conf-not-resolved",
+                                       "%s: not resolved's stub, which the DNS manager configured", shown);
+                        finding_why(f, "programs that read resolv.conf bypass resolved and its route of the tailnet "
+                                       "domain to ztnad");
+                        finding_fix(f, "ln -sf /run/systemd/resolve/stub-resolv.conf %s", rpath);
+                } else
+                        doctor_check_resolved(d, shown);
+        } else {
+                /* file or resolvconf: the stub's address on port 53 must be
+                 * resolv.conf's first nameserver. */
+                const json_t *servers = json_object_get(mstatus, "servers");
+                char host[INET6_ADDRSTRLEN + 8];
+                size_t at = SIZE_MAX;
+
+                server_host_port53(json_string_value(json_array_get(servers, 0)) ?: "", host, sizeof host);
+                for (size_t i = 0; host[0] && i < nns && at == SIZE_MAX; i++)
+                        if (strcmp(ns[i], host) == 0)
+                                at = i;
+                if (at == 0)
+                        doctor_add(d, LAYER_SYSDNS, LEVEL_OK, "resolv-conf-stub",
+                                   "%s (the stub, set by the DNS manager, %s)", shown, mode ?: "?");
+                else if (at != SIZE_MAX) {
+                        f = doctor_add(d, LAYER_SYSDNS, LEVEL_WARN, "resolv-conf-stub-not-first",
+                                       "%s: the stub %s is not first", shown, host);
+                        finding_why(f, "glibc asks the first nameserver first: tailnet names get its NXDOMAIN for "
+                                       "programs that ask DNS directly");
+                        finding_fix(f, "systemctl reload ztnad");
+                } else {
+                        f = doctor_add(d, LAYER_SYSDNS, LEVEL_FAIL, "dns-settings-overwritten",
+                                       "%s: the stub %s, set by the DNS manager (%s), is gone", shown,
+                                       host[0] ? host : "?", mode ?: "?");
+                        finding_why(f, "another program rewrote %s after the DNS manager: programs that ask DNS "
+                                       "directly no longer reach the stub",
+                                    rpath);
+                        finding_fix(f, "systemctl reload ztnad");
+                }
+        }
+        if (nns > 0) {
+                /* The address resolv.conf sends queries to, when it is (or
+                 * should be) the stub's: is it ztnad that holds its port? */
+                char mhost[INET6_ADDRSTRLEN + 8] = "";
+                bool applied = state && strcmp(state, "applied") == 0 && !(mode && strcmp(mode, "resolved") == 0);
+
+                if (applied)
+                        server_host_port53(
+                                json_string_value(json_array_get(json_object_get(mstatus, "servers"), 0)) ?: "", mhost,
+                                sizeof mhost);
+                check_port53(d, shown, ns[0], applied && strcmp(mhost, ns[0]) == 0);
+                /* Programs that ask DNS directly are meant to reach the
+                 * stub: the DNS manager set it up, or resolv.conf names
+                 * the stub's port-53 address. */
+                d->resolv_to_stub = (state && strcmp(state, "applied") == 0) || stub_lists(d, "listening", ns[0]);
+                if (state && strcmp(state, "applied") == 0)
+                        snprintf(d->manager_mode, sizeof d->manager_mode, "%s", mode ?: "?");
+        }
+        json_decref(mstatus);
 }
 
 /* ---- resolved's routing of the tailnet domain, over D-Bus ---- */
@@ -1292,7 +815,7 @@ static void link_text(int ifindex, char *buf, size_t size) {
 
 /* resolv.conf points at resolved: does resolved send the tailnet domain
  * to where the stub actually listens? */
-static void check_resolved_routing(Doctor *d, const char *shown) {
+void doctor_check_resolved(Doctor *d, const char *shown) {
         const json_t *dns = d->status ? json_object_get(d->status, "dns") : NULL;
         const json_t *listening = dns ? json_object_get(dns, "listening") : NULL;
         char err[256], where[96], first[160] = "", stub_where[160] = "", wrong[160] = "";
@@ -1305,20 +828,21 @@ static void check_resolved_routing(Doctor *d, const char *shown) {
         uint64_t timeout = used < DOCTOR_BUDGET_USEC ? DOCTOR_MIN(RESOLVED_BUS_USEC, DOCTOR_BUDGET_USEC - used) : 0;
 
         if (!d->domain[0] || json_array_size(listening) == 0) {
-                add(d, LAYER_SYSDNS, LEVEL_SKIP, "resolved-routing-unknown",
-                    "%s (resolved's stub); where the stub listens is unknown: resolved's route is not judged", shown);
+                doctor_add(d, LAYER_SYSDNS, LEVEL_SKIP, "resolved-routing-unknown",
+                           "%s (resolved's stub); where the stub listens is unknown: resolved's route is not judged",
+                           shown);
                 return;
         }
         v = calloc(1, sizeof *v);
         if (!v)
                 return;
         if (timeout == 0 || resolved_read(timeout, v, err, sizeof err) < 0) {
-                f = add(d, LAYER_SYSDNS, LEVEL_FAIL, "resolved-unreachable",
-                        "%s (resolved's stub); resolved does not answer on D-Bus: %s", shown,
-                        timeout ? err : "the doctor's time ran out");
-                set_why(f, "resolv.conf sends every query to resolved, and resolved is not running or is stuck: "
-                           "programs that ask DNS directly get no answer");
-                set_fix(f, "systemctl restart systemd-resolved && systemctl reload ztnad");
+                f = doctor_add(d, LAYER_SYSDNS, LEVEL_FAIL, "resolved-unreachable",
+                               "%s (resolved's stub); resolved does not answer on D-Bus: %s", shown,
+                               timeout ? err : "the doctor's time ran out");
+                finding_why(f, "resolv.conf sends every query to resolved, and resolved is not running or is stuck: "
+                               "programs that ask DNS directly get no answer");
+                finding_fix(f, "systemctl restart systemd-resolved && systemctl reload ztnad");
                 free(v);
                 return;
         }
@@ -1350,7 +874,7 @@ static void check_resolved_routing(Doctor *d, const char *shown) {
                                 const uint8_t *la;
                                 unsigned lport;
 
-                                if (!lt || parse_addr_port(lt, &ss, &sl) < 0 || ss.ss_family != s->family)
+                                if (!lt || doctor_parse_addr_port(lt, &ss, &sl) < 0 || ss.ss_family != s->family)
                                         continue;
                                 if (ss.ss_family == AF_INET) {
                                         la = (const uint8_t *) &((struct sockaddr_in *) &ss)->sin_addr;
@@ -1372,18 +896,18 @@ static void check_resolved_routing(Doctor *d, const char *shown) {
                 }
         }
         if (routed_to_stub)
-                add(d, LAYER_SYSDNS, LEVEL_OK, "resolved-routes-stub",
-                    "%s (resolved's stub); resolved routes %s to %s, where the stub listens", shown, d->domain,
-                    stub_where);
+                doctor_add(d, LAYER_SYSDNS, LEVEL_OK, "resolved-routes-stub",
+                           "%s (resolved's stub); resolved routes %s to %s, where the stub listens", shown, d->domain,
+                           stub_where);
         else if (wrong[0]) {
                 const char *colon = strrchr(where, ':');
 
-                f = add(d, LAYER_SYSDNS, LEVEL_FAIL, "resolved-wrong-port",
-                        "%s (resolved's stub); resolved routes %s to %s but the stub listens on %s", shown, d->domain,
-                        wrong, colon ? colon : where);
-                set_why(f, "resolved sends tailnet names to a port where ztnad is not: they fail (or reach another "
-                           "program there)");
-                set_fix(f, "systemctl reload ztnad (the DNS manager gives resolved the stub's actual port again)");
+                f = doctor_add(d, LAYER_SYSDNS, LEVEL_FAIL, "resolved-wrong-port",
+                               "%s (resolved's stub); resolved routes %s to %s but the stub listens on %s", shown,
+                               d->domain, wrong, colon ? colon : where);
+                finding_why(f, "resolved sends tailnet names to a port where ztnad is not: they fail (or reach another "
+                               "program there)");
+                finding_fix(f, "systemctl reload ztnad (the DNS manager gives resolved the stub's actual port again)");
         } else {
                 char stub[160] = "";
 
@@ -1393,132 +917,17 @@ static void check_resolved_routing(Doctor *d, const char *shown) {
                                 snprintf(stub + have, sizeof stub - have, "%s%s", have ? ", " : "",
                                          json_string_value(l));
                 }
-                f = add(d, LAYER_SYSDNS, LEVEL_FAIL, "resolved-not-routing",
-                        "%s (resolved's stub); resolved is not routing %s to ztnad: %s%s%s (the stub listens on %s)",
-                        shown, d->domain, first[0] ? "it sends it to " : "no link has ~",
-                        first[0] ? first : d->domain, first[0] ? "" : " with the stub's address", stub);
-                set_why(f, "resolved sends tailnet names to other servers (the uplink's): they leak, and get "
-                           "NXDOMAIN or a public answer");
-                set_fix(f, "systemctl reload ztnad (the DNS manager sets resolved's route for %s again)", d->domain);
+                f = doctor_add(d, LAYER_SYSDNS, LEVEL_FAIL, "resolved-not-routing",
+                               "%s (resolved's stub); resolved is not routing %s to ztnad: %s%s%s (the stub listens on "
+                               "%s)",
+                               shown, d->domain, first[0] ? "it sends it to " : "no link has ~",
+                               first[0] ? first : d->domain, first[0] ? "" : " with the stub's address", stub);
+                finding_why(f, "resolved sends tailnet names to other servers (the uplink's): they leak, and get "
+                               "NXDOMAIN or a public answer");
+                finding_fix(f, "systemctl reload ztnad (the DNS manager sets resolved's route for %s again)",
+                            d->domain);
         }
         free(v);
-}
-
-static void check_system_dns(Doctor *d) {
-        const char *rpath = doctor_resolv_conf_path();
-        _cleanup_free_ char *rdata = NULL, *mdata = NULL;
-        char ns[RESOLV_NAMESERVERS_MAX][INET6_ADDRSTRLEN + 8], shown[TEXT_MAX], target[PATH_MAX] = "", mpath[1100];
-        size_t rlen = 0, mlen = 0, nns = 0, off = 0;
-        json_t *mstatus = NULL;
-        const char *state, *mode, *slash;
-        struct stat st;
-        Finding *f;
-
-        if (lstat(rpath, &st) == 0 && S_ISLNK(st.st_mode)) {
-                ssize_t n = readlink(rpath, target, sizeof target - 1);
-                target[n > 0 ? n : 0] = '\0';
-        }
-        int r = read_small_file(rpath, &rdata, &rlen);
-        if (r < 0) {
-                f = add(d, LAYER_SYSDNS, LEVEL_WARN, "resolv-conf-missing", "%s cannot be read: %s", rpath,
-                        strerror(-r));
-                set_why(f, "programs that ask DNS directly fall back to 127.0.0.1 and reach no tailnet name");
-                set_fix(f, "systemctl reload ztnad");
-                return;
-        }
-        nns = resolv_nameservers(rdata, rlen, ns);
-        snprintf(d->resolv_path, sizeof d->resolv_path, "%s", rpath);
-        if (nns > 0)
-                snprintf(d->resolv_ns0, sizeof d->resolv_ns0, "%s", ns[0]);
-        off = (size_t) snprintf(shown, sizeof shown, "%s%s%s: nameserver", rpath, target[0] ? " -> " : "", target);
-        for (size_t i = 0; i < nns && off < sizeof shown; i++)
-                off += (size_t) snprintf(shown + off, sizeof shown - off, "%s%s", i ? ", " : " ", ns[i]);
-        if (nns == 0 && off < sizeof shown)
-                snprintf(shown + off, sizeof shown - off, " (none)");
-
-        if (d->cfg && !d->cfg->stub) {
-                add(d, LAYER_SYSDNS, LEVEL_OK, "system-dns-stub-off", "%s (the stub is off: nothing to route)", shown);
-                return;
-        }
-        slash = strrchr(d->store_path, '/');
-        if (slash && (size_t) snprintf(mpath, sizeof mpath, "%.*s/dns-manager.json", (int) (slash - d->store_path),
-                                       d->store_path) < sizeof mpath &&
-            read_small_file(mpath, &mdata, &mlen) >= 0)
-                mstatus = json_loadb(mdata, mlen, 0, NULL);
-        state = json_string_value(json_object_get(mstatus, "state"));
-        mode = json_string_value(json_object_get(mstatus, "mode"));
-        if (!json_is_object(mstatus) || !state) {
-                add(d, LAYER_SYSDNS, LEVEL_SKIP, "dns-manager-no-report",
-                    "%s; no report from the DNS manager (ztnad --dns-manager has not run)", shown);
-        } else if (strcmp(state, "error") == 0) {
-                f = add(d, LAYER_SYSDNS, LEVEL_FAIL, "dns-manager-error", "%s; the DNS manager failed: %s", shown,
-                        json_string_value(json_object_get(mstatus, "error")) ?: "?");
-                set_why(f, "the host's resolver was not pointed at the stub: programs that ask DNS directly do not "
-                           "reach tailnet names");
-                set_fix(f, "fix what the DNS manager says, then: systemctl reload ztnad");
-        } else if (strcmp(state, "applied") != 0) {
-                add(d, LAYER_SYSDNS, LEVEL_OK, "dns-manager-off", "%s; the DNS manager sets nothing (state %s)", shown,
-                    state);
-        } else if (mode && strcmp(mode, "resolved") == 0) {
-                bool via_resolved = strstr(target, "/run/systemd/resolve/") ||
-                                    (nns > 0 && strcmp(ns[0], RESOLVED_STUB_ADDRESS) == 0);
-                if (!via_resolved) {
-                        f = add(d, LAYER_SYSDNS, LEVEL_WARN, "resolv-conf-not-resolved",
-                                "%s: not resolved's stub, which the DNS manager configured", shown);
-                        set_why(f, "programs that read resolv.conf bypass resolved and its route of the tailnet "
-                                   "domain to ztnad");
-                        set_fix(f, "ln -sf /run/systemd/resolve/stub-resolv.conf %s", rpath);
-                } else
-                        check_resolved_routing(d, shown);
-        } else {
-                /* file or resolvconf: the stub's address on port 53 must be
-                 * resolv.conf's first nameserver. */
-                const json_t *servers = json_object_get(mstatus, "servers");
-                char host[INET6_ADDRSTRLEN + 8];
-                size_t at = SIZE_MAX;
-
-                server_host_port53(json_string_value(json_array_get(servers, 0)) ?: "", host, sizeof host);
-                for (size_t i = 0; host[0] && i < nns && at == SIZE_MAX; i++)
-                        if (strcmp(ns[i], host) == 0)
-                                at = i;
-                if (at == 0)
-                        add(d, LAYER_SYSDNS, LEVEL_OK, "resolv-conf-stub", "%s (the stub, set by the DNS manager, %s)",
-                            shown, mode ?: "?");
-                else if (at != SIZE_MAX) {
-                        f = add(d, LAYER_SYSDNS, LEVEL_WARN, "resolv-conf-stub-not-first",
-                                "%s: the stub %s is not first", shown, host);
-                        set_why(f, "glibc asks the first nameserver first: tailnet names get its NXDOMAIN for programs "
-                                   "that ask DNS directly");
-                        set_fix(f, "systemctl reload ztnad");
-                } else {
-                        f = add(d, LAYER_SYSDNS, LEVEL_FAIL, "dns-settings-overwritten",
-                                "%s: the stub %s, set by the DNS manager (%s), is gone", shown, host[0] ? host : "?",
-                                mode ?: "?");
-                        set_why(f, "another program rewrote %s after the DNS manager: programs that ask DNS directly "
-                                   "no longer reach the stub",
-                                rpath);
-                        set_fix(f, "systemctl reload ztnad");
-                }
-        }
-        if (nns > 0) {
-                /* The address resolv.conf sends queries to, when it is (or
-                 * should be) the stub's: is it ztnad that holds its port? */
-                char mhost[INET6_ADDRSTRLEN + 8] = "";
-                bool applied = state && strcmp(state, "applied") == 0 && !(mode && strcmp(mode, "resolved") == 0);
-
-                if (applied)
-                        server_host_port53(
-                                json_string_value(json_array_get(json_object_get(mstatus, "servers"), 0)) ?: "", mhost,
-                                sizeof mhost);
-                check_port53(d, shown, ns[0], applied && strcmp(mhost, ns[0]) == 0);
-                /* Programs that ask DNS directly are meant to reach the
-                 * stub: the DNS manager set it up, or resolv.conf names
-                 * the stub's port-53 address. */
-                d->resolv_to_stub = (state && strcmp(state, "applied") == 0) || stub_lists(d, "listening", ns[0]);
-                if (state && strcmp(state, "applied") == 0)
-                        snprintf(d->manager_mode, sizeof d->manager_mode, "%s", mode ?: "?");
-        }
-        json_decref(mstatus);
 }
 
 /* ---- upstream: each DoT server as the stub would reach it ---- */
@@ -1693,7 +1102,7 @@ static void upstream_health(const Doctor *d, const char *addr, char *buf, size_t
         }
 }
 
-static void check_upstream(Doctor *d) {
+void doctor_check_upstream(Doctor *d) {
         uint64_t budget_end = clock_now_usec(CLOCK_MONOTONIC) + UPSTREAM_BUDGET_USEC;
         const ZtnadConfig *cfg = d->cfg;
         UpstreamProbe res[16];
@@ -1703,21 +1112,21 @@ static void check_upstream(Doctor *d) {
         SSL_CTX *ctx;
 
         if (!cfg) {
-                add(d, LAYER_UPSTREAM, LEVEL_SKIP, "upstream-unknown", "the configuration cannot be read");
+                doctor_add(d, LAYER_UPSTREAM, LEVEL_SKIP, "upstream-unknown", "the configuration cannot be read");
                 return;
         }
         if (!cfg->stub || cfg->upstream.n == 0) {
-                add(d, LAYER_UPSTREAM, LEVEL_OK, "upstream-off", "the stub is off: no upstream is used");
+                doctor_add(d, LAYER_UPSTREAM, LEVEL_OK, "upstream-off", "the stub is off: no upstream is used");
                 return;
         }
         ctx = SSL_CTX_new(TLS_client_method());
         if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
             (cfg->tls_ca_file ? SSL_CTX_load_verify_locations(ctx, cfg->tls_ca_file, NULL)
                               : SSL_CTX_set_default_verify_paths(ctx)) != 1) {
-                Finding *f = add(d, LAYER_UPSTREAM, LEVEL_FAIL, "upstream-ca",
-                                 "cannot load the CAs (%s)", cfg->tls_ca_file ?: "the system's");
-                set_why(f, "no upstream certificate can be verified");
-                set_fix(f, "check tls_ca_file in %s", d->config_path);
+                Finding *f = doctor_add(d, LAYER_UPSTREAM, LEVEL_FAIL, "upstream-ca",
+                                        "cannot load the CAs (%s)", cfg->tls_ca_file ?: "the system's");
+                finding_why(f, "no upstream certificate can be verified");
+                finding_fix(f, "check tls_ca_file in %s", d->config_path);
                 SSL_CTX_free(ctx);
                 ERR_clear_error();
                 return;
@@ -1749,79 +1158,81 @@ static void check_upstream(Doctor *d) {
                 upstream_health(d, addr, health, sizeof health);
                 switch (res[i]) {
                 case PROBE_OK:
-                        add(d, LAYER_UPSTREAM, LEVEL_OK, "upstream-ok",
-                            "%s#%s: TLS, chain and name verified%s, TCP %.1f ms; %s", addr, a->tls_name,
-                            cfg->spki_pins.n ? ", pinned" : "", rtt[i], health);
+                        doctor_add(d, LAYER_UPSTREAM, LEVEL_OK, "upstream-ok",
+                                   "%s#%s: TLS, chain and name verified%s, TCP %.1f ms; %s", addr, a->tls_name,
+                                   cfg->spki_pins.n ? ", pinned" : "", rtt[i], health);
                         break;
                 case PROBE_NO_TCP:
                 case PROBE_REFUSED:
-                        f = add(d, LAYER_UPSTREAM, bad, "upstream-unreachable", "%s#%s: %s; %s", addr, a->tls_name,
-                                details[i], health);
-                        set_why(f, res[i] == PROBE_NO_TCP ? "nothing answers on the port: a firewall drops it or the "
-                                                             "route is gone"
-                                                           : "the connection is refused or unroutable");
-                        set_fix(f, "check the route and firewall to %s (nc -vz %.*s %u), or change upstream in %s",
-                                addr, (int) (strrchr(addr, ':') - addr), addr, a->port, d->config_path);
+                        f = doctor_add(d, LAYER_UPSTREAM, bad, "upstream-unreachable", "%s#%s: %s; %s", addr,
+                                       a->tls_name, details[i], health);
+                        finding_why(f, res[i] == PROBE_NO_TCP ? "nothing answers on the port: a firewall drops it or "
+                                                                "the route is gone"
+                                                               : "the connection is refused or unroutable");
+                        finding_fix(f, "check the route and firewall to %s (nc -vz %.*s %u), or change upstream in %s",
+                                    addr, (int) (strrchr(addr, ':') - addr), addr, a->port, d->config_path);
                         break;
                 case PROBE_TLS:
-                        f = add(d, LAYER_UPSTREAM, bad, "upstream-tls-failed", "%s#%s: %s; %s", addr, a->tls_name,
-                                details[i], health);
-                        set_why(f, "the port answers, but not with TLS the stub can use (not a DoT server?)");
-                        set_fix(f, "openssl s_client -connect %s -servername %s (see what answers), or change "
-                                   "upstream in %s",
-                                addr, a->tls_name, d->config_path);
+                        f = doctor_add(d, LAYER_UPSTREAM, bad, "upstream-tls-failed", "%s#%s: %s; %s", addr,
+                                       a->tls_name, details[i], health);
+                        finding_why(f, "the port answers, but not with TLS the stub can use (not a DoT server?)");
+                        finding_fix(f, "openssl s_client -connect %s -servername %s (see what answers), or change "
+                                       "upstream in %s",
+                                    addr, a->tls_name, d->config_path);
                         break;
                 case PROBE_NOT_YET: {
                         char nowtext[40];
                         time_t t = time(NULL);
                         struct tm tm;
                         strftime(nowtext, sizeof nowtext, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
-                        f = add(d, LAYER_UPSTREAM, LEVEL_FAIL, "upstream-clock",
-                                "%s#%s: certificate not yet valid at this system's time %s; %s", addr, a->tls_name,
-                                nowtext, health);
-                        set_why(f, "the system clock is behind: no certificate verifies until it is set");
-                        set_fix(f, "timedatectl set-ntp true (or set the clock: date -u -s ...); check with date -u");
+                        f = doctor_add(d, LAYER_UPSTREAM, LEVEL_FAIL, "upstream-clock",
+                                       "%s#%s: certificate not yet valid at this system's time %s; %s", addr,
+                                       a->tls_name, nowtext, health);
+                        finding_why(f, "the system clock is behind: no certificate verifies until it is set");
+                        finding_fix(f, "timedatectl set-ntp true (or set the clock: date -u -s ...); check with date "
+                                       "-u");
                         break;
                 }
                 case PROBE_EXPIRED:
-                        f = add(d, LAYER_UPSTREAM, bad, "upstream-cert-expired", "%s#%s: certificate has expired; %s",
-                                addr, a->tls_name, health);
-                        set_why(f, "the server's certificate expired (or this system's clock is far ahead: check "
-                                   "date -u)");
-                        set_fix(f, "if date -u is right, the server must renew its certificate; until then change "
-                                   "upstream in %s",
-                                d->config_path);
+                        f = doctor_add(d, LAYER_UPSTREAM, bad, "upstream-cert-expired",
+                                       "%s#%s: certificate has expired; %s", addr, a->tls_name, health);
+                        finding_why(f, "the server's certificate expired (or this system's clock is far ahead: check "
+                                       "date -u)");
+                        finding_fix(f, "if date -u is right, the server must renew its certificate; until then change "
+                                       "upstream in %s",
+                                    d->config_path);
                         break;
                 case PROBE_NAME:
-                        f = add(d, LAYER_UPSTREAM, bad, "upstream-cert-name", "%s#%s: %s; %s", addr, a->tls_name,
-                                details[i], health);
-                        set_why(f, "the server's certificate is for another name: the stub refuses it");
-                        set_fix(f, "correct the name after '#' in the upstream line of %s to the one the server's "
-                                   "certificate carries, then: systemctl reload ztnad",
-                                d->config_path);
+                        f = doctor_add(d, LAYER_UPSTREAM, bad, "upstream-cert-name", "%s#%s: %s; %s", addr, a->tls_name,
+                                       details[i], health);
+                        finding_why(f, "the server's certificate is for another name: the stub refuses it");
+                        finding_fix(f, "correct the name after '#' in the upstream line of %s to the one the server's "
+                                       "certificate carries, then: systemctl reload ztnad",
+                                    d->config_path);
                         break;
                 case PROBE_UNTRUSTED:
-                        f = add(d, LAYER_UPSTREAM, bad, "upstream-cert-untrusted", "%s#%s: %s; %s", addr,
-                                a->tls_name, details[i], health);
-                        set_why(f, "no trusted CA vouches for the server's certificate");
-                        set_fix(f, "set tls_ca_file in %s to the CA that signed it, then: systemctl reload ztnad",
-                                d->config_path);
+                        f = doctor_add(d, LAYER_UPSTREAM, bad, "upstream-cert-untrusted", "%s#%s: %s; %s", addr,
+                                       a->tls_name, details[i], health);
+                        finding_why(f, "no trusted CA vouches for the server's certificate");
+                        finding_fix(f, "set tls_ca_file in %s to the CA that signed it, then: systemctl reload ztnad",
+                                    d->config_path);
                         break;
                 case PROBE_PIN:
-                        f = add(d, LAYER_UPSTREAM, bad, "upstream-pin-mismatch", "%s#%s: %s; %s", addr, a->tls_name,
-                                details[i], health);
-                        set_why(f, "the server's key changed, or the pin is wrong: the stub refuses it");
-                        set_fix(f, "check the key (openssl s_client -connect %s), then correct spki_pins in %s and: "
-                                   "systemctl reload ztnad",
-                                addr, d->config_path);
+                        f = doctor_add(d, LAYER_UPSTREAM, bad, "upstream-pin-mismatch", "%s#%s: %s; %s", addr,
+                                       a->tls_name, details[i], health);
+                        finding_why(f, "the server's key changed, or the pin is wrong: the stub refuses it");
+                        finding_fix(f, "check the key (openssl s_client -connect %s), then correct spki_pins in %s "
+                                       "and: systemctl reload ztnad",
+                                    addr, d->config_path);
                         break;
                 }
         }
-        add(d, LAYER_UPSTREAM, LEVEL_OK, cfg->allow_plaintext_fallback ? "plaintext-fallback-on" : "plaintext-fallback-off",
-            cfg->allow_plaintext_fallback
-                    ? (n_ok == 0 ? "plaintext fallback on: with no TLS server working, queries go out unencrypted now"
-                                 : "plaintext fallback on: used only when every TLS server fails")
-                    : "plaintext fallback off: with every TLS server failing, public names fail (SERVFAIL)");
+        doctor_add(d, LAYER_UPSTREAM, LEVEL_OK, cfg->allow_plaintext_fallback ? "plaintext-fallback-on" : "plaintext-fallback-off",
+                   cfg->allow_plaintext_fallback
+                           ? (n_ok == 0 ? "plaintext fallback on: with no TLS server working, queries go out "
+                                          "unencrypted now"
+                                        : "plaintext fallback on: used only when every TLS server fails")
+                           : "plaintext fallback off: with every TLS server failing, public names fail (SERVFAIL)");
 }
 
 /* ---- caches in the way ---- */
@@ -1839,7 +1250,7 @@ static bool nscd_conf_caches_hosts(const char *data, size_t len) {
         while (i < len) {
                 char line[256], a[32], b[32], c[32];
 
-                next_line(data, len, &i, line, sizeof line);
+                doctor_next_line(data, len, &i, line, sizeof line);
                 char *hash = strchr(line, '#');
                 if (hash)
                         *hash = '\0';
@@ -1859,53 +1270,33 @@ static bool nscd_running(void) {
         return fd >= 0 && connect(fd, (const struct sockaddr *) &sa, sizeof sa) == 0;
 }
 
-static void check_caches(Doctor *d) {
+void doctor_check_caches(Doctor *d) {
         _cleanup_free_ char *conf = NULL;
         size_t len = 0;
         bool running = nscd_running();
         Finding *f;
 
-        if (running && read_small_file(NSCD_CONF, &conf, &len) >= 0 && nscd_conf_caches_hosts(conf, len)) {
-                f = add(d, LAYER_CACHES, LEVEL_WARN, "nscd-hosts-cache",
-                        "nscd is running and caches hosts (" NSCD_CONF ": enable-cache hosts yes)");
-                set_why(f, "glibc asks nscd before ztna: a peer's changed or removed address is answered stale "
-                           "until nscd's positive-time-to-live passes");
-                set_fix(f, "sed -i 's/^\\([[:space:]]*enable-cache[[:space:]]\\{1,\\}hosts[[:space:]]\\{1,\\}\\)yes/\\1no/' "
-                           NSCD_CONF " && systemctl restart nscd");
+        if (running && doctor_read_file(NSCD_CONF, &conf, &len) >= 0 && nscd_conf_caches_hosts(conf, len)) {
+                f = doctor_add(d, LAYER_CACHES, LEVEL_WARN, "nscd-hosts-cache",
+                               "nscd is running and caches hosts (" NSCD_CONF ": enable-cache hosts yes)");
+                finding_why(f, "glibc asks nscd before ztna: a peer's changed or removed address is answered stale "
+                               "until nscd's positive-time-to-live passes");
+                finding_fix(f, "sed -i 's/^\\([[:space:]]*enable-cache[[:space:]]\\{1,\\}hosts[[:space:]]\\{1,\\}\\)yes/\\1no/' "
+                               NSCD_CONF " && systemctl restart nscd");
         } else if (running)
-                add(d, LAYER_CACHES, LEVEL_OK, "nscd-no-hosts", "nscd is running without a hosts cache");
+                doctor_add(d, LAYER_CACHES, LEVEL_OK, "nscd-no-hosts", "nscd is running without a hosts cache");
         else
-                add(d, LAYER_CACHES, LEVEL_OK, "nscd-off", "no nscd on " NSCD_SOCKET);
+                doctor_add(d, LAYER_CACHES, LEVEL_OK, "nscd-off", "no nscd on " NSCD_SOCKET);
         if (d->cfg && d->cfg->stub)
-                add(d, LAYER_CACHES, LEVEL_OK, d->cfg->serve_stale ? "serve-stale-on" : "serve-stale-off",
-                    d->cfg->serve_stale ? "the stub serves stale answers when every upstream fails"
-                                        : "the stub serves no stale answers");
-}
-
-/* ---- judging across layers ---- */
-
-/* A store that is missing because ztnad cannot run takes ztnad's fix. */
-static void cross_link(Doctor *d) {
-        Layer *s = &d->layers[LAYER_STORE];
-        const Finding *df = layer_failure(d, LAYER_DAEMON);
-
-        if (!df)
-                return;
-        for (size_t i = 0; i < s->n; i++) {
-                Finding *f = &s->findings[i];
-
-                if (strcmp(f->id, "store-missing") == 0) {
-                        snprintf(f->fix, sizeof f->fix, "%s", df->fix);
-                        snprintf(f->why + strlen(f->why), sizeof f->why - strlen(f->why),
-                                 " (ztnad: %s)", df->measured);
-                }
-        }
+                doctor_add(d, LAYER_CACHES, LEVEL_OK, d->cfg->serve_stale ? "serve-stale-on" : "serve-stale-off",
+                           d->cfg->serve_stale ? "the stub serves stale answers when every upstream fails"
+                                               : "the stub serves no stale answers");
 }
 
 /* ---- the stub ---- */
 
 /* "127.0.0.53:53" / "[::1]:15353" into a socket address. */
-static int parse_addr_port(const char *text, struct sockaddr_storage *ss, socklen_t *len) {
+int doctor_parse_addr_port(const char *text, struct sockaddr_storage *ss, socklen_t *len) {
         char host[INET6_ADDRSTRLEN + 2];
         const char *colon = strrchr(text, ':');
         unsigned long port;
@@ -1939,7 +1330,7 @@ static int parse_addr_port(const char *text, struct sockaddr_storage *ss, sockle
 }
 
 /* A query for NAME (A, or AAAA for an IPv6 answer) into buf; its length. */
-static size_t stub_query(const char *name, uint16_t qtype, uint16_t id, uint8_t *buf, size_t size) {
+size_t doctor_dns_query(const char *name, uint16_t qtype, uint16_t id, uint8_t *buf, size_t size) {
         size_t n = 12, l;
         const char *p = name;
 
@@ -1970,8 +1361,8 @@ static size_t stub_query(const char *name, uint16_t qtype, uint16_t id, uint8_t 
 
 /* One exchange over UDP or TCP with a deadline; the reply's length, or
  * -errno (-ETIMEDOUT when nothing came back in time). */
-static ssize_t stub_exchange(const struct sockaddr_storage *ss, socklen_t sl, bool tcp, const uint8_t *q,
-                             size_t qlen, uint8_t *buf, size_t size, uint64_t timeout_usec) {
+ssize_t doctor_dns_exchange(const struct sockaddr_storage *ss, socklen_t sl, bool tcp, const uint8_t *q,
+                            size_t qlen, uint8_t *buf, size_t size, uint64_t timeout_usec) {
         _cleanup_close_ int fd = socket(ss->ss_family, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         uint64_t deadline = clock_now_usec(CLOCK_MONOTONIC) + timeout_usec;
         size_t got = 0, need = 0;
@@ -2048,7 +1439,7 @@ static unsigned unbound_port(const json_t *unbound) {
         return port > 0 && port <= 65535 ? (unsigned) port : 53;
 }
 
-static void check_stub(Doctor *d) {
+void doctor_check_stub(Doctor *d) {
         const json_t *dns, *listening, *unbound;
         const char *where;
         struct sockaddr_storage ss;
@@ -2059,42 +1450,45 @@ static void check_stub(Doctor *d) {
         Finding *f;
 
         if (d->cfg && !d->cfg->stub) {
-                add(d, LAYER_STUB, LEVEL_OK, "stub-off", "off (stub = no): programs that skip NSS are not served");
+                doctor_add(d, LAYER_STUB, LEVEL_OK, "stub-off",
+                           "off (stub = no): programs that skip NSS are not served");
                 return;
         }
         dns = d->status ? json_object_get(d->status, "dns") : NULL;
         if (!json_is_object(dns)) {
-                add(d, LAYER_STUB, LEVEL_SKIP, "stub-unknown", "where the stub listens is unknown: ztnad does not answer");
+                doctor_add(d, LAYER_STUB, LEVEL_SKIP, "stub-unknown", "where the stub listens is unknown: ztnad does not answer");
                 return;
         }
         listening = json_object_get(dns, "listening");
         unbound = json_object_get(dns, "not_listening");
         if (json_array_size(listening) == 0) {
                 char *text = json_dumps(unbound, JSON_COMPACT);
-                f = add(d, LAYER_STUB, LEVEL_FAIL, "stub-not-listening", "bound nowhere: %s",
-                        text ? text : "no address");
+                f = doctor_add(d, LAYER_STUB, LEVEL_FAIL, "stub-not-listening", "bound nowhere: %s",
+                               text ? text : "no address");
                 free(text);
-                set_why(f, "another program holds the stub's addresses, so programs that skip NSS (dig, static "
-                           "binaries) get no answer from ztnad; it tries again by itself");
-                set_fix(f, "ss -lnp 'sport = :%u' (find the program on the port, stop it or move ztnad's listen "
-                           "in ztnad.conf), then: systemctl reload ztnad",
-                        unbound_port(unbound));
+                finding_why(f, "another program holds the stub's addresses, so programs that skip NSS (dig, static "
+                               "binaries) get no answer from ztnad; it tries again by itself");
+                finding_fix(f, "ss -lnp 'sport = :%u' (find the program on the port, stop it or move ztnad's listen "
+                               "in ztnad.conf), then: systemctl reload ztnad",
+                            unbound_port(unbound));
                 return;
         }
         where = json_string_value(json_array_get(listening, 0));
         if (json_array_size(unbound) > 0) {
                 char *text = json_dumps(unbound, JSON_COMPACT);
-                f = add(d, LAYER_STUB, LEVEL_WARN, "stub-partly", "not listening on %s", text ? text : "?");
+                f = doctor_add(d, LAYER_STUB, LEVEL_WARN, "stub-partly", "not listening on %s", text ? text : "?");
                 free(text);
-                set_why(f, "some of the configured addresses are held by another program; the others serve");
-                set_fix(f, "ss -lnp (find the program), then: systemctl reload ztnad");
+                finding_why(f, "some of the configured addresses are held by another program; the others serve");
+                finding_fix(f, "ss -lnp (find the program), then: systemctl reload ztnad");
         }
-        if (!where || parse_addr_port(where, &ss, &sl) < 0) {
-                add(d, LAYER_STUB, LEVEL_SKIP, "stub-unknown", "cannot read the stub's address '%s'", where ?: "?");
+        if (!where || doctor_parse_addr_port(where, &ss, &sl) < 0) {
+                doctor_add(d, LAYER_STUB, LEVEL_SKIP, "stub-unknown", "cannot read the stub's address '%s'",
+                           where ?: "?");
                 return;
         }
         if (!d->name[0] || !d->name_answer[0]) {
-                add(d, LAYER_STUB, LEVEL_OK, "stub-listening", "listening on %s (no tailnet name to ask)", where);
+                doctor_add(d, LAYER_STUB, LEVEL_OK, "stub-listening", "listening on %s (no tailnet name to ask)",
+                           where);
                 return;
         }
         if (inet_pton(AF_INET, d->name_answer, want) == 1)
@@ -2109,29 +1503,34 @@ static void check_stub(Doctor *d) {
                 ssize_t n;
                 int rcode;
 
-                qlen = stub_query(d->name, qtype, id, q, sizeof q);
+                qlen = doctor_dns_query(d->name, qtype, id, q, sizeof q);
                 if (!qlen)
                         return;
-                n = stub_exchange(&ss, sl, tcp, q, qlen, reply, sizeof reply, STUB_TIMEOUT_MS * USEC_PER_MSEC);
+                n = doctor_dns_exchange(&ss, sl, tcp, q, qlen, reply, sizeof reply, STUB_TIMEOUT_MS * USEC_PER_MSEC);
                 if (n < 0) {
-                        f = add(d, LAYER_STUB, LEVEL_FAIL, "stub-silent", "%s over %s: %s", where, tcp ? "TCP" : "UDP",
-                                n == -ETIMEDOUT ? "no answer within 1 s" : strerror((int) -n));
-                        set_why(f, "the stub does not answer at the address ztnad says it listens on; programs "
-                                   "that skip NSS get no tailnet answers");
-                        set_fix(f, "systemctl restart ztnad (and journalctl -u ztnad for why it stopped answering)");
+                        f = doctor_add(d, LAYER_STUB, LEVEL_FAIL, "stub-silent", "%s over %s: %s", where,
+                                       tcp ? "TCP" : "UDP",
+                                       n == -ETIMEDOUT ? "no answer within 1 s" : strerror((int) -n));
+                        finding_why(f, "the stub does not answer at the address ztnad says it listens on; programs "
+                                       "that skip NSS get no tailnet answers");
+                        finding_fix(f, "systemctl restart ztnad (and journalctl -u ztnad for why it stopped "
+                                       "answering)");
                         return;
                 }
                 if (!doctor_dns_answer_has(reply, (size_t) n, id, qtype, want, alen, &rcode)) {
-                        f = add(d, LAYER_STUB, LEVEL_FAIL, "stub-wrong-answer",
-                                "%s over %s: %s is not answered with %s (rcode %d)", where, tcp ? "TCP" : "UDP",
-                                d->name, d->name_answer, rcode);
-                        set_why(f, "what answers at the stub's address is not ztnad's stub, or it serves another map");
-                        set_fix(f, "ss -lnp (who owns %s), then: systemctl restart ztnad", where);
+                        f = doctor_add(d, LAYER_STUB, LEVEL_FAIL, "stub-wrong-answer",
+                                       "%s over %s: %s is not answered with %s (rcode %d)", where, tcp ? "TCP" : "UDP",
+                                       d->name, d->name_answer, rcode);
+                        finding_why(f, "what answers at the stub's address is not ztnad's stub, or it serves another "
+                                       "map");
+                        finding_fix(f, "ss -lnp (who owns %s), then: systemctl restart ztnad", where);
                         return;
                 }
                 if (tcp)
-                        add(d, LAYER_STUB, LEVEL_OK, "stub-answers", "%s answers %s -> %s over UDP and TCP (%.1f ms)",
-                            where, d->name, d->name_answer, (double) (clock_now_usec(CLOCK_MONOTONIC) - t0) / 1000.0);
+                        doctor_add(d, LAYER_STUB, LEVEL_OK, "stub-answers",
+                                   "%s answers %s -> %s over UDP and TCP (%.1f ms)",
+                                   where, d->name, d->name_answer,
+                                   (double) (clock_now_usec(CLOCK_MONOTONIC) - t0) / 1000.0);
         }
 }
 
@@ -2276,12 +1675,12 @@ static int resolver_ask(const char *host, const char *name, int family, uint64_t
         if (timeout_usec == 0)
                 return -ETIMEDOUT;
         snprintf(where, sizeof where, strchr(host, ':') ? "[%s]:53" : "%s:53", host);
-        if (parse_addr_port(where, &ss, &sl) < 0)
+        if (doctor_parse_addr_port(where, &ss, &sl) < 0)
                 return -EINVAL;
-        qlen = stub_query(name, qtype, id, q, sizeof q);
+        qlen = doctor_dns_query(name, qtype, id, q, sizeof q);
         if (!qlen)
                 return -EINVAL;
-        n = stub_exchange(&ss, sl, false, q, qlen, reply, sizeof reply, timeout_usec);
+        n = doctor_dns_exchange(&ss, sl, false, q, qlen, reply, sizeof reply, timeout_usec);
         if (n < 0)
                 return (int) n;
         if (!doctor_dns_first_address(reply, (size_t) n, id, qtype, got, rcode))
@@ -2305,21 +1704,14 @@ static const char *rcode_text(int rcode) {
         }
 }
 
-static const Finding *find_finding(const Doctor *d, LayerId l, const char *id) {
-        for (size_t i = 0; i < d->layers[l].n; i++)
-                if (strcmp(d->layers[l].findings[i].id, id) == 0)
-                        return &d->layers[l].findings[i];
-        return NULL;
-}
-
 /* The resolver's fix: whoever should point it at the stub does it again. */
 static void resolver_fix(const Doctor *d, Finding *f, bool wrong_server) {
         if (strcmp(d->manager_mode, "resolved") == 0)
-                set_fix(f, "resolvectl status (the link with ~%s must list the stub's address), then: systemctl "
-                           "reload ztnad",
-                        d->domain);
+                finding_fix(f, "resolvectl status (the link with ~%s must list the stub's address), then: systemctl "
+                               "reload ztnad",
+                            d->domain);
         else if (d->manager_mode[0])
-                set_fix(f, "systemctl reload ztnad (the DNS manager points %s at the stub again)", d->resolv_path);
+                finding_fix(f, "systemctl reload ztnad (the DNS manager points %s at the stub again)", d->resolv_path);
         else if (wrong_server) {
                 char pattern[2 * sizeof d->resolv_ns0], *o = pattern;
 
@@ -2331,13 +1723,13 @@ static void resolver_fix(const Doctor *d, Finding *f, bool wrong_server) {
                 *o = '\0';
                 /* Without the server that answers wrongly; the DNS manager
                  * (manage = auto) then points the file at the stub. */
-                set_fix(f, "sed -i '/^nameserver %s$/d' %s && systemctl restart ztnad", pattern, d->resolv_path);
+                finding_fix(f, "sed -i '/^nameserver %s$/d' %s && systemctl restart ztnad", pattern, d->resolv_path);
         } else
-                set_fix(f, "systemctl restart ztnad (its DNS manager, manage in ztnad.conf, points %s at the stub)",
-                        d->resolv_path);
+                finding_fix(f, "systemctl restart ztnad (its DNS manager, manage in ztnad.conf, points %s at the stub)",
+                            d->resolv_path);
 }
 
-static void check_agreement(Doctor *d) {
+void doctor_check_agreement(Doctor *d) {
         char fqdn[sizeof d->name + 1 + sizeof d->domain], nss_text[3 * INET6_ADDRSTRLEN + 8] = "", said[TEXT_MAX / 2];
         char stub_text[TEXT_MAX / 2], res_text[TEXT_MAX / 2], res_addr[INET6_ADDRSTRLEN] = "";
         const char *want = d->name_answer;
@@ -2348,8 +1740,9 @@ static void check_agreement(Doctor *d) {
         Finding *f;
 
         if (!d->name[0] || !want[0]) {
-                add(d, LAYER_AGREEMENT, LEVEL_SKIP, "agreement-unknown",
-                    "nothing to compare: the store has no tailnet address%s%s", d->name[0] ? " for " : "", d->name);
+                doctor_add(d, LAYER_AGREEMENT, LEVEL_SKIP, "agreement-unknown",
+                           "nothing to compare: the store has no tailnet address%s%s", d->name[0] ? " for " : "",
+                           d->name);
                 return;
         }
         /* A single label is completed with the tailnet domain, as the
@@ -2367,26 +1760,26 @@ static void check_agreement(Doctor *d) {
                         snprintf(nss_text + l, sizeof nss_text - l, "%s%s", i ? " " : "", nss.addrs[i]);
         }
         if (nss.timed_out) {
-                f = add(d, LAYER_AGREEMENT, LEVEL_WARN, "agreement-nss-slow",
-                        "getaddrinfo(%s): %s; the store says %s", fqdn, nss.err, want);
-                set_why(f, "a module or server glibc asks (ahead of ztna, or DNS when ztna is skipped) is slow: "
-                           "programs wait on every lookup");
-                set_fix(f, "time getent ahosts %s (and see the nsswitch layer)", fqdn);
+                f = doctor_add(d, LAYER_AGREEMENT, LEVEL_WARN, "agreement-nss-slow",
+                               "getaddrinfo(%s): %s; the store says %s", fqdn, nss.err, want);
+                finding_why(f, "a module or server glibc asks (ahead of ztna, or DNS when ztna is skipped) is slow: "
+                               "programs wait on every lookup");
+                finding_fix(f, "time getent ahosts %s (and see the nsswitch layer)", fqdn);
                 failed = true;
         } else if (nss.n == 0) {
-                f = add(d, LAYER_AGREEMENT, LEVEL_FAIL, "agreement-nss-fails",
-                        "getaddrinfo says %s: %s; the store says %s", fqdn, nss.err, want);
-                set_why(f, "glibc's lookup does not reach ztna's answer: programs cannot resolve %s", fqdn);
-                set_fix(f, "getent ahosts %s (and see the nsswitch and caches layers)", fqdn);
+                f = doctor_add(d, LAYER_AGREEMENT, LEVEL_FAIL, "agreement-nss-fails",
+                               "getaddrinfo says %s: %s; the store says %s", fqdn, nss.err, want);
+                finding_why(f, "glibc's lookup does not reach ztna's answer: programs cannot resolve %s", fqdn);
+                finding_fix(f, "getent ahosts %s (and see the nsswitch and caches layers)", fqdn);
                 failed = true;
         } else if (!nss_agrees) {
-                f = add(d, LAYER_AGREEMENT, LEVEL_FAIL, "agreement-nss-differs",
-                        "getaddrinfo says %s, the store says %s", nss_text, want);
-                set_why(f, "a source glibc asks ahead of ztna answers %s differently (/etc/hosts, nscd's cache, a "
-                           "module before ztna): programs connect to %s",
-                        fqdn, nss.addrs[0]);
-                set_fix(f, "grep -i '%s' /etc/hosts (remove the stale line); nscd -i hosts; then: getent ahosts %s",
-                        d->name, fqdn);
+                f = doctor_add(d, LAYER_AGREEMENT, LEVEL_FAIL, "agreement-nss-differs",
+                               "getaddrinfo says %s, the store says %s", nss_text, want);
+                finding_why(f, "a source glibc asks ahead of ztna answers %s differently (/etc/hosts, nscd's cache, a "
+                               "module before ztna): programs connect to %s",
+                            fqdn, nss.addrs[0]);
+                finding_fix(f, "grep -i '%s' /etc/hosts (remove the stale line); nscd -i hosts; then: getent ahosts %s",
+                            d->name, fqdn);
                 failed = true;
         }
         snprintf(said, sizeof said, "%s %s", nss_agrees ? "getaddrinfo says" : "the store says", want);
@@ -2394,7 +1787,7 @@ static void check_agreement(Doctor *d) {
         /* The stub: the stub layer asked it already. */
         if (d->cfg && !d->cfg->stub)
                 snprintf(stub_text, sizeof stub_text, "the stub is off");
-        else if ((sf = find_finding(d, LAYER_STUB, "stub-answers")))
+        else if ((sf = doctor_find_finding(d, LAYER_STUB, "stub-answers")))
                 snprintf(stub_text, sizeof stub_text, "the stub says %s", want);
         else
                 snprintf(stub_text, sizeof stub_text, "the stub: see its layer");
@@ -2418,29 +1811,50 @@ static void check_agreement(Doctor *d) {
                                  r == -ETIMEDOUT ? "no answer in time" : strerror(-r));
         }
         if (r == 1 && strcmp(res_addr, want) != 0) {
-                f = add(d, LAYER_AGREEMENT, LEVEL_FAIL, "agreement-resolver-differs", "%s, %s: it is not routing %s to ztnad",
-                        said, res_text, d->domain);
-                set_why(f, "programs that ask DNS directly (dig, Go and musl programs, containers) connect to %s, "
-                           "not to the tailnet peer",
-                        res_addr);
+                f = doctor_add(d, LAYER_AGREEMENT, LEVEL_FAIL, "agreement-resolver-differs", "%s, %s: it is not routing %s to ztnad",
+                               said, res_text, d->domain);
+                finding_why(f, "programs that ask DNS directly (dig, Go and musl programs, containers) connect to %s, "
+                               "not to the tailnet peer",
+                            res_addr);
                 resolver_fix(d, f, true);
                 failed = true;
         } else if (r != 1 && r != -ENOENT && d->resolv_to_stub) {
-                f = add(d, LAYER_AGREEMENT, LEVEL_FAIL,
-                        r == 0 ? "agreement-resolver-no-answer" : "agreement-resolver-silent",
-                        "%s, %s: it is not routing %s to ztnad", said, res_text, d->domain);
-                set_why(f, "resolv.conf is meant to reach the stub, but programs that ask DNS directly get no "
-                           "tailnet answer");
+                f = doctor_add(d, LAYER_AGREEMENT, LEVEL_FAIL,
+                               r == 0 ? "agreement-resolver-no-answer" : "agreement-resolver-silent",
+                               "%s, %s: it is not routing %s to ztnad", said, res_text, d->domain);
+                finding_why(f, "resolv.conf is meant to reach the stub, but programs that ask DNS directly get no "
+                               "tailnet answer");
                 resolver_fix(d, f, false);
                 failed = true;
         } else if (r != 1) {
-                add(d, LAYER_AGREEMENT, LEVEL_OK, "agreement-resolver-not-routed",
-                    "%s; %s; %s (not meant to reach ztnad: programs that skip NSS get no tailnet names)", said,
-                    stub_text, res_text);
+                doctor_add(d, LAYER_AGREEMENT, LEVEL_OK, "agreement-resolver-not-routed",
+                           "%s; %s; %s (not meant to reach ztnad: programs that skip NSS get no tailnet names)", said,
+                           stub_text, res_text);
                 return;
         }
         if (!failed)
-                add(d, LAYER_AGREEMENT, LEVEL_OK, "agreement-ok", "%s: %s; %s; %s", fqdn, said, stub_text, res_text);
+                doctor_add(d, LAYER_AGREEMENT, LEVEL_OK, "agreement-ok", "%s: %s; %s; %s", fqdn, said, stub_text,
+                           res_text);
+}
+
+/* ---- judging across layers ---- */
+
+/* A store that is missing because ztnad cannot run takes ztnad's fix. */
+static void cross_link(Doctor *d) {
+        Layer *s = &d->layers[LAYER_STORE];
+        const Finding *df = layer_failure(d, LAYER_DAEMON);
+
+        if (!df)
+                return;
+        for (size_t i = 0; i < s->n; i++) {
+                Finding *f = &s->findings[i];
+
+                if (strcmp(f->id, "store-missing") == 0) {
+                        snprintf(f->fix, sizeof f->fix, "%s", df->fix);
+                        snprintf(f->why + strlen(f->why), sizeof f->why - strlen(f->why),
+                                 " (ztnad: %s)", df->measured);
+                }
+        }
 }
 
 /* ---- output ---- */
@@ -2565,14 +1979,14 @@ int doctor_run(const DoctorOptions *o) {
 
         /* The store first: its domain tells the nsswitch check whether the
          * tailnet is under .local. Reported in lookup order all the same. */
-        check_store(&d);
-        check_nsswitch(&d);
-        check_daemon(&d);
-        check_system_dns(&d);
-        check_stub(&d);
-        check_upstream(&d);
-        check_caches(&d);
-        check_agreement(&d);
+        doctor_check_store(&d);
+        doctor_check_nsswitch(&d);
+        doctor_check_daemon(&d);
+        doctor_check_system_dns(&d);
+        doctor_check_stub(&d);
+        doctor_check_upstream(&d);
+        doctor_check_caches(&d);
+        doctor_check_agreement(&d);
         cross_link(&d);
 
         r = report(&d);

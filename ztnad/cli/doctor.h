@@ -5,8 +5,12 @@
  * `ztna doctor`: walks the layers a lookup travels, in its order, and names
  * the first that fails with the command that fixes it (docs/doctor.md).
  *
- * doctor-nsswitch.c parses nsswitch.conf's hosts line as glibc does and
- * judges where ztna sits in it; doctor.c runs the layers and prints them.
+ * This header is the doctor's public side: doctor_run() for ztna.c, and
+ * the pure parsers the fuzzers take. doctor-nsswitch.c parses
+ * nsswitch.conf's hosts line as glibc does and judges where ztna sits in
+ * it; doctor-dns.c reads the DNS replies the doctor gets. doctor.c runs the
+ * layers, each in a file of its own, and prints them; what those files
+ * share is doctor-internal.h.
  */
 
 #include <jansson.h>
@@ -125,6 +129,6 @@ bool doctor_dns_answer_has(const uint8_t *m, size_t len, uint16_t id, uint16_t q
 
 /* The data of the first record of `qtype` (1: A, 4 bytes; 28: AAAA, 16)
  * in a NOERROR reply of `len` bytes to query ID, into `out`; false when
- * there is none (*rcode as above). ztnad/doctor-dns.c. */
+ * there is none (*rcode as above). ztnad/cli/doctor-dns.c. */
 bool doctor_dns_first_address(const uint8_t *m, size_t len, uint16_t id, uint16_t qtype, uint8_t *out,
                               int *rcode);
