@@ -59,9 +59,9 @@ $(B)/libnss_ztna.so.2: $(NSS_SRC:%.c=$(B)/obj/%.o) $(B)/libshm.a nss_ztna/nss-zt
 		-Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -Wl,--as-needed \
 		-o $@ $(NSS_SRC:%.c=$(B)/obj/%.o) $(B)/libshm.a
 
-$(B)/obj/ztnad/conf/example.c: examples/tailnet.json tests/embed.sh
+$(B)/obj/ztnad/conf/example.c: examples/tailnet.json tests/tools/embed.sh
 	@mkdir -p $(dir $@)
-	sh tests/embed.sh ztna_example_tailnet $< > $@
+	sh tests/tools/embed.sh ztna_example_tailnet $< > $@
 
 $(B)/obj/ztnad/conf/example.o: $(B)/obj/ztnad/conf/example.c
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) $(CFLAGS) -c -o $@ $<
@@ -76,7 +76,7 @@ $(B)/ztna: $(ZTNA_SRC:%.c=$(B)/obj/%.o) $(B)/libshm.a
 # ---- sanitized test build (never installed, never dlopen'ed by getent) ----
 $(T)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O1 -g $(SAN) -Itests -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O1 -g $(SAN) -c -o $@ $<
 $(T)/ztnad/conf/example.o: $(B)/obj/ztnad/conf/example.c
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O1 -g $(SAN) -c -o $@ $<
 
@@ -96,9 +96,9 @@ $(T)/libparts.a: $(PARTS_SRC:%.c=$(T)/%.o) $(T)/ztnad/conf/example.o
 	$(AR) rcs $@ $^
 
 # Test programs: every test-*.c beside its code, and the harnesses under
-# tests/ that integration tests drive. The Check programs among them (those
+# tests/harness that integration tests drive. The Check programs among them (those
 # including <check.h>) are the unit tests `make test` runs.
-TEST_SRC := shm/test-shm.c nss_ztna/test-nss.c $(wildcard ztnad/*/test-*.c) tests/stub-harness.c
+TEST_SRC := shm/test-shm.c nss_ztna/test-nss.c $(wildcard ztnad/*/test-*.c) tests/harness/stub-harness.c
 UNIT_SRC := $(shell grep -l '<check.h>' $(TEST_SRC))
 test_bin = $(T)/$(basename $(notdir $(1)))
 define test_program
@@ -108,19 +108,19 @@ endef
 $(foreach s,$(TEST_SRC),$(eval $(call test_program,$(s))))
 TEST_BINS := $(foreach s,$(TEST_SRC),$(call test_bin,$(s)))
 UNIT_TESTS := $(foreach s,$(UNIT_SRC),$(call test_bin,$(s)))
-# The integration tests run by `make test`; packaging, SELinux and the booted
-# system have their own targets (deb-test, selinux-check, system-test).
-INTEGRATION_TESTS := $(filter-out tests/test-deb.sh tests/test-selinux.sh tests/test-system.sh, \
-	$(wildcard tests/test-*.sh))
+# The integration tests run by `make test`: every tests/integration/test-*.sh.
+# Packaging (tests/packaging), SELinux and the booted system (tests/system)
+# have their own targets (deb-test, selinux-check, system-test).
+INTEGRATION_TESTS := $(wildcard tests/integration/test-*.sh)
 
 # C getaddrinfo client for the integration tests (uninstrumented: it loads
 # the release module).
-$(B)/gai-client: tests/gai-client.c
+$(B)/gai-client: tests/harness/gai-client.c
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) $(CFLAGS) -o $@ $<
 
 # Publishes a store from a text description, so the glibc tests need no
 # daemon (uninstrumented, like the client).
-$(B)/publish: tests/publish.c $(B)/libshm.a
+$(B)/publish: tests/harness/publish.c $(B)/libshm.a
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
 # ztnad and ztna themselves under the sanitizers, for the integration tests
@@ -140,73 +140,73 @@ check test: all $(TEST_BINS) $(T)/bin/ztnad $(B)/gai-client $(B)/publish
 # ---- fuzzing (libFuzzer; FUZZ_SECONDS per target) ----
 FUZZ_SECONDS ?= 30
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ishm -Iztnad
-$(B)/fuzz/fuzz-store: tests/fuzz-store.c $(SHM_SRC) $(NSS_SRC)
+$(B)/fuzz/fuzz-store: tests/fuzz/fuzz-store.c $(SHM_SRC) $(NSS_SRC)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^
-$(B)/fuzz/fuzz-peers: tests/fuzz-peers.c ztnad/sources/peers.c ztnad/common/read-file.c ztnad/conf/public-suffix.c $(SHM_SRC)
+$(B)/fuzz/fuzz-peers: tests/fuzz/fuzz-peers.c ztnad/sources/peers.c ztnad/common/read-file.c ztnad/conf/public-suffix.c $(SHM_SRC)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(DAEMON_LIBS) $(PSL_LIBS)
 
 FUZZ_BINS := $(B)/fuzz/fuzz-store $(B)/fuzz/fuzz-peers
-$(B)/fuzz/fuzz-control: tests/fuzz-control.c ztnad/control/control-protocol.c ztnad/control/control-server.c
+$(B)/fuzz/fuzz-control: tests/fuzz/fuzz-control.c ztnad/control/control-protocol.c ztnad/control/control-server.c
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(DAEMON_LIBS)
 FUZZ_BINS += $(B)/fuzz/fuzz-control
-$(B)/fuzz/fuzz-config: tests/fuzz-config.c ztnad/conf/config.c ztnad/common/read-file.c ztnad/conf/public-suffix.c
+$(B)/fuzz/fuzz-config: tests/fuzz/fuzz-config.c ztnad/conf/config.c ztnad/common/read-file.c ztnad/conf/public-suffix.c
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(PSL_LIBS)
 FUZZ_BINS += $(B)/fuzz/fuzz-config
-$(B)/fuzz/fuzz-nsswitch: tests/fuzz-nsswitch.c ztnad/cli/doctor-nsswitch.c ztnad/cli/doctor.h
+$(B)/fuzz/fuzz-nsswitch: tests/fuzz/fuzz-nsswitch.c ztnad/cli/doctor-nsswitch.c ztnad/cli/doctor.h
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags jansson 2>/dev/null) -o $@ tests/fuzz-nsswitch.c ztnad/cli/doctor-nsswitch.c
+	$(CLANG) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags jansson 2>/dev/null) -o $@ tests/fuzz/fuzz-nsswitch.c ztnad/cli/doctor-nsswitch.c
 FUZZ_BINS += $(B)/fuzz/fuzz-nsswitch
-$(B)/fuzz/fuzz-doctor-dns: tests/fuzz-doctor-dns.c ztnad/cli/doctor-dns.c ztnad/cli/doctor.h
+$(B)/fuzz/fuzz-doctor-dns: tests/fuzz/fuzz-doctor-dns.c ztnad/cli/doctor-dns.c ztnad/cli/doctor.h
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_FLAGS) -o $@ tests/fuzz-doctor-dns.c ztnad/cli/doctor-dns.c
+	$(CLANG) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-doctor-dns.c ztnad/cli/doctor-dns.c
 FUZZ_BINS += $(B)/fuzz/fuzz-doctor-dns
 # Seeded with the hex packets of tests/data/dns, turned into binary files.
-$(B)/fuzz/fuzz-dns: tests/fuzz-dns.c ztnad/common/dns-wire.c ztnad/common/dns-wire.h $(wildcard tests/data/dns/*.hex)
+$(B)/fuzz/fuzz-dns: tests/fuzz/fuzz-dns.c ztnad/common/dns-wire.c ztnad/common/dns-wire.h $(wildcard tests/data/dns/*.hex)
 	@mkdir -p $(dir $@) $(B)/fuzz/corpus/fuzz-dns
 	for f in tests/data/dns/*.hex; do \
 		env printf "$$(sed 's/#.*//' $$f | tr -d ' \t\n' | sed 's/../\\x&/g')" \
 			>$(B)/fuzz/corpus/fuzz-dns/seed-$$(basename $$f .hex) || exit 1; \
 	done
-	$(CLANG) $(FUZZ_FLAGS) -Iztnad -o $@ tests/fuzz-dns.c ztnad/common/dns-wire.c
+	$(CLANG) $(FUZZ_FLAGS) -Iztnad -o $@ tests/fuzz/fuzz-dns.c ztnad/common/dns-wire.c
 FUZZ_BINS += $(B)/fuzz/fuzz-dns
-$(B)/fuzz/fuzz-dns-state: tests/fuzz-dns-state.c ztnad/hostdns/dns-state.c ztnad/hostdns/dns-state.h ztnad/common/read-file.c ztnad/common/write-file.c
+$(B)/fuzz/fuzz-dns-state: tests/fuzz/fuzz-dns-state.c ztnad/hostdns/dns-state.c ztnad/hostdns/dns-state.h ztnad/common/read-file.c ztnad/common/write-file.c
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_FLAGS) -o $@ tests/fuzz-dns-state.c ztnad/hostdns/dns-state.c ztnad/common/read-file.c ztnad/common/write-file.c
+	$(CLANG) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-dns-state.c ztnad/hostdns/dns-state.c ztnad/common/read-file.c ztnad/common/write-file.c
 FUZZ_BINS += $(B)/fuzz/fuzz-dns-state
 fuzz: $(FUZZ_BINS)
-	sh tests/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+	sh tests/fuzz/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
 # ---- benchmarks ----
-$(B)/bench/bench-nss: tests/bench-nss.c $(NSS_SRC) $(B)/libshm.a tests/bench-peers.h $(HEADERS)
+$(B)/bench/bench-nss: tests/bench/bench-nss.c $(NSS_SRC) $(B)/libshm.a tests/bench/bench-peers.h $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $(filter-out %.h,$^) -lpthread
-$(B)/bench/libnss_ztnanoop.so.2: tests/nss-noop.c tests/bench-peers.h
+$(B)/bench/libnss_ztnanoop.so.2: tests/bench/nss-noop.c tests/bench/bench-peers.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ZCFLAGS) -O2 -shared -Wl,-soname,libnss_ztnanoop.so.2 -o $@ $<
-$(B)/bench/bench-gai: tests/bench-gai.c tests/bench-peers.h
+$(B)/bench/bench-gai: tests/bench/bench-gai.c tests/bench/bench-peers.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $<
 
 # Pushes and peers-file replacements timed to the first getaddrinfo that
 # sees them, against the real ztnad.
-$(B)/bench/bench-push: tests/bench-push.c tests/bench-peers.h
+$(B)/bench/bench-push: tests/bench/bench-push.c tests/bench/bench-peers.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $<
 
 # The peers reader beside jansson's json_loadb (the tree it replaced).
-$(B)/bench/bench-parse: tests/bench-parse.c ztnad/sources/peers.c ztnad/common/read-file.c ztnad/conf/public-suffix.c $(B)/libshm.a $(HEADERS)
+$(B)/bench/bench-parse: tests/bench/bench-parse.c ztnad/sources/peers.c ztnad/common/read-file.c ztnad/conf/public-suffix.c $(B)/libshm.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $(filter %.c %.a,$^) $(ZTNA_LIBS) $(PSL_LIBS)
 
 # The module, and the daemon for its own rows; the packages for the rows
-# measured in the booted container (tests/bench-system.sh).
+# measured in the booted container (tests/system/bench-system.sh).
 bench: $(B)/libnss_ztna.so.2 $(B)/bench/bench-nss $(B)/bench/libnss_ztnanoop.so.2 $(B)/bench/bench-gai \
 		$(B)/ztnad $(B)/ztna $(B)/bench/bench-push $(B)/bench/bench-parse deb
-	sh tests/run-bench.sh
+	sh tests/bench/run-bench.sh
 
 # ---- installation ----
 # DESTDIR stages the tree; nothing is started, reloaded or run on the host
@@ -260,10 +260,10 @@ install: all
 
 # The units, sysusers.d/tmpfiles.d files and the daemon's sd_notify side.
 units-check: $(B)/ztnad $(B)/libnss_ztna.so.2
-	bash tests/test-units.sh
+	bash tests/integration/test-units.sh
 
 demo: all
-	sh tests/demo.sh
+	sh tests/tools/demo.sh
 
 # ---- Debian packages and the SELinux policy module ----
 # The policy module, built with the reference policy's development files
@@ -292,16 +292,16 @@ deb:
 # Installs the packages into a throwaway Debian 12 root (debootstrap,
 # needs root and the Debian mirror); slow, so not part of "make test".
 deb-test: deb
-	bash tests/test-deb.sh
+	bash tests/packaging/test-deb.sh
 
 # The packages in a booted Debian 12 container (systemd-nspawn): the
-# parts of tests/test-system.sh that pass today (docs/system-tests.md).
+# parts of tests/system/test-system.sh that pass today (docs/system-tests.md).
 system-test: deb
-	bash tests/test-system.sh
+	bash tests/system/test-system.sh
 
 # The policy module's rules and labels, checked with setools.
 selinux-check: selinux deb
-	bash tests/test-selinux.sh
+	bash tests/packaging/test-selinux.sh
 
 clean:
 	rm -rf $(B)

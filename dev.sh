@@ -9,7 +9,7 @@
 set -eu
 cd "$(dirname "$0")"
 
-# systemd-container: systemd-nspawn for tests/test-system.sh. Installed, like
+# systemd-container: systemd-nspawn for tests/system/test-system.sh. Installed, like
 # everything here, without recommends: its libnss-mymachines would edit this
 # machine's nsswitch.conf.
 PACKAGES="build-essential pkg-config check libjansson-dev libsystemd-dev liburcu-dev
@@ -38,7 +38,7 @@ case "${1:-}" in
 demo)
         deps
         make -s all
-        sh tests/demo.sh
+        sh tests/tools/demo.sh
         ;;
 test)
         deps
@@ -50,7 +50,7 @@ test)
         # The packages: built, checked by lintian, the policy module queried,
         # then installed, reinstalled and purged in a throwaway Debian root.
         make -s selinux-check
-        bash tests/test-deb.sh
+        bash tests/packaging/test-deb.sh
         # The packages in a booted Debian 12 container: real systemd,
         # resolved, every DNS client, the uplink's DNS watched for leaks.
         make -s system-test

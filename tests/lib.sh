@@ -2,7 +2,7 @@
 #
 # The helpers every shell test shares; sourced, never run:
 #
-#     . "$(dirname "$0")/lib.sh"     (POSIX sh and bash alike)
+#     . "$(dirname "$0")/../lib.sh"  (POSIX sh and bash alike; from a folder under tests/)
 #
 #   ok TEXT / not_ok TEXT   one check passed / failed ("fail" is not_ok)
 #   check TEXT CMD...       ok when CMD exits 0, else not ok with its status

@@ -18,8 +18,8 @@
 #     sh tests/run-tests.sh TEST...
 #
 # The one list of tests is the Makefile's: UNIT_TESTS (every Check program
-# beside its code) and INTEGRATION_TESTS (every tests/test-*.sh but the
-# packaging, SELinux and system ones, which have targets of their own).
+# beside its code) and INTEGRATION_TESTS (every tests/integration/test-*.sh;
+# packaging, SELinux and the booted system have targets of their own).
 set -u
 
 limit=${ZTNA_TEST_TIMEOUT:-900}

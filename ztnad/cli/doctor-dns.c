@@ -2,7 +2,7 @@
 /*
  * The DNS answers `ztna doctor` reads: the stub's and the system resolver's
  * replies to its query for the followed name. Whatever answers at the stub's address may send
- * anything; every offset is checked against the length (tests/fuzz-doctor-dns.c).
+ * anything; every offset is checked against the length (tests/fuzz/fuzz-doctor-dns.c).
  */
 
 #include <stdbool.h>

@@ -3,7 +3,7 @@
  * nsswitch.conf's hosts line, read the way glibc reads it (nss/nss_database.c
  * and nss/nss_action_parse.c of glibc 2.36), and where ztna sits in it.
  *
- * The file is untrusted input to this parser (tests/fuzz-nsswitch.c): every
+ * The file is untrusted input to this parser (tests/fuzz/fuzz-nsswitch.c): every
  * copy is bounded, a line longer than the buffer is cut, not overrun. The
  * doctor's nsswitch layer, which reads the file and loads the module, is
  * doctor-nss.c.

@@ -3,7 +3,7 @@
 
 #include <stddef.h>
 
-/* examples/tailnet.json, built in by tests/embed.sh: what ztnad publishes
+/* examples/tailnet.json, built in by tests/tools/embed.sh: what ztnad publishes
  * when it is given no peers file, so a first run resolves something. */
 extern const unsigned char ztna_example_tailnet[];
 extern const size_t ztna_example_tailnet_len;

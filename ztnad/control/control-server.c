@@ -535,7 +535,7 @@ static void accept_pause(Control *c, int error) {
  * others. With SOMAXCONN (4096) a flood of connect-send-close from
  * unprivileged users queued thousands ahead of root's, each costing the
  * loop its accept and close; with a short one, root's blocking connect
- * waits for a free place beside the flooders' instead (tests/test-flood.sh). */
+ * waits for a free place beside the flooders' instead (tests/integration/test-flood.sh). */
 #define CONTROL_BACKLOG 64
 
 static int on_listen(sd_event_source *s, int fd, uint32_t revents, void *userdata) {

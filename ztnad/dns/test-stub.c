@@ -4,7 +4,7 @@
  * writer: every answer kind (A, AAAA, PTR, ANY, NODATA, NXDOMAIN, the
  * domain itself, a store marked down, no store), names the text lookup
  * cannot take, reverse names at their boundaries. The listener itself,
- * with real clients, is tests/test-stub.sh.
+ * with real clients, is tests/integration/test-stub.sh.
  */
 
 #include <arpa/inet.h>

@@ -3,7 +3,7 @@
  * controlplane.c without a network: the endpoint URL and what it refuses,
  * the token file rules, the request body, and what a resolve answer must be
  * before `ztna dns query` prints it. Transfers are tested against a real
- * server by tests/test-controlplane.sh.
+ * server by tests/integration/test-controlplane.sh.
  */
 
 #include <check.h>

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test-sync: drives sync.c and controlplane.c against a real HTTPS server
- * for tests/test-controlplane.sh.
+ * for tests/integration/test-controlplane.sh.
  *
  *   test-sync sync OPTIONS      polls on an sd-event loop until SIGTERM or
  *                               --for-ms; SIGHUP calls sync_now()

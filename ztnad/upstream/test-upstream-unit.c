@@ -6,7 +6,7 @@
  * an EDE (once, never from inside upstream_resolve()), a server in back-off
  * failing the next query at once, queries outstanding at upstream_free()
  * still answered; and resolv.conf parsing for the plaintext fallback.
- * tests/test-upstream.sh covers the rest against unbound.
+ * tests/integration/test-upstream.sh covers the rest against unbound.
  */
 
 #include <arpa/inet.h>

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test-upstream: drives upstream.c on an sd-event loop for
- * tests/test-upstream.sh and prints what came back.
+ * tests/integration/test-upstream.sh and prints what came back.
  *
  *   test-upstream [OPTIONS] NAME[/TYPE]...
  *
