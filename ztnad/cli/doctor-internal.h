@@ -10,7 +10,7 @@
  *     nsswitch    doctor-nss.c (hosts line parsed by doctor-nsswitch.c)
  *     store       doctor-store.c
  *     daemon      doctor-daemon.c
- *     system-dns  doctor.c
+ *     system-dns  doctor-sysdns.c, doctor-resolved.c
  *     stub        doctor.c (replies parsed by doctor-dns.c)
  *     upstream    doctor.c
  *     caches      doctor.c
