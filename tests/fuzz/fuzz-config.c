@@ -52,8 +52,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 fprintf(stderr, "printed configuration refused: %s\n%s", err.message, first);
                 abort();
         }
-        if (!config_equal(c, again)) {
-                fprintf(stderr, "printed configuration reads back different:\n%s", first);
+        char differ[256];
+        size_t n = SIZE_MAX;
+        (void) config_diff(c, again, differ, sizeof differ, &n);
+        if (n != 0) {
+                fprintf(stderr, "printed configuration reads back different (%s):\n%s", differ, first);
                 abort();
         }
         second = print(again, &second_len);

@@ -42,12 +42,6 @@ static bool cursor_need(DnsCursor *c, size_t n) {
         return true;
 }
 
-uint8_t dns_cursor_u8(DnsCursor *c) {
-        if (!cursor_need(c, 1))
-                return 0;
-        return c->msg[c->pos++];
-}
-
 uint16_t dns_cursor_u16(DnsCursor *c) {
         if (!cursor_need(c, 2))
                 return 0;

@@ -164,7 +164,6 @@ static inline int dns_cursor_error(const DnsCursor *c) {
 size_t dns_cursor_left(const DnsCursor *c);
 /* Each read checks the length first; on error it returns 0 (NULL) and the
  * error sticks. */
-uint8_t dns_cursor_u8(DnsCursor *c);
 uint16_t dns_cursor_u16(DnsCursor *c);
 uint32_t dns_cursor_u32(DnsCursor *c);
 const uint8_t *dns_cursor_bytes(DnsCursor *c, size_t n);

@@ -1763,13 +1763,6 @@ ZtnadConfig *config_free(ZtnadConfig *c) {
         return NULL;
 }
 
-bool config_equal(const ZtnadConfig *a, const ZtnadConfig *b) {
-        for (size_t i = 0; i < N_KEYS; i++)
-                if (!value_equal(&keys[i], key_field_const(a, &keys[i]), key_field_const(b, &keys[i])))
-                        return false;
-        return true;
-}
-
 unsigned config_diff(const ZtnadConfig *a, const ZtnadConfig *b, char *buf, size_t size, size_t *ret_n) {
         size_t n = 0, used = 0;
         unsigned apply = 0;

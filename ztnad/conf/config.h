@@ -188,9 +188,6 @@ int config_load(const char *path, ZtnadConfig **ret, ConfigError *err);
 
 ZtnadConfig *config_free(ZtnadConfig *c); /* NULL-safe, returns NULL */
 
-/* Whether two configurations would make the daemon behave the same. */
-bool config_equal(const ZtnadConfig *a, const ZtnadConfig *b);
-
 /* What a running ztnad does when a key changes on SIGHUP: each key's row of
  * the key table (config.c) says it, and the daemon fans a reload out by
  * these bits. */
@@ -207,7 +204,8 @@ typedef enum ConfigApply {
 /* The keys whose values differ, as "upstream, blocklist" into buf (cut
  * short when it is too small), and what the daemon must do about them: the
  * OR of their ConfigApply bits. *ret_n (may be NULL) gets how many
- * differ. */
+ * differ: 0 when the two would make the daemon behave the same. buf may be
+ * NULL when size is 0. */
 unsigned config_diff(const ZtnadConfig *a, const ZtnadConfig *b, char *buf, size_t size, size_t *ret_n);
 
 /* Every key as "key = value" under its section header: a file that

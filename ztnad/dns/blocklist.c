@@ -432,13 +432,6 @@ bool blocklist_match(const Blocklist *bl, const DnsName *name) {
         return false;
 }
 
-bool blocklist_match_text(const Blocklist *bl, const char *name) {
-        DnsName n;
-        if (dns_name_from_text(name, &n) < 0)
-                return false;
-        return blocklist_match(bl, &n);
-}
-
 size_t blocklist_size(const Blocklist *bl) {
         return bl ? bl->n : 0;
 }

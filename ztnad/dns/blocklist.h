@@ -49,9 +49,6 @@ Blocklist *blocklist_free(Blocklist *bl); /* NULL-safe */
 
 /* Whether `name` or any domain above it is on the list. NULL matches nothing. */
 bool blocklist_match(const Blocklist *bl, const DnsName *name);
-/* The same for a text name ("Ads.Example." or "ads.example"); false when
- * it is not a valid name. */
-bool blocklist_match_text(const Blocklist *bl, const char *name);
 
 /* The distinct names on the list, sorted, lower-case, without the final
  * dot: blocklist_name() writes the i-th into buf and returns its length,
