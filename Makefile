@@ -24,7 +24,8 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 SHM_SRC := shm/siphash.c shm/reader.c shm/writer.c shm/persist.c
 NSS_SRC := nss_ztna/nss-ztna.c
 # One folder per part of ztnad (the map: README.md, "The source tree").
-ZTNAD_SRC := ztnad/daemon/ztnad.c ztnad/daemon/daemon.c ztnad/daemon/fallback.c \
+ZTNAD_SRC := ztnad/daemon/ztnad.c ztnad/daemon/paths.c ztnad/daemon/map.c ztnad/daemon/sources.c \
+	ztnad/daemon/verbs.c ztnad/daemon/reload.c ztnad/daemon/fallback.c \
 	ztnad/conf/config.c ztnad/conf/public-suffix.c \
 	ztnad/sources/peers.c ztnad/sources/sync.c ztnad/sources/controlplane.c \
 	ztnad/control/control-protocol.c ztnad/control/control-server.c ztnad/control/peer-json.c \

@@ -2,9 +2,18 @@
 #pragma once
 
 /*
- * The daemon's state, shared by its parts: ztnad.c (start, signals,
- * configuration), daemon.c (record sources, publishing, the control
- * socket's verbs).
+ * The daemon's state, shared by its files, one role each:
+ *
+ *     ztnad.c    main(): options, the start-up order, signals, the
+ *                heartbeat, shutdown
+ *     paths.c    where the store, its copy and the peers file are
+ *     map.c      the current map: validate, publish, save, republish;
+ *                up/down; what systemd is told
+ *     sources.c  the peers file (read, watched) and the control plane
+ *                (polled), each handing its document to daemon_apply()
+ *     verbs.c    the control socket and its verbs
+ *     reload.c   SIGHUP: the new configuration fanned out to the parts
+ *     fallback.c the store's copy on disk (fallback.h)
  *
  * Every record source hands over a whole peers document. It is validated
  * whole (peers_parse), published in one go, and saved as the last good map
@@ -86,28 +95,45 @@ typedef struct Daemon {
         bool ready;
 } Daemon;
 
+/* ---- paths.c ---- */
 const char *daemon_store_path(const Daemon *d);
 /* Where the persisted copy of the store goes; NULL: nowhere. */
 const char *daemon_fallback_path(const Daemon *d);
+const char *daemon_peers_path(const Daemon *d);
+/* The directory a socket or the store lives in, made 0755 when missing
+ * (one level only); a failure is logged. */
+int daemon_make_parent_dir(const char *path);
+
+/* ---- map.c ---- */
+/* "peers file", "control socket"...: as the log and `ztna status` name it. */
+const char *daemon_source_name(SourceKind k);
+/* Records a failure of `k` for `ztna status`. */
+void daemon_source_failed(Daemon *d, SourceKind k, const char *message);
 /* Starts saving the persisted copy; a failure is logged, not fatal. */
 void daemon_fallback_start(Daemon *d);
-const char *daemon_peers_path(const Daemon *d);
-
 /* Validates and publishes a whole document from `kind`; on failure the
  * reason is logged, recorded for `ztna status` and copied to `err`. */
 int daemon_apply(Daemon *d, SourceKind kind, const char *data, size_t len, const char *origin, char *err,
                  size_t errlen);
-int daemon_reload_file(Daemon *d, const char *why);
 int daemon_load_initial(Daemon *d);
 int daemon_set_state(Daemon *d, bool up);
 /* Publishes the current map again from where it came (after the blocklist
  * changed, say). */
 int daemon_republish(Daemon *d, const char *why);
+/* STATUS= for systemd: the published map, or none yet. */
+void daemon_notify_status(Daemon *d);
+void daemon_notify_ready(Daemon *d);
 
+/* ---- sources.c ---- */
+int daemon_reload_file(Daemon *d, const char *why);
 int daemon_watch_start(Daemon *d);
 void daemon_watch_stop(Daemon *d);
 int daemon_sync_start(Daemon *d);
-int daemon_control_start(Daemon *d);
-void daemon_notify_ready(Daemon *d);
 
+/* ---- verbs.c ---- */
+int daemon_control_start(Daemon *d);
 extern const ControlOps daemon_control_ops;
+
+/* ---- reload.c ---- */
+/* SIGHUP: applied whole or not at all. */
+void daemon_reload(Daemon *d);

@@ -8,11 +8,13 @@
  * One sd-event loop: signals, timers, inotify, sockets, the watchdog. The
  * store outlives the daemon: on SIGTERM it is left as it is, so names keep
  * resolving through a restart; a restarted ztnad takes the store over.
+ *
+ * This file is main(): options, the start-up order, signals, the
+ * heartbeat and shutdown; daemon.h names the file of every other role.
  */
 
 #include <errno.h>
 #include <getopt.h>
-#include <grp.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -55,121 +57,6 @@ static int on_heartbeat(sd_event_source *s, uint64_t usec, void *userdata) {
         if (r < 0)
                 (void) log_line_errno(SD_ERR, r, "cannot re-arm the heartbeat timer: %m");
         return 0;
-}
-
-/* The directory a socket or the store lives in, made 0755 when missing:
- * every process on the machine must be able to reach it. One level only. */
-static int make_parent_dir(const char *path) {
-        _cleanup_free_ char *dir = strdup(path);
-        char *slash;
-
-        if (!dir)
-                return -ENOMEM;
-        slash = strrchr(dir, '/');
-        if (!slash || slash == dir)
-                return 0;
-        *slash = '\0';
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-                return log_line_errno(SD_ERR, -errno, "cannot create %s: %m", dir);
-        return 0;
-}
-
-int daemon_control_start(Daemon *d) {
-        const char *path = d->config->control_socket;
-        gid_t gid = (gid_t) -1;
-        struct group *g = getgrnam(d->config->control_group);
-        int r;
-
-        if (g)
-                gid = g->gr_gid;
-        else
-                log_line(SD_WARNING, "group %s does not exist: only root may change things through %s",
-                         d->config->control_group, path);
-        r = make_parent_dir(path);
-        if (r < 0)
-                return r;
-        r = control_new(d->event, path, -1, gid, &daemon_control_ops, d, &d->control);
-        if (r < 0)
-                return log_line_errno(SD_ERR, r, "cannot listen on %s: %m", path);
-        return control_set_admin_group_name(d->control, d->config->control_group);
-}
-
-/* SIGHUP: the new configuration is parsed and every part it changes is
- * built while the running ones serve; only when all of it is valid and
- * built does ztnad switch, so a reload is applied whole or not at all.
- * store, state_dir and store_fallback need a restart (the store's lock
- * and readers' mappings, the saved map); the log says so. */
-static void daemon_reload(Daemon *d) {
-        _cleanup_config_ ZtnadConfig *c = NULL;
-        DnsGeneration *dns = NULL;
-        ConfigError err;
-        unsigned apply = 0;
-        size_t n_changed = 0;
-        char changed[512];
-        bool blocked_changed = false;
-        int r;
-
-        r = config_load(d->config_path, &c, &err);
-        if (r >= 0)
-                apply = config_diff(d->config, c, changed, sizeof changed, &n_changed);
-        if (r < 0) {
-                log_line(SD_ERR, "%s; keeping the running configuration", err.message);
-                (void) sd_notifyf(0, "STATUS=Configuration rejected: %s", err.message);
-        } else if (n_changed == 0) {
-                log_line(SD_NOTICE, "configuration reloaded: nothing changed");
-        } else if ((apply & CONFIG_APPLY_DNS) && dns_service_prepare(d->dns, c, &dns) < 0) {
-                log_line(SD_ERR, "%s: the [dns] settings cannot be applied (see above); keeping the running "
-                         "configuration", d->config_path ? d->config_path : CONFIG_DEFAULT_PATH);
-                (void) sd_notify(0, "STATUS=Configuration rejected: the [dns] settings cannot be applied");
-                apply = 0;
-        } else {
-                /* What each changed key asks for is in its row of the key
-                 * table (conf/config.c); the parts are told here. */
-                ZtnadConfig *old = d->config;
-                /* Keep what cannot change under a running daemon. */
-                char *keep_store = c->store, *keep_state = c->state_dir, *keep_fallback = c->store_fallback;
-                c->store = old->store;
-                c->state_dir = old->state_dir;
-                c->store_fallback = old->store_fallback;
-                old->store = keep_store;
-                old->state_dir = keep_state;
-                old->store_fallback = keep_fallback;
-                d->config = TAKE_PTR(c);
-                c = old; /* freed on return */
-                dns_service_set_config(d->dns, d->config);
-
-                if (apply & CONFIG_APPLY_DNS)
-                        blocked_changed = dns_service_commit(d->dns, dns) > 0;
-                if ((apply & CONFIG_APPLY_WATCH) && !d->peers_override) {
-                        daemon_watch_stop(d);
-                        (void) daemon_watch_start(d);
-                }
-                if (apply & CONFIG_APPLY_SYNC) {
-                        d->sync = sync_free(d->sync);
-                        (void) daemon_sync_start(d);
-                }
-                if (apply & CONFIG_APPLY_CONTROL) {
-                        d->control = control_free(d->control);
-                        (void) daemon_control_start(d);
-                }
-                if (apply & CONFIG_APPLY_RESTART)
-                        log_line(SD_WARNING, "configuration reloaded: %s; store, state_dir and store_fallback "
-                                 "keep their old values until the next start", changed);
-                else
-                        log_line(SD_NOTICE, "configuration reloaded: %s", changed);
-        }
-
-        /* The peers file's map under the new configuration; when the file
-         * cannot be read or is bad now, the current map is republished all
-         * the same, so new pins, offline_peers or a new blocklist still
-         * apply. */
-        if ((!daemon_peers_path(d) || daemon_reload_file(d, "SIGHUP") < 0) &&
-            ((apply & (CONFIG_APPLY_PIN | CONFIG_APPLY_REPUBLISH)) || blocked_changed))
-                (void) daemon_republish(d, (apply & CONFIG_APPLY_PIN) ? "domains or address_space changed"
-                                           : (apply & CONFIG_APPLY_REPUBLISH) ? "offline_peers changed"
-                                                                               : "blocklist changed");
-        if (d->sync)
-                sync_now(d->sync);
 }
 
 /* The DNS service loaded a changed blocklist: the store carries its names. */
@@ -345,7 +232,7 @@ int main(int argc, char **argv) {
                 goto finish;
         }
 
-        r = make_parent_dir(daemon_store_path(&d));
+        r = daemon_make_parent_dir(daemon_store_path(&d));
         if (r < 0)
                 goto finish;
         r = shm_writer_open(daemon_store_path(&d), &d.writer);
