@@ -5,7 +5,7 @@
  * ztnad's log lines on stderr, one write per line: log_line() with an
  * sd-daemon prefix (SD_ERR...), log_line_errno() the same for a failure
  * (the error's text in the line, the error returned), log_line_priority()
- * with a syslog priority for the parts' log hooks (stub.h, control.h).
+ * with a syslog priority for the parts' log hooks (stub.h, control-protocol.h).
  * Every part logs through these; the parts that take a log hook instead
  * (stub, control socket) fall back on them or are wired to them by the
  * daemon.
