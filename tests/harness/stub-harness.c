@@ -40,6 +40,7 @@
 
 #include "common/dns-wire.h"
 #include "conf/config.h"
+#include "dns/cache-stats.h"
 #include "dns/stub.h"
 
 typedef struct Job {

@@ -16,6 +16,7 @@
 #include <urcu/rculfhash.h>
 
 #include "dns/cache.h"
+#include "dns/cache-internal.h"
 #include "macro.h"
 #include "siphash.h"
 #include "common/time-util.h"
@@ -54,18 +55,6 @@ typedef struct CacheEntry {
          * the answer */
         _Alignas(uint16_t) uint8_t data[];
 } CacheEntry;
-
-struct Cache {
-        struct cds_lfht *ht;
-        uint64_t hash_key[2];
-        CacheConfig config;
-
-        pthread_mutex_t lock; /* writers: the ring, bytes, entries */
-        CacheEntry *hand;     /* the CLOCK hand; NULL when empty */
-        uint64_t bytes, entries;
-
-        atomic_uint_fast64_t hits, stale_hits, misses, insertions, evictions;
-};
 
 /* ---- RCU thread registration ---- */
 
@@ -476,17 +465,4 @@ size_t cache_prune(Cache *c, uint64_t now_usec) {
         urcu_memb_read_unlock();
         pthread_mutex_unlock(&c->lock);
         return n;
-}
-
-void cache_stats(Cache *c, CacheStats *ret) {
-        pthread_mutex_lock(&c->lock);
-        ret->entries = c->entries;
-        ret->bytes = c->bytes;
-        pthread_mutex_unlock(&c->lock);
-        ret->max_bytes = c->config.max_bytes;
-        ret->hits = atomic_load_explicit(&c->hits, memory_order_relaxed);
-        ret->stale_hits = atomic_load_explicit(&c->stale_hits, memory_order_relaxed);
-        ret->misses = atomic_load_explicit(&c->misses, memory_order_relaxed);
-        ret->insertions = atomic_load_explicit(&c->insertions, memory_order_relaxed);
-        ret->evictions = atomic_load_explicit(&c->evictions, memory_order_relaxed);
 }

@@ -68,12 +68,6 @@ typedef enum CacheResult {
         CACHE_STALE = 2,
 } CacheResult;
 
-typedef struct CacheStats {
-        uint64_t entries, bytes, max_bytes;
-        uint64_t hits, stale_hits, misses;
-        uint64_t insertions, evictions;
-} CacheStats;
-
 /* Returns 0, -EINVAL when `config` is NULL or max_bytes 0, -ENOMEM, or
  * -errno of getrandom(). */
 int cache_new(const CacheConfig *config, Cache **ret);
@@ -102,7 +96,6 @@ void cache_flush(Cache *c);
  * same lazily when space is needed. */
 size_t cache_prune(Cache *c, uint64_t now_usec);
 
-void cache_stats(Cache *c, CacheStats *ret);
 bool cache_serve_stale(const Cache *c);
 
 /* Registers the calling thread with liburcu's memb flavour, once; the

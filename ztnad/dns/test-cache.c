@@ -20,6 +20,7 @@
 
 #include "conf/config.h"
 #include "dns/cache.h"
+#include "dns/cache-stats.h"
 
 #define SEC UINT64_C(1000000)
 #define T0 (UINT64_C(1000) * SEC)
