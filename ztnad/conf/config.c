@@ -3,8 +3,8 @@
  * ztnad.conf: one table row per key (its section, type, default, bounds and
  * description), one parser per type. The defaults are text in the table and
  * go through the same parsers as the file, so a default can never be a value
- * the file would refuse, and config_print_example() writes the shipped
- * example from the same rows.
+ * the file would refuse, and the shipped example is written from the same
+ * rows (config-example.h, which test-config holds examples/ztnad.conf to).
  */
 
 #include <arpa/inet.h>
@@ -25,6 +25,7 @@
 
 #include "common/inet-util.h"
 #include "conf/config.h"
+#include "conf/config-keys.h"
 #include "common/read-file.h"
 #include "macro.h"
 #include "conf/public-suffix.h"
@@ -56,54 +57,11 @@ static_assert(KEY_NAME_MAX + 3 + CONFIG_VALUE_MAX + CONFIG_RANGES_MAX <= CONFIG_
 #define MIB (1024 * KIB)
 #define GIB (1024 * MIB)
 
-typedef enum Section {
-        SECTION_ZTNAD,
-        SECTION_DNS,
-        _SECTION_MAX,
-} Section;
-
+/* Section, KeyType and Key: config-keys.h. */
 static const char *const section_names[_SECTION_MAX] = {
         [SECTION_ZTNAD] = "ztnad",
         [SECTION_DNS] = "dns",
 };
-
-typedef enum KeyType {
-        TYPE_PATH,     /* char *, absolute */
-        TYPE_STRING,   /* char *, checked by Key.check */
-        TYPE_URL,      /* char *, https:// */
-        TYPE_DURATION, /* uint64_t microseconds in [min, max] */
-        TYPE_SIZE,     /* uint64_t bytes in [min, max] */
-        TYPE_BOOL,     /* bool */
-        TYPE_ENUM,     /* an enum (int-sized), index into Key.choices */
-        TYPE_LISTEN,   /* ConfigAddresses, loopback, no TLS name */
-        TYPE_UPSTREAM, /* ConfigAddresses with TLS names */
-        TYPE_PINS,     /* ConfigPins */
-        TYPE_PATHS,    /* ConfigPaths */
-        TYPE_DOMAINS,  /* ConfigNames */
-        TYPE_PREFIXES, /* ConfigPrefixes */
-        _TYPE_MAX,
-} KeyType;
-
-enum {
-        KEY_OPTIONAL = 1 << 0, /* may be empty: NULL or an empty list */
-        KEY_FILE = 1 << 1,     /* a path that names a file, not a directory */
-};
-
-typedef struct Key {
-        const char *name;
-        Section section;
-        KeyType type;
-        unsigned flags;
-        size_t offset; /* of the field in ZtnadConfig */
-        const char *def;
-        uint64_t min, max;          /* TYPE_DURATION, TYPE_SIZE */
-        const char *const *choices; /* TYPE_ENUM, NULL-terminated */
-        /* A further check of a string or a path: false with the reason in
-         * `why`, a phrase that follows the key's name. */
-        bool (*check)(const char *value, char *why, size_t why_size);
-        const char *description; /* one line, for the example file */
-        unsigned apply; /* ConfigApply: what a running ztnad does when it changes */
-} Key;
 
 static bool check_org_id(const char *value, char *why, size_t why_size);
 static bool check_group(const char *value, char *why, size_t why_size);
@@ -230,6 +188,10 @@ static const Key keys[] = {
 #undef D
 
 #define N_KEYS ELEMENTSOF(keys)
+
+const Key *const config_keys = keys;
+const size_t config_n_keys = N_KEYS;
+const char *const *const config_section_names = section_names;
 
 static const Key *key_find(const char *name) {
         for (size_t i = 0; i < N_KEYS; i++)
@@ -1824,26 +1786,6 @@ void config_print(const ZtnadConfig *c, FILE *f) {
                                 value_print(&keys[i], field, f);
                         }
                         fputc('\n', f);
-                }
-        }
-}
-
-void config_print_example(FILE *f) {
-        fputs("# " CONFIG_DEFAULT_PATH ": ztnad's configuration, see ztnad.conf(5).\n"
-              "#\n"
-              "# Every key is shown commented out at its default: uncomment a line to\n"
-              "# change it, under its own section. A line that starts with '#' or ';'\n"
-              "# is a comment; a '#' after a value is part of the value.\n"
-              "# \"ztnad --check-config\" prints the configuration in effect. SIGHUP\n"
-              "# reloads this file; a file with an error changes nothing.\n",
-              f);
-        for (int s = 0; s < _SECTION_MAX; s++) {
-                fprintf(f, "\n[%s]\n", section_names[s]);
-                for (size_t i = 0; i < N_KEYS; i++) {
-                        if (keys[i].section != (Section) s)
-                                continue;
-                        fprintf(f, "\n# %s\n#%s =%s%s\n", keys[i].description, keys[i].name,
-                                keys[i].def[0] ? " " : "", keys[i].def);
                 }
         }
 }

@@ -212,10 +212,6 @@ unsigned config_diff(const ZtnadConfig *a, const ZtnadConfig *b, char *buf, size
  * config_parse() reads back to an equal configuration. */
 void config_print(const ZtnadConfig *c, FILE *f);
 
-/* The shipped examples/ztnad.conf: every key commented out at its default,
- * each under a one-line description. */
-void config_print_example(FILE *f);
-
 static inline void config_freep(ZtnadConfig **c) {
         config_free(*c);
 }

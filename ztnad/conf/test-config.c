@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "conf/config.h"
+#include "conf/config-example.h"
 
 #define SOURCE "test.conf"
 
