@@ -35,7 +35,9 @@
 /* T is the upstream_timeout key: its default and bounds are written only
  * in config.c's key table, and every caller passes it (UpstreamConfig's
  * timeout_usec, never 0). T also bounds how long a connection may take to
- * open (TCP and TLS) and how long a query sent on it waits. */
+ * open (TCP and TLS), counted from its opening by its own timer alone
+ * (upstream-tls.c; a query's attempt, started no earlier, waits for that
+ * verdict), and how long a query sent on it waits. */
 /* A connection without queries is closed after this; far above T, so a
  * server answering slowly is never taken for an idle one. */
 #define UPSTREAM_IDLE_TIMEOUT_USEC_DEFAULT (30 * USEC_PER_SEC)

@@ -26,7 +26,8 @@
 #include "conf/config.h"
 #include "upstream/resolvconf.h"
 #include "dns/stub.h"
-#include "upstream/upstream-internal.h"
+#include "upstream/connection.h" /* upstream_pin_decode() */
+#include "upstream/upstream.h"
 #include "common/time-util.h"
 
 static size_t make_query(uint8_t *buf, size_t cap, const char *name, uint16_t type, bool opt, bool do_bit) {

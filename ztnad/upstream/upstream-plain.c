@@ -10,6 +10,10 @@
  * socket (only datagrams from the server's address and port arrive); an
  * answer counts only with that ID and the query's question. Anything else
  * is ignored and the wait goes on until the server's timeout.
+ *
+ * The exchange knows nothing of the query it serves: it reports the answer,
+ * or what every server did, through PlainCallbacks (connection.h), and the
+ * owner's timer calls upstream_plain_timeout() at its deadline.
  */
 
 #include <errno.h>
@@ -22,10 +26,13 @@
 
 #include "common/inet-util.h"
 #include "common/dns-wire.h"
-#include "upstream/upstream-internal.h"
+#include "upstream/connection.h"
 
 struct Plain {
-        size_t index; /* into u->fallback */
+        PlainConfig cfg;
+        const PlainCallbacks *cb;
+        void *userdata;
+        size_t index; /* into cfg.servers */
         int fd;
         sd_event_source *io;
         bool tcp, connected;
@@ -56,33 +63,23 @@ Plain *upstream_plain_free(Plain *p) {
         return NULL;
 }
 
-uint64_t upstream_plain_deadline(const Query *q) {
-        return q->plain ? q->plain->deadline : UINT64_MAX;
+uint64_t upstream_plain_deadline(const Plain *p) {
+        return p ? p->deadline : UINT64_MAX;
 }
 
-static void upstream_plain_error(Query *q, const char *what) {
-        Plain *p = q->plain;
+static void upstream_plain_error(Plain *p, const char *what) {
         char addr[64];
         size_t used = strlen(p->errors);
 
-        (void) sockaddr_host_port(&q->u->fallback[p->index], addr, sizeof addr);
+        (void) sockaddr_host_port(&p->cfg.servers[p->index], addr, sizeof addr);
         if (used < sizeof p->errors - 1)
                 upstream_format(p->errors + used, sizeof p->errors - used, "%s%s: %s", used ? "; " : "", addr, what);
 }
 
-static void upstream_plain_give_up(Query *q) {
-        char dot[DNS_EDE_TEXT_MAX], text[DNS_EDE_TEXT_MAX];
-
-        (void) upstream_query_failure(q, dot, sizeof dot);
-        upstream_format(text, sizeof text, "%s; plaintext fallback: %s", dot, q->plain->errors);
-        upstream_query_fail(q, DNS_EDE_NO_REACHABLE_AUTHORITY, text);
-}
-
 static int on_plain_io(sd_event_source *es, int fd, uint32_t revents, void *userdata);
 
-static int upstream_plain_socket(Query *q, int type) {
-        Plain *p = q->plain;
-        const struct sockaddr_storage *a = &q->u->fallback[p->index];
+static int upstream_plain_socket(Plain *p, int type) {
+        const struct sockaddr_storage *a = &p->cfg.servers[p->index];
         socklen_t alen = a->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
         int r;
 
@@ -93,106 +90,107 @@ static int upstream_plain_socket(Query *q, int type) {
          * delivers only the server's datagrams. */
         if (connect(p->fd, (const struct sockaddr *) a, alen) < 0 && errno != EINPROGRESS)
                 return -errno;
-        r = sd_event_add_io(q->u->event, &p->io, p->fd, type == SOCK_STREAM ? EPOLLOUT : EPOLLIN, on_plain_io, q);
+        r = sd_event_add_io(p->cfg.event, &p->io, p->fd, type == SOCK_STREAM ? EPOLLOUT : EPOLLIN, on_plain_io, p);
         if (r < 0)
                 return r;
         return 0;
 }
 
 /* Sends over UDP to the current server, or moves on to the next while one
- * cannot even be sent to. Finishes the query when none is left. */
-static void upstream_plain_try(Query *q) {
-        Plain *p = q->plain;
-        Upstream *u = q->u;
-
-        for (; p->index < u->n_fallback; p->index++) {
+ * cannot even be sent to. Reports the failure when none is left. */
+static void upstream_plain_try(Plain *p) {
+        for (; p->index < p->cfg.n_servers; p->index++) {
                 int r;
 
                 upstream_plain_close_socket(p);
                 p->tcp = false;
-                p->deadline = upstream_now(u) + u->timeout_usec;
-                r = upstream_plain_socket(q, SOCK_DGRAM);
+                p->deadline = upstream_clock_now(p->cfg.event) + p->cfg.timeout_usec;
+                r = upstream_plain_socket(p, SOCK_DGRAM);
                 if (r >= 0) {
-                        memcpy(p->buf, q->orig, q->orig_len);
+                        memcpy(p->buf, p->cfg.query, p->cfg.query_len);
                         p->id = (uint16_t) arc4random();
                         p->buf[DNS_OFF_ID] = (uint8_t) (p->id >> 8);
                         p->buf[DNS_OFF_ID + 1] = (uint8_t) p->id;
-                        if (send(p->fd, p->buf, q->orig_len, 0) < 0)
+                        if (send(p->fd, p->buf, p->cfg.query_len, 0) < 0)
                                 r = -errno;
                 }
                 if (r >= 0) {
-                        (void) upstream_query_rearm(q);
+                        p->cb->on_deadline(p->userdata);
                         return;
                 }
-                upstream_plain_error(q, strerror(-r));
+                upstream_plain_error(p, strerror(-r));
         }
-        upstream_plain_give_up(q);
+        p->cb->on_failed(p->userdata, p->errors);
 }
 
-void upstream_plain_start(Query *q) {
+Plain *upstream_plain_new(const PlainConfig *c, const PlainCallbacks *cb, void *userdata) {
         Plain *p = calloc(1, sizeof *p);
 
         if (p)
                 p->buf = malloc(FRAME_MAX);
         if (!p || !p->buf) {
-                if (p)
-                        free(p);
-                upstream_query_fail(q, DNS_EDE_OTHER, "out of memory");
-                return;
+                free(p);
+                return NULL;
         }
+        p->cfg = *c;
+        p->cb = cb;
+        p->userdata = userdata;
         p->fd = -1;
-        q->plain = p;
-        upstream_plain_try(q);
+        return p;
 }
 
-void upstream_plain_timeout(Query *q) {
-        upstream_plain_error(q, q->plain->tcp ? "no answer over TCP" : "timed out");
-        q->plain->index++;
-        upstream_plain_try(q);
+void upstream_plain_start(Plain *p) {
+        upstream_plain_try(p);
+}
+
+void upstream_plain_timeout(Plain *p) {
+        upstream_plain_error(p, p->tcp ? "no answer over TCP" : "timed out");
+        p->index++;
+        upstream_plain_try(p);
 }
 
 /* The answer to our ID and question, or not ours. */
-static bool upstream_plain_ours(const Query *q, const uint8_t *msg, size_t len) {
-        return len >= DNS_HEADER_SIZE && ((unsigned) msg[DNS_OFF_ID] << 8 | msg[DNS_OFF_ID + 1]) == q->plain->id &&
-               (((unsigned) msg[DNS_OFF_FLAGS] << 8) & DNS_FLAG_QR) && upstream_answer_matches(q, msg, len);
+static bool upstream_plain_ours(const Plain *p, const uint8_t *msg, size_t len) {
+        return len >= DNS_HEADER_SIZE && ((unsigned) msg[DNS_OFF_ID] << 8 | msg[DNS_OFF_ID + 1]) == p->id &&
+               (((unsigned) msg[DNS_OFF_FLAGS] << 8) & DNS_FLAG_QR) &&
+               upstream_question_matches(p->cfg.question, p->cfg.question_len, msg, len);
 }
 
-static void upstream_plain_next(Query *q, const char *why) {
-        upstream_plain_error(q, why);
-        q->plain->index++;
-        upstream_plain_try(q);
+static void upstream_plain_next(Plain *p, const char *why) {
+        upstream_plain_error(p, why);
+        p->index++;
+        upstream_plain_try(p);
 }
 
-static void upstream_plain_switch_to_tcp(Query *q) {
-        Plain *p = q->plain;
+static void upstream_plain_switch_to_tcp(Plain *p) {
+        size_t qlen = p->cfg.query_len;
         int r;
 
         upstream_plain_close_socket(p);
         p->tcp = true;
-        p->deadline = upstream_now(q->u) + q->u->timeout_usec;
+        p->deadline = upstream_clock_now(p->cfg.event) + p->cfg.timeout_usec;
         free(p->out);
-        p->out = malloc(TCP_LENGTH_SIZE + q->orig_len);
+        p->out = malloc(TCP_LENGTH_SIZE + qlen);
         if (!p->out) {
-                upstream_plain_next(q, "out of memory");
+                upstream_plain_next(p, "out of memory");
                 return;
         }
         p->id = (uint16_t) arc4random();
-        p->out[0] = (uint8_t) (q->orig_len >> 8);
-        p->out[1] = (uint8_t) q->orig_len;
-        memcpy(p->out + TCP_LENGTH_SIZE, q->orig, q->orig_len);
+        p->out[0] = (uint8_t) (qlen >> 8);
+        p->out[1] = (uint8_t) qlen;
+        memcpy(p->out + TCP_LENGTH_SIZE, p->cfg.query, qlen);
         p->out[TCP_LENGTH_SIZE + DNS_OFF_ID] = (uint8_t) (p->id >> 8);
         p->out[TCP_LENGTH_SIZE + DNS_OFF_ID + 1] = (uint8_t) p->id;
-        p->out_len = TCP_LENGTH_SIZE + q->orig_len;
-        r = upstream_plain_socket(q, SOCK_STREAM);
+        p->out_len = TCP_LENGTH_SIZE + qlen;
+        r = upstream_plain_socket(p, SOCK_STREAM);
         if (r < 0) {
-                upstream_plain_next(q, strerror(-r));
+                upstream_plain_next(p, strerror(-r));
                 return;
         }
-        (void) upstream_query_rearm(q);
+        p->cb->on_deadline(p->userdata);
 }
 
-static void upstream_plain_udp_readable(Query *q) {
-        Plain *p = q->plain;
+static void upstream_plain_udp_readable(Plain *p) {
 
         for (;;) {
                 ssize_t n = recv(p->fd, p->buf, FRAME_MAX, 0);
@@ -201,22 +199,21 @@ static void upstream_plain_udp_readable(Query *q) {
                         if (errno == EAGAIN || errno == EINTR)
                                 return;
                         /* ICMP port unreachable and the like. */
-                        upstream_plain_next(q, strerror(errno));
+                        upstream_plain_next(p, strerror(errno));
                         return;
                 }
-                if (!upstream_plain_ours(q, p->buf, (size_t) n))
+                if (!upstream_plain_ours(p, p->buf, (size_t) n))
                         continue;
                 if (((unsigned) p->buf[DNS_OFF_FLAGS] << 8) & DNS_FLAG_TC) {
-                        upstream_plain_switch_to_tcp(q);
+                        upstream_plain_switch_to_tcp(p);
                         return;
                 }
-                upstream_query_complete(q, p->buf, (size_t) n);
+                p->cb->on_answer(p->userdata, p->buf, (size_t) n);
                 return;
         }
 }
 
-static void upstream_plain_tcp_event(Query *q, uint32_t revents) {
-        Plain *p = q->plain;
+static void upstream_plain_tcp_event(Plain *p, uint32_t revents) {
 
         if (!p->connected) {
                 int err = 0;
@@ -227,7 +224,7 @@ static void upstream_plain_tcp_event(Query *q, uint32_t revents) {
                 if (err == 0 && (revents & (EPOLLERR | EPOLLHUP)))
                         err = ECONNREFUSED;
                 if (err != 0) {
-                        upstream_plain_next(q, strerror(err));
+                        upstream_plain_next(p, strerror(err));
                         return;
                 }
                 p->connected = true;
@@ -239,7 +236,7 @@ static void upstream_plain_tcp_event(Query *q, uint32_t revents) {
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 return;
-                        upstream_plain_next(q, strerror(errno));
+                        upstream_plain_next(p, strerror(errno));
                         return;
                 }
                 p->out_off += (size_t) n;
@@ -253,22 +250,22 @@ static void upstream_plain_tcp_event(Query *q, uint32_t revents) {
                 if (p->len >= TCP_LENGTH_SIZE)
                         want += (size_t) p->buf[0] << 8 | p->buf[1];
                 if (p->len == want && want > TCP_LENGTH_SIZE) {
-                        if (!upstream_plain_ours(q, p->buf + TCP_LENGTH_SIZE, want - TCP_LENGTH_SIZE)) {
-                                upstream_plain_next(q, "answer over TCP does not match the query");
+                        if (!upstream_plain_ours(p, p->buf + TCP_LENGTH_SIZE, want - TCP_LENGTH_SIZE)) {
+                                upstream_plain_next(p, "answer over TCP does not match the query");
                                 return;
                         }
-                        upstream_query_complete(q, p->buf + TCP_LENGTH_SIZE, want - TCP_LENGTH_SIZE);
+                        p->cb->on_answer(p->userdata, p->buf + TCP_LENGTH_SIZE, want - TCP_LENGTH_SIZE);
                         return;
                 }
                 n = recv(p->fd, p->buf + p->len, want - p->len, 0);
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 return;
-                        upstream_plain_next(q, strerror(errno));
+                        upstream_plain_next(p, strerror(errno));
                         return;
                 }
                 if (n == 0) {
-                        upstream_plain_next(q, "connection closed over TCP");
+                        upstream_plain_next(p, "connection closed over TCP");
                         return;
                 }
                 p->len += (size_t) n;
@@ -276,13 +273,13 @@ static void upstream_plain_tcp_event(Query *q, uint32_t revents) {
 }
 
 static int on_plain_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
-        Query *q = userdata;
+        Plain *p = userdata;
 
         (void) es;
         (void) fd;
-        if (q->plain->tcp)
-                upstream_plain_tcp_event(q, revents);
+        if (p->tcp)
+                upstream_plain_tcp_event(p, revents);
         else
-                upstream_plain_udp_readable(q);
+                upstream_plain_udp_readable(p);
         return 0;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * DNS-over-TLS connections (RFC 7858, framing of RFC 7766) for upstream.c.
+ * One DNS-over-TLS connection (RFC 7858, framing of RFC 7766): the
+ * connection side of connection.h.
  *
  * A connection goes CONNECTING (non-blocking TCP connect) -> HANDSHAKE
  * (SSL_connect driven by the socket's readiness) -> READY. Queries wait on
@@ -14,11 +15,14 @@
  * The socket is read through a BIO of our own that uses send(MSG_NOSIGNAL)
  * and recv(): a server that resets the connection must not SIGPIPE ztnad.
  *
- * Failures: a connect or handshake that fails or does not finish within the
- * timeout, a certificate that does not verify or matches no pin, and a
- * broken answer make the server failed (upstream_server_failed() closes the
- * connection). An established connection that closes is only "lost": its
- * queries are sent again elsewhere and the next query reconnects.
+ * Events go up through the peer's DotConnCallbacks; what they mean for the
+ * server is the owner's decision (upstream.c), never made here. A connect
+ * or handshake that fails, or that has not finished T after the connection
+ * opened (the connection's timer, the only one that decides this), a
+ * certificate that does not verify or matches no pin, a broken answer and
+ * a server gone silent on queries it still owes are reported as on_failed
+ * with their kind; an established connection that closes or breaks as
+ * on_failed FAIL_LOST (FAIL_NONE when it was idle). The owner closes it.
  */
 
 #include <arpa/inet.h>
@@ -33,16 +37,56 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "common/dns-wire.h"
 #include "common/log.h"
-#include "upstream/upstream-internal.h"
+#include "common/timeouts.h"
+#include "upstream/connection.h"
 
 /* Frames handed to one SSL_write: one TLS record at most. */
 #define WRITE_CHUNK_MAX 16384u
+
+typedef struct Slot {
+        DotRequest *request; /* NULL: free, or abandoned while used */
+        uint64_t abandoned; /* an abandoned request's start: still owed an answer */
+        uint16_t id;
+        bool used;
+} Slot;
+
+typedef enum ConnState {
+        CONN_CONNECTING, /* TCP */
+        CONN_HANDSHAKE,
+        CONN_READY,
+} ConnState;
+
+struct DotConn {
+        DotPeer *peer;
+        int fd;
+        SSL *ssl;
+        sd_event_source *io, *timer;
+        ConnState state;
+        uint64_t opened, connected, ready, last_rx;
+        Slot slots[DOT_INFLIGHT_MAX];
+        unsigned n_used;
+        DotRequest *wait_head, *wait_tail;
+        uint8_t *out; /* frames not yet handed to SSL_write */
+        size_t out_len, out_cap;
+        size_t out_retry; /* length of an SSL_write to repeat, 0 if none */
+        bool write_wants_read, read_wants_write;
+        bool rx_drained; /* the last recv() left the socket empty */
+        uint64_t rx_bytes; /* received in all */
+        uint8_t *in; /* FRAME_MAX bytes */
+        size_t in_len;
+        /* A failure noticed where it cannot be reported (inside a callback
+         * chain): reported from the timer, at once. */
+        FailKind pending_fail;
+        int pending_errno;
+        char pending_error[ATTEMPT_ERROR_MAX];
+};
 
 /* ---- a socket BIO without SIGPIPE ---- */
 
@@ -50,7 +94,7 @@ static int bio_sock_write(BIO *b, const char *buf, int len) {
         ssize_t n;
 
         BIO_clear_retry_flags(b);
-        n = send(((Conn *) BIO_get_data(b))->fd, buf, (size_t) len, MSG_NOSIGNAL);
+        n = send(((DotConn *) BIO_get_data(b))->fd, buf, (size_t) len, MSG_NOSIGNAL);
         if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR)
                         BIO_set_retry_write(b);
@@ -63,14 +107,14 @@ static int bio_sock_write(BIO *b, const char *buf, int len) {
  * server without TCP_NODELAY holds an answer behind unacknowledged data
  * (its session tickets, the previous answer) until the ACK comes, and a
  * delayed ACK makes that 40 ms. */
-static void dot_conn_ack_now(const Conn *c) {
+static void dot_conn_ack_now(const DotConn *c) {
         int one = 1;
 
         (void) setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
 }
 
 static int bio_sock_read(BIO *b, char *buf, int len) {
-        Conn *c = BIO_get_data(b);
+        DotConn *c = BIO_get_data(b);
         ssize_t n;
 
         BIO_clear_retry_flags(b);
@@ -123,12 +167,12 @@ static BIO_METHOD *bio_sock_method(void) {
 /* A new session (TLS 1.2 at the end of the handshake, TLS 1.3 tickets
  * after it) replaces the server's: the next connection resumes it. */
 static int on_new_session(SSL *ssl, SSL_SESSION *session) {
-        Conn *c = SSL_get_app_data(ssl);
+        DotConn *c = SSL_get_app_data(ssl);
 
-        if (!c || !c->server)
+        if (!c || !c->peer)
                 return 0;
-        SSL_SESSION_free(c->server->session);
-        c->server->session = session;
+        SSL_SESSION_free(c->peer->session);
+        c->peer->session = session;
         return 1; /* we keep the reference */
 }
 
@@ -145,7 +189,7 @@ static void openssl_error(char *buf, size_t len, const char *what) {
         ERR_clear_error();
 }
 
-int upstream_tls_ctx_new(const UpstreamConfig *c, SSL_CTX **ret) {
+int upstream_tls_ctx_new(const char *ca_file, SSL_CTX **ret) {
         SSL_CTX *ctx;
         char msg[256];
 
@@ -159,10 +203,10 @@ int upstream_tls_ctx_new(const UpstreamConfig *c, SSL_CTX **ret) {
                 return -EINVAL;
         }
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        if (c->tls_ca_file) {
-                if (SSL_CTX_load_verify_locations(ctx, c->tls_ca_file, NULL) != 1) {
+        if (ca_file) {
+                if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
                         openssl_error(msg, sizeof msg, "cannot load");
-                        log_line(SD_ERR, "DNS-over-TLS: CA file %s: %s", c->tls_ca_file, msg);
+                        log_line(SD_ERR, "DNS-over-TLS: CA file %s: %s", ca_file, msg);
                         SSL_CTX_free(ctx);
                         return -EIO;
                 }
@@ -198,19 +242,41 @@ int upstream_pin_decode(const char *b64, uint8_t ret[32]) {
 
 /* ---- connections ---- */
 
-static uint64_t dot_conn_now(const Conn *c) {
-        return upstream_now(c->server->u);
+static uint64_t dot_conn_now(const DotConn *c) {
+        return upstream_clock_now(c->peer->event);
+}
+
+static uint16_t dot_random16(DotRandom *rnd) {
+        uint16_t v;
+
+        /* glibc's arc4random() is a getrandom() call each time: a system
+         * call on every query's way out. */
+        if (rnd->left < sizeof v) {
+                if (getrandom(rnd->pool, sizeof rnd->pool, GRND_NONBLOCK) != (ssize_t) sizeof rnd->pool)
+                        return (uint16_t) arc4random();
+                rnd->left = sizeof rnd->pool;
+        }
+        rnd->left -= sizeof v;
+        memcpy(&v, rnd->pool + rnd->left, sizeof v);
+        return v;
+}
+
+/* Tells the owner; it closes the connection before returning. */
+static void dot_conn_report(DotConn *c, FailKind kind, int err, const char *why) {
+        DotPeer *peer = c->peer;
+
+        peer->callbacks->on_failed(c, kind, err, why, peer->userdata);
 }
 
 /* No query waits for it. Slots of queries answered elsewhere do not count:
  * a server that never answers those must not keep the connection open. */
-static bool dot_conn_idle(const Conn *c) {
+static bool dot_conn_idle(const DotConn *c) {
         if (c->wait_head)
                 return false;
         if (c->n_used == 0)
                 return true;
-        for (unsigned i = 0; i < UPSTREAM_INFLIGHT_MAX; i++)
-                if (c->slots[i].used && c->slots[i].attempt)
+        for (unsigned i = 0; i < DOT_INFLIGHT_MAX; i++)
+                if (c->slots[i].used && c->slots[i].request)
                         return false;
         return true;
 }
@@ -218,10 +284,10 @@ static bool dot_conn_idle(const Conn *c) {
 /* The start of the oldest query this connection still owes an answer that
  * nobody waits for any more (answered by another server meanwhile); 0 for
  * none. Such a query still tells whether the server has gone silent. */
-static uint64_t dot_conn_oldest_abandoned(const Conn *c) {
+static uint64_t dot_conn_oldest_abandoned(const DotConn *c) {
         uint64_t oldest = 0;
-        for (unsigned i = 0; i < UPSTREAM_INFLIGHT_MAX; i++)
-                if (c->slots[i].used && !c->slots[i].attempt && c->slots[i].abandoned &&
+        for (unsigned i = 0; i < DOT_INFLIGHT_MAX; i++)
+                if (c->slots[i].used && !c->slots[i].request && c->slots[i].abandoned &&
                     (!oldest || c->slots[i].abandoned < oldest))
                         oldest = c->slots[i].abandoned;
         return oldest;
@@ -229,24 +295,24 @@ static uint64_t dot_conn_oldest_abandoned(const Conn *c) {
 
 /* When the connection counts as silent if nothing arrives: the oldest
  * abandoned query's deadline, if nothing came back since it was sent. */
-static uint64_t dot_conn_silent_at(const Conn *c) {
+static uint64_t dot_conn_silent_at(const DotConn *c) {
         uint64_t oldest = dot_conn_oldest_abandoned(c);
         if (!oldest || c->last_rx >= oldest)
                 return 0;
-        return oldest + c->server->u->timeout_usec;
+        return oldest + c->peer->timeout_usec;
 }
 
-static int dot_conn_arm_timer(Conn *c) {
-        Upstream *u = c->server->u;
+static int dot_conn_arm_timer(DotConn *c) {
+        const DotPeer *peer = c->peer;
         uint64_t when, silent_at = c->state == CONN_READY ? dot_conn_silent_at(c) : 0;
         int r;
 
         if (c->pending_fail != FAIL_NONE)
                 when = 1; /* in the past: at once */
         else if (c->state != CONN_READY)
-                when = c->opened + u->timeout_usec;
+                when = c->opened + peer->timeout_usec; /* the open deadline */
         else if (dot_conn_idle(c)) {
-                when = (c->last_rx > c->ready ? c->last_rx : c->ready) + u->idle_timeout_usec;
+                when = (c->last_rx > c->ready ? c->last_rx : c->ready) + peer->idle_timeout_usec;
                 if (silent_at && silent_at < when)
                         when = silent_at;
         } else if (silent_at)
@@ -259,7 +325,7 @@ static int dot_conn_arm_timer(Conn *c) {
         return r;
 }
 
-static void dot_conn_update_events(Conn *c) {
+static void dot_conn_update_events(DotConn *c) {
         uint32_t ev = 0;
 
         switch (c->state) {
@@ -279,7 +345,7 @@ static void dot_conn_update_events(Conn *c) {
 }
 
 /* Called where closing is not safe: the timer closes it, at once. */
-static void dot_conn_defer_fail(Conn *c, FailKind kind, int err, const char *msg) {
+static void dot_conn_defer_fail(DotConn *c, FailKind kind, int err, const char *msg) {
         if (c->pending_fail != FAIL_NONE)
                 return;
         c->pending_fail = kind;
@@ -288,7 +354,7 @@ static void dot_conn_defer_fail(Conn *c, FailKind kind, int err, const char *msg
         (void) dot_conn_arm_timer(c);
 }
 
-Conn *dot_conn_free(Conn *c) {
+DotConn *dot_conn_free(DotConn *c) {
         if (!c)
                 return NULL;
         if (c->ssl)
@@ -302,16 +368,14 @@ Conn *dot_conn_free(Conn *c) {
         return NULL;
 }
 
-/* Closes the connection and fails whatever was queued or in flight on it
- * with `kind`/`msg`; those queries move on. */
-void dot_conn_close(Conn *c, FailKind kind, const char *msg) {
-        Server *s = c->server;
-        Attempt *list = NULL, **tail = &list, *a, *next;
+/* Closes the connection and reports whatever was queued or in flight on
+ * it with `kind`/`msg`. */
+void dot_conn_close(DotConn *c, FailKind kind, const char *msg) {
+        DotPeer *peer = c->peer;
+        DotRequest *list = NULL, **tail = &list, *a, *next;
 
-        if (s->conn == c)
-                s->conn = NULL;
-        /* Collect first: failing an attempt may open a new connection to
-         * this server, and must not find this one. */
+        /* Collect first: the owner may open a new connection to this
+         * server for them, and must not find this one. */
         for (a = c->wait_head; a; a = next) {
                 next = a->wait_next;
                 a->wait_prev = NULL;
@@ -320,9 +384,9 @@ void dot_conn_close(Conn *c, FailKind kind, const char *msg) {
                 tail = &a->wait_next;
         }
         c->wait_head = c->wait_tail = NULL;
-        for (unsigned i = 0; i < UPSTREAM_INFLIGHT_MAX; i++)
-                if (c->slots[i].used && c->slots[i].attempt) {
-                        a = c->slots[i].attempt;
+        for (unsigned i = 0; i < DOT_INFLIGHT_MAX; i++)
+                if (c->slots[i].used && c->slots[i].request) {
+                        a = c->slots[i].request;
                         a->wait_next = NULL;
                         *tail = a;
                         tail = &a->wait_next;
@@ -338,21 +402,33 @@ void dot_conn_close(Conn *c, FailKind kind, const char *msg) {
                 next = a->wait_next;
                 a->wait_next = NULL;
                 a->conn = NULL;
-                upstream_attempt_fail(a, kind == FAIL_NONE ? FAIL_LOST : kind, msg);
+                a->state = DOT_REQUEST_NONE;
+                peer->callbacks->on_request_closed(a, kind, msg, peer->userdata);
         }
 }
 
-bool dot_conn_silent_since(const Conn *c, uint64_t t) {
+bool dot_conn_silent_since(const DotConn *c, uint64_t t) {
         return c->last_rx < t;
 }
 
-static int dot_conn_slot_new(Conn *c, uint16_t *ret_id) {
-        Upstream *u = c->server->u;
+bool dot_conn_ready(const DotConn *c) {
+        return c->state == CONN_READY;
+}
+
+unsigned dot_conn_inflight(const DotConn *c) {
+        return c->n_used;
+}
+
+DotRequest *dot_conn_waiting(const DotConn *c) {
+        return c->wait_head;
+}
+
+static int dot_conn_slot_new(DotConn *c, uint16_t *ret_id) {
         int free_slot = -1;
         uint16_t id;
         bool clash;
 
-        for (unsigned i = 0; i < UPSTREAM_INFLIGHT_MAX; i++)
+        for (unsigned i = 0; i < DOT_INFLIGHT_MAX; i++)
                 if (!c->slots[i].used) {
                         free_slot = (int) i;
                         break;
@@ -362,9 +438,9 @@ static int dot_conn_slot_new(Conn *c, uint16_t *ret_id) {
         /* Unique among the IDs in use; random, though TLS already keeps
          * off-path forgers out. */
         do {
-                id = upstream_random16(u);
+                id = dot_random16(c->peer->random);
                 clash = false;
-                for (unsigned i = 0; i < UPSTREAM_INFLIGHT_MAX; i++)
+                for (unsigned i = 0; i < DOT_INFLIGHT_MAX; i++)
                         if (c->slots[i].used && c->slots[i].id == id) {
                                 clash = true;
                                 break;
@@ -374,7 +450,7 @@ static int dot_conn_slot_new(Conn *c, uint16_t *ret_id) {
         return free_slot;
 }
 
-static int dot_conn_out_reserve(Conn *c, size_t more) {
+static int dot_conn_out_reserve(DotConn *c, size_t more) {
         size_t need = c->out_len + more;
         uint8_t *p;
 
@@ -394,7 +470,7 @@ static int dot_conn_out_reserve(Conn *c, size_t more) {
 
 /* Hands whole frames to SSL_write until the socket is full. Never closes:
  * a write error is deferred to the timer. */
-static void dot_conn_flush(Conn *c) {
+static void dot_conn_flush(DotConn *c) {
         char msg[ATTEMPT_ERROR_MAX];
 
         if (c->state != CONN_READY || c->pending_fail != FAIL_NONE)
@@ -435,7 +511,7 @@ static void dot_conn_flush(Conn *c) {
                         break;
                 }
                 if (e == SSL_ERROR_SYSCALL && errno != 0)
-                        upstream_format(msg, sizeof msg, "writing to %s: %s", c->server->label, strerror(errno));
+                        upstream_format(msg, sizeof msg, "writing to %s: %s", c->peer->label, strerror(errno));
                 else
                         openssl_error(msg, sizeof msg, "TLS write failed");
                 dot_conn_defer_fail(c, FAIL_LOST, -EIO, msg);
@@ -445,20 +521,19 @@ static void dot_conn_flush(Conn *c) {
 }
 
 /* Moves waiting queries into free slots and writes them. */
-static void dot_conn_pump(Conn *c) {
-        Server *s = c->server;
+static void dot_conn_pump(DotConn *c) {
+        DotPeer *peer = c->peer;
         uint64_t now;
 
         if (c->state != CONN_READY || c->pending_fail != FAIL_NONE)
                 return;
         now = dot_conn_now(c);
-        while (c->wait_head && c->n_used < UPSTREAM_INFLIGHT_MAX) {
-                Attempt *a = c->wait_head;
-                Query *q = a->query;
+        while (c->wait_head && c->n_used < DOT_INFLIGHT_MAX) {
+                DotRequest *a = c->wait_head;
                 uint16_t id;
                 int slot;
 
-                if (dot_conn_out_reserve(c, TCP_LENGTH_SIZE + q->wire_len) < 0) {
+                if (dot_conn_out_reserve(c, TCP_LENGTH_SIZE + a->wire_len) < 0) {
                         dot_conn_defer_fail(c, FAIL_LOST, -ENOMEM, "out of memory");
                         return;
                 }
@@ -472,32 +547,32 @@ static void dot_conn_pump(Conn *c) {
                         c->wait_tail = NULL;
                 a->wait_next = a->wait_prev = NULL;
 
-                c->slots[slot] = (Slot) { .attempt = a, .id = id, .used = true };
+                c->slots[slot] = (Slot) { .request = a, .id = id, .used = true };
                 c->n_used++;
                 a->slot = (unsigned) slot;
-                a->state = ATTEMPT_SENT;
+                a->state = DOT_REQUEST_SENT;
                 /* An RTT sample only for queries that did not wait for the
                  * connection to open. */
                 a->sent = a->started >= c->ready ? now : 0;
-                s->n_sent++;
+                peer->n_sent++;
 
-                c->out[c->out_len] = (uint8_t) (q->wire_len >> 8);
-                c->out[c->out_len + 1] = (uint8_t) q->wire_len;
-                memcpy(c->out + c->out_len + TCP_LENGTH_SIZE, q->wire, q->wire_len);
+                c->out[c->out_len] = (uint8_t) (a->wire_len >> 8);
+                c->out[c->out_len + 1] = (uint8_t) a->wire_len;
+                memcpy(c->out + c->out_len + TCP_LENGTH_SIZE, a->wire, a->wire_len);
                 c->out[c->out_len + TCP_LENGTH_SIZE + DNS_OFF_ID] = (uint8_t) (id >> 8);
                 c->out[c->out_len + TCP_LENGTH_SIZE + DNS_OFF_ID + 1] = (uint8_t) id;
-                c->out_len += TCP_LENGTH_SIZE + q->wire_len;
+                c->out_len += TCP_LENGTH_SIZE + a->wire_len;
         }
         dot_conn_flush(c);
         (void) dot_conn_arm_timer(c);
 }
 
-void dot_conn_dequeue(Attempt *a) {
-        Conn *c = a->conn;
+void dot_conn_dequeue(DotRequest *a) {
+        DotConn *c = a->conn;
 
         if (!c)
                 return;
-        if (a->state == ATTEMPT_WAITING) {
+        if (a->state == DOT_REQUEST_WAITING) {
                 if (a->wait_prev)
                         a->wait_prev->wait_next = a->wait_next;
                 else
@@ -507,42 +582,44 @@ void dot_conn_dequeue(Attempt *a) {
                 else
                         c->wait_tail = a->wait_prev;
                 a->wait_prev = a->wait_next = NULL;
-        } else if (a->state == ATTEMPT_SENT && c->slots[a->slot].attempt == a) {
+        } else if (a->state == DOT_REQUEST_SENT && c->slots[a->slot].request == a) {
                 /* Abandoned: the ID stays taken until its answer comes, and
                  * the connection keeps its deadline (dot_conn_silent_at). */
-                c->slots[a->slot].attempt = NULL;
+                c->slots[a->slot].request = NULL;
                 c->slots[a->slot].abandoned = a->started ? a->started : dot_conn_now(c);
                 (void) dot_conn_arm_timer(c);
         }
         a->conn = NULL;
+        a->state = DOT_REQUEST_NONE;
 }
 
 static int on_conn_io(sd_event_source *es, int fd, uint32_t revents, void *userdata);
 static int on_conn_timer(sd_event_source *es, uint64_t usec, void *userdata);
 
-static int dot_conn_open(Server *s, Conn **ret) {
-        Upstream *u = s->u;
-        Conn *c;
+int dot_conn_new(DotPeer *peer, uint64_t now, DotConn **ret) {
+        DotConn *c;
         int r, one = 1;
 
         c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;
         c->fd = -1;
-        c->server = s;
-        c->opened = upstream_now(u);
+        c->peer = peer;
+        /* The caller's now: a request handed over at the same moment
+         * never has a deadline before this connection's. */
+        c->opened = now;
         c->in = malloc(FRAME_MAX);
         if (!c->in) {
                 free(c);
                 return -ENOMEM;
         }
-        r = sd_event_add_time(u->event, &c->timer, CLOCK_MONOTONIC, c->opened + u->timeout_usec,
+        r = sd_event_add_time(peer->event, &c->timer, CLOCK_MONOTONIC, c->opened + peer->timeout_usec,
                               TIMER_ACCURACY_USEC, on_conn_timer, c);
         if (r < 0) {
                 dot_conn_free(c);
                 return r;
         }
-        c->fd = socket(s->cfg.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+        c->fd = socket(peer->addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
         if (c->fd < 0) {
                 r = -errno;
                 dot_conn_free(c);
@@ -550,36 +627,27 @@ static int dot_conn_open(Server *s, Conn **ret) {
         }
         /* Queries are small and each goes out whole: no Nagle. */
         (void) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        r = sd_event_add_io(u->event, &c->io, c->fd, EPOLLOUT, on_conn_io, c);
+        r = sd_event_add_io(peer->event, &c->io, c->fd, EPOLLOUT, on_conn_io, c);
         if (r < 0) {
                 dot_conn_free(c);
                 return r;
         }
-        s->n_connections++;
-        if (connect(c->fd, (const struct sockaddr *) &s->cfg.addr, s->cfg.addrlen) < 0 && errno != EINPROGRESS) {
+        peer->n_connections++;
+        if (connect(c->fd, (const struct sockaddr *) peer->addr, peer->addrlen) < 0 && errno != EINPROGRESS) {
                 char msg[ATTEMPT_ERROR_MAX];
                 int e = errno;
 
                 /* Reported from the timer, like any other failure. */
-                upstream_format(msg, sizeof msg, "connecting to %s: %s", s->address, strerror(e));
+                upstream_format(msg, sizeof msg, "connecting to %s: %s", peer->address, strerror(e));
                 dot_conn_defer_fail(c, FAIL_UNREACHABLE, -e, msg);
         }
         *ret = c;
         return 0;
 }
 
-int dot_conn_enqueue(Server *s, Attempt *a) {
-        Conn *c = s->conn;
-        int r;
-
-        if (!c) {
-                r = dot_conn_open(s, &c);
-                if (r < 0)
-                        return r;
-                s->conn = c;
-        }
+void dot_conn_enqueue(DotConn *c, DotRequest *a) {
         a->conn = c;
-        a->state = ATTEMPT_WAITING;
+        a->state = DOT_REQUEST_WAITING;
         a->wait_next = NULL;
         a->wait_prev = c->wait_tail;
         if (c->wait_tail)
@@ -588,23 +656,9 @@ int dot_conn_enqueue(Server *s, Attempt *a) {
                 c->wait_head = a;
         c->wait_tail = a;
         dot_conn_pump(c);
-        return 0;
 }
 
-/* The hedging delay of queries that waited for the connection counts from
- * when it opened, now that the TCP handshake measured the path. */
-static void dot_conn_rehedge(Conn *c, uint64_t now) {
-        /* The TLS handshake's round trip is still ahead. */
-        uint64_t at = now + upstream_server_hedge_delay(c->server) + c->server->srtt;
-
-        for (Attempt *a = c->wait_head; a; a = a->wait_next)
-                if (!a->hedged && a->hedge_at > at) {
-                        a->hedge_at = at;
-                        (void) upstream_query_rearm(a->query);
-                }
-}
-
-static bool pin_match(const Upstream *u, X509 *cert) {
+static bool pin_match(const DotPeer *u, X509 *cert) {
         X509_PUBKEY *key = X509_get_X509_PUBKEY(cert);
         unsigned char *der = NULL;
         uint8_t md[EVP_MAX_MD_SIZE];
@@ -625,8 +679,8 @@ static bool pin_match(const Upstream *u, X509 *cert) {
 }
 
 /* RFC 7858 4.2: any certificate of the validated chain may match. */
-static bool dot_conn_pins_ok(const Conn *c) {
-        const Upstream *u = c->server->u;
+static bool dot_conn_pins_ok(const DotConn *c) {
+        const DotPeer *u = c->peer;
         STACK_OF(X509) *chain;
         X509 *leaf;
 
@@ -643,16 +697,15 @@ static bool dot_conn_pins_ok(const Conn *c) {
         return leaf && pin_match(u, leaf);
 }
 
-static int dot_conn_start_tls(Conn *c) {
-        Server *s = c->server;
-        Upstream *u = s->u;
+static int dot_conn_start_tls(DotConn *c) {
+        const DotPeer *s = c->peer;
         BIO *bio;
 
         ERR_clear_error();
-        c->ssl = SSL_new(u->ctx);
+        c->ssl = SSL_new(s->ctx);
         if (!c->ssl)
                 return -ENOMEM;
-        bio = BIO_new(u->bio_method);
+        bio = BIO_new(s->bio_method);
         if (!bio)
                 return -ENOMEM;
         BIO_set_data(bio, c);
@@ -662,8 +715,8 @@ static int dot_conn_start_tls(Conn *c) {
         SSL_set_app_data(c->ssl, c);
         SSL_set_connect_state(c->ssl);
         SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-        if (s->cfg.tls_name[0]) {
-                if (!SSL_set_tlsext_host_name(c->ssl, s->cfg.tls_name) || !SSL_set1_host(c->ssl, s->cfg.tls_name))
+        if (s->tls_name[0]) {
+                if (!SSL_set_tlsext_host_name(c->ssl, s->tls_name) || !SSL_set1_host(c->ssl, s->tls_name))
                         return -ENOMEM;
         } else {
                 /* No name: the certificate must carry the address. */
@@ -671,11 +724,11 @@ static int dot_conn_start_tls(Conn *c) {
                 const void *ip;
                 size_t iplen;
 
-                if (s->cfg.addr.ss_family == AF_INET) {
-                        ip = &((const struct sockaddr_in *) &s->cfg.addr)->sin_addr;
+                if (s->addr->ss_family == AF_INET) {
+                        ip = &((const struct sockaddr_in *) s->addr)->sin_addr;
                         iplen = 4;
                 } else {
-                        ip = &((const struct sockaddr_in6 *) &s->cfg.addr)->sin6_addr;
+                        ip = &((const struct sockaddr_in6 *) s->addr)->sin6_addr;
                         iplen = 16;
                 }
                 if (!X509_VERIFY_PARAM_set1_ip(param, ip, iplen))
@@ -686,14 +739,14 @@ static int dot_conn_start_tls(Conn *c) {
         return 0;
 }
 
-static const char *dot_conn_identity(const Server *s) {
-        return s->cfg.tls_name[0] ? s->cfg.tls_name : s->address;
+static const char *dot_conn_identity(const DotPeer *s) {
+        return s->tls_name[0] ? s->tls_name : s->address;
 }
 
-/* 1: READY, 0: in progress, < 0: failed (the server has been failed and
- * the connection freed). */
-static int dot_conn_handshake(Conn *c) {
-        Server *s = c->server;
+/* 1: READY, 0: in progress, < 0: failed (reported, and the connection
+ * closed by the owner). */
+static int dot_conn_handshake(DotConn *c) {
+        DotPeer *s = c->peer;
         char msg[ATTEMPT_ERROR_MAX];
         long vr;
         int r, e;
@@ -708,7 +761,7 @@ static int dot_conn_handshake(Conn *c) {
                         s->session = NULL;
                         upstream_format(msg, sizeof msg, "TLS certificate of %s matches no SPKI pin",
                                        dot_conn_identity(s));
-                        upstream_server_failed(s, FAIL_TLS, -EPERM, msg);
+                        dot_conn_report(c, FAIL_TLS, -EPERM, msg);
                         return -EPERM;
                 }
                 c->state = CONN_READY;
@@ -740,50 +793,49 @@ static int dot_conn_handshake(Conn *c) {
                 openssl_error(msg, sizeof msg, what);
         }
         ERR_clear_error();
-        upstream_server_failed(s, FAIL_TLS, -EPROTO, msg);
+        dot_conn_report(c, FAIL_TLS, -EPROTO, msg);
         return -EPROTO;
 }
 
 /* One complete frame. Returns 0, or < 0 when the connection was closed. */
-static int dot_conn_frame(Conn *c, uint8_t *msg, size_t len) {
-        Server *s = c->server;
+static int dot_conn_frame(DotConn *c, uint8_t *msg, size_t len) {
+        DotPeer *s = c->peer;
         char err[ATTEMPT_ERROR_MAX];
         uint16_t id;
         size_t qoff, qlen;
         Slot *slot = NULL;
-        Attempt *a;
+        DotRequest *a;
 
         if (dns_wire_question_span(msg, len, &id, &qoff, &qlen) < 0 ||
             !(((unsigned) msg[DNS_OFF_FLAGS] << 8) & DNS_FLAG_QR)) {
                 upstream_format(err, sizeof err, "malformed answer from %s", s->label);
-                upstream_server_failed(s, FAIL_PROTOCOL, -EBADMSG, err);
+                dot_conn_report(c, FAIL_PROTOCOL, -EBADMSG, err);
                 return -EBADMSG;
         }
-        for (unsigned i = 0; i < UPSTREAM_INFLIGHT_MAX; i++)
+        for (unsigned i = 0; i < DOT_INFLIGHT_MAX; i++)
                 if (c->slots[i].used && c->slots[i].id == id) {
                         slot = &c->slots[i];
                         break;
                 }
         if (!slot) {
                 upstream_format(err, sizeof err, "answer from %s to a query never sent (ID %u)", s->label, id);
-                upstream_server_failed(s, FAIL_PROTOCOL, -EBADMSG, err);
+                dot_conn_report(c, FAIL_PROTOCOL, -EBADMSG, err);
                 return -EBADMSG;
         }
-        a = slot->attempt;
-        if (a && !upstream_answer_matches(a->query, msg, len)) {
+        a = slot->request;
+        if (a && !upstream_question_matches(a->question, a->question_len, msg, len)) {
                 upstream_format(err, sizeof err, "answer from %s does not match its query's question", s->label);
-                upstream_server_failed(s, FAIL_PROTOCOL, -EBADMSG, err);
+                dot_conn_report(c, FAIL_PROTOCOL, -EBADMSG, err);
                 return -EBADMSG;
         }
         *slot = (Slot) {};
         c->n_used--;
-        upstream_server_answered(s);
-        if (!a)
-                return 0; /* its query was answered elsewhere */
-        if (a->sent)
-                upstream_server_rtt_sample(s, dot_conn_now(c) - a->sent);
-        a->conn = NULL;
-        upstream_attempt_answered(a, msg, len);
+        if (a) {
+                a->conn = NULL;
+                a->state = DOT_REQUEST_NONE;
+        }
+        /* a NULL: its query was answered elsewhere. */
+        s->callbacks->on_answer(c, a, msg, len, s->userdata);
         return 0;
 }
 
@@ -792,15 +844,15 @@ static int dot_conn_frame(Conn *c, uint8_t *msg, size_t len) {
  * behind its first segment, an answer behind the previous one). Otherwise
  * the ACK goes with the next query, at no cost: an ACK of its own is a
  * packet and a wake-up for both ends, on every answer. */
-static void dot_conn_read_done(Conn *c, uint64_t rx_start) {
+static void dot_conn_read_done(DotConn *c, uint64_t rx_start) {
         if (c->rx_bytes != rx_start && c->n_used > 0)
                 dot_conn_ack_now(c);
 }
 
 /* Reads and handles every frame available. Returns 0, or < 0 when the
  * connection was closed. */
-static int dot_conn_read(Conn *c) {
-        Server *s = c->server;
+static int dot_conn_read(DotConn *c) {
+        const DotPeer *s = c->peer;
         char msg[ATTEMPT_ERROR_MAX];
         uint64_t rx_start = c->rx_bytes;
 
@@ -827,7 +879,7 @@ static int dot_conn_read(Conn *c) {
                         ERR_clear_error();
                         /* Quietly when idle: servers close idle
                          * connections (RFC 7766 6.2.3). */
-                        dot_conn_close(c, dot_conn_idle(c) ? FAIL_NONE : FAIL_LOST, msg);
+                        dot_conn_report(c, dot_conn_idle(c) ? FAIL_NONE : FAIL_LOST, -ECONNRESET, msg);
                         return -ECONNRESET;
                 }
                 c->last_rx = dot_conn_now(c);
@@ -854,8 +906,8 @@ static int dot_conn_read(Conn *c) {
 }
 
 static int on_conn_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
-        Conn *c = userdata;
-        Server *s = c->server;
+        DotConn *c = userdata;
+        DotPeer *s = c->peer;
         char msg[ATTEMPT_ERROR_MAX];
         int r;
 
@@ -876,24 +928,24 @@ static int on_conn_io(sd_event_source *es, int fd, uint32_t revents, void *userd
                         if (err == 0)
                                 err = ECONNREFUSED;
                         upstream_format(msg, sizeof msg, "connecting to %s: %s", s->address, strerror(err));
-                        upstream_server_failed(s, FAIL_UNREACHABLE, -err, msg);
+                        dot_conn_report(c, FAIL_UNREACHABLE, -err, msg);
                         return 0;
                 }
                 c->connected = dot_conn_now(c);
-                upstream_server_rtt_sample(s, c->connected - c->opened);
                 c->state = CONN_HANDSHAKE;
+                s->callbacks->on_connected(c, c->connected - c->opened, s->userdata);
                 r = dot_conn_start_tls(c);
                 if (r < 0) {
                         upstream_format(msg, sizeof msg, "TLS setup for %s: %s", s->address, strerror(-r));
-                        upstream_server_failed(s, FAIL_TLS, r, msg);
+                        dot_conn_report(c, FAIL_TLS, r, msg);
                         return 0;
                 }
-                dot_conn_rehedge(c, c->connected);
         }
         if (c->state == CONN_HANDSHAKE) {
                 r = dot_conn_handshake(c);
                 if (r <= 0)
                         return 0;
+                s->callbacks->on_ready(c, s->userdata);
                 (void) dot_conn_arm_timer(c);
                 dot_conn_pump(c);
         }
@@ -917,26 +969,25 @@ static int on_conn_io(sd_event_source *es, int fd, uint32_t revents, void *userd
 }
 
 static int on_conn_timer(sd_event_source *es, uint64_t usec, void *userdata) {
-        Conn *c = userdata;
-        Server *s = c->server;
+        DotConn *c = userdata;
+        const DotPeer *s = c->peer;
         char msg[ATTEMPT_ERROR_MAX];
 
         (void) es;
         (void) usec;
         if (c->pending_fail != FAIL_NONE) {
                 upstream_format(msg, sizeof msg, "%s", c->pending_error);
-                if (c->pending_fail == FAIL_LOST)
-                        dot_conn_close(c, FAIL_LOST, msg);
-                else
-                        upstream_server_failed(s, c->pending_fail, c->pending_errno, msg);
+                dot_conn_report(c, c->pending_fail, c->pending_errno, msg);
                 return 0;
         }
+        /* The open deadline (opened + T): the one place a connect or a
+         * handshake times out. */
         if (c->state != CONN_READY) {
                 if (c->state == CONN_CONNECTING)
                         upstream_format(msg, sizeof msg, "connecting to %s timed out", s->address);
                 else
                         upstream_format(msg, sizeof msg, "TLS handshake with %s timed out", s->address);
-                upstream_server_failed(s, FAIL_TIMEOUT, -ETIMEDOUT, msg);
+                dot_conn_report(c, FAIL_TIMEOUT, -ETIMEDOUT, msg);
                 return 0;
         }
         uint64_t silent_at = dot_conn_silent_at(c);
@@ -944,12 +995,12 @@ static int on_conn_timer(sd_event_source *es, uint64_t usec, void *userdata) {
                 /* Queries answered elsewhere got nothing back here either:
                  * the server went silent on an open connection. */
                 upstream_format(msg, sizeof msg, "no answer from %s within %" PRIu64 " ms", s->label,
-                                s->u->timeout_usec / 1000);
-                upstream_server_failed(s, FAIL_TIMEOUT, -ETIMEDOUT, msg);
+                                s->timeout_usec / 1000);
+                dot_conn_report(c, FAIL_TIMEOUT, -ETIMEDOUT, msg);
                 return 0;
         }
         if (dot_conn_idle(c)) {
-                dot_conn_close(c, FAIL_NONE, "idle");
+                dot_conn_report(c, FAIL_NONE, 0, "idle");
                 return 0;
         }
         (void) dot_conn_arm_timer(c);

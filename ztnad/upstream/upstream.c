@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The upstream resolver: queries, servers and their state (upstream.h).
- * Connections are in upstream-tls.c, the plaintext fallback in
- * upstream-plain.c; upstream-internal.h says how they fit together.
+ * The connections below it, one DoT connection (upstream-tls.c) and one
+ * query's plaintext fallback (upstream-plain.c), report events through
+ * callbacks (connection.h); this file alone decides what they mean: when a
+ * server has failed, and what a query does next.
  *
  * A query tries the servers in order, one attempt per server. A new
  * attempt starts when the query arrives, when the live one failed, or when
@@ -17,19 +19,129 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
 #include "common/inet-util.h"
 #include "common/dns-wire.h"
 #include "common/log.h"
-#include "upstream/upstream-internal.h"
 #include "common/time-util.h"
+#include "upstream/connection.h"
+#include "upstream/upstream.h"
+
+_Static_assert(DOT_INFLIGHT_MAX == UPSTREAM_INFLIGHT_MAX, "one limit of queries in flight");
+
+/*
+ * Ownership: the Upstream owns its Servers and every live Query; a Server
+ * owns its one connection. A Query owns one Attempt per server, and an
+ * Attempt its DotRequest, which sits on the server's connection while the
+ * attempt is live (connection.h says what happens to it there).
+ *
+ * Re-entrancy: a query's callback runs only from a connection's event, a
+ * query's timer, the fallback's events or upstream_free(). Work that would
+ * finish a query or close a connection from inside upstream_resolve() is
+ * deferred to a timer set to "now" instead.
+ */
+
+typedef struct Server Server;
+typedef struct Query Query;
+
+typedef enum AttemptState {
+        ATTEMPT_NONE,   /* this server not tried by this query (yet) */
+        ATTEMPT_LIVE,   /* handed to the server's connection: waiting or sent */
+        ATTEMPT_FAILED, /* or answered */
+} AttemptState;
+
+typedef struct Attempt {
+        Query *query;
+        Server *server;
+        DotRequest req; /* req.started: hedge and timeout count from there */
+        AttemptState state;
+        uint64_t hedge_at;
+        uint64_t deadline; /* counts once the connection is ready; until then its open deadline, no later, rules */
+        bool hedged;
+        FailKind fail;
+        char error[ATTEMPT_ERROR_MAX];
+} Attempt;
+
+struct Query {
+        Upstream *u;
+        Query *prev, *next;
+        uint8_t *wire; /* padded, for DoT */
+        size_t wire_len;
+        uint8_t *orig; /* as the client sent it, for the fallback and errors */
+        size_t orig_len;
+        uint16_t client_id;
+        size_t qoff, qlen; /* the question, the same in both */
+        upstream_done_fn done;
+        void *userdata;
+        Server *probe; /* a background probe of this server: no failover */
+        unsigned probe_epoch;
+        sd_event_source *timer;
+        bool final_pending; /* every DoT server failed: fall back or fail from the timer */
+        bool lost_retry;    /* the one retry on a server whose connection dropped it was used */
+        Plain *plain;
+        size_t n_attempts;
+        Attempt attempts[];
+};
+
+struct Server {
+        Upstream *u;
+        unsigned index;
+        UpstreamServer cfg;
+        char label[UPSTREAM_TLS_NAME_MAX + 80]; /* "dns.quad9.net (9.9.9.9:853)" */
+        char address[64];
+        UpstreamServerState state;
+        unsigned failures;
+        unsigned fail_epoch; /* bumped by every upstream_server_failed() */
+        uint64_t backoff_until, last_change, suspect_until, last_probe, failed_at;
+        uint64_t srtt, rttvar; /* 0: not measured */
+        FailKind last_fail;
+        int last_errno;
+        char last_error[UPSTREAM_ERROR_MAX];
+        DotPeer peer; /* what its connections need; the session and counters they keep */
+        DotConn *conn;
+        sd_event_source *probe_timer;
+        Query *probe;
+        uint64_t n_answers, n_failures;
+};
+
+/* A log line printed at most once per FALLBACK_LOG_INTERVAL_USEC; the
+ * ones held back are counted and reported by the timer. */
+typedef struct RateLog {
+        const char *priority, *line;
+        uint64_t last;
+        unsigned suppressed;
+        sd_event_source *timer;
+} RateLog;
+
+struct Upstream {
+        sd_event *event;
+        SSL_CTX *ctx;
+        BIO_METHOD *bio_method;
+        Server *servers;
+        size_t n_servers;
+        uint8_t pins[UPSTREAM_PINS_MAX][32];
+        size_t n_pins;
+        uint64_t timeout_usec, idle_timeout_usec;
+        UpstreamShared *shared;
+        bool allow_plaintext_fallback;
+        struct sockaddr_storage fallback[UPSTREAM_FALLBACK_MAX];
+        size_t n_fallback;
+        Query *queries;
+        unsigned n_queries_live;
+        bool freeing;
+        DotRandom random; /* query IDs for every connection */
+        uint64_t n_queries, n_answered, n_servfail, n_fallback_used;
+        RateLog log_no_fallback, log_fallback;
+};
+
+static Attempt *attempt_of(DotRequest *r) {
+        return (Attempt *) ((char *) r - offsetof(Attempt, req));
+}
 
 /* An error response: header, question (a name of at most 255 bytes and
  * four), an OPT record with an EDE option and its text. */
@@ -41,37 +153,8 @@ static const uint8_t probe_query[] = {
         0x00, 0x00, DNS_TYPE_NS, 0x00, DNS_CLASS_IN,                            /* question */
 };
 
-void upstream_format(char *buf, size_t len, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        (void) vsnprintf(buf, len, fmt, ap);
-        va_end(ap);
-}
-
-uint64_t upstream_now(const Upstream *u) {
-        uint64_t now;
-
-        if (sd_event_now(u->event, CLOCK_MONOTONIC, &now) < 0) {
-                now = clock_now_usec(CLOCK_MONOTONIC);
-        }
-        return now;
-}
-
-uint16_t upstream_random16(Upstream *u) {
-        uint16_t v;
-
-        /* glibc's arc4random() is a getrandom() call each time: a system
-         * call on every query's way out. */
-        if (u->random_left < sizeof v) {
-                if (getrandom(u->random_pool, sizeof u->random_pool, GRND_NONBLOCK) !=
-                    (ssize_t) sizeof u->random_pool)
-                        return (uint16_t) arc4random();
-                u->random_left = sizeof u->random_pool;
-        }
-        u->random_left -= sizeof v;
-        memcpy(&v, u->random_pool + u->random_left, sizeof v);
-        return v;
+static uint64_t upstream_now(const Upstream *u) {
+        return upstream_clock_now(u->event);
 }
 
 bool upstream_is_idle(const Upstream *u) {
@@ -140,7 +223,7 @@ static void rate_log(Upstream *u, RateLog *l) {
 
 /* ---- servers ---- */
 
-uint64_t upstream_server_hedge_delay(const Server *s) {
+static uint64_t upstream_server_hedge_delay(const Server *s) {
         const UpstreamShared *sh = s->u->shared;
         uint64_t d, srtt = s->srtt, rttvar = s->rttvar;
 
@@ -168,7 +251,7 @@ static void upstream_server_share_rtt(const Server *s) {
 }
 
 /* RFC 6298 2.2 and 2.3, alpha 1/8, beta 1/4. */
-void upstream_server_rtt_sample(Server *s, uint64_t r) {
+static void upstream_server_rtt_sample(Server *s, uint64_t r) {
         if (r == 0)
                 r = 1;
         if (s->srtt == 0) {
@@ -198,7 +281,16 @@ static void upstream_server_arm_probe(Server *s, uint64_t when) {
                 log_line(SD_ERR, "cannot arm the probe timer for %s", s->label);
 }
 
-void upstream_server_failed(Server *s, FailKind kind, int err, const char *msg) {
+/* Takes the connection from the server (a new one may be opened while its
+ * requests are reported) and closes it. */
+static void upstream_server_close_conn(Server *s, FailKind kind, const char *msg) {
+        DotConn *c = TAKE_PTR(s->conn);
+
+        if (c)
+                dot_conn_close(c, kind, msg);
+}
+
+static void upstream_server_failed(Server *s, FailKind kind, int err, const char *msg) {
         Upstream *u = s->u;
         uint64_t now = upstream_now(u), backoff;
         unsigned shift;
@@ -230,11 +322,10 @@ void upstream_server_failed(Server *s, FailKind kind, int err, const char *msg) 
          * is back, not merely until this back-off ends. */
         if (u->shared && s->index < UPSTREAM_SERVERS_MAX)
                 __atomic_store_n(&u->shared->failed_until[s->index], UINT64_MAX, __ATOMIC_RELAXED);
-        if (s->conn)
-                dot_conn_close(s->conn, kind, msg);
+        upstream_server_close_conn(s, kind, msg);
 }
 
-void upstream_server_answered(Server *s) {
+static void upstream_server_answered(Server *s) {
         s->n_answers++;
         s->suspect_until = 0;
         if (s->u->shared && s->index < UPSTREAM_SERVERS_MAX)
@@ -275,7 +366,7 @@ static Query *upstream_query_free(Query *q) {
                 return NULL;
         u = q->u;
         for (size_t i = 0; i < q->n_attempts; i++)
-                dot_conn_dequeue(&q->attempts[i]);
+                dot_conn_dequeue(&q->attempts[i].req);
         if (q->prev)
                 q->prev->next = q->next;
         else if (u->queries == q)
@@ -298,45 +389,32 @@ static unsigned upstream_query_live(const Query *q) {
         unsigned n = 0;
 
         for (size_t i = 0; i < q->n_attempts; i++)
-                n += q->attempts[i].state == ATTEMPT_WAITING || q->attempts[i].state == ATTEMPT_SENT;
+                n += q->attempts[i].state == ATTEMPT_LIVE;
         return n;
 }
 
-/* Whether the answer's question is the query's: the name compared ASCII
- * case-insensitively (a server may echo another case, RFC 4343), type
- * and class exactly. */
-bool upstream_answer_matches(const Query *q, const uint8_t *msg, size_t len) {
-        uint16_t id;
-        size_t qoff, qlen;
-        const uint8_t *a, *b;
-
-        if (dns_wire_question_span(msg, len, &id, &qoff, &qlen) < 0 || qlen != q->qlen || qlen < 4)
-                return false;
-        a = msg + qoff;
-        b = q->orig + q->qoff;
-        for (size_t i = 0; i < qlen - 4; i++)
-                if (ascii_tolower((char) a[i]) != ascii_tolower((char) b[i]))
-                        return false;
-        return memcmp(a + qlen - 4, b + qlen - 4, 4) == 0;
-}
-
-int upstream_query_rearm(Query *q) {
+/* The query's timer at its next hedge or deadline, the fallback's
+ * deadline, or at once for the final step. */
+static int upstream_query_rearm(Query *q) {
         uint64_t next = UINT64_MAX;
         int r;
 
         if (q->final_pending)
                 next = 1; /* in the past: at once */
         else if (q->plain)
-                next = upstream_plain_deadline(q);
+                next = upstream_plain_deadline(q->plain);
         else
                 for (size_t i = 0; i < q->n_attempts; i++) {
                         const Attempt *a = &q->attempts[i];
 
-                        if (a->state != ATTEMPT_WAITING && a->state != ATTEMPT_SENT)
+                        if (a->state != ATTEMPT_LIVE)
                                 continue;
                         if (!a->hedged && !q->probe && a->hedge_at < next)
                                 next = a->hedge_at;
-                        if (a->deadline < next)
+                        /* Not before its connection is ready (on_conn_ready
+                         * rearms): until then the connection's open
+                         * deadline, no later than this one, decides. */
+                        if (a->deadline < next && dot_conn_ready(a->req.conn))
                                 next = a->deadline;
                 }
         if (next == UINT64_MAX)
@@ -352,23 +430,32 @@ static int upstream_attempt_start(Query *q, Attempt *a) {
         uint64_t now = upstream_now(q->u);
         int r;
 
-        a->started = now;
-        a->sent = 0;
+        a->req = (DotRequest) {
+                .wire = q->wire,
+                .wire_len = q->wire_len,
+                .question = q->orig + q->qoff,
+                .question_len = q->qlen,
+                .started = now,
+        };
         a->deadline = now + q->u->timeout_usec;
         a->hedge_at = now + upstream_server_hedge_delay(s);
         a->hedged = false;
         a->fail = FAIL_NONE;
         a->error[0] = '\0';
-        r = dot_conn_enqueue(s, a);
+        /* `now` opens it too: the connection's open deadline is never
+         * later than this attempt's. */
+        r = s->conn ? 0 : dot_conn_new(&s->peer, now, &s->conn);
         if (r < 0) {
                 a->state = ATTEMPT_FAILED;
                 a->fail = FAIL_UNREACHABLE;
                 upstream_format(a->error, sizeof a->error, "%s: %s", s->label, strerror(-r));
                 return r;
         }
+        a->state = ATTEMPT_LIVE;
+        dot_conn_enqueue(s->conn, &a->req);
         /* A connection still to be opened costs two more round trips
          * (TCP, then TLS 1.3) before the query's own. */
-        if (a->conn && a->conn->state != CONN_READY && a->hedge_at + 2 * s->srtt < a->deadline)
+        if (!dot_conn_ready(a->req.conn) && a->hedge_at + 2 * s->srtt < a->deadline)
                 a->hedge_at += 2 * s->srtt;
         (void) upstream_query_rearm(q);
         return 0;
@@ -461,12 +548,12 @@ static void upstream_query_advance(Query *q, bool one_more) {
         upstream_query_set_final(q);
 }
 
-void upstream_attempt_fail(Attempt *a, FailKind kind, const char *msg) {
+static void upstream_attempt_fail(Attempt *a, FailKind kind, const char *msg) {
         Query *q = a->query;
 
-        if (a->state != ATTEMPT_WAITING && a->state != ATTEMPT_SENT)
+        if (a->state != ATTEMPT_LIVE)
                 return;
-        dot_conn_dequeue(a);
+        dot_conn_dequeue(&a->req);
         a->state = ATTEMPT_FAILED;
         a->fail = kind;
         upstream_format(a->error, sizeof a->error, "%s", msg);
@@ -480,7 +567,7 @@ void upstream_attempt_fail(Attempt *a, FailKind kind, const char *msg) {
                 (void) upstream_query_rearm(q);
 }
 
-void upstream_query_complete(Query *q, uint8_t *msg, size_t len) {
+static void upstream_query_complete(Query *q, uint8_t *msg, size_t len) {
         Upstream *u = q->u;
         upstream_done_fn done = q->done;
         void *userdata = q->userdata;
@@ -500,13 +587,13 @@ void upstream_query_complete(Query *q, uint8_t *msg, size_t len) {
         upstream_plain_free(plain);
 }
 
-void upstream_attempt_answered(Attempt *a, uint8_t *msg, size_t len) {
+static void upstream_attempt_answered(Attempt *a, uint8_t *msg, size_t len) {
         a->state = ATTEMPT_FAILED; /* no longer live; the query goes now */
         a->fail = FAIL_NONE;
         upstream_query_complete(a->query, msg, len);
 }
 
-void upstream_query_fail(Query *q, int ede_code, const char *text) {
+static void upstream_query_fail(Query *q, int ede_code, const char *text) {
         Upstream *u = q->u;
         upstream_done_fn done = q->done;
         void *userdata = q->userdata;
@@ -525,7 +612,7 @@ void upstream_query_fail(Query *q, int ede_code, const char *text) {
 /* The reasons, server by server, and the EDE they add up to: 22 "No
  * Reachable Authority" when every server was silent or unreachable, 23
  * "Network Error" when one refused by TLS or broke the protocol. */
-int upstream_query_failure(const Query *q, char *buf, size_t len) {
+static int upstream_query_failure(const Query *q, char *buf, size_t len) {
         uint64_t now = upstream_now(q->u);
         bool tls = false;
         size_t used = 0;
@@ -556,6 +643,52 @@ int upstream_query_failure(const Query *q, char *buf, size_t len) {
         return tls ? DNS_EDE_NETWORK_ERROR : DNS_EDE_NO_REACHABLE_AUTHORITY;
 }
 
+/* ---- the plaintext fallback's events ---- */
+
+static void on_plain_answer(void *userdata, uint8_t *msg, size_t len) {
+        upstream_query_complete(userdata, msg, len);
+}
+
+static void on_plain_failed(void *userdata, const char *errors) {
+        Query *q = userdata;
+        char dot[DNS_EDE_TEXT_MAX], text[DNS_EDE_TEXT_MAX];
+
+        (void) upstream_query_failure(q, dot, sizeof dot);
+        upstream_format(text, sizeof text, "%s; plaintext fallback: %s", dot, errors);
+        upstream_query_fail(q, DNS_EDE_NO_REACHABLE_AUTHORITY, text);
+}
+
+static void on_plain_deadline(void *userdata) {
+        (void) upstream_query_rearm(userdata);
+}
+
+static const PlainCallbacks plain_callbacks = {
+        .on_answer = on_plain_answer,
+        .on_failed = on_plain_failed,
+        .on_deadline = on_plain_deadline,
+};
+
+static void upstream_query_plain(Query *q) {
+        Upstream *u = q->u;
+        const PlainConfig c = {
+                .event = u->event,
+                .servers = u->fallback,
+                .n_servers = u->n_fallback,
+                .timeout_usec = u->timeout_usec,
+                .query = q->orig,
+                .query_len = q->orig_len,
+                .question = q->orig + q->qoff,
+                .question_len = q->qlen,
+        };
+
+        q->plain = upstream_plain_new(&c, &plain_callbacks, q);
+        if (!q->plain) {
+                upstream_query_fail(q, DNS_EDE_OTHER, "out of memory");
+                return;
+        }
+        upstream_plain_start(q->plain); /* may finish q */
+}
+
 static void probe_finished(Query *q) {
         Server *s = q->probe;
         const Attempt *a = &q->attempts[s->index];
@@ -583,7 +716,7 @@ static void upstream_query_final(Query *q) {
         if (u->allow_plaintext_fallback && u->n_fallback > 0) {
                 rate_log(u, &u->log_fallback);
                 u->n_fallback_used++;
-                upstream_plain_start(q);
+                upstream_query_plain(q);
                 return;
         }
         ede = upstream_query_failure(q, text, sizeof text);
@@ -591,27 +724,22 @@ static void upstream_query_final(Query *q) {
         upstream_query_fail(q, ede, text);
 }
 
+/* An attempt on a ready connection had its time (a connect or handshake
+ * that does not finish is the connection's to report: on_conn_failed). */
 static void upstream_attempt_timeout(Attempt *a) {
         Server *s = a->server;
-        Conn *c = a->conn;
         char msg[ATTEMPT_ERROR_MAX], delay[32];
 
         format_delay(delay, sizeof delay, s->u->timeout_usec);
-        if (!c || c->state == CONN_CONNECTING) {
-                upstream_format(msg, sizeof msg, "connecting to %s timed out", s->address);
-                upstream_server_failed(s, FAIL_TIMEOUT, -ETIMEDOUT, msg);
-        } else if (c->state == CONN_HANDSHAKE) {
-                upstream_format(msg, sizeof msg, "TLS handshake with %s timed out", s->address);
-                upstream_server_failed(s, FAIL_TIMEOUT, -ETIMEDOUT, msg);
-        } else if (dot_conn_silent_since(c, a->started)) {
+        if (dot_conn_silent_since(a->req.conn, a->req.started)) {
                 /* Nothing at all came back: the server is gone. */
                 upstream_format(msg, sizeof msg, "no answer from %s within %s", s->label, delay);
                 upstream_server_failed(s, FAIL_TIMEOUT, -ETIMEDOUT, msg);
         } else
                 /* It answers others: only this question is slow there. */
                 upstream_format(msg, sizeof msg, "no answer from %s within %s", s->label, delay);
-        /* upstream_server_failed() failed it through the connection already, unless
-         * it had none or the server answers others. */
+        /* upstream_server_failed() failed it through the connection
+         * already, unless the server answers others. */
         upstream_attempt_fail(a, FAIL_TIMEOUT, msg);
 }
 
@@ -625,8 +753,8 @@ static int on_query_timer(sd_event_source *es, uint64_t usec, void *userdata) {
                 return 0;
         }
         if (q->plain) {
-                if (usec >= upstream_plain_deadline(q))
-                        upstream_plain_timeout(q); /* may finish q */
+                if (usec >= upstream_plain_deadline(q->plain))
+                        upstream_plain_timeout(q->plain); /* may finish q */
                 else
                         (void) upstream_query_rearm(q);
                 return 0;
@@ -634,9 +762,9 @@ static int on_query_timer(sd_event_source *es, uint64_t usec, void *userdata) {
         for (size_t i = 0; i < q->n_attempts; i++) {
                 Attempt *a = &q->attempts[i];
 
-                if (a->state != ATTEMPT_WAITING && a->state != ATTEMPT_SENT)
+                if (a->state != ATTEMPT_LIVE)
                         continue;
-                if (usec >= a->deadline)
+                if (usec >= a->deadline && dot_conn_ready(a->req.conn))
                         upstream_attempt_timeout(a);
                 else if (!a->hedged && !q->probe && usec >= a->hedge_at) {
                         /* Slow: ask the next server as well, and let new
@@ -861,6 +989,71 @@ static int on_probe_timer(sd_event_source *es, uint64_t usec, void *userdata) {
         return 0;
 }
 
+/* ---- a connection's events ---- */
+
+static void on_conn_connected(DotConn *c, uint64_t rtt, void *userdata) {
+        Server *s = userdata;
+        uint64_t at;
+
+        upstream_server_rtt_sample(s, rtt);
+        /* The hedging delay of queries that waited for the connection
+         * counts from when it opened, now that the TCP handshake measured
+         * the path; the TLS handshake's round trip is still ahead. */
+        at = upstream_now(s->u) + upstream_server_hedge_delay(s) + s->srtt;
+        for (DotRequest *r = dot_conn_waiting(c); r; r = r->wait_next) {
+                Attempt *a = attempt_of(r);
+
+                if (!a->hedged && a->hedge_at > at) {
+                        a->hedge_at = at;
+                        (void) upstream_query_rearm(a->query);
+                }
+        }
+}
+
+static void on_conn_ready(DotConn *c, void *userdata) {
+        (void) userdata;
+        /* Their deadlines count from now on. */
+        for (DotRequest *r = dot_conn_waiting(c); r; r = r->wait_next)
+                (void) upstream_query_rearm(attempt_of(r)->query);
+}
+
+static void on_conn_answer(DotConn *c, DotRequest *r, uint8_t *msg, size_t len, void *userdata) {
+        Server *s = userdata;
+
+        (void) c;
+        upstream_server_answered(s);
+        if (!r)
+                return; /* its query was answered elsewhere */
+        if (r->sent)
+                upstream_server_rtt_sample(s, upstream_now(s->u) - r->sent);
+        upstream_attempt_answered(attempt_of(r), msg, len);
+}
+
+static void on_conn_failed(DotConn *c, FailKind kind, int err, const char *why, void *userdata) {
+        Server *s = userdata;
+
+        (void) c; /* s->conn */
+        if (kind == FAIL_NONE || kind == FAIL_LOST)
+                /* Closed (idle, or by the server): not the server's failure.
+                 * Its queries go elsewhere; the next one reconnects. */
+                upstream_server_close_conn(s, kind, why);
+        else
+                upstream_server_failed(s, kind, err, why);
+}
+
+static void on_conn_request_closed(DotRequest *r, FailKind kind, const char *why, void *userdata) {
+        (void) userdata;
+        upstream_attempt_fail(attempt_of(r), kind == FAIL_NONE ? FAIL_LOST : kind, why);
+}
+
+static const DotConnCallbacks conn_callbacks = {
+        .on_connected = on_conn_connected,
+        .on_ready = on_conn_ready,
+        .on_answer = on_conn_answer,
+        .on_failed = on_conn_failed,
+        .on_request_closed = on_conn_request_closed,
+};
+
 /* ---- lifecycle ---- */
 
 static bool sockaddr_valid(const struct sockaddr_storage *a, socklen_t len) {
@@ -967,13 +1160,34 @@ int upstream_new(sd_event *e, const UpstreamConfig *c, Upstream **ret) {
                 u->fallback[i] = c->fallback[i];
         }
         u->n_fallback = c->n_fallback;
-        r = upstream_tls_ctx_new(c, &u->ctx);
+        r = upstream_tls_ctx_new(c->tls_ca_file, &u->ctx);
         if (r < 0)
                 goto fail;
         u->bio_method = upstream_bio_method_new();
         if (!u->bio_method) {
                 r = -ENOMEM;
                 goto fail;
+        }
+        for (size_t i = 0; i < n_servers; i++) {
+                Server *s = &u->servers[i];
+
+                s->peer = (DotPeer) {
+                        .event = u->event,
+                        .ctx = u->ctx,
+                        .bio_method = u->bio_method,
+                        .addr = &s->cfg.addr,
+                        .addrlen = s->cfg.addrlen,
+                        .tls_name = s->cfg.tls_name,
+                        .address = s->address,
+                        .label = s->label,
+                        .pins = (const uint8_t (*)[32]) u->pins,
+                        .n_pins = u->n_pins,
+                        .timeout_usec = u->timeout_usec,
+                        .idle_timeout_usec = u->idle_timeout_usec,
+                        .random = &u->random,
+                        .callbacks = &conn_callbacks,
+                        .userdata = s,
+                };
         }
         r = rate_log_init(u, &u->log_no_fallback, SD_WARNING,
                           "DNS-over-TLS failed, plaintext fallback disabled -- returning SERVFAIL");
@@ -1018,14 +1232,14 @@ Upstream *upstream_free(Upstream *u) {
                         continue;
                 }
                 for (size_t i = 0; i < q->n_attempts; i++)
-                        dot_conn_dequeue(&q->attempts[i]);
+                        dot_conn_dequeue(&q->attempts[i].req);
                 upstream_query_fail(q, DNS_EDE_OTHER, "ztnad is shutting down");
         }
         for (size_t i = 0; u->servers && i < u->n_servers; i++) {
                 Server *s = &u->servers[i];
 
                 s->conn = dot_conn_free(s->conn);
-                SSL_SESSION_free(s->session);
+                SSL_SESSION_free(s->peer.session);
                 sd_event_source_disable_unref(s->probe_timer);
         }
         free(u->servers);
@@ -1062,11 +1276,11 @@ void upstream_get_status(const Upstream *u, UpstreamStatus *ret) {
                 st->last_change_usec = s->last_change;
                 st->last_errno = s->last_errno;
                 upstream_format(st->last_error, sizeof st->last_error, "%s", s->last_error);
-                st->inflight = s->conn ? s->conn->n_used : 0;
-                st->n_sent = s->n_sent;
+                st->inflight = s->conn ? dot_conn_inflight(s->conn) : 0;
+                st->n_sent = s->peer.n_sent;
                 st->n_answers = s->n_answers;
-                st->n_connections = s->n_connections;
-                st->n_resumed = s->n_resumed;
+                st->n_connections = s->peer.n_connections;
+                st->n_resumed = s->peer.n_resumed;
                 st->n_failures = s->n_failures;
         }
 }

@@ -167,6 +167,14 @@ void upstream_get_status(const Upstream *u, UpstreamStatus *ret);
  * query in flight, no connection open, no probe scheduled. */
 bool upstream_is_idle(const Upstream *u);
 
+/* RFC 8467 4.1: queries padded to a multiple of 128 bytes. */
+#define PADDING_BLOCK 128u
+#define EDNS_OPTION_HEADER_SIZE 4u
+
+/* The query with RFC 8467 padding, in a new buffer (the unit tests check
+ * it): 0, -EBADMSG or -ENOMEM. */
+int upstream_pad_query(const uint8_t *msg, size_t len, uint8_t **ret, size_t *ret_len);
+
 static inline void upstream_freep(Upstream **u) {
         upstream_free(*u);
 }
