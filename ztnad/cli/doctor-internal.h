@@ -11,10 +11,10 @@
  *     store       doctor-store.c
  *     daemon      doctor-daemon.c
  *     system-dns  doctor-sysdns.c, doctor-resolved.c
- *     stub        doctor.c (replies parsed by doctor-dns.c)
- *     upstream    doctor.c
- *     caches      doctor.c
- *     agreement   doctor.c
+ *     stub        doctor-stub.c (replies parsed by doctor-dns.c)
+ *     upstream    doctor-upstream.c
+ *     caches      doctor-caches.c
+ *     agreement   doctor-agreement.c
  *
  * The public side (doctor_run, the parsers the fuzzers take) is doctor.h.
  */
