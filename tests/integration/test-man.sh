@@ -7,7 +7,8 @@
 # (tests/harness/man-check.py). ztnad.conf(5) against the key table is
 # ztnad/conf/test-config.c's job. The checker itself is shown to fail on a
 # page that lost an option, a --help with one more, and a page with an exit
-# code the program does not have.
+# code the program does not have. And the private-DoT example of
+# ztnad.conf(5) and docs/private-dot.md is accepted by ztnad --check-config.
 # Usage: B=build sh tests/integration/test-man.sh
 set -eu
 
@@ -36,6 +37,19 @@ for prog in ztna:man/ztna.1 ztnad:man/ztnad.8; do
 		not_ok "$bin --help and ${prog#*:} differ: $(tr '\n' ';' <"$dir/out")"
 	fi
 done
+
+# The private-DoT example the pages point at (docs/private-dot.md) is one
+# ztnad accepts, and means what the page says.
+if "$B/ztnad" -c "$here/examples/private-dot.conf" --check-config >"$dir/private-dot.out" 2>&1; then
+	ok "ztnad --check-config accepts examples/private-dot.conf"
+else
+	not_ok "ztnad --check-config refuses examples/private-dot.conf: $(cat "$dir/private-dot.out")"
+fi
+check "... with both servers and the certificate's name" \
+	grep -qx 'upstream = 10.20.0.53:853#dns.corp.example \[fd00:20::53\]:853#dns.corp.example' "$dir/private-dot.out"
+check "... the private CA" grep -qx 'tls_ca_file = /etc/ztna/corp-dns-ca.pem' "$dir/private-dot.out"
+check "... two pins" grep -qxE 'spki_pins = [A-Za-z0-9+/]{43}= [A-Za-z0-9+/]{43}=' "$dir/private-dot.out"
+check "... and no plaintext fallback" grep -qx 'allow_plaintext_fallback = no' "$dir/private-dot.out"
 
 # The checker can fail.
 sed '/^\.TP$/{N;/\\-\\-json/d}' "$here/man/ztna.1" >"$dir/no-json.1"

@@ -1140,6 +1140,46 @@ START_TEST(test_example_file) {
 }
 END_TEST
 
+/* The private-DoT example (docs/private-dot.md) is a file ztnad reads as
+ * the page says: two servers with the certificate's name, the CA file and
+ * two pins; the page shows the file as it is, and ztnad.conf(5) points at
+ * the page. */
+START_TEST(test_private_dot_example) {
+        _cleanup_free_ char *path = strdup(source_path("examples/private-dot.conf"));
+        _cleanup_free_ char *text = read_text(path), *doc = read_text(source_path("docs/private-dot.md")),
+                            *man = read_text(source_path("man/ztnad.conf.5")), *printed = NULL;
+        _cleanup_config_ ZtnadConfig *c = NULL, *d = defaults();
+        _cleanup_free_ char *block = textf("```\n%s```\n", text);
+        ConfigError err;
+        size_t n = 0;
+        char differ[256];
+
+        ck_assert_msg(config_load(path, &c, &err) == 0, "%s", err.message);
+        ck_assert_uint_eq(c->upstream.n, 2);
+        for (size_t i = 0; i < c->upstream.n; i++) {
+                ck_assert_str_eq(c->upstream.items[i].tls_name, "dns.corp.example");
+                ck_assert_uint_eq(c->upstream.items[i].port, 853);
+        }
+        ck_assert_int_eq(c->upstream.items[0].sa.ss_family, AF_INET);
+        ck_assert_int_eq(c->upstream.items[1].sa.ss_family, AF_INET6);
+        ck_assert_ptr_nonnull(c->tls_ca_file);
+        ck_assert_str_eq(c->tls_ca_file, "/etc/ztna/corp-dns-ca.pem");
+        ck_assert_uint_eq(c->spki_pins.n, 2);
+        ck_assert(!c->allow_plaintext_fallback);
+        /* Those three keys and nothing else differ from the defaults. */
+        (void) config_diff(c, d, differ, sizeof differ, &n);
+        ck_assert_msg(n == 3, "%s", differ);
+        ck_assert_str_eq(differ, "upstream, tls_ca_file, spki_pins");
+        printed = print_to_string(c);
+        ck_assert_msg(strstr(printed, "\nspki_pins = yI4ovpMsfMZEjQmzBGYIbKow7WhyZY3YIfO4HQjrHJw= "
+                                      "Xbs73wP++IXMOzbNA1OP/YVF8Fdvgg2bKMs2K5mPwvk=\n"),
+                      "%s", printed);
+
+        ck_assert_msg(strstr(doc, block), "docs/private-dot.md does not show examples/private-dot.conf as it is");
+        ck_assert_ptr_nonnull(strstr(man, "docs/private\\-dot.md"));
+}
+END_TEST
+
 START_TEST(test_man_page) {
         _cleanup_free_ char *text = read_text(source_path("man/ztnad.conf.5"));
         _cleanup_config_ ZtnadConfig *d = defaults();
@@ -1316,6 +1356,7 @@ static Suite *config_suite(void) {
         tcase_add_test(tc, test_lists);
         tcase_add_test(tc, test_print_defaults);
         tcase_add_test(tc, test_example_file);
+        tcase_add_test(tc, test_private_dot_example);
         tcase_add_test(tc, test_man_page);
         tcase_add_test(tc, test_load);
         tcase_add_test(tc, test_no_error_report);
