@@ -50,8 +50,8 @@ void daemon_fallback_start(Daemon *d) {
                 log_line(SD_WARNING, "the store's copy %s is kept by another ztnad (it holds %s.lock); not saving it",
                          path, path);
         else if (r < 0)
-                log_line(SD_WARNING, "cannot keep a copy of the store at %s: %s (while the store is missing, tailnet names go to DNS)",
-                         path, strerror(-r));
+                (void) log_line_errno(SD_WARNING, r, "cannot keep a copy of the store at %s: %m (while the store is missing, tailnet names go to DNS)",
+                                      path);
 }
 
 void daemon_source_failed(Daemon *d, SourceKind k, const char *message) {
@@ -195,8 +195,8 @@ static int apply_document(Daemon *d, SourceKind kind, const char *data, size_t l
         else {
                 r = save_state(d, data, len);
                 if (r < 0) {
-                        log_line(SD_WARNING, "cannot save the map under %s: %s (a cold start will not have it)",
-                                 d->config->state_dir, strerror(-r));
+                        (void) log_line_errno(SD_WARNING, r, "cannot save the map under %s: %m (a cold start will "
+                                              "not have it)", d->config->state_dir);
                         keep_unsaved(d, data, len);
                 } else
                         d->unsaved = mfree(d->unsaved);

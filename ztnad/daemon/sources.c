@@ -117,19 +117,16 @@ int daemon_watch_start(Daemon *d) {
         r = sd_event_add_inotify(d->event, &d->inotify, d->watch_dir,
                                  IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR,
                                  on_inotify, d);
-        if (r < 0) {
-                log_line(SD_ERR, "cannot watch %s for changes to %s: %s", d->watch_dir, path, strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return log_line_errno(SD_ERR, r, "cannot watch %s for changes to %s: %m", d->watch_dir, path);
         /* Armed by IN_CREATE only. */
         r = sd_event_add_time_relative(d->event, &d->settle, CLOCK_MONOTONIC, CREATE_SETTLE_USEC, USEC_PER_MSEC,
                                        on_settle, d);
         if (r >= 0)
                 r = sd_event_source_set_enabled(d->settle, SD_EVENT_OFF);
         if (r < 0)
-                log_line(SD_ERR, "cannot set up a timer: %s", strerror(-r));
-        else
-                log_line(SD_INFO, "watching %s for changes", path);
+                return log_line_errno(SD_ERR, r, "cannot set up a timer: %m");
+        log_line(SD_INFO, "watching %s for changes", path);
         return r;
 }
 
@@ -155,6 +152,6 @@ int daemon_sync_start(Daemon *d) {
         };
         int r = sync_new(d->event, &sc, on_sync_update, d, &d->sync);
         if (r < 0)
-                log_line(SD_ERR, "cannot start polling %s: %s", c->control_url, strerror(-r));
+                return log_line_errno(SD_ERR, r, "cannot start polling %s: %m", c->control_url);
         return r;
 }
