@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "control/control-server.h"
+#include "control/control-server-internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -144,8 +145,7 @@ static void server_setup(void) {
         l.request_max_other = 256;
         snprintf(address.sun_path, sizeof address.sun_path, "/tmp/fuzz-control-%d.sock", (int) getpid());
         if (sd_event_new(&event) < 0 ||
-            control_new(event, address.sun_path, -1, (gid_t) -1, &stub_ops, NULL, &control) < 0 ||
-            control_set_limits(control, &l) < 0)
+            control_new(event, address.sun_path, -1, (gid_t) -1, &l, &stub_ops, NULL, &control) < 0)
                 abort();
         atexit(server_teardown);
 }

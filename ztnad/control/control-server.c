@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "control/control-server.h"
+#include "control/control-server-internal.h"
 #include "macro.h"
 #include "common/time-util.h"
 
@@ -47,27 +48,6 @@
 #define GROUPS_ON_STACK 64
 
 typedef struct Connection Connection;
-
-struct Control {
-        sd_event *event;
-        int fd;
-        sd_event_source *listen, *accept_retry;
-        ControlOps ops;
-        void *userdata;
-        gid_t admin_gid;
-        char *admin_group; /* NULL: "ztna" */
-        ControlLimits limits;
-
-        /* The socket file control_new() bound, removed again by
-         * control_free() if it is still this one. */
-        char *path;
-        dev_t dev;
-        ino_t ino;
-
-        Connection *connections;
-        size_t n_connections;
-        size_t n_other; /* of them, from outside root and the admin group */
-};
 
 struct Connection {
         Control *control;
@@ -649,12 +629,17 @@ static int adopt_fd(Control *c, int fd) {
         return 0;
 }
 
-int control_new(sd_event *e, const char *path, int listen_fd, gid_t admin_gid, const ControlOps *ops,
-                void *userdata, Control **ret) {
+int control_new(sd_event *e, const char *path, int listen_fd, gid_t admin_gid, const ControlLimits *limits,
+                const ControlOps *ops, void *userdata, Control **ret) {
+        const ControlLimits defaults = CONTROL_LIMITS_DEFAULT;
         Control *c;
         int r;
 
-        if (!e || !ops || !ret)
+        if (!limits)
+                limits = &defaults;
+        if (!e || !ops || !ret || limits->max_connections == 0 || limits->max_per_uid == 0 ||
+            limits->max_other == 0 || limits->request_max == 0 || limits->request_max_other == 0 ||
+            limits->idle_usec == 0)
                 return -EINVAL;
         c = calloc(1, sizeof *c);
         if (!c)
@@ -664,7 +649,7 @@ int control_new(sd_event *e, const char *path, int listen_fd, gid_t admin_gid, c
         c->ops = *ops;
         c->userdata = userdata;
         c->admin_gid = admin_gid;
-        c->limits = CONTROL_LIMITS_DEFAULT;
+        c->limits = *limits;
 
         r = listen_fd >= 0 ? adopt_fd(c, listen_fd) : bind_path(c, path ? path : CONTROL_DEFAULT_PATH);
         if (r >= 0)
@@ -708,15 +693,3 @@ Control *control_free(Control *c) {
         return NULL;
 }
 
-int control_set_limits(Control *c, const ControlLimits *limits) {
-        if (!c || !limits || limits->max_connections == 0 || limits->max_per_uid == 0 || limits->max_other == 0 ||
-            limits->request_max == 0 ||
-            limits->request_max_other == 0 || limits->idle_usec == 0)
-                return -EINVAL;
-        c->limits = *limits;
-        return 0;
-}
-
-size_t control_connections(const Control *c) {
-        return c ? c->n_connections : 0;
-}

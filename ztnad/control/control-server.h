@@ -61,22 +61,17 @@ typedef struct Control Control;
  * (another ztnad answers) is -EADDRINUSE, anything that is not a socket is
  * -EEXIST. The socket is made mode 0666: reading is open to all.
  * `admin_gid`: the group whose members may change things besides root;
- * (gid_t) -1 for root only. `ops` is copied; `userdata` is passed to it.
+ * (gid_t) -1 for root only. `limits` (copied) NULL: CONTROL_LIMITS_DEFAULT,
+ * ztnad's; a zero anywhere in them is -EINVAL. `ops` is copied; `userdata`
+ * is passed to it.
  * On failure nothing is left behind and listen_fd stays the caller's. */
-int control_new(sd_event *e, const char *path, int listen_fd, gid_t admin_gid, const ControlOps *ops,
-                void *userdata, Control **ret);
+int control_new(sd_event *e, const char *path, int listen_fd, gid_t admin_gid, const ControlLimits *limits,
+                const ControlOps *ops, void *userdata, Control **ret);
 
 /* Closes every connection and the listening socket, and removes the
  * socket file if control_new() made it and it is still the same one.
  * NULL-safe, returns NULL. */
 Control *control_free(Control *c);
-
-/* Applies to connections accepted afterwards (and to the buffers of those
- * already open). -EINVAL for a zero anywhere. */
-int control_set_limits(Control *c, const ControlLimits *limits);
-
-/* Connections open now. */
-size_t control_connections(const Control *c);
 
 /* The admin group's name, as refusals give it (default "ztna"); copied. */
 int control_set_admin_group_name(Control *c, const char *name);

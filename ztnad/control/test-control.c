@@ -189,9 +189,7 @@ static void *server_main(void *arg) {
 
         r = sd_event_new(&e);
         if (r >= 0)
-                r = control_new(e, s->path, s->listen_fd, s->admin_gid, &test_ops, &s->state, &c);
-        if (r >= 0)
-                r = control_set_limits(c, &s->limits);
+                r = control_new(e, s->path, s->listen_fd, s->admin_gid, &s->limits, &test_ops, &s->state, &c);
         if (r >= 0)
                 r = sd_event_add_io(e, NULL, s->stop[0], EPOLLIN, on_stop, NULL);
         (void) !write(s->ready[1], &r, sizeof r);
@@ -1170,12 +1168,12 @@ START_TEST(test_socket_file) {
         ck_assert_int_eq(sd_event_new(&e), 0);
 
         /* Open to all: the credentials decide, not the file mode. */
-        ck_assert_int_eq(control_new(e, path, -1, ADMIN_GID, &test_ops, NULL, &c), 0);
+        ck_assert_int_eq(control_new(e, path, -1, ADMIN_GID, NULL, &test_ops, NULL, &c), 0);
         ck_assert_int_eq(stat(path, &st), 0);
         ck_assert(S_ISSOCK(st.st_mode));
         ck_assert_int_eq(st.st_mode & 07777, 0666);
         /* A live socket is not taken over. */
-        ck_assert_int_eq(control_new(e, path, -1, ADMIN_GID, &test_ops, NULL, &c2), -EADDRINUSE);
+        ck_assert_int_eq(control_new(e, path, -1, ADMIN_GID, NULL, &test_ops, NULL, &c2), -EADDRINUSE);
         ck_assert_ptr_null(c2);
         /* Removed on the way out. */
         c = control_free(c);
@@ -1190,30 +1188,38 @@ START_TEST(test_socket_file) {
                 ck_assert_int_eq(bind(fd, (struct sockaddr *) &sa, sizeof sa), 0);
         }
         close(fd);
-        ck_assert_int_eq(control_new(e, path, -1, ADMIN_GID, &test_ops, NULL, &c), 0);
+        ck_assert_int_eq(control_new(e, path, -1, ADMIN_GID, NULL, &test_ops, NULL, &c), 0);
         c = control_free(c);
 
         /* Anything else at the path is left alone. */
         fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
         ck_assert_int_ge(fd, 0);
         close(fd);
-        ck_assert_int_eq(control_new(e, path, -1, ADMIN_GID, &test_ops, NULL, &c), -EEXIST);
+        ck_assert_int_eq(control_new(e, path, -1, ADMIN_GID, NULL, &test_ops, NULL, &c), -EEXIST);
         ck_assert_int_eq(stat(path, &st), 0);
         ck_assert(S_ISREG(st.st_mode));
         unlink(path);
 
-        ck_assert_int_eq(control_new(e, "", -1, ADMIN_GID, &test_ops, NULL, &c), -EINVAL);
+        ck_assert_int_eq(control_new(e, "", -1, ADMIN_GID, NULL, &test_ops, NULL, &c), -EINVAL);
+        /* Limits with a zero would refuse everyone: refused, nothing bound. */
+        {
+                ControlLimits zero = CONTROL_LIMITS_DEFAULT;
+
+                zero.idle_usec = 0;
+                ck_assert_int_eq(control_new(e, path, -1, ADMIN_GID, &zero, &test_ops, NULL, &c), -EINVAL);
+                ck_assert_int_ne(access(path, F_OK), 0);
+        }
         {
                 char longpath[200];
 
                 memset(longpath, 'a', sizeof longpath - 1);
                 longpath[0] = '/';
                 longpath[sizeof longpath - 1] = '\0';
-                ck_assert_int_eq(control_new(e, longpath, -1, ADMIN_GID, &test_ops, NULL, &c), -ENAMETOOLONG);
+                ck_assert_int_eq(control_new(e, longpath, -1, ADMIN_GID, NULL, &test_ops, NULL, &c), -ENAMETOOLONG);
         }
         /* Not a listening socket: refused, and the fd stays the caller's. */
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        ck_assert_int_eq(control_new(e, NULL, fd, ADMIN_GID, &test_ops, NULL, &c), -ENOTSOCK);
+        ck_assert_int_eq(control_new(e, NULL, fd, ADMIN_GID, NULL, &test_ops, NULL, &c), -ENOTSOCK);
         ck_assert_int_eq(fcntl(fd, F_GETFD), FD_CLOEXEC);
         close(fd);
         ck_assert_ptr_null(c);

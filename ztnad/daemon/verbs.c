@@ -35,7 +35,7 @@ int daemon_control_start(Daemon *d) {
         r = daemon_make_parent_dir(path);
         if (r < 0)
                 return r;
-        r = control_new(d->event, path, -1, gid, &daemon_control_ops, d, &d->control);
+        r = control_new(d->event, path, -1, gid, NULL, &daemon_control_ops, d, &d->control);
         if (r < 0)
                 return log_line_errno(SD_ERR, r, "cannot listen on %s: %m", path);
         return control_set_admin_group_name(d->control, d->config->control_group);
