@@ -10,10 +10,18 @@
  *     map.c      the current map: validate, publish, save, republish;
  *                up/down; what systemd is told
  *     sources.c  the peers file (read, watched) and the control plane
- *                (polled), each handing its document to daemon_apply()
+ *                (polled), each handing its document to on_document
+ *                (main() wires it to daemon_apply()); the sources' names
+ *                and failures
+ *
  *     verbs.c    the control socket and its verbs
  *     reload.c   SIGHUP: the new configuration fanned out to the parts
  *     fallback.c the store's copy on disk (fallback.h)
+ *
+ * Calls between them go one way, down this list: ztnad.c -> reload.c ->
+ * verbs.c -> map.c -> sources.c -> paths.c (fallback.c calls none). A
+ * file calls only files below it; sources.c reaches map.c through the
+ * on_document callback main() sets, as sources/sync.h reports upward.
  *
  * Every record source hands over a whole peers document. It is validated
  * whole (peers_parse), published in one go, and saved as the last good map
@@ -54,7 +62,15 @@ typedef struct Source {
         char last_error[DAEMON_ERROR_MAX]; /* "" after a success */
 } Source;
 
-typedef struct Daemon {
+typedef struct Daemon Daemon;
+
+/* How a record source (sources.c) hands over a whole document from `kind`:
+ * returns 0 once it is published, or negative with the reason copied to
+ * `err` (when not NULL). main() sets it (to daemon_apply(), map.c). */
+typedef int (*daemon_document_fn)(Daemon *d, SourceKind kind, const char *data, size_t len, const char *origin,
+                                  char *err, size_t errlen);
+
+struct Daemon {
         sd_event *event;
         ZtnadConfig *config;
         const char *config_path;   /* NULL: the default path */
@@ -93,7 +109,8 @@ typedef struct Daemon {
         Control *control;
         DnsService *dns; /* the stub, cache, blocklist and upstreams */
         bool ready;
-} Daemon;
+        daemon_document_fn on_document; /* the record sources' documents go here */
+};
 
 /* ---- paths.c ---- */
 const char *daemon_store_path(const Daemon *d);
@@ -105,10 +122,6 @@ const char *daemon_peers_path(const Daemon *d);
 int daemon_make_parent_dir(const char *path);
 
 /* ---- map.c ---- */
-/* "peers file", "control socket"...: as the log and `ztna status` name it. */
-const char *daemon_source_name(SourceKind k);
-/* Records a failure of `k` for `ztna status`. */
-void daemon_source_failed(Daemon *d, SourceKind k, const char *message);
 /* Starts saving the persisted copy; a failure is logged, not fatal. */
 void daemon_fallback_start(Daemon *d);
 /* Validates and publishes a whole document from `kind`; on failure the
@@ -125,6 +138,12 @@ void daemon_notify_status(Daemon *d);
 void daemon_notify_ready(Daemon *d);
 
 /* ---- sources.c ---- */
+/* "peers file", "control socket"...: as the log and `ztna status` name it. */
+const char *daemon_source_name(SourceKind k);
+/* Records a failure of `k` for `ztna status`. */
+void daemon_source_failed(Daemon *d, SourceKind k, const char *message);
+/* Reads the peers file (if one is configured) and hands it to
+ * d->on_document; a read failure is logged and recorded. */
 int daemon_reload_file(Daemon *d, const char *why);
 int daemon_watch_start(Daemon *d);
 void daemon_watch_stop(Daemon *d);

@@ -29,18 +29,6 @@
 
 #define TRIM_ABOVE ((size_t) 1 << 20)
 
-static const char *const source_names[_SOURCE_MAX] = {
-        [SOURCE_FILE] = "peers file",
-        [SOURCE_PUSH] = "control socket",
-        [SOURCE_CONTROL] = "control plane",
-        [SOURCE_SAVED] = "saved map",
-        [SOURCE_EXAMPLE] = "built-in example",
-};
-
-const char *daemon_source_name(SourceKind k) {
-        return source_names[k];
-}
-
 void daemon_fallback_start(Daemon *d) {
         const char *path = daemon_fallback_path(d);
         if (!path)
@@ -54,18 +42,12 @@ void daemon_fallback_start(Daemon *d) {
                                       path);
 }
 
-void daemon_source_failed(Daemon *d, SourceKind k, const char *message) {
-        Source *s = &d->sources[k];
-        s->last_error_usec = clock_now_usec(CLOCK_REALTIME);
-        snprintf(s->last_error, sizeof s->last_error, "%s", message);
-}
-
 void daemon_notify_status(Daemon *d) {
         if (!d->published)
                 (void) sd_notify(0, "STATUS=No peer map published yet");
         else
                 (void) sd_notifyf(0, "STATUS=%s: %zu peers of %s from the %s (generation %" PRIu64 ")",
-                                  d->up ? "Up" : "Down", d->n_peers, d->domain, source_names[d->current],
+                                  d->up ? "Up" : "Down", d->n_peers, d->domain, daemon_source_name(d->current),
                                   shm_writer_generation(d->writer));
 }
 
@@ -184,7 +166,7 @@ static int apply_document(Daemon *d, SourceKind kind, const char *data, size_t l
         d->n_peers = n;
         fallback_changed(d->fallback);
         log_line(SD_NOTICE, "published generation %" PRIu64 ": %zu peers from the %s (%s)",
-                 shm_writer_generation(d->writer), n, source_names[kind], origin);
+                 shm_writer_generation(d->writer), n, daemon_source_name(kind), origin);
         daemon_notify_status(d);
         dns_service_state_write(d->dns);
 
@@ -274,7 +256,7 @@ int daemon_republish(Daemon *d, const char *why) {
 
         if (!d->published)
                 return 0;
-        log_line(SD_INFO, "republishing the map from the %s (%s)", source_names[d->current], why);
+        log_line(SD_INFO, "republishing the map from the %s (%s)", daemon_source_name(d->current), why);
         if (d->current == SOURCE_EXAMPLE)
                 return daemon_apply(d, SOURCE_EXAMPLE, (const char *) ztna_example_tailnet, ztna_example_tailnet_len,
                                     "built-in example tailnet", NULL, 0);

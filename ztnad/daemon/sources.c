@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The record sources' wiring: the peers file read (at start, on SIGHUP,
- * on a change) and its directory watched with inotify, and the control
- * plane polled (sources/sync.h). Each hands its document to
- * daemon_apply() (map.c); the control socket's push is in verbs.c.
+ * The record sources: their names and failures for `ztna status`, the
+ * peers file read (at start, on SIGHUP, on a change) and its directory
+ * watched with inotify, and the control plane polled (sources/sync.h).
+ * Each hands its document to the Daemon's on_document callback, which
+ * main() wires to daemon_apply() (map.c): nothing here calls map.c, so
+ * map.c may call in (the first map reads the peers file). The control
+ * socket's push is in verbs.c.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -20,6 +24,24 @@
  * written; its IN_CLOSE_WRITE normally follows at once and wins. The delay
  * only matters for a file made by link(), which sends nothing else. */
 #define CREATE_SETTLE_USEC (200 * USEC_PER_MSEC)
+
+static const char *const source_names[_SOURCE_MAX] = {
+        [SOURCE_FILE] = "peers file",
+        [SOURCE_PUSH] = "control socket",
+        [SOURCE_CONTROL] = "control plane",
+        [SOURCE_SAVED] = "saved map",
+        [SOURCE_EXAMPLE] = "built-in example",
+};
+
+const char *daemon_source_name(SourceKind k) {
+        return source_names[k];
+}
+
+void daemon_source_failed(Daemon *d, SourceKind k, const char *message) {
+        Source *s = &d->sources[k];
+        s->last_error_usec = clock_now_usec(CLOCK_REALTIME);
+        snprintf(s->last_error, sizeof s->last_error, "%s", message);
+}
 
 int daemon_reload_file(Daemon *d, const char *why) {
         const char *path = daemon_peers_path(d);
@@ -38,7 +60,7 @@ int daemon_reload_file(Daemon *d, const char *why) {
                 daemon_source_failed(d, SOURCE_FILE, perr.message);
                 return r;
         }
-        return daemon_apply(d, SOURCE_FILE, data, len, path, NULL, 0);
+        return d->on_document(d, SOURCE_FILE, data, len, path, NULL, 0);
 }
 
 /* ---- peers file watch ---- */
@@ -134,9 +156,7 @@ int daemon_watch_start(Daemon *d) {
 
 static int on_sync_update(const char *body, size_t len, char *err, size_t errlen, void *userdata) {
         Daemon *d = userdata;
-        int r = daemon_apply(d, SOURCE_CONTROL, body, len, d->config->control_url, err, errlen);
-        daemon_notify_ready(d);
-        return r;
+        return d->on_document(d, SOURCE_CONTROL, body, len, d->config->control_url, err, errlen);
 }
 
 int daemon_sync_start(Daemon *d) {

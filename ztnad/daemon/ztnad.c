@@ -59,6 +59,17 @@ static int on_heartbeat(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+/* A record source's document (sources.c), published by map.c. With only a
+ * control plane and nothing saved, READY=1 waits for the control plane's
+ * first map. */
+static int on_source_document(Daemon *d, SourceKind kind, const char *data, size_t len, const char *origin,
+                              char *err, size_t errlen) {
+        int r = daemon_apply(d, kind, data, len, origin, err, errlen);
+        if (kind == SOURCE_CONTROL)
+                daemon_notify_ready(d);
+        return r;
+}
+
 /* The DNS service loaded a changed blocklist: the store carries its names. */
 static void on_blocklist_changed(void *userdata) {
         (void) daemon_republish(userdata, "blocklist changed");
@@ -143,7 +154,7 @@ int main(int argc, char **argv) {
                 { "version", no_argument, NULL, OPT_VERSION },
                 {},
         };
-        Daemon d = { .up = true };
+        Daemon d = { .up = true, .on_document = on_source_document };
         bool check = false;
         const char *dns_manager = NULL;
         ConfigError cerr;
