@@ -23,8 +23,8 @@ static void check_config_file(Doctor *d) {
         if (d->config_r >= 0)
                 return;
         f = doctor_add(d, LAYER_DAEMON, LEVEL_FAIL, "daemon-config", "%s", d->cerr.message);
-        finding_why(f, "ztnad refuses to start with this configuration (exit 78) and a running one ignores it on "
-                       "reload");
+        finding_why(f, "ztnad refuses to start with this configuration (exit 78) "
+                       "and a running one ignores it on reload");
         if (d->cerr.line)
                 finding_fix(f, "edit %s line %u%s%s%s, then: ztnad --check-config%s%s && systemctl restart ztnad",
                             d->cerr.file, d->cerr.line, d->cerr.key[0] ? " (key '" : "", d->cerr.key,
@@ -120,8 +120,8 @@ void doctor_check_daemon(Doctor *d) {
                         return; /* the configuration says why it does not run */
                 f = doctor_add(d, LAYER_DAEMON, LEVEL_FAIL, "daemon-stopped", "ztnad is not reachable at %s: %s",
                                d->o->socket, d->daemon_err);
-                finding_why(f, "ztnad is not running: the store is not kept up to date and the DNS stub does not "
-                               "answer");
+                finding_why(f, "ztnad is not running: "
+                               "the store is not kept up to date and the DNS stub does not answer");
                 doctor_restart_command(d, "start", f->fix, sizeof f->fix);
                 return;
         }

@@ -309,8 +309,8 @@ void doctor_check_resolved(Doctor *d, const char *shown) {
                                          json_string_value(l));
                 }
                 f = doctor_add(d, LAYER_SYSDNS, LEVEL_FAIL, "resolved-not-routing",
-                               "%s (resolved's stub); resolved is not routing %s to ztnad: %s%s%s (the stub listens on "
-                               "%s)",
+                               "%s (resolved's stub); resolved is not routing %s to ztnad: "
+                               "%s%s%s (the stub listens on %s)",
                                shown, d->domain, first[0] ? "it sends it to " : "no link has ~",
                                first[0] ? first : d->domain, first[0] ? "" : " with the stub's address", stub);
                 finding_why(f, "resolved sends tailnet names to other servers (the uplink's): they leak, and get "

@@ -239,16 +239,16 @@ void doctor_check_stub(Doctor *d) {
                                        n == -ETIMEDOUT ? "no answer within 1 s" : strerror((int) -n));
                         finding_why(f, "the stub does not answer at the address ztnad says it listens on; programs "
                                        "that skip NSS get no tailnet answers");
-                        finding_fix(f, "systemctl restart ztnad (and journalctl -u ztnad for why it stopped "
-                                       "answering)");
+                        finding_fix(f, "systemctl restart ztnad "
+                                       "(and journalctl -u ztnad for why it stopped answering)");
                         return;
                 }
                 if (!doctor_dns_answer_has(reply, (size_t) n, id, qtype, want, alen, &rcode)) {
                         f = doctor_add(d, LAYER_STUB, LEVEL_FAIL, "stub-wrong-answer",
                                        "%s over %s: %s is not answered with %s (rcode %d)", where, tcp ? "TCP" : "UDP",
                                        d->name, d->name_answer, rcode);
-                        finding_why(f, "what answers at the stub's address is not ztnad's stub, or it serves another "
-                                       "map");
+                        finding_why(f, "what answers at the stub's address is not ztnad's stub, "
+                                       "or it serves another map");
                         finding_fix(f, "ss -lnp (who owns %s), then: systemctl restart ztnad", where);
                         return;
                 }

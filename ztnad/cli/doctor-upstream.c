@@ -280,8 +280,8 @@ void doctor_check_upstream(Doctor *d) {
                                        "%s#%s: certificate not yet valid at this system's time %s; %s", addr,
                                        a->tls_name, nowtext, health);
                         finding_why(f, "the system clock is behind: no certificate verifies until it is set");
-                        finding_fix(f, "timedatectl set-ntp true (or set the clock: date -u -s ...); check with date "
-                                       "-u");
+                        finding_fix(f, "timedatectl set-ntp true (or set the clock: date -u -s ...); "
+                                       "check with date -u");
                         break;
                 }
                 case PROBE_EXPIRED:
