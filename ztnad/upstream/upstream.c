@@ -786,9 +786,8 @@ static int on_query_timer(sd_event_source *es, uint64_t usec, void *userdata) {
 
 /* Pads the query (RFC 8467 4.1, RFC 7830): the client's OPT record gets a
  * Padding option (replacing one it had) so that the message is a multiple
- * of PADDING_BLOCK bytes; a query without OPT gets one. `m` is the parsed
- * query. Returns 0 with a new buffer, or -EBADMSG / -ENOMEM. */
-static int upstream_query_pad(const uint8_t *msg, size_t len, const DnsMessage *m, uint8_t **ret, size_t *ret_len) {
+ * of PADDING_BLOCK bytes; a query without OPT gets one. */
+int upstream_pad_query(const uint8_t *msg, size_t len, const DnsMessage *m, uint8_t **ret, size_t *ret_len) {
         DnsRR opt = {};
         bool have_opt = false;
         size_t before, after_off, kept = 0, base, pad, cap;
@@ -886,14 +885,6 @@ static int upstream_query_pad(const uint8_t *msg, size_t len, const DnsMessage *
         return 0;
 }
 
-int upstream_pad_query(const uint8_t *msg, size_t len, uint8_t **ret, size_t *ret_len) {
-        DnsMessage m;
-
-        if (dns_message_parse(msg, len, &m) < 0)
-                return -EBADMSG;
-        return upstream_query_pad(msg, len, &m, ret, ret_len);
-}
-
 static int upstream_query_new(Upstream *u, const uint8_t *msg, size_t len, Query **ret) {
         Query *q;
 
@@ -947,7 +938,7 @@ int upstream_resolve(Upstream *u, const uint8_t *query, size_t len, upstream_don
         q->qlen = qlen;
         q->done = done;
         q->userdata = userdata;
-        r = upstream_query_pad(query, len, &m, &q->wire, &q->wire_len);
+        r = upstream_pad_query(query, len, &m, &q->wire, &q->wire_len);
         if (r < 0) {
                 u->n_queries_live++; /* upstream_query_free() counts it down */
                 upstream_query_free(q);
@@ -970,7 +961,7 @@ static int on_probe_timer(sd_event_source *es, uint64_t usec, void *userdata) {
                 return 0;
         if (upstream_query_new(u, probe_query, sizeof probe_query, &q) < 0 ||
             dns_message_parse(probe_query, sizeof probe_query, &m) < 0 ||
-            upstream_query_pad(probe_query, sizeof probe_query, &m, &q->wire, &q->wire_len) < 0) {
+            upstream_pad_query(probe_query, sizeof probe_query, &m, &q->wire, &q->wire_len) < 0) {
                 if (q) {
                         q->probe = s; /* not counted as a user's query */
                         upstream_query_free(q);

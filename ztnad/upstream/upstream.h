@@ -41,6 +41,7 @@
 #include <sys/socket.h>
 #include <systemd/sd-event.h>
 
+#include "common/dns-wire.h"
 #include "macro.h"
 #include "common/timeouts.h" /* how T relates to the rest */
 
@@ -171,9 +172,10 @@ bool upstream_is_idle(const Upstream *u);
 #define PADDING_BLOCK 128u
 #define EDNS_OPTION_HEADER_SIZE 4u
 
-/* The query with RFC 8467 padding, in a new buffer (the unit tests check
- * it): 0, -EBADMSG or -ENOMEM. */
-int upstream_pad_query(const uint8_t *msg, size_t len, uint8_t **ret, size_t *ret_len);
+/* The query `msg` (parsed as `m` by dns_message_parse()) with RFC 8467
+ * padding, in a new buffer: upstream_resolve() sends this. Returns 0,
+ * -EBADMSG (an OPT record the parse did not find) or -ENOMEM. */
+int upstream_pad_query(const uint8_t *msg, size_t len, const DnsMessage *m, uint8_t **ret, size_t *ret_len);
 
 static inline void upstream_freep(Upstream **u) {
         upstream_free(*u);
