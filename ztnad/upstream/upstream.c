@@ -1003,9 +1003,15 @@ static void on_conn_connected(DotConn *c, uint64_t rtt, void *userdata) {
 
 static void on_conn_ready(DotConn *c, void *userdata) {
         (void) userdata;
-        /* Their deadlines count from now on. */
-        for (DotRequest *r = dot_conn_waiting(c); r; r = r->wait_next)
-                (void) upstream_query_rearm(attempt_of(r)->query);
+        /* Their deadlines count from now on. A query still to hedge has
+         * its timer at that hedge or sooner, no later than the deadline,
+         * and the timer rearms then: only the others need it now. */
+        for (DotRequest *r = dot_conn_waiting(c); r; r = r->wait_next) {
+                Attempt *a = attempt_of(r);
+
+                if (a->hedged || a->query->probe)
+                        (void) upstream_query_rearm(a->query);
+        }
 }
 
 static void on_conn_answer(DotConn *c, DotRequest *r, uint8_t *msg, size_t len, void *userdata) {
