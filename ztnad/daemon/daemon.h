@@ -29,9 +29,8 @@
  * document is logged, shown in `ztna status`, and changes nothing.
  */
 
-#include <jansson.h>
-#include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
 

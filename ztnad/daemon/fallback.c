@@ -5,20 +5,21 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "common/log.h"
-#include "daemon/daemon.h"
+#include "common/time-util.h"
 #include "daemon/fallback.h"
 #include "macro.h"
-#include "common/time-util.h"
+#include "shm.h"
 
 
 struct Fallback {

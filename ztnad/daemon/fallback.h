@@ -10,6 +10,7 @@
  */
 
 #include <jansson.h>
+#include <stdint.h>
 #include <systemd/sd-event.h>
 
 #include "shm.h"

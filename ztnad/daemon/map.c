@@ -15,17 +15,21 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "common/write-file.h"
-#include "daemon/daemon.h"
-#include "conf/example.h"
 #include "common/log.h"
+#include "common/time-util.h"
+#include "common/write-file.h"
+#include "conf/config.h"
+#include "conf/example.h"
+#include "daemon/daemon.h"
+#include "daemon/fallback.h"
+#include "dns/dns.h"
 #include "macro.h"
-#include "sources/peers.h"
 #include "shm-format.h"
 #include "shm.h"
-#include "common/time-util.h"
+#include "sources/peers.h"
 
 #define TRIM_ABOVE ((size_t) 1 << 20)
 

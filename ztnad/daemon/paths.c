@@ -5,14 +5,13 @@
  * and the directory a socket or the store goes in.
  */
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "common/log.h"
 #include "daemon/daemon.h"
 #include "macro.h"
-#include "shm.h"
+#include "shm-format.h"
 
 const char *daemon_store_path(const Daemon *d) {
         return d->store_override ? d->store_override : d->config->store;

@@ -6,13 +6,13 @@
  * map republished. What each key asks for is its row of the key table
  * (conf/config.c).
  */
-#include <string.h>
 #include <systemd/sd-daemon.h>
 
 #include "common/log.h"
 #include "conf/config.h"
 #include "control/control-server.h"
 #include "daemon/daemon.h"
+#include "dns/dns.h"
 #include "macro.h"
 #include "sources/sync.h"
 

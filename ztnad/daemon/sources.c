@@ -10,15 +10,18 @@
  */
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <systemd/sd-event.h>
+#include <time.h>
 
-#include "daemon/daemon.h"
 #include "common/log.h"
+#include "common/time-util.h"
+#include "conf/config.h"
+#include "daemon/daemon.h"
 #include "macro.h"
 #include "sources/peers.h"
-#include "common/time-util.h"
+#include "sources/sync.h"
 
 /* A file that appears by creation (not rename) is usually still being
  * written; its IN_CLOSE_WRITE normally follows at once and wins. The delay

@@ -8,18 +8,23 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <grp.h>
+#include <jansson.h>
 #include <string.h>
+#include <systemd/sd-event.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/time-util.h"
+#include "common/version.h"
+#include "conf/config.h"
+#include "control/control-protocol.h"
 #include "control/control-server.h"
 #include "daemon/daemon.h"
-#include "macro.h"
-#include "shm-format.h"
+#include "daemon/fallback.h"
+#include "dns/dns.h"
 #include "shm.h"
-#include "common/version.h"
-#include "common/time-util.h"
+#include "sources/sync.h"
 
 int daemon_control_start(Daemon *d) {
         const char *path = d->config->control_socket;

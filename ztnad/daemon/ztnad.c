@@ -15,26 +15,27 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
+#include <time.h>
 
+#include "common/log.h"
+#include "common/time-util.h"
+#include "common/version.h"
 #include "conf/config.h"
 #include "control/control-server.h"
-#include "common/log.h"
 #include "daemon/daemon.h"
+#include "daemon/fallback.h"
+#include "dns/dns.h"
 #include "hostdns/dns-manager.h"
 #include "macro.h"
 #include "shm-format.h"
 #include "shm.h"
 #include "sources/sync.h"
-#include "common/version.h"
-#include "common/time-util.h"
 
 /* Readers judge the daemon alive by the heartbeat; a few seconds apart is
  * plenty and costs one store per period. */
