@@ -150,7 +150,6 @@ int daemon_sync_start(Daemon *d);
 
 /* ---- verbs.c ---- */
 int daemon_control_start(Daemon *d);
-extern const ControlOps daemon_control_ops;
 
 /* ---- reload.c ---- */
 /* SIGHUP: applied whole or not at all. */

@@ -26,26 +26,6 @@
 #include "shm.h"
 #include "sources/sync.h"
 
-int daemon_control_start(Daemon *d) {
-        const char *path = d->config->control_socket;
-        gid_t gid = (gid_t) -1;
-        struct group *g = getgrnam(d->config->control_group);
-        int r;
-
-        if (g)
-                gid = g->gr_gid;
-        else
-                log_line(SD_WARNING, "group %s does not exist: only root may change things through %s",
-                         d->config->control_group, path);
-        r = daemon_make_parent_dir(path);
-        if (r < 0)
-                return r;
-        r = control_new(d->event, path, -1, gid, NULL, &daemon_control_ops, d, &d->control);
-        if (r < 0)
-                return log_line_errno(SD_ERR, r, "cannot listen on %s: %m", path);
-        return control_set_admin_group_name(d->control, d->config->control_group);
-}
-
 /* A CLOCK_REALTIME time as ISO 8601 UTC, null for never. */
 static json_t *json_time(uint64_t usec) {
         char buf[32];
@@ -221,7 +201,7 @@ static void op_log(void *userdata, int priority, const char *message) {
         log_line_priority(priority, message);
 }
 
-const ControlOps daemon_control_ops = {
+static const ControlOps daemon_control_ops = {
         .status = op_status,
         .list = op_list,
         .query = op_query,
@@ -230,3 +210,24 @@ const ControlOps daemon_control_ops = {
         .flush = op_flush,
         .log = op_log,
 };
+
+/* Listens on control_socket and answers with the verbs above. */
+int daemon_control_start(Daemon *d) {
+        const char *path = d->config->control_socket;
+        gid_t gid = (gid_t) -1;
+        struct group *g = getgrnam(d->config->control_group);
+        int r;
+
+        if (g)
+                gid = g->gr_gid;
+        else
+                log_line(SD_WARNING, "group %s does not exist: only root may change things through %s",
+                         d->config->control_group, path);
+        r = daemon_make_parent_dir(path);
+        if (r < 0)
+                return r;
+        r = control_new(d->event, path, -1, gid, NULL, &daemon_control_ops, d, &d->control);
+        if (r < 0)
+                return log_line_errno(SD_ERR, r, "cannot listen on %s: %m", path);
+        return control_set_admin_group_name(d->control, d->config->control_group);
+}
