@@ -5,7 +5,9 @@
 # (the `duplicates` tool, when it is on PATH), C lines per part (tests
 # apart), the longest files, and the functions neither ztnad nor ztna
 # references (built at -O0 with -ffunction-sections, linked with
-# --gc-sections --print-gc-sections; curl's type-check helpers left out).
+# --gc-sections --print-gc-sections; curl's type-check helpers left out),
+# and the cycles between parts and between files (nm: which object uses a
+# symbol another defines; strongly connected components).
 # The revision is checked out in a temporary worktree; nothing here is
 # changed.
 # Usage: bash tests/tools/measure-house.sh [REV]   (default HEAD)
@@ -48,4 +50,51 @@ print(len(dead))
 for o, f in sorted(dead):
     print("  ", o, f)
 PY2
+echo "-- cycles (objects of ztnad, ztna and shm; an edge where one calls what another defines):"
+python3 - <<'PY3'
+import subprocess, glob, os, re, sys
+objs = sorted(glob.glob('build-gc/obj/ztnad/**/*.o', recursive=True) + glob.glob('build-gc/obj/shm/*.o'))
+objs = [o for o in objs if not os.path.basename(o).startswith('test-')]
+defs, uses = {}, {}
+for o in objs:
+    out = subprocess.run(['nm', o], capture_output=True, text=True).stdout
+    uses[o] = set()
+    for l in out.splitlines():
+        f = l.split()
+        if len(f) == 2 and f[0] == 'U':
+            uses[o].add(f[1])
+        elif len(f) == 3 and f[1] in 'TDBR':
+            defs.setdefault(f[2], o)
+name = lambda o: o[len('build-gc/obj/'):-2]
+def sccs(nodes, edges):
+    idx, low, st, on, out, n = {}, {}, [], set(), [], [0]
+    def go(v):
+        idx[v] = low[v] = n[0]; n[0] += 1; st.append(v); on.add(v)
+        for w in edges.get(v, ()):
+            if w not in idx:
+                go(w); low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], idx[w])
+        if low[v] == idx[v]:
+            c = []
+            while True:
+                w = st.pop(); on.discard(w); c.append(w)
+                if w == v: break
+            if len(c) > 1: out.append(sorted(c))
+    sys.setrecursionlimit(10000)
+    for v in nodes:
+        if v not in idx: go(v)
+    return out
+fe = {name(o): {name(defs[s]) for s in uses[o] if s in defs and defs[s] != o} for o in objs}
+part = lambda f: f.split('/')[1] if f.startswith('ztnad/') else f.split('/')[0]
+pe = {}
+for a, bs in fe.items():
+    for b in bs:
+        if part(a) != part(b): pe.setdefault(part(a), set()).add(part(b))
+fc, pc = sccs(list(fe), fe), sccs(sorted({part(f) for f in fe}), pe)
+print("   between parts (folders): %d" % len(pc))
+for c in pc: print("     ", " <-> ".join(c))
+print("   between files (objects calling each other): %d" % len(fc))
+for c in fc: print("     ", " <-> ".join(c))
+PY3
 cd /; git -C "$repo" worktree remove --force "$d"
