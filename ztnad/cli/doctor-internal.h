@@ -2,10 +2,12 @@
 #pragma once
 
 /*
- * Inside `ztna doctor`: what its files share. doctor.c, the driver, holds
- * the findings and prints the report; each layer's file adds its findings
- * (doctor_add, then finding_why and finding_fix) and reads or fills the
- * Doctor the driver passes on. The layers, in lookup order:
+ * Inside `ztna doctor`: what its files share. doctor.c, the driver, runs
+ * the layers and prints the report; each layer's file adds its findings
+ * (doctor_add, then finding_why and finding_fix, in doctor-finding.c with
+ * the helpers the layers share) and reads or fills the Doctor the driver
+ * passes on. Calls go one way: driver -> layers -> doctor-finding.c. The
+ * layers, in lookup order:
  *
  *     nsswitch    doctor-nss.c (hosts line parsed by doctor-nsswitch.c)
  *     store       doctor-store.c
@@ -100,7 +102,7 @@ typedef struct Doctor {
         Layer layers[_LAYER_MAX];
 } Doctor;
 
-/* ---- findings (doctor.c) ---- */
+/* ---- findings (doctor-finding.c) ---- */
 
 /* A finding of `level` in layer `l`, `measured` from the format; a spare
  * when the layer is full. */
@@ -115,7 +117,7 @@ void doctor_restart_command(const Doctor *d, const char *verb, char *buf, size_t
 /* Whether ztnad answered the status request. */
 bool doctor_daemon_reachable(const Doctor *d);
 
-/* ---- helpers the layers share ---- */
+/* ---- helpers the layers share (doctor-finding.c, but where noted) ---- */
 
 /* A small regular file whole (at most NSS_FILE_MAX bytes), and its next
  * line from *i (cut to fit `size`, without the newline). */
