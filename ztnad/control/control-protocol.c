@@ -12,6 +12,7 @@
  * without a socket.
  */
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,17 +29,39 @@
 #define QUERY_NAME_MAX 1024
 #define PUSH_ERROR_MAX 1024
 
+__attribute__((format(printf, 4, 0)))
+static void control_vlog(const ControlOps *ops, void *userdata, int priority, const char *fmt, va_list ap) {
+        char line[768];
+
+        (void) vsnprintf(line, sizeof line, fmt, ap);
+        ops->log(userdata, priority, line);
+}
+
 __attribute__((format(printf, 4, 5)))
 void control_log(const ControlOps *ops, void *userdata, int priority, const char *fmt, ...) {
-        char line[768];
         va_list ap;
 
         if (!ops->log)
                 return;
         va_start(ap, fmt);
-        (void) vsnprintf(line, sizeof line, fmt, ap);
+        control_vlog(ops, userdata, priority, fmt, ap);
         va_end(ap);
-        ops->log(userdata, priority, line);
+}
+
+__attribute__((format(printf, 5, 6)))
+int control_log_errno(const ControlOps *ops, void *userdata, int priority, int r, const char *fmt, ...) {
+        int saved_errno = errno;
+        va_list ap;
+
+        assert(r < 0);
+        if (!ops->log)
+                return r;
+        errno = -r;
+        va_start(ap, fmt);
+        control_vlog(ops, userdata, priority, fmt, ap);
+        va_end(ap);
+        errno = saved_errno;
+        return r;
 }
 
 /* ---- replies ---- */

@@ -117,3 +117,13 @@ const char *control_peer_group(const ControlPeer *peer);
 /* Formats one line and hands it to ops->log, if there is one. */
 __attribute__((format(printf, 4, 5)))
 void control_log(const ControlOps *ops, void *userdata, int priority, const char *fmt, ...);
+/* A failure's line, as common/log.h's log_line_errno() makes one but
+ * handed to ops->log: `fmt` is formatted with errno set to -r, so its `%m`
+ * writes strerror(-r) where the line wants it. Returns r, which must be
+ * negative (a -errno), so a failure is
+ *
+ *     return control_log_errno(ops, userdata, LOG_WARNING, r, "control: cannot ...: %m");
+ *
+ * errno is as it was on return. */
+__attribute__((format(printf, 5, 6)))
+int control_log_errno(const ControlOps *ops, void *userdata, int priority, int r, const char *fmt, ...);

@@ -433,11 +433,9 @@ static int connection_new(Control *c, int fd) {
         int r;
 
         r = peer_credentials(fd, c->admin_gid, &peer);
-        if (r < 0) {
-                control_log(&c->ops, c->userdata, LOG_WARNING, "control: cannot read a client's credentials: %s",
-                        strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return control_log_errno(&c->ops, c->userdata, LOG_WARNING, r,
+                                         "control: cannot read a client's credentials: %m");
         peer.admin_group = c->admin_group;
         /* Slots beyond max_other are kept for root and the admin group:
          * unprivileged users filling the rest cannot lock them out. */
@@ -495,8 +493,8 @@ static void accept_pause(Control *c, int error) {
         uint64_t now;
         int r;
 
-        control_log(&c->ops, c->userdata, LOG_WARNING, "control: cannot accept a connection: %s; pausing",
-                strerror(error));
+        (void) control_log_errno(&c->ops, c->userdata, LOG_WARNING, -error,
+                                 "control: cannot accept a connection: %m; pausing");
         r = sd_event_now(c->event, CLOCK_MONOTONIC, &now);
         if (r >= 0 && !c->accept_retry)
                 r = sd_event_add_time(c->event, &c->accept_retry, CLOCK_MONOTONIC, now + ACCEPT_RETRY_USEC,

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1334,6 +1335,38 @@ START_TEST(test_dispatch_ok_cannot_be_overridden) {
 }
 END_TEST
 
+/* control_log_errno(): the line with the error's text where %m is, at the
+ * priority given, handed to the hook; r returned, errno kept; no hook, no
+ * line. */
+static char logged[256];
+static int logged_priority;
+
+static void op_log_capture(void *userdata, int priority, const char *message) {
+        (void) userdata;
+        logged_priority = priority;
+        snprintf(logged, sizeof logged, "%s", message);
+}
+
+START_TEST(test_log_errno) {
+        const ControlOps hook = { .log = op_log_capture }, none = {};
+        char want[256];
+
+        snprintf(want, sizeof want, "control: cannot accept a connection: %s; pausing", strerror(EMFILE));
+        errno = EAGAIN;
+        ck_assert_int_eq(control_log_errno(&hook, NULL, LOG_WARNING, -EMFILE,
+                                           "control: cannot accept a connection: %m; pausing"),
+                         -EMFILE);
+        ck_assert_int_eq(errno, EAGAIN);
+        ck_assert_int_eq(logged_priority, LOG_WARNING);
+        ck_assert_str_eq(logged, want);
+
+        logged[0] = '\0';
+        ck_assert_int_eq(control_log_errno(&none, NULL, LOG_WARNING, -EPERM, "%m"), -EPERM);
+        ck_assert_str_eq(logged, "");
+        ck_assert_int_eq(errno, EAGAIN);
+}
+END_TEST
+
 static Suite *control_suite(void) {
         Suite *s = suite_create("control");
         TCase *tc = tcase_create("round trips");
@@ -1351,6 +1384,7 @@ static Suite *control_suite(void) {
         tcase_add_test(tc, test_large_reply_arrives_whole);
         tcase_add_test(tc, test_dispatch_ops_missing_or_failing);
         tcase_add_test(tc, test_dispatch_ok_cannot_be_overridden);
+        tcase_add_test(tc, test_log_errno);
         tcase_set_timeout(tc, 60);
         suite_add_tcase(s, tc);
 
