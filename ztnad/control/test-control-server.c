@@ -7,7 +7,8 @@
  * that drop their credentials, so SO_PEERCRED/SO_PEERGROUPS see exactly
  * what they would of `setpriv --reuid`). Hostile clients (garbage, oversize
  * lines, stalls, early hang-ups, floods) must leave the server answering
- * the next client.
+ * the next client. The protocol without a socket (control_dispatch(),
+ * control_log_errno()) is test-control-protocol.c's.
  */
 
 #include <check.h>
@@ -23,11 +24,11 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "control/control-server.h"
+#include "control/test-control-reply.h"
 #include "sources/peers.h"
 
 #define NOBODY 65534
@@ -330,25 +331,6 @@ static json_t *ask(const char *request) {
 
         close(fd);
         return reply;
-}
-
-static void assert_ok(json_t *reply) {
-        char *text = json_dumps(reply, 0);
-
-        ck_assert_msg(json_is_true(json_object_get(reply, "ok")), "not ok: %s", text);
-        free(text);
-}
-
-static void assert_refused(json_t *reply, const char *code, const char *needle) {
-        const char *error = json_string_value(json_object_get(reply, "error"));
-        char *text = json_dumps(reply, 0);
-
-        ck_assert_msg(json_is_false(json_object_get(reply, "ok")), "not refused: %s", text);
-        ck_assert_msg(json_is_string(json_object_get(reply, "code")), "no code: %s", text);
-        ck_assert_msg(strcmp(json_string_value(json_object_get(reply, "code")), code) == 0, "not %s: %s", code,
-                      text);
-        ck_assert_msg(error && strstr(error, needle), "error lacks \"%s\": %s", needle, text);
-        free(text);
 }
 
 static json_t *push_request(const char *doc) {
@@ -1256,119 +1238,8 @@ START_TEST(test_socket_activation) {
 }
 END_TEST
 
-/* ---- control_dispatch() without a socket ---- */
-
-static State dispatch_state = { .lock = PTHREAD_MUTEX_INITIALIZER, .up = true, .generation = 1 };
-
-static json_t *dispatch(const ControlOps *ops, bool admin, const char *line, size_t len) {
-        ControlPeer peer = { .uid = admin ? 0 : 1000, .gid = 1000, .pid = 1, .admin = admin };
-        char *reply = NULL;
-        size_t reply_len = 0;
-        json_t *j;
-
-        ck_assert_int_eq(control_dispatch(ops, &dispatch_state, &peer, line, len, &reply, &reply_len), 0);
-        ck_assert_uint_gt(reply_len, 0);
-        ck_assert_int_eq(reply[reply_len - 1], '\n');
-        ck_assert_ptr_null(memchr(reply, '\n', reply_len - 1));
-        j = json_loadb(reply, reply_len, 0, NULL);
-        ck_assert_ptr_nonnull(j);
-        free(reply);
-        return j;
-}
-
-static int op_status_bad(void *userdata, json_t **ret) {
-        (void) userdata;
-        *ret = json_string("not an object");
-        return 0;
-}
-
-static int op_list_fails(void *userdata, json_t **ret) {
-        (void) userdata;
-        (void) ret;
-        return -EIO;
-}
-
-static int op_push_silent(void *userdata, const char *doc, size_t len, char *err, size_t errlen) {
-        (void) userdata;
-        (void) doc;
-        (void) len;
-        /* A reason with bytes that are not text. */
-        snprintf(err, errlen, "bad \x01\xff byte");
-        return -EBADMSG;
-}
-
-START_TEST(test_dispatch_ops_missing_or_failing) {
-        const ControlOps none = {};
-        const ControlOps odd = { .status = op_status_bad, .list = op_list_fails, .push = op_push_silent };
-        json_t *j;
-
-        j = dispatch(&none, true, "{\"command\": \"flush\"}", 20);
-        assert_refused(j, CONTROL_CODE_UNSUPPORTED, "flush is not supported");
-        json_decref(j);
-        j = dispatch(&none, false, "{\"command\": \"status\"}", 21);
-        assert_refused(j, CONTROL_CODE_UNSUPPORTED, "status");
-        json_decref(j);
-        j = dispatch(&odd, false, "{\"command\": \"status\"}", 21);
-        assert_refused(j, CONTROL_CODE_FAILED, "no object");
-        json_decref(j);
-        j = dispatch(&odd, false, "{\"command\": \"list\"}", 19);
-        assert_refused(j, CONTROL_CODE_FAILED, "Input/output error");
-        json_decref(j);
-        j = dispatch(&odd, true, "{\"command\": \"push\", \"document\": \"x\"}", 36);
-        assert_refused(j, CONTROL_CODE_REJECTED, "push rejected: bad ?? byte");
-        json_decref(j);
-        /* The length given is what counts, not a NUL. */
-        j = dispatch(&test_ops, false, "{\"command\": \"status\"}garbage", 21);
-        assert_ok(j);
-        json_decref(j);
-}
-END_TEST
-
-START_TEST(test_dispatch_ok_cannot_be_overridden) {
-        json_t *j;
-
-        /* An op's own "ok" or "id" never replaces the server's. */
-        j = dispatch(&test_ops, false, "{\"command\": \"status\", \"id\": \"mine\"}", 35);
-        assert_ok(j);
-        ck_assert_str_eq(json_string_value(json_object_get(j, "id")), "mine");
-        json_decref(j);
-}
-END_TEST
-
-/* control_log_errno(): the line with the error's text where %m is, at the
- * priority given, handed to the hook; r returned, errno kept; no hook, no
- * line. */
-static char logged[256];
-static int logged_priority;
-
-static void op_log_capture(void *userdata, int priority, const char *message) {
-        (void) userdata;
-        logged_priority = priority;
-        snprintf(logged, sizeof logged, "%s", message);
-}
-
-START_TEST(test_log_errno) {
-        const ControlOps hook = { .log = op_log_capture }, none = {};
-        char want[256];
-
-        snprintf(want, sizeof want, "control: cannot accept a connection: %s; pausing", strerror(EMFILE));
-        errno = EAGAIN;
-        ck_assert_int_eq(control_log_errno(&hook, NULL, LOG_WARNING, -EMFILE,
-                                           "control: cannot accept a connection: %m; pausing"),
-                         -EMFILE);
-        ck_assert_int_eq(errno, EAGAIN);
-        ck_assert_int_eq(logged_priority, LOG_WARNING);
-        ck_assert_str_eq(logged, want);
-
-        logged[0] = '\0';
-        ck_assert_int_eq(control_log_errno(&none, NULL, LOG_WARNING, -EPERM, "%m"), -EPERM);
-        ck_assert_str_eq(logged, "");
-        ck_assert_int_eq(errno, EAGAIN);
-}
-END_TEST
-
 static Suite *control_suite(void) {
-        Suite *s = suite_create("control");
+        Suite *s = suite_create("control server");
         TCase *tc = tcase_create("round trips");
         TCase *auth = tcase_create("authorisation");
         TCase *edge = tcase_create("hostile clients");
@@ -1382,9 +1253,6 @@ static Suite *control_suite(void) {
         tcase_add_test(tc, test_pipelined_in_order);
         tcase_add_test(tc, test_last_line_at_eof);
         tcase_add_test(tc, test_large_reply_arrives_whole);
-        tcase_add_test(tc, test_dispatch_ops_missing_or_failing);
-        tcase_add_test(tc, test_dispatch_ok_cannot_be_overridden);
-        tcase_add_test(tc, test_log_errno);
         tcase_set_timeout(tc, 60);
         suite_add_tcase(s, tc);
 
@@ -1423,7 +1291,7 @@ int main(void) {
         signal(SIGPIPE, SIG_IGN);
         if (geteuid() != 0) {
                 /* Dropping to another user needs root. */
-                fprintf(stderr, "test-control: needs root (it runs clients as uid %d)\n", NOBODY);
+                fprintf(stderr, "test-control-server: needs root (it runs clients as uid %d)\n", NOBODY);
                 return 77;
         }
         sr = srunner_create(control_suite());
