@@ -34,7 +34,10 @@ ZTNAD_SRC := ztnad/daemon/ztnad.c ztnad/daemon/paths.c ztnad/daemon/map.c ztnad/
 	ztnad/upstream/resolvconf.c \
 	ztnad/hostdns/dns-state.c ztnad/hostdns/dns-manager.c \
 	ztnad/common/dns-wire.c ztnad/common/read-file.c ztnad/common/write-file.c
-ZTNA_SRC := ztnad/cli/ztna.c ztnad/cli/doctor.c ztnad/cli/doctor-finding.c ztnad/cli/doctor-nss.c ztnad/cli/doctor-nsswitch.c \
+ZTNA_SRC := ztnad/cli/ztna.c ztnad/cli/ztna-commands-status.c ztnad/cli/ztna-commands-query.c \
+	ztnad/cli/ztna-commands-change.c ztnad/cli/ztna-commands-doctor.c ztnad/cli/ztna-control.c \
+	ztnad/cli/ztna-store.c ztnad/cli/ztna-output.c \
+	ztnad/cli/doctor.c ztnad/cli/doctor-finding.c ztnad/cli/doctor-nss.c ztnad/cli/doctor-nsswitch.c \
 	ztnad/cli/doctor-store.c ztnad/cli/doctor-daemon.c ztnad/cli/doctor-sysdns.c ztnad/cli/doctor-resolved.c \
 	ztnad/cli/doctor-stub.c ztnad/cli/doctor-dns.c ztnad/cli/doctor-upstream.c ztnad/cli/doctor-caches.c \
 	ztnad/cli/doctor-agreement.c \
