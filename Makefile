@@ -29,7 +29,8 @@ ZTNAD_SRC := ztnad/daemon/ztnad.c ztnad/daemon/paths.c ztnad/daemon/map.c ztnad/
 	ztnad/conf/config.c ztnad/conf/public-suffix.c \
 	ztnad/sources/peers.c ztnad/sources/sync.c ztnad/sources/controlplane.c \
 	ztnad/control/control-protocol.c ztnad/control/control-server.c ztnad/control/peer-json.c \
-	ztnad/dns/dns.c ztnad/dns/stub.c ztnad/dns/stub-tailnet.c ztnad/dns/cache.c ztnad/dns/blocklist.c \
+	ztnad/dns/dns.c ztnad/dns/stub.c ztnad/dns/stub-sockets.c ztnad/dns/stub-tcp.c \
+	ztnad/dns/stub-lifetime.c ztnad/dns/stub-tailnet.c ztnad/dns/cache.c ztnad/dns/blocklist.c \
 	ztnad/upstream/upstream.c ztnad/upstream/upstream-tls.c ztnad/upstream/upstream-plain.c \
 	ztnad/upstream/resolvconf.c \
 	ztnad/hostdns/dns-state.c ztnad/hostdns/dns-manager.c \
