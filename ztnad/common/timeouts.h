@@ -30,7 +30,7 @@
 
 #include "common/time-util.h"
 
-/* ---- upstream (upstream.c, upstream-tls.c, upstream-plain.c) ---- */
+/* ---- upstream (upstream.c, upstream-tls.c, upstream-plain.c; docs/upstream.md) ---- */
 
 /* T is the upstream_timeout key: its default and bounds are written only
  * in config.c's key table, and every caller passes it (UpstreamConfig's
@@ -64,7 +64,7 @@
 /* Slack granted to the upstream's timers: far below HEDGE_MIN_USEC. */
 #define TIMER_ACCURACY_USEC (1 * USEC_PER_MSEC)
 
-/* ---- stub (stub.c) ---- */
+/* ---- stub (applied in stub-lifetime.c, stub_new) ---- */
 
 /* The stub's deadline for a forwarded query when its caller sets none (the
  * test harness). ztnad sets upstream_max_duration_usec() +
