@@ -26,7 +26,7 @@ NSS_SRC := nss_ztna/nss-ztna.c
 # One folder per part of ztnad (the map: README.md, "The source tree").
 ZTNAD_SRC := ztnad/daemon/ztnad.c ztnad/daemon/paths.c ztnad/daemon/map.c ztnad/daemon/sources.c \
 	ztnad/daemon/verbs.c ztnad/daemon/reload.c ztnad/daemon/fallback.c \
-	ztnad/conf/config.c ztnad/conf/public-suffix.c \
+	ztnad/conf/config.c ztnad/conf/config-keys.c ztnad/conf/config-types.c ztnad/conf/public-suffix.c \
 	ztnad/sources/peers.c ztnad/sources/sync.c ztnad/sources/controlplane.c \
 	ztnad/control/control-protocol.c ztnad/control/control-server.c ztnad/control/peer-json.c \
 	ztnad/dns/dns.c ztnad/dns/stub.c ztnad/dns/stub-sockets.c ztnad/dns/stub-tcp.c \
@@ -43,7 +43,8 @@ ZTNA_SRC := ztnad/cli/ztna.c ztnad/cli/ztna-commands-status.c ztnad/cli/ztna-com
 	ztnad/cli/doctor-stub.c ztnad/cli/doctor-dns.c ztnad/cli/doctor-upstream.c ztnad/cli/doctor-caches.c \
 	ztnad/cli/doctor-agreement.c \
 	ztnad/control/peer-json.c \
-	ztnad/conf/config.c ztnad/conf/public-suffix.c ztnad/sources/controlplane.c ztnad/sources/peers.c \
+	ztnad/conf/config.c ztnad/conf/config-keys.c ztnad/conf/config-types.c ztnad/conf/public-suffix.c \
+	ztnad/sources/controlplane.c ztnad/sources/peers.c \
 	ztnad/common/read-file.c
 HEADERS := $(wildcard shm/*.h nss_ztna/*.h ztnad/*/*.h)
 
@@ -159,7 +160,7 @@ $(B)/fuzz/fuzz-control: tests/fuzz/fuzz-control.c ztnad/control/control-protocol
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(DAEMON_LIBS)
 FUZZ_BINS += $(B)/fuzz/fuzz-control
-$(B)/fuzz/fuzz-config: tests/fuzz/fuzz-config.c ztnad/conf/config.c ztnad/common/read-file.c ztnad/conf/public-suffix.c
+$(B)/fuzz/fuzz-config: tests/fuzz/fuzz-config.c ztnad/conf/config.c ztnad/conf/config-keys.c ztnad/conf/config-types.c ztnad/common/read-file.c ztnad/conf/public-suffix.c
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(PSL_LIBS)
 FUZZ_BINS += $(B)/fuzz/fuzz-config

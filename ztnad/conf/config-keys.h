@@ -2,11 +2,11 @@
 #pragma once
 
 /*
- * The shape of ztnad.conf's key table, for config.c and the tests only:
- * the rest of ztnad sees the parsed ZtnadConfig (config.h). The table
- * itself, one row per key, is config.c's; config_keys points at it so a
- * test can read the rows too (config-example.h prints the shipped
- * example from them).
+ * The shape of ztnad.conf's key table, for conf/config*.c and the tests
+ * only: the rest of ztnad sees the parsed ZtnadConfig (config.h). The table
+ * itself, one row per key, is config-keys.c's; config_keys points at it so
+ * the reader (config.c) and a test can read the rows too (config-example.h
+ * prints the shipped example from them).
  */
 
 #include <stdbool.h>
