@@ -19,6 +19,34 @@
 #                           children: it stays in the test's process group,
 #                           which tests/run-tests.sh kills on its own
 #                           timeout); on expiry says so and returns 124
+#   wait_for SECS CMD...    polls CMD every 50 ms, its output dropped,
+#                           until it exits 0; 1 when it has not within SECS
+#   replace FILE            FILE's new content from stdin, put in place by
+#                           rename (mode 0644), as a careful writer does
+#   run CMD...              CMD's exit status in $rc, its stdout and stderr
+#                           in $out and $err (through files, not a pipe a
+#                           daemon it starts could hold open)
+#   abs_build [DIR]         B (default "build") made absolute: relative to
+#                           DIR, else to the current directory
+#   need_root WHY           not ok and finish unless running as root
+#   need_built FILE...      not ok and finish unless each $B/FILE exists
+#   need_tools TOOL...      not ok and finish unless each TOOL is on PATH
+#   no_proxy_env            unsets the proxy and CA bundle variables, so
+#                           nothing from the caller steers libcurl
+#   temp_dir                $dir: a new directory (0755: the module trusts
+#                           no store under a world-writable one), removed
+#                           at exit after the test's own cleanup function,
+#                           if it has one; INT, TERM and HUP exit 1
+#   stop_pids [-SIG] PID... each PID (empty ones passed over) sent SIG
+#                           (TERM) and waited for
+#   ztnad_conf DIR LINE...  DIR/ztnad.conf with every path of ztnad's under
+#                           DIR (store DIR/run/records, state_dir DIR/state,
+#                           control_socket DIR/run/control.sock), each LINE,
+#                           and the DNS stub off
+#   resolve ARGS...         getent -s "$NSS" ARGS through the module in $B
+#                           and the store $store (the test sets all three)
+#   resolves_to NAME ADDR   glibc, so, gives ADDR among NAME's addresses
+#   failed_yet              exits 0 when a check has failed so far
 #   finish                  "NAME: P passed, F failed, S skipped", then
 #                           exit 1 if any failed, none ran at all, or any
 #                           skipped while ZTNA_NO_SKIP=1 (sh dev.sh test)
@@ -115,6 +143,132 @@ with_timeout() {
 		return 124
 	fi
 	return "$t_rc"
+}
+
+# wait_for SECS CMD...: polls every 50 ms until CMD succeeds.
+wait_for() {
+	t_tries=$(($1 * 20))
+	shift
+	while ! "$@" >/dev/null 2>&1; do
+		t_tries=$((t_tries - 1))
+		[ "$t_tries" -gt 0 ] || return 1
+		sleep 0.05
+	done
+}
+
+# replace FILE: FILE's new content from stdin, put in place by rename.
+replace() {
+	cat >"$1.tmp"
+	chmod 0644 "$1.tmp"
+	mv -f "$1.tmp" "$1"
+}
+
+# run CMD...: sets $rc, and $out and $err from CMD's stdout and stderr.
+run() {
+	t_run=$(mktemp -d "${TMPDIR:-/tmp}/ztna-run.XXXXXX") || return 1
+	rc=0
+	"$@" >"$t_run/out" 2>"$t_run/err" || rc=$?
+	out=$(cat "$t_run/out")
+	err=$(cat "$t_run/err")
+	rm -rf "$t_run"
+}
+
+# abs_build [DIR]: the build folder the test takes, as an absolute path.
+abs_build() {
+	B=${B:-build}
+	case $B in
+	/*) ;;
+	*) B=${1:-$(pwd)}/$B ;;
+	esac
+}
+
+# need_root WHY, need_built FILE..., need_tools TOOL...: what the test
+# cannot run without; a failure (not a skip: the README's test command
+# provides them all) and the end when it is missing.
+need_root() {
+	[ "$(id -u)" = 0 ] && return 0
+	not_ok "needs root ($*)"
+	finish
+}
+need_built() {
+	for t_f in "$@"; do
+		[ -e "$B/$t_f" ] && continue
+		not_ok "$B/$t_f is missing (make all)"
+		finish
+	done
+}
+need_tools() {
+	for t_f in "$@"; do
+		command -v "$t_f" >/dev/null 2>&1 && continue
+		not_ok "$t_f is missing (dev.sh installs it)"
+		finish
+	done
+}
+
+# no_proxy_env: libcurl takes no proxy and no CA bundle from the caller.
+no_proxy_env() {
+	unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY \
+		CURL_CA_BUNDLE SSL_CERT_FILE SSL_CERT_DIR 2>/dev/null || true
+}
+
+# temp_dir: the test's private directory $dir, gone at exit.
+temp_dir() {
+	dir=$(mktemp -d) || exit 1
+	chmod 0755 "$dir"
+	trap t_cleanup EXIT
+	trap 'exit 1' INT TERM HUP
+}
+t_cleanup() {
+	if command -v cleanup >/dev/null 2>&1; then
+		cleanup || true
+	fi
+	rm -rf "$dir"
+}
+
+# stop_pids [-SIGNAL] PID...: the processes stopped and reaped.
+stop_pids() {
+	t_sig=-TERM
+	case ${1-} in
+	-*)
+		t_sig=$1
+		shift
+		;;
+	esac
+	for t_p in "$@"; do
+		[ -n "$t_p" ] || continue
+		kill "$t_sig" "$t_p" 2>/dev/null || true
+		wait "$t_p" 2>/dev/null || true
+	done
+}
+
+# ztnad_conf DIR LINE...: a ztnad.conf that keeps ztnad inside DIR.
+ztnad_conf() {
+	t_d=$1
+	shift
+	{
+		echo "store = $t_d/run/records"
+		echo "state_dir = $t_d/state"
+		echo "control_socket = $t_d/run/control.sock"
+		for t_l in "$@"; do echo "$t_l"; done
+		echo "[dns]"
+		echo "stub = no"
+	} >"$t_d/ztnad.conf"
+}
+
+# resolve ARGS...: getent with the hosts line $NSS, the module of $B and
+# the store $store, nothing under /etc read for them.
+resolve() {
+	LD_LIBRARY_PATH=$B ZTNA_STORE=$store getent -s "$NSS" "$@"
+}
+# resolves_to NAME ADDRESS: glibc gives ADDRESS among NAME's addresses.
+resolves_to() {
+	resolve ahosts "$1" 2>/dev/null | awk '{ print $1 }' | grep -qxF "$2"
+}
+
+# failed_yet: a check has failed so far (read through a file descriptor of
+# its own, so that finish still reads fd 9 from the start).
+failed_yet() {
+	grep -qx fail /proc/self/fd/9
 }
 
 # skip_all TEXT: the whole test cannot run here.

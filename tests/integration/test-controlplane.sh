@@ -17,11 +17,8 @@
 # Usage: B=build sh tests/integration/test-controlplane.sh
 set -eu
 
-B=${B:-build}
-case $B in
-/*) ;;
-*) B=$(pwd)/$B ;;
-esac
+. "$(dirname "$0")/../lib.sh"
+abs_build
 HARNESS=$B/test/test-sync
 SERVER=$(cd "$(dirname "$0")/../harness" && pwd)/cp-server.py
 PYTHON=/usr/bin/python3
@@ -30,8 +27,7 @@ ORG=org-test-1
 
 # Nothing from the caller's environment may steer libcurl: no proxy, no CA
 # bundle other than the one a test names.
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY \
-	CURL_CA_BUNDLE SSL_CERT_FILE SSL_CERT_DIR 2>/dev/null || true
+no_proxy_env
 
 dir=$(mktemp -d)
 st=$dir/state
@@ -40,7 +36,6 @@ err=$dir/sync.err
 spid=
 hpid=
 mpid=
-failures=0
 
 cleanup() {
 	for p in $hpid $spid $mpid; do
@@ -52,33 +47,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-ok() {
-	echo "ok - $*"
-}
-fail() {
-	echo "FAIL - $*"
-	failures=$((failures + 1))
-}
-
-replace() {
-	cat >"$1.tmp"
-	mv -f "$1.tmp" "$1"
-}
-
 mode() {
 	echo "$1" | replace "$st/mode"
-}
-
-# wait_for SECONDS COMMAND...: polls every 50 ms until COMMAND succeeds.
-wait_for() {
-	wf_tries=$(($1 * 20))
-	shift
-	wf_i=0
-	until "$@" >/dev/null 2>&1; do
-		wf_i=$((wf_i + 1))
-		[ $wf_i -lt $wf_tries ] || return 1
-		sleep 0.05
-	done
 }
 
 # ---- certificates ----
@@ -423,8 +393,4 @@ if [ -n "${VERBOSE:-}" ]; then
 	echo "--- log:"
 	cat "$err"
 fi
-if [ $failures -ne 0 ]; then
-	echo "test-controlplane: $failures FAILED"
-	exit 1
-fi
-echo "test-controlplane: all passed"
+finish

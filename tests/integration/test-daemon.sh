@@ -7,11 +7,8 @@
 # Usage: B=build sh tests/integration/test-daemon.sh
 set -eu
 
-B=${B:-build}
-case $B in
-/*) ;;
-*) B=$(pwd)/$B ;;
-esac
+. "$(dirname "$0")/../lib.sh"
+abs_build
 
 dir=$(mktemp -d)
 # The module trusts no store in a world-writable directory (so not in /tmp
@@ -23,8 +20,6 @@ log=$dir/ztnad.log
 NSS='hosts: files ztna [!UNAVAIL=return] dns'
 pid=
 
-failures=0
-
 cleanup() {
 	for p in $pid; do
 		kill "$p" 2>/dev/null || true
@@ -34,40 +29,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
-
-ok() {
-	echo "ok - $*"
-}
-fail() {
-	echo "FAIL - $*"
-	failures=$((failures + 1))
-}
-
-resolve() {
-	LD_LIBRARY_PATH=$B ZTNA_STORE=$store getent -s "$NSS" "$@"
-}
-
-# resolves_to NAME ADDRESS: glibc lists ADDRESS among NAME's addresses.
-resolves_to() {
-	resolve ahosts "$1" 2>/dev/null | awk '{ print $1 }' | grep -qxF "$2"
-}
-
-# wait_for COMMAND...: polls for up to 5 s until COMMAND succeeds.
-wait_for() {
-	i=0
-	until "$@" >/dev/null 2>&1; do
-		i=$((i + 1))
-		[ $i -lt 100 ] || return 1
-		sleep 0.05
-	done
-}
-
-# replace FILE: its new content from stdin, put in place by rename, the way
-# a careful writer updates it.
-replace() {
-	cat >"$1.tmp"
-	mv -f "$1.tmp" "$1"
-}
 
 logged() {
 	grep -qF -- "$1" "$log"
@@ -134,7 +95,7 @@ esac
 
 # ---- publish ----
 start_daemon
-if wait_for test -s "$store" && wait_for resolves_to Win-A 100.64.0.1; then
+if wait_for 5 test -s "$store" && wait_for 5 resolves_to Win-A 100.64.0.1; then
 	ok "Win-A resolves to 100.64.0.1 through glibc"
 else
 	fail "Win-A does not resolve after start; log:"
@@ -185,7 +146,7 @@ replace "$peers" <<'EOF'
            {"name": "Linux-C", "addresses": ["100.64.0.3"]},
            {"name": "Mac-B", "addresses": ["100.64.0.2"]}]}
 EOF
-if wait_for resolves_to Win-A 100.64.0.11 && wait_for resolves_to Mac-B 100.64.0.2; then
+if wait_for 5 resolves_to Win-A 100.64.0.11 && wait_for 5 resolves_to Mac-B 100.64.0.2; then
 	ok "a replaced peers file is published (Win-A now 100.64.0.11, Mac-B added)"
 else
 	fail "the replaced peers file was not published within 5 s"
@@ -199,7 +160,7 @@ replace "$peers" <<'EOF'
 {"domain": "yourorg.zt.net",
  "peers": [{"name": "Win-A", "addresses": ["100.64.0.300"]}]}
 EOF
-if wait_for logged "$peers: peers[0].addresses[0]: \"100.64.0.300\" is not an IPv4 or IPv6 address"; then
+if wait_for 5 logged "$peers: peers[0].addresses[0]: \"100.64.0.300\" is not an IPv4 or IPv6 address"; then
 	ok "ztnad logged the bad file with its name, JSON path and reason"
 else
 	fail "no error naming $peers in the log:"
@@ -210,7 +171,7 @@ resolves_to Win-A 100.64.0.11 && ok "the last good map still resolves (Win-A 100
 [ "$(generation)" = "$gen" ] && ok "nothing was published for the bad file" || fail "a bad file changed the generation"
 
 printf '{"domain": "yourorg.zt.net", "peers": [' | replace "$peers"
-wait_for logged "$peers:1:" && ok "a truncated file is logged as a syntax error at its line and column" ||
+wait_for 5 logged "$peers:1:" && ok "a truncated file is logged as a syntax error at its line and column" ||
 	fail "no syntax error logged for a truncated file"
 kill -0 "$pid" 2>/dev/null && ok "ztnad is still running" || fail "ztnad died on a bad file"
 
@@ -223,7 +184,7 @@ replace "$dir/data/peers.json" <<'EOF'
 EOF
 ln -s "$dir/data/peers.json" "$peers.tmp"
 mv -f "$peers.tmp" "$peers"
-wait_for resolves_to Win-A 100.64.0.21 && ok "a symlink put in place is followed" ||
+wait_for 5 resolves_to Win-A 100.64.0.21 && ok "a symlink put in place is followed" ||
 	fail "the symlinked peers file was not published"
 replace "$dir/data/peers.json" <<'EOF'
 {"domain": "yourorg.zt.net", "peers": [{"name": "Win-A", "addresses": ["100.64.0.22"]}]}
@@ -232,7 +193,7 @@ sleep 0.3
 resolves_to Win-A 100.64.0.21 && ok "a change ztnad cannot see is not published on its own" ||
 	fail "the unwatched change was published without SIGHUP"
 kill -HUP "$pid"
-if wait_for resolves_to Win-A 100.64.0.22 && logged "(SIGHUP)"; then
+if wait_for 5 resolves_to Win-A 100.64.0.22 && logged "(SIGHUP)"; then
 	ok "SIGHUP reloads the peers file"
 else
 	fail "SIGHUP did not reload; log:"
@@ -253,7 +214,7 @@ resolves_to Win-A 100.64.0.22 && ok "the store still resolves with ztnad stopped
 
 # ---- a restart takes the store over; a second daemon is refused ----
 start_daemon
-if wait_for logged "published generation $((gen + 1)):"; then
+if wait_for 5 logged "published generation $((gen + 1)):"; then
 	ok "a restarted ztnad goes on from generation $gen"
 else
 	fail "a restarted ztnad did not publish generation $((gen + 1)); log:"
@@ -284,7 +245,7 @@ printf 'state_dir = %s\ncontrol_socket = %s\npeers_file = %s\n[dns]\nstub = no\n
 # read the right name by luck.
 MALLOC_PERTURB_=165 "$B/ztnad" -c "$conf" --store "$store" 2>>"$log" &
 pid=$!
-wait_for resolves_to Win-A 100.64.0.30 && ok "peers_file in ztnad.conf is published" ||
+wait_for 5 resolves_to Win-A 100.64.0.30 && ok "peers_file in ztnad.conf is published" ||
 	fail "peers_file in ztnad.conf was not published"
 # reloaded_times N: the log has N "configuration reloaded" lines or more.
 reloaded_times() {
@@ -293,20 +254,16 @@ reloaded_times() {
 reloads=$(grep -c 'configuration reloaded' "$log" || true)
 for n in 1 2 3; do
 	kill -HUP "$pid"
-	wait_for reloaded_times $((reloads + n)) || fail "SIGHUP $n was not logged"
+	wait_for 5 reloaded_times $((reloads + n)) || fail "SIGHUP $n was not logged"
 	replace "$peers" <<EOF
 {"domain": "yourorg.zt.net", "peers": [{"name": "Win-A", "addresses": ["100.64.0.3$n"]}]}
 EOF
-	wait_for resolves_to Win-A "100.64.0.3$n" && ok "after SIGHUP $n a replaced peers file is published" ||
+	wait_for 5 resolves_to Win-A "100.64.0.3$n" && ok "after SIGHUP $n a replaced peers file is published" ||
 		fail "after SIGHUP $n the replaced peers file was not published within 5 s"
 done
 
-if [ -n "${VERBOSE:-}" ] || [ $failures -ne 0 ]; then
+if [ -n "${VERBOSE:-}" ] || failed_yet; then
 	echo "--- ztnad's log:"
 	cat "$log"
 fi
-if [ $failures -ne 0 ]; then
-	echo "test-daemon: $failures FAILED"
-	exit 1
-fi
-echo "test-daemon: all passed"
+finish

@@ -16,24 +16,14 @@
 # Usage: B=build sh tests/integration/test-flood.sh
 set -eu
 
-B=${B:-build}
-case $B in
-/*) ;;
-*) B=$(pwd)/$B ;;
-esac
 here=$(cd "$(dirname "$0")/../.." && pwd)
 PYTHON=/usr/bin/python3
-. "$(dirname "$0")/../lib.sh"
+. "$here/tests/lib.sh"
+abs_build
 
-dir=$(mktemp -d)
-chmod 0755 "$dir"
+temp_dir
 pid=
-cleanup() {
-	[ -z "$pid" ] || { kill "$pid" 2>/dev/null || :; wait "$pid" 2>/dev/null || :; }
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+cleanup() { stop_pids "$pid"; }
 
 "$PYTHON" - "$dir/peers.json" <<'PY'
 import json, sys
@@ -42,14 +32,7 @@ for i in range(2, 20001):
     peers.append({"name": "peer-%d" % i, "addresses": ["100.%d.%d.%d" % (64 + (i >> 16), (i >> 8) & 255, i & 255)]})
 json.dump({"domain": "yourorg.zt.net", "peers": peers}, open(sys.argv[1], "w"))
 PY
-cat >"$dir/ztnad.conf" <<CONF
-store = $dir/run/records
-state_dir = $dir/state
-control_socket = $dir/run/control.sock
-peers_file = $dir/peers.json
-[dns]
-stub = no
-CONF
+ztnad_conf "$dir" "peers_file = $dir/peers.json"
 "$B/ztnad" -c "$dir/ztnad.conf" 2>"$dir/ztnad.log" &
 pid=$!
 i=0

@@ -21,30 +21,18 @@
 # Usage: B=build sh tests/integration/test-pin.sh   (VERBOSE=1: show ztnad's log)
 set -eu
 
-B=${B:-build}
-case $B in
-/*) ;;
-*) B=$(pwd)/$B ;;
-esac
 here=$(cd "$(dirname "$0")/../.." && pwd)
+. "$here/tests/lib.sh"
+abs_build
 PYTHON=/usr/bin/python3
 SERVER=$here/tests/harness/cp-server.py
 # Only the module: a name it does not answer is not found, never asked of
 # the network.
-NSS_ONLY='hosts: ztna'
+NSS='hosts: ztna'
 ORG=org-pin-1
 
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY \
-	CURL_CA_BUNDLE SSL_CERT_FILE SSL_CERT_DIR 2>/dev/null || true
-
-. "$(dirname "$0")/../lib.sh"
-
-for f in ztnad ztna libnss_ztna.so.2; do
-	if [ ! -e "$B/$f" ]; then
-		not_ok "$B/$f is missing (make all)"
-		finish
-	fi
-done
+no_proxy_env
+need_built ztnad ztna libnss_ztna.so.2
 
 dir=$(mktemp -d)
 chmod 0755 "$dir"
@@ -65,32 +53,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-wait_for() {
-	wf_n=$(($1 * 20))
-	shift
-	while ! "$@" >/dev/null 2>&1; do
-		wf_n=$((wf_n - 1))
-		[ $wf_n -gt 0 ] || return 1
-		sleep 0.05
-	done
-}
-replace() {
-	cat >"$1.tmp"
-	mv -f "$1.tmp" "$1"
-}
-
 store=$dir/run/records
 sock=$dir/run/control.sock
 peers=$dir/peers.json
 conf=$dir/ztnad.conf
 log=$dir/ztnad.log
 
-resolve() {
-	LD_LIBRARY_PATH=$B ZTNA_STORE=$store getent -s "$NSS_ONLY" "$@"
-}
-resolves_to() {
-	resolve ahosts "$1" 2>/dev/null | awk '{ print $1 }' | grep -qxF "$2"
-}
 # unresolved NAME: glibc finds nothing for NAME (getent exit 2).
 unresolved() {
 	ur_rc=0
@@ -100,35 +68,18 @@ unresolved() {
 ztna() {
 	"$B/ztna" --socket "$sock" "$@"
 }
-run() {
-	rc=0
-	"$@" >"$dir/out" 2>"$dir/err" || rc=$?
-	out=$(cat "$dir/out")
-	err=$(cat "$dir/err")
+jget() {
+	$PYTHON "$here/tests/harness/jget.py" "$1"
 }
-cat >"$dir/jget.py" <<'EOF'
-import json, sys
-
-v = json.load(sys.stdin)
-for key in sys.argv[1].split("/"):
-    if isinstance(v, list) and key.startswith("name="):
-        v = next((e for e in v if isinstance(e, dict) and e.get("name") == key[5:]), None)
-    elif isinstance(v, dict) and key in v:
-        v = v[key]
-    else:
-        print("absent")
-        sys.exit(0)
-print(v if isinstance(v, str) else json.dumps(v))
-EOF
 daemon_field() {
-	ztna --json status 2>/dev/null | $PYTHON "$dir/jget.py" "daemon/$1"
+	ztna --json status 2>/dev/null | jget "daemon/$1"
 }
 generation() {
 	daemon_field generation
 }
 # store_field KEY: of the store itself, as every process reads it.
 store_field() {
-	ztna --json status 2>/dev/null | $PYTHON "$dir/jget.py" "store/$1"
+	ztna --json status 2>/dev/null | jget "store/$1"
 }
 # published: the store's domain and ranges, one line.
 published() {

@@ -19,36 +19,18 @@ if [ -z "${ZTNA_REPUBLISH_NS:-}" ]; then
 	ZTNA_REPUBLISH_NS=1 exec unshare -m --propagation private sh "$0" "$@"
 fi
 
-B=${B:-build}
-case $B in
-/*) ;;
-*) B=$(pwd)/$B ;;
-esac
-
 . "$(dirname "$0")/../lib.sh"
+abs_build
 
-dir=$(mktemp -d)
-chmod 0755 "$dir"
+temp_dir
 pid=
-cleanup() {
-	[ -z "$pid" ] || { kill "$pid" 2>/dev/null || :; wait "$pid" 2>/dev/null || :; }
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+cleanup() { stop_pids "$pid"; }
 
 doc() { # NAME ADDRESS: a one-peer document besides Win-A
 	printf '{"domain": "yourorg.zt.net", "peers": [{"name": "Win-A", "addresses": ["100.64.0.1"]}, {"name": "%s", "addresses": ["%s"]}]}\n' "$1" "$2"
 }
 conf() { # EXTRA-LINE...: ztnad.conf, then any lines given
-	{
-		echo "store = $dir/run/records"
-		echo "state_dir = $dir/state"
-		echo "control_socket = $dir/run/control.sock"
-		for l in "$@"; do echo "$l"; done
-		echo "[dns]"
-		echo "stub = no"
-	} >"$dir/ztnad.conf"
+	ztnad_conf "$dir" "$@"
 }
 generation() {
 	"$B/ztna" --socket "$dir/run/control.sock" --json status 2>/dev/null |
@@ -57,18 +39,10 @@ generation() {
 has_peer() { # NAME: in the store ztnad publishes
 	"$B/ztna" --local --store "$dir/run/records" dns query "$1" >/dev/null 2>&1
 }
-wait_for() { # COMMAND...: up to 10 s
-	i=0
-	until "$@"; do
-		i=$((i + 1))
-		[ "$i" -lt 100 ] || return 1
-		sleep 0.1
-	done
-}
 start() {
 	"$B/ztnad" -c "$dir/ztnad.conf" 2>>"$dir/ztnad.log" &
 	pid=$!
-	wait_for test -S "$dir/run/control.sock" && wait_for grep -q 'published generation' "$dir/ztnad.log"
+	wait_for 10 test -S "$dir/run/control.sock" && wait_for 10 grep -q 'published generation' "$dir/ztnad.log"
 }
 stop() {
 	kill "$pid" 2>/dev/null || :
@@ -87,17 +61,17 @@ check "ztnad starts" start
 doc peer-a 100.64.0.10 >"$dir/a.json"
 doc peer-b 100.64.0.11 >"$dir/b.json"
 check "map A is pushed" "$B/ztna" --socket "$dir/run/control.sock" peers push "$dir/a.json"
-check "and saved" wait_for grep -q peer-a "$dir/state/peers.json"
+check "and saved" wait_for 10 grep -q peer-a "$dir/state/peers.json"
 # The state directory fills up: every save from now on fails (ENOSPC),
 # and the saved A stays as it was.
 dd if=/dev/zero of="$dir/state/filler" bs=64k 2>/dev/null || :
 check "map B is pushed although it cannot be saved" "$B/ztna" --socket "$dir/run/control.sock" peers push "$dir/b.json"
-check "ztnad says it could not save it" wait_for grep -q 'cannot save the map' "$dir/ztnad.log"
+check "ztnad says it could not save it" wait_for 10 grep -q 'cannot save the map' "$dir/ztnad.log"
 check "B is published" has_peer peer-b
 g=$(generation)
 conf "peers_file =" "domains = yourorg.zt.net corp.example"
 kill -HUP "$pid"
-check "a SIGHUP that changes the pinned domains republishes (generation after $g)" wait_for republished_since "$g"
+check "a SIGHUP that changes the pinned domains republishes (generation after $g)" wait_for 10 republished_since "$g"
 check "the republished map is B, not the older saved A" has_peer peer-b
 check "... and A's peer is not back" eval '! has_peer peer-a'
 check "the saved copy on disk is still A (the case this is about)" grep -q peer-a "$dir/state/peers.json"
@@ -109,14 +83,14 @@ rm -rf "$dir/state" "$dir/ztnad.log"
 doc peer-c 100.64.0.12 >"$dir/peers.json"
 conf "peers_file = $dir/peers.json"
 check "ztnad starts from a peers file" start
-check "its map is saved" wait_for grep -q peer-c "$dir/state/peers.json"
+check "its map is saved" wait_for 10 grep -q peer-c "$dir/state/peers.json"
 echo '{"domain": "yourorg.zt.net", "peers": [' >"$dir/peers.json.new"
 mv "$dir/peers.json.new" "$dir/peers.json"
-check "the bad file is rejected" wait_for grep -q 'the last good map stays published' "$dir/ztnad.log"
+check "the bad file is rejected" wait_for 10 grep -q 'the last good map stays published' "$dir/ztnad.log"
 g=$(generation)
 conf "peers_file = $dir/peers.json" "domains = yourorg.zt.net corp.example"
 kill -HUP "$pid"
-check "a SIGHUP that changes the pins still republishes C (generation after $g)" wait_for republished_since "$g"
+check "a SIGHUP that changes the pins still republishes C (generation after $g)" wait_for 10 republished_since "$g"
 check "the map is still C" has_peer peer-c
 stop
 
@@ -131,7 +105,7 @@ g=$(generation)
 conf "peers_file =" "offline_peers = hide"
 kill -HUP "$pid"
 check "a SIGHUP that sets offline_peers = hide republishes the pushed map (generation after $g)" \
-	wait_for republished_since "$g"
+	wait_for 10 republished_since "$g"
 check "... without the offline peer" eval '! has_peer peer-off'
 check "... and with the others" has_peer Win-A
 stop

@@ -15,25 +15,15 @@
 # Usage: B=build sh tests/integration/test-save-kill.sh   (KILLS=N: other than 50)
 set -eu
 
-B=${B:-build}
-case $B in
-/*) ;;
-*) B=$(pwd)/$B ;;
-esac
 KILLS=${KILLS:-50}
 PYTHON=/usr/bin/python3
 
 . "$(dirname "$0")/../lib.sh"
+abs_build
 
-dir=$(mktemp -d)
-chmod 0755 "$dir"
+temp_dir
 pid=
-cleanup() {
-	[ -z "$pid" ] || { kill -KILL "$pid" 2>/dev/null || :; wait "$pid" 2>/dev/null || :; }
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+cleanup() { stop_pids -KILL "$pid"; }
 
 # Two documents of 20,000 peers that differ, swapped in by rename.
 "$PYTHON" - "$dir" <<'EOF'
@@ -45,14 +35,7 @@ for v in (1, 2):
     json.dump({"domain": "yourorg.zt.net", "peers": peers}, open("%s/doc%d.json" % (sys.argv[1], v), "w"))
 EOF
 cp "$dir/doc1.json" "$dir/peers.json"
-cat >"$dir/ztnad.conf" <<EOF
-store = $dir/run/records
-state_dir = $dir/state
-control_socket = $dir/run/control.sock
-peers_file = $dir/peers.json
-[dns]
-stub = no
-EOF
+ztnad_conf "$dir" "peers_file = $dir/peers.json"
 
 leftovers() { # the temporary files of saves in the state directory
 	find "$dir/state" -maxdepth 1 -name 'peers.json.??????' 2>/dev/null | wc -l

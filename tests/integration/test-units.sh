@@ -39,12 +39,9 @@
 # shellcheck disable=SC2015
 set -euo pipefail
 
-B=${B:-build}
-case $B in
-/*) ;;
-*) B=$(pwd)/$B ;;
-esac
 SRC=$(pwd)
+. "$SRC/tests/lib.sh"
+abs_build
 UNITS=$SRC/systemd
 PYTHON=/usr/bin/python3
 NSS='hosts: files ztna [!UNAVAIL=return] dns'
@@ -54,7 +51,6 @@ dir=$(mktemp -d)
 # itself), and the account test below must be able to reach this one.
 chmod 0755 "$dir"
 pids=
-. "$SRC/tests/lib.sh"
 
 cleanup() {
 	for p in $pids; do
@@ -66,21 +62,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-# wait_for COMMAND...: polls for up to 5 s until COMMAND succeeds.
-wait_for() {
-	local i=0
-	until "$@" >/dev/null 2>&1; do
-		i=$((i + 1))
-		[ $i -lt 100 ] || return 1
-		sleep 0.05
-	done
-}
-
-# resolves_to STORE NAME ADDRESS: glibc, through the module, lists ADDRESS
-# among NAME's addresses.
-resolves_to() {
-	LD_LIBRARY_PATH=$B ZTNA_STORE=$1 getent -s "$NSS" ahosts "$2" 2>/dev/null |
-		awk '{ print $1 }' | grep -qxF "$3"
+# resolves_in STORE NAME ADDRESS: resolves_to (tests/lib.sh) in the store
+# STORE.
+resolves_in() {
+	local store=$1
+	shift
+	resolves_to "$@"
 }
 
 peers=$dir/peers.json
@@ -244,11 +231,11 @@ else
 		2>"$dir/strace.log" &
 	spid=$!
 	pids="$pids $spid"
-	if wait_for resolves_to "$store" Win-A 100.64.0.1; then
+	if wait_for 5 resolves_in "$store" Win-A 100.64.0.1; then
 		zpid=$(pgrep -P "$spid" || true)
 		# The query path, every thread of it (strace -f).
 		dq() { dig @127.0.0.1 -p 15398 +tries=1 +time=5 "$@" 2>&1 || true; }
-		wait_for dig @127.0.0.1 -p 15398 +tries=1 +time=1 Win-A.yourorg.zt.net || true
+		wait_for 5 dig @127.0.0.1 -p 15398 +tries=1 +time=1 Win-A.yourorg.zt.net || true
 		out=$(dq +short Win-A.yourorg.zt.net A)
 		check "under strace: a tailnet name over UDP ($out)" test "$out" = 100.64.0.1
 		out=$(dq +tcp +short Win-A.yourorg.zt.net AAAA)
@@ -257,7 +244,7 @@ else
 		check "under strace: a name for the upstream, which refuses the connection: SERVFAIL" \
 			grep -q 'status: SERVFAIL' <<<"$out"
 		kill -HUP "$zpid"
-		check "under strace: SIGHUP reloads" wait_for grep -qF '(SIGHUP)' "$dir/strace.log"
+		check "under strace: SIGHUP reloads" wait_for 5 grep -qF '(SIGHUP)' "$dir/strace.log"
 		kill -TERM "$zpid"
 	else
 		fail "ztnad under strace did not publish; log: $(cat "$dir/strace.log")"
@@ -402,7 +389,7 @@ printf 'state_dir = %s\ncontrol_socket = %s\n[dns]\nlisten = 127.0.0.1:15395\nup
 	2>"$act/ztnad.log" &
 sapid=$!
 pids="$pids $sapid"
-if wait_for resolves_to "$act/records" Win-A 100.64.0.1; then
+if wait_for 5 resolves_in "$act/records" Win-A 100.64.0.1; then
 	aq() { dig @127.0.0.1 -p 15397 +tries=1 +time=5 +short "$@" 2>&1 || true; }
 	out=$(aq Win-A.yourorg.zt.net A)
 	check "socket activation: answered on the passed UDP socket ($out)" test "$out" = 100.64.0.1
@@ -445,7 +432,7 @@ if [ -n "${sys_uid:-}" ]; then
 		"$B/ztnad" -c "$run/ztnad.conf" --peers "$peers" --store "$run/records" 2>"$dir/account.log" &
 	apid=$!
 	pids="$pids $apid"
-	if wait_for resolves_to "$run/records" Win-A 100.64.0.1; then
+	if wait_for 5 resolves_in "$run/records" Win-A 100.64.0.1; then
 		ok "ztnad as uid $sys_uid in a 0755 directory it owns: glibc trusts the store"
 	else
 		fail "ztnad as uid $sys_uid: the store does not resolve; log: $(cat "$dir/account.log")"
@@ -457,7 +444,7 @@ if [ -n "${sys_uid:-}" ]; then
 	rc=0
 	wait "$apid" || rc=$?
 	pids=
-	[ $rc -eq 0 ] && resolves_to "$run/records" Win-A 100.64.0.1 &&
+	[ $rc -eq 0 ] && resolves_in "$run/records" Win-A 100.64.0.1 &&
 		ok "stopped, it leaves the store resolving (what RuntimeDirectoryPreserve= keeps)" ||
 		fail "after SIGTERM: exit $rc, or the store stopped resolving"
 fi
