@@ -6,6 +6,8 @@
 #
 #   ok TEXT / not_ok TEXT   one check passed / failed ("fail" is not_ok)
 #   check TEXT CMD...       ok when CMD exits 0, else not ok with its status
+#                           (and with CHECK_SHOW_OUT=N, the first N bytes
+#                           of $out, the test's last output, on one line)
 #   skip TEXT               "SKIP - TEXT", counted apart from the passes
 #   skip_all TEXT           a skip, then finish: nothing else can run
 #   is_num X                X is a decimal number (-1, 2, 3.5); not empty
@@ -38,11 +40,14 @@
 #                           at exit after the test's own cleanup function,
 #                           if it has one; INT, TERM and HUP exit 1
 #   stop_pids [-SIG] PID... each PID (empty ones passed over) sent SIG
-#                           (TERM) and waited for
+#                           (TERM), then each waited for
 #   ztnad_conf DIR LINE...  DIR/ztnad.conf with every path of ztnad's under
 #                           DIR (store DIR/run/records, state_dir DIR/state,
 #                           control_socket DIR/run/control.sock), each LINE,
 #                           and the DNS stub off
+#   own_resolv_conf DIR     DIR/resolv.conf (nameserver 127.0.0.1, one try
+#                           of 1 s) bind-mounted over /etc/resolv.conf: for
+#                           a test in a mount namespace of its own only
 #   resolve ARGS...         getent -s "$NSS" ARGS through the module in $B
 #                           and the store $store (the test sets all three)
 #   resolves_to NAME ADDR   glibc, so, gives ADDR among NAME's addresses
@@ -95,6 +100,9 @@ check() {
 	else
 		not_ok "$t_what"
 		echo "#   exit $t_rc: $*"
+		if [ -n "${CHECK_SHOW_OUT:-}" ]; then
+			echo "#   last output: $(printf '%s' "${out-}" | head -c "$CHECK_SHOW_OUT" | tr '\n' ' ')"
+		fi
 	fi
 	return 0
 }
@@ -235,9 +243,10 @@ stop_pids() {
 		;;
 	esac
 	for t_p in "$@"; do
-		[ -n "$t_p" ] || continue
-		kill "$t_sig" "$t_p" 2>/dev/null || true
-		wait "$t_p" 2>/dev/null || true
+		[ -z "$t_p" ] || kill "$t_sig" "$t_p" 2>/dev/null || true
+	done
+	for t_p in "$@"; do
+		[ -z "$t_p" ] || wait "$t_p" 2>/dev/null || true
 	done
 }
 
@@ -253,6 +262,15 @@ ztnad_conf() {
 		echo "[dns]"
 		echo "stub = no"
 	} >"$t_d/ztnad.conf"
+}
+
+# own_resolv_conf DIR: the namespace's resolver is a server of the test's
+# on 127.0.0.1; the host's file is untouched (the mount is in this
+# namespace only).
+own_resolv_conf() {
+	printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"$1/resolv.conf"
+	chmod 0644 "$1/resolv.conf"
+	mount --bind "$1/resolv.conf" /etc/resolv.conf
 }
 
 # resolve ARGS...: getent with the hosts line $NSS, the module of $B and

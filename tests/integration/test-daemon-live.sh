@@ -40,56 +40,34 @@
 # Usage: B=build sh tests/integration/test-daemon-live.sh   (VERBOSE=1: show the logs)
 set -eu
 
-B=${B:-build}
-case $B in
-/*) ;;
-*) B=$(pwd)/$B ;;
-esac
 here=$(cd "$(dirname "$0")/../.." && pwd)
+. "$here/tests/lib.sh"
+abs_build
 PYTHON=/usr/bin/python3
 SERVER=$here/tests/harness/cp-server.py
 NSS='hosts: files ztna [!UNAVAIL=return] dns'
 ORG=org-live-1
 RESTARTS=${RESTARTS:-50}
 
-# libcurl must take no proxy and no CA bundle from the caller.
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY \
-	CURL_CA_BUNDLE SSL_CERT_FILE SSL_CERT_DIR 2>/dev/null || true
+no_proxy_env
+need_root setpriv, unshare and mount for the clients
+need_built ztnad ztna libnss_ztna.so.2
 
-. "$here/tests/lib.sh"
-
-if [ "$(id -u)" != 0 ]; then
-	echo "not ok - needs root (setpriv, unshare and mount for the clients)"
-	exit 1
-fi
-for f in ztnad ztna libnss_ztna.so.2; do
-	if [ ! -e "$B/$f" ]; then
-		echo "not ok - $B/$f is missing (make all)"
-		exit 1
-	fi
-done
-
-dir=$(mktemp -d)
 # The module trusts no store under a world-writable directory, and nobody
-# must reach the control sockets and the clients' files.
-chmod 0755 "$dir"
+# must reach the control sockets and the clients' files: 0755.
+temp_dir
 pids=
 spid=
 
 cleanup() {
-	for p in $pids $spid; do
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
+	# shellcheck disable=SC2086 # a list of pids
+	stop_pids -KILL $pids $spid
 	if [ -n "${VERBOSE:-}" ]; then
 		for f in "$dir"/*/ztnad*.log "$dir/notify.log"; do
 			[ -e "$f" ] && { echo "--- $f"; cat "$f"; }
 		done
 	fi
-	rm -rf "$dir"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
 
 etc_sums() {
 	sha256sum /etc/nsswitch.conf /etc/hosts
@@ -98,34 +76,10 @@ etc_before=$(etc_sums)
 
 # ---- helpers ----
 
-# wait_for SECONDS COMMAND...: polls every 50 ms until COMMAND succeeds.
-wait_for() {
-	wf_n=$(($1 * 20))
-	shift
-	while ! "$@" >/dev/null 2>&1; do
-		wf_n=$((wf_n - 1))
-		[ $wf_n -gt 0 ] || return 1
-		sleep 0.05
-	done
-}
-
-# replace FILE: FILE's new content from stdin, put in place by rename.
-replace() {
-	cat >"$1.tmp"
-	mv -f "$1.tmp" "$1"
-}
-
 # The store and control socket the commands below talk to; set per daemon.
 store=
 sock=
 
-resolve() {
-	LD_LIBRARY_PATH=$B ZTNA_STORE=$store getent -s "$NSS" "$@"
-}
-# resolves_to NAME ADDRESS: glibc gives ADDRESS among NAME's addresses.
-resolves_to() {
-	resolve ahosts "$1" 2>/dev/null | awk '{ print $1 }' | grep -qxF "$2"
-}
 # getent_rc ARGS...: getent's exit status.
 getent_rc() {
 	gr_rc=0
@@ -139,33 +93,9 @@ as_nobody() {
 	setpriv --reuid=65534 --regid=65534 --clear-groups "$@"
 }
 
-# run COMMAND...: sets $rc, and $out and $err from its stdout and stderr.
-run() {
-	rc=0
-	"$@" >"$dir/out" 2>"$dir/err" || rc=$?
-	out=$(cat "$dir/out")
-	err=$(cat "$dir/err")
-}
-
-# jget PATH: a value from the JSON on stdin. PATH is keys joined by '/'; in
-# a list, "name=X" picks the element whose "name" is X. Strings print
-# bare, anything else as JSON, a missing key as "absent".
-cat >"$dir/jget.py" <<'EOF'
-import json, sys
-
-v = json.load(sys.stdin)
-for key in sys.argv[1].split("/"):
-    if isinstance(v, list) and key.startswith("name="):
-        v = next((e for e in v if isinstance(e, dict) and e.get("name") == key[5:]), None)
-    elif isinstance(v, dict) and key in v:
-        v = v[key]
-    else:
-        print("absent")
-        sys.exit(0)
-print(v if isinstance(v, str) else json.dumps(v))
-EOF
+# jget PATH: a value from the JSON on stdin (tests/harness/jget.py).
 jget() {
-	$PYTHON "$dir/jget.py" "$1"
+	$PYTHON "$here/tests/harness/jget.py" "$1"
 }
 # daemon_field PATH: from `ztna --json status`, under "daemon".
 daemon_field() {

@@ -52,56 +52,33 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-B=${B:-build}
-case $B in
-/*) ;;
-*) B=$root/$B ;;
-esac
-PYTHON=/usr/bin/python3
 . "$root/tests/lib.sh"
+abs_build "$root"
+PYTHON=/usr/bin/python3
 
 if [ "${1-}" != --in-namespace ]; then
-	[ "$(id -u)" = 0 ] || { not_ok "needs root (network and mount namespace)"; finish; }
-	for f in ztnad ztna; do
-		[ -e "$B/$f" ] || { not_ok "$B/$f is missing (make all)"; finish; }
-	done
-	for tool in unshare ip unbound openssl dig mount $PYTHON; do
-		command -v "$tool" >/dev/null 2>&1 || { not_ok "$tool is missing (dev.sh installs it)"; finish; }
-	done
+	need_root network and mount namespace
+	need_built ztnad ztna
+	need_tools unshare ip unbound openssl dig mount $PYTHON
 	exec unshare --net --mount --propagation private env B="$B" bash "$0" --in-namespace
 fi
 
 ip link set lo up
-tmp=$(mktemp -d)
-chmod 0755 "$tmp"
+temp_dir
+tmp=$dir
 pids=()
 cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	stop_pids "${pids[@]}"
 	if [ -n "${VERBOSE:-}" ]; then
 		for f in "$tmp"/*.log "$tmp"/z/ztnad.log; do
 			[ -e "$f" ] && { echo "--- $f"; cat "$f"; }
 		done
 	fi
-	rm -rf "${tmp:?}"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
 
-printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"$tmp/resolv.conf"
-chmod 0644 "$tmp/resolv.conf"
-mount --bind "$tmp/resolv.conf" /etc/resolv.conf
+own_resolv_conf "$tmp"
 
 now_ms() { date +%s%3N; }
-wait_for() { # wait_for SECONDS COMMAND...
-	local n=$(($1 * 20))
-	shift
-	while ! "$@" >/dev/null 2>&1; do
-		n=$((n - 1))
-		[ $n -gt 0 ] || return 1
-		sleep 0.05
-	done
-}
 out=''
 says() { grep -qE -- "$1" <<<"$out"; }
 

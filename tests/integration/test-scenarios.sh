@@ -46,31 +46,16 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-B=${B:-build}
-case $B in
-/*) ;;
-*) B=$root/$B ;;
-esac
+TEST_NAME=test-scenarios
+. "$root/tests/lib.sh"
+abs_build "$root"
 PYTHON=/usr/bin/python3
 NSS='hosts: files ztna [!UNAVAIL=return] dns'
 
 if [ "${1-}" != --in-namespace ]; then
-	if [ "$(id -u)" != 0 ]; then
-		echo "not ok - needs root (network namespace, iptables, mount)"
-		exit 1
-	fi
-	for f in ztnad ztna libnss_ztna.so.2; do
-		if [ ! -e "$B/$f" ]; then
-			echo "not ok - $B/$f is missing (make all)"
-			exit 1
-		fi
-	done
-	for tool in unshare ip iptables unbound unbound-checkconf openssl dig kdig getent mount $PYTHON; do
-		if ! command -v "$tool" >/dev/null 2>&1; then
-			echo "not ok - $tool is missing (dev.sh installs it)"
-			exit 1
-		fi
-	done
+	need_root network namespace, iptables, mount
+	need_built ztnad ztna libnss_ztna.so.2
+	need_tools unshare ip iptables unbound unbound-checkconf openssl dig kdig getent mount $PYTHON
 	if [ ! -e /etc/resolv.conf ]; then
 		echo "not ok - /etc/resolv.conf is missing: nothing to bind the namespace's own over"
 		exit 1
@@ -82,71 +67,33 @@ fi
 
 ip link set lo up
 
-TEST_NAME=test-scenarios
-. "$root/tests/lib.sh"
 out=''
-# check DESCRIPTION COMMAND...: tests/lib.sh's, and the last output shown
-# when it fails.
-check() {
-	local what=$1
-	shift
-	if "$@"; then
-		ok "$what"
-	else
-		not_ok "$what"
-		echo "#   last output: $(head -c 700 <<<"$out" | tr '\n' ' ')"
-	fi
-}
+# A failing check shows the last output too.
+CHECK_SHOW_OUT=700
 
-tmp=$(mktemp -d)
-chmod 0755 "$tmp" # the store reader refuses world-writable directories
+temp_dir
+tmp=$dir
 pids=()
 cleanup() {
-	for p in "${pids[@]}"; do
-		kill "$p" 2>/dev/null || true
-	done
-	for p in "${pids[@]}"; do
-		wait "$p" 2>/dev/null || true
-	done
+	stop_pids "${pids[@]}"
 	if [ -n "${VERBOSE:-}" ]; then
 		for f in "$tmp"/*.log "$tmp"/*/ztnad.log; do
 			[ -e "$f" ] && { echo "--- $f"; cat "$f"; }
 		done
 	fi
-	rm -rf "$tmp"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
 
 # The namespace's own resolv.conf: the plain DNS server below. ztnad's
 # plaintext fallback and glibc's dns module read it; the host's is
 # untouched (this mount exists in this namespace only).
-printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"$tmp/resolv.conf"
-chmod 0644 "$tmp/resolv.conf"
-mount --bind "$tmp/resolv.conf" /etc/resolv.conf
+own_resolv_conf "$tmp"
 
 now_ms() {
 	date +%s%3N
 }
-# wait_for SECONDS COMMAND...: polls every 50 ms until COMMAND succeeds.
-wait_for() {
-	local n=$(($1 * 20))
-	shift
-	while ! "$@" >/dev/null 2>&1; do
-		n=$((n - 1))
-		[ $n -gt 0 ] || return 1
-		sleep 0.05
-	done
-}
 # says PATTERN: $out matches the extended regular expression.
 says() {
 	grep -qE -- "$1" <<<"$out"
-}
-# replace FILE: new content from stdin, put in place by rename.
-replace() {
-	cat >"$1.tmp"
-	chmod 0644 "$1.tmp"
-	mv -f "$1.tmp" "$1"
 }
 
 # ---- upstream servers: unbound, DoT with the test CA ----

@@ -20,20 +20,12 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build
+TEST_NAME=test-stub
+. "$root/tests/lib.sh"
 
 if [ "${1-}" != --in-namespace ]; then
-        for f in test/stub-harness publish; do
-                if [ ! -x "$build/$f" ]; then
-                        echo "not ok - build/$f is missing (make build/test/stub-harness build/publish)"
-                        exit 1
-                fi
-        done
-        for tool in unshare ip unbound dig kdig python3; do
-                if ! command -v "$tool" >/dev/null; then
-                        echo "not ok - $tool is missing (dev.sh installs it)"
-                        exit 1
-                fi
-        done
+        B=$build need_built test/stub-harness publish
+        need_tools unshare ip unbound dig kdig python3
         exec unshare --net bash "$0" --in-namespace
 fi
 
@@ -41,34 +33,14 @@ fi
 
 ip link set lo up
 
-TEST_NAME=test-stub
-. "$root/tests/lib.sh"
 out=''
-# tests/lib.sh's check, and the last output shown when it fails.
-check() { # check DESCRIPTION COMMAND...: ok when COMMAND succeeds
-        local what=$1
-        shift
-        if "$@"; then
-                ok "$what"
-        else
-                not_ok "$what"
-                echo "#   last output: $(head -c 600 <<<"$out" | tr '\n' ' ')"
-        fi
-}
+# A failing check shows the last output too.
+CHECK_SHOW_OUT=600
 
-tmp=$(mktemp -d)
-chmod 0755 "$tmp" # the store reader refuses world-writable directories
+temp_dir
+tmp=$dir
 pids=()
-cleanup() {
-        for p in "${pids[@]}"; do
-                kill "$p" 2>/dev/null || true
-        done
-        for p in "${pids[@]}"; do
-                wait "$p" 2>/dev/null || true
-        done
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
+cleanup() { stop_pids "${pids[@]}"; }
 
 client() { python3 "$root/tests/harness/stub-client.py" "$@"; }
 # Runs a stub-client.py check, counting each of its lines.
