@@ -48,6 +48,15 @@
 #   own_resolv_conf DIR     DIR/resolv.conf (nameserver 127.0.0.1, one try
 #                           of 1 s) bind-mounted over /etc/resolv.conf: for
 #                           a test in a mount namespace of its own only
+#   own_etc_net DIR         DIR's nsswitch.conf, hosts and resolv.conf
+#                           (this one as own_resolv_conf's) bind-mounted
+#                           over /etc's, nscd's socket hidden, and lo up
+#                           with 198.51.100.1 and 2001:db8::1: for a test in
+#                           mount and network namespaces of its own only
+#   host_etc_kept CMD...    CMD's status, and a check that the host's
+#                           nsswitch.conf, hosts and resolv.conf are byte
+#                           for byte as before it (CMD: a test's part in
+#                           namespaces of its own, bind-mounting over them)
 #   resolve ARGS...         getent -s "$NSS" ARGS through the module in $B
 #                           and the store $store (the test sets all three)
 #   resolves_to NAME ADDR   glibc, so, gives ADDR among NAME's addresses
@@ -271,6 +280,41 @@ own_resolv_conf() {
 	printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"$1/resolv.conf"
 	chmod 0644 "$1/resolv.conf"
 	mount --bind "$1/resolv.conf" /etc/resolv.conf
+}
+
+# own_etc_net DIR: the files glibc's lookups read are the test's (rewritten
+# in place, same inode, as its cases need), no nscd answers from the host's
+# configuration, and the addresses are not loopback ones only, as on a host
+# on a network: AI_ADDRCONFIG (getent ahostsv4, ahostsv6) ignores loopback.
+own_etc_net() {
+	for t_f in nsswitch.conf hosts resolv.conf; do
+		: >"$1/$t_f"
+		mount --bind "$1/$t_f" "/etc/$t_f"
+	done
+	for t_d in /run/nscd /var/run/nscd; do
+		if [ -d "$t_d" ]; then mount -t tmpfs tmpfs "$t_d"; fi
+	done
+	printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"$1/resolv.conf"
+	ip link set lo up
+	ip addr add 198.51.100.1/32 dev lo
+	ip addr add 2001:db8::1/128 dev lo nodad
+}
+
+# host_etc_kept CMD...: what CMD did to /etc stayed in its namespace.
+host_etc_kept() {
+	t_etc="/etc/nsswitch.conf /etc/hosts /etc/resolv.conf"
+	# shellcheck disable=SC2086 # a list of files
+	t_before=$(sha256sum $t_etc)
+	t_rc=0
+	"$@" || t_rc=$?
+	# shellcheck disable=SC2086
+	t_after=$(sha256sum $t_etc)
+	if [ "$t_before" = "$t_after" ]; then
+		ok "the host's $t_etc are unchanged"
+	else
+		not_ok "the host's $t_etc changed"
+	fi
+	return "$t_rc"
 }
 
 # resolve ARGS...: getent with the hosts line $NSS, the module of $B and

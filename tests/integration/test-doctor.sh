@@ -17,32 +17,20 @@
 # Usage: B=build sh tests/integration/test-doctor.sh   (VERBOSE=1: show ztnad's log)
 set -eu${DOCTOR_TRACE:+x}
 
-B=${B:-build}
-case $B in
-/*) ;;
-*) B=$(pwd)/$B ;;
-esac
 here=$(cd "$(dirname "$0")/../.." && pwd)
+. "$here/tests/lib.sh"
+abs_build
 PYTHON=/usr/bin/python3
 GOOD_NSS='hosts:          files ztna [!UNAVAIL=return] dns'
 
-if [ "$(id -u)" != 0 ]; then
-	echo "not ok - needs root (unshare and mount for a private /etc)"
-	exit 1
-fi
-for f in ztnad ztna libnss_ztna.so.2; do
-	if [ ! -e "$B/$f" ]; then
-		echo "not ok - $B/$f is missing (make all)"
-		exit 1
-	fi
-done
+need_root unshare and mount for a private /etc
+need_built ztnad ztna libnss_ztna.so.2
 
 # Into a private mount namespace first: everything below, the doctor
 # included, sees an overlay of /etc.
 if [ -z "${DOCTOR_TEST_NS:-}" ]; then
 	DOCTOR_TEST_NS=$(readlink /proc/self/ns/mnt) exec unshare -m -n --propagation private sh "$0" "$@"
 fi
-. "$here/tests/lib.sh"
 # A network namespace of its own too: the stub's ports, the DoT server and
 # the black hole of the upstream cases are this test's alone. A tun link
 # no program reads gives it an address (getaddrinfo's AI_ADDRCONFIG wants
@@ -107,16 +95,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-wait_for() {
-	wf_n=$(($1 * 20))
-	shift
-	while ! "$@" >/dev/null 2>&1; do
-		wf_n=$((wf_n - 1))
-		[ $wf_n -gt 0 ] || return 1
-		sleep 0.05
-	done
-}
-
 # ---- the world: one ztnad, its peers file and store, all under $dir ----
 conf=$dir/ztnad.conf
 peers=$dir/peers.json
@@ -126,13 +104,12 @@ export ZTNA_STORE=$store
 export LD_LIBRARY_PATH=$B
 
 write_peers() {
-	cat >"$peers.tmp" <<EOF
+	replace "$peers" <<EOF
 {"domain": "${1:-yourorg.zt.net}",
  "ranges": ["100.64.0.0/10", "fd7a:115c:a1e0::/48"],
  "peers": [{"name": "Win-A", "addresses": ["100.64.0.1", "fd7a:115c:a1e0::1"]},
            {"name": "Mac-B", "addresses": ["100.64.0.2"]}]}
 EOF
-	mv -f "$peers.tmp" "$peers"
 }
 write_conf() {
 	cat >"$conf" <<EOF

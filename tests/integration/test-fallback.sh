@@ -33,84 +33,28 @@ if [ "${1-}" != --in-namespace ]; then
 		not_ok "needs root (namespaces, bind mounts, the store's trust checks)"
 		finish
 	fi
-	host_files="/etc/nsswitch.conf /etc/hosts /etc/resolv.conf"
-	# shellcheck disable=SC2086
-	before=$(sha256sum $host_files)
 	rc=0
-	unshare --mount --net --propagation private bash "$0" --in-namespace || rc=$?
-	# shellcheck disable=SC2086
-	after=$(sha256sum $host_files)
+	host_etc_kept unshare --mount --net --propagation private bash "$0" --in-namespace || rc=$?
 	[ "$rc" -eq 0 ] && ok "the checks in the namespace passed" || not_ok "the checks in the namespace failed (exit $rc)"
-	[ "$before" = "$after" ] && ok "the host's $host_files are unchanged" || not_ok "the host's $host_files changed"
 	finish
 fi
 
 # ---- inside the private namespaces ----
 
-tmp=$(mktemp -d)
-chmod 0755 "$tmp" # the reader refuses world-writable directories
+temp_dir
+tmp=$dir
 dns_pid= ztnad_pid=
-cleanup() {
-	for p in $ztnad_pid $dns_pid; do
-		kill "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+cleanup() { stop_pids "$ztnad_pid" "$dns_pid"; }
 
-for f in nsswitch.conf hosts resolv.conf; do
-	: >"$tmp/$f"
-	mount --bind "$tmp/$f" "/etc/$f"
-done
-for d in /run/nscd /var/run/nscd; do
-	if [ -d "$d" ]; then mount -t tmpfs tmpfs "$d"; fi
-done
+own_etc_net "$tmp"
 printf 'hosts: files ztna [!UNAVAIL=return] dns\n' >"$tmp/nsswitch.conf"
 printf '127.0.0.1 localhost\n' >"$tmp/hosts"
-printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"$tmp/resolv.conf"
-# Addresses that are not loopback, so AI_ADDRCONFIG asks for both families.
-ip link set lo up
-ip addr add 198.51.100.1/32 dev lo
-ip addr add 2001:db8::1/128 dev lo nodad
 
 # The stand-in public DNS: logs "NAME QTYPE" per query; public.example is
 # 192.0.2.53, every other name NXDOMAIN.
-cat >"$tmp/dns.py" <<'EOF'
-import socket, sys
-
-log = open(sys.argv[1], "a", buffering=1)
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", 53))
-open(sys.argv[2], "w").close()
-while True:
-    q, peer = s.recvfrom(4096)
-    if len(q) < 12:
-        continue
-    i, labels = 12, []
-    while i < len(q) and q[i] != 0 and len(labels) < 128:
-        labels.append(q[i + 1:i + 1 + q[i]].decode("ascii", "replace"))
-        i += 1 + q[i]
-    i += 1
-    qtype = int.from_bytes(q[i:i + 2], "big")
-    name = ".".join(labels)
-    log.write(f"{name} {qtype}\n")
-    rcode, answers, answer = 3, 0, b""
-    if name.lower() == "public.example":
-        rcode = 0
-        if qtype == 1:
-            answers, answer = 1, (b"\xc0\x0c\x00\x01\x00\x01" + (60).to_bytes(4, "big") +
-                                  b"\x00\x04" + bytes([192, 0, 2, 53]))
-    header = (q[0:2] + bytes([0x80 | (q[2] & 0x01), 0x80 | rcode]) + b"\x00\x01" +
-              answers.to_bytes(2, "big") + b"\0\0\0\0")
-    s.sendto(header + q[12:i + 4] + answer, peer)
-EOF
-python3 "$tmp/dns.py" "$tmp/dns.log" "$tmp/dns.ready" &
+python3 "$root/tests/harness/plain-dns.py" public.example "$tmp/dns.log" "$tmp/dns.ready" &
 dns_pid=$!
-for _ in $(seq 50); do
-	[ -e "$tmp/dns.ready" ] && break
-	sleep 0.1
-done
+wait_for 5 test -e "$tmp/dns.ready" || true
 check "the stand-in DNS server listens on 127.0.0.1:53" test -e "$tmp/dns.ready"
 
 # ---- ztnad, with a private store and copy ----
@@ -118,14 +62,7 @@ check "the stand-in DNS server listens on 127.0.0.1:53" test -e "$tmp/dns.ready"
 mkdir -m 0755 "$tmp/run" "$tmp/cache"
 store=$tmp/run/records
 copy=$tmp/cache/records
-cat >"$tmp/ztnad.conf" <<EOF
-store = $store
-store_fallback = $copy
-state_dir = $tmp/state
-control_socket = $tmp/run/control.sock
-[dns]
-stub = no
-EOF
+ztnad_conf "$tmp" "store_fallback = $copy"
 cat >"$tmp/peers.json" <<'EOF'
 {"domain": "yourorg.zt.net",
  "peers": [{"name": "Win-A", "addresses": ["100.64.0.1", "fd7a:115c:a1e0::1"]},
@@ -141,16 +78,6 @@ ztnad_stop() {
 	kill -TERM "$ztnad_pid" 2>/dev/null
 	wait "$ztnad_pid" 2>/dev/null
 	ztnad_pid=
-}
-wait_for() { # wait_for SECONDS COMMAND...: until COMMAND succeeds
-	local n=$(($1 * 10))
-	shift
-	while [ "$n" -gt 0 ]; do
-		"$@" && return 0
-		sleep 0.1
-		n=$((n - 1))
-	done
-	return 1
 }
 
 # Lookups as every process makes them, the store and the copy named for
