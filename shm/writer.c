@@ -89,6 +89,12 @@ static void adopt_existing(ShmWriter *w) {
         w->fd = TAKE_FD(fd);
         w->generation = h->copy[0].generation > h->copy[1].generation ? h->copy[0].generation : h->copy[1].generation;
         __atomic_store_n(&header(w)->retired, 0, __ATOMIC_RELEASE); /* readers may keep it again */
+        /* The heartbeat is the previous writer's last one: up to a period
+         * before it stopped. Taking the store over is this writer's first
+         * sign of life; left alone, a ztnad restarted a few times within a
+         * period or two would sit behind a heartbeat older than readers'
+         * stale bound (ztna doctor's store-stale) until its first timer. */
+        shm_writer_heartbeat(w);
 }
 
 int shm_writer_open(const char *path, ShmWriter **ret) {
