@@ -57,6 +57,10 @@
 #                           nsswitch.conf, hosts and resolv.conf are byte
 #                           for byte as before it (CMD: a test's part in
 #                           namespaces of its own, bind-mounting over them)
+#   make_ca DIR NAME        DIR/NAME.pem and DIR/NAME.key: a throwaway CA
+#   make_cert DIR NAME CA SAN  DIR/NAME.pem and .key: a server certificate
+#                           for SAN ("IP:127.0.0.1,DNS:localhost") signed
+#                           by DIR/CA's
 #   resolve ARGS...         getent -s "$NSS" ARGS through the module in $B
 #                           and the store $store (the test sets all three)
 #   resolves_to NAME ADDR   glibc, so, gives ADDR among NAME's addresses
@@ -315,6 +319,22 @@ host_etc_kept() {
 		not_ok "the host's $t_etc changed"
 	fi
 	return "$t_rc"
+}
+
+# make_ca DIR NAME, make_cert DIR NAME CA SAN: certificates for a test's
+# HTTPS or TLS servers (EC P-256, valid two days).
+make_ca() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+		-subj "/CN=ztna test $2" -addext "basicConstraints=critical,CA:TRUE" \
+		-addext "keyUsage=critical,keyCertSign,cRLSign" -keyout "$1/$2.key" -out "$1/$2.pem" 2>/dev/null
+}
+make_cert() {
+	printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+		"extendedKeyUsage=serverAuth" "subjectAltName=$4" >"$1/$2.ext"
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$2" \
+		-keyout "$1/$2.key" -out "$1/$2.csr" 2>/dev/null &&
+		openssl x509 -req -in "$1/$2.csr" -CA "$1/$3.pem" -CAkey "$1/$3.key" -CAcreateserial -days 2 \
+			-extfile "$1/$2.ext" -out "$1/$2.pem" 2>/dev/null
 }
 
 # resolve ARGS...: getent with the hosts line $NSS, the module of $B and

@@ -11,35 +11,22 @@ if [ -z "${ZTNA_CONTROL_NS:-}" ]; then
 	ZTNA_CONTROL_NS=1 exec unshare -m --propagation private sh "$0" "$@"
 fi
 
-B=${B:-build}
-case $B in
-/*) ;;
-*) B=$(pwd)/$B ;;
-esac
+. "$(dirname "$0")/../lib.sh"
+abs_build
 ADMIN_GID=4242
 ADMIN_GROUP=ztna-test
 ZTNAD=${ZTNAD:-$B/test/bin/ztnad}
 TESTS=$(cd "$(dirname "$0")/.." && pwd)
 
-dir=$(mktemp -d)
-# nobody must reach the socket and run the binary from here.
-chmod 0755 "$dir"
+# nobody must reach the socket and run the binary from here: 0755.
+temp_dir
 mkdir -m 0755 "$dir/run"
 sock=$dir/run/control.sock
 store=$dir/run/records
 log=$dir/ztnad.log
 pid=
 cppid=
-. "$(dirname "$0")/../lib.sh"
-
-cleanup() {
-	for p in $pid $cppid; do
-		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
-	done
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+cleanup() { stop_pids "$pid" "$cppid"; }
 
 ztna() { "$B/ztna" --socket "$sock" "$@"; }
 as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
@@ -131,16 +118,9 @@ exit_is 0 ztna status
 # tests/harness/cp-server.py serves the same map over HTTPS with a certificate from
 # a throwaway CA. Its "resolve" knows names only: an address goes to ztnad,
 # and so does every query the control plane cannot be asked for.
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY \
-	CURL_CA_BUNDLE SSL_CERT_FILE SSL_CERT_DIR 2>/dev/null || true
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=ztna test CA" \
-	-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-	-keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
-printf 'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n' >"$dir/server.ext"
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=127.0.0.1" \
-	-keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
-openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial -days 2 \
-	-extfile "$dir/server.ext" -out "$dir/server.pem" 2>/dev/null
+no_proxy_env
+make_ca "$dir" ca
+make_cert "$dir" server ca IP:127.0.0.1
 mkdir "$dir/cp"
 cp "$dir/peers.json" "$dir/cp/peers.json"
 echo "cp-token-$$" >"$dir/cp/token"

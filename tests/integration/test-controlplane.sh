@@ -29,7 +29,7 @@ ORG=org-test-1
 # bundle other than the one a test names.
 no_proxy_env
 
-dir=$(mktemp -d)
+temp_dir
 st=$dir/state
 out=$dir/sync.out
 err=$dir/sync.err
@@ -37,46 +37,17 @@ spid=
 hpid=
 mpid=
 
-cleanup() {
-	for p in $hpid $spid $mpid; do
-		kill "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+cleanup() { stop_pids "$hpid" "$spid" "$mpid"; }
 
 mode() {
 	echo "$1" | replace "$st/mode"
 }
 
 # ---- certificates ----
-# ca NAME: a CA certificate and key. cert NAME CA SAN: a server
-# certificate for SAN signed by CA.
-ca() {
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-		-subj "/CN=ztna test $1" -addext "basicConstraints=critical,CA:TRUE" \
-		-addext "keyUsage=critical,keyCertSign,cRLSign" \
-		-keyout "$dir/$1.key" -out "$dir/$1.pem" 2>/dev/null
-}
-cert() {
-	cat >"$dir/$1.ext" <<EOF
-basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-subjectAltName=$3
-EOF
-	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$1" \
-		-keyout "$dir/$1.key" -out "$dir/$1.csr" 2>/dev/null
-	openssl x509 -req -in "$dir/$1.csr" -CA "$dir/$2.pem" -CAkey "$dir/$2.key" -CAcreateserial \
-		-days 2 -extfile "$dir/$1.ext" -out "$dir/$1.pem" 2>/dev/null
-}
-
-ca ca
-ca other-ca
-cert server ca "IP:127.0.0.1,DNS:localhost"
-cert elsewhere ca "DNS:elsewhere.invalid"
+make_ca "$dir" ca
+make_ca "$dir" other-ca
+make_cert "$dir" server ca "IP:127.0.0.1,DNS:localhost"
+make_cert "$dir" elsewhere ca "DNS:elsewhere.invalid"
 
 mkdir "$st"
 cp "$EXAMPLE" "$st/peers.json"

@@ -211,22 +211,6 @@ print(" ".join(sorted({r[4][0] for r in res})))
 EOF
 EAI_AGAIN=$($PYTHON -c 'import socket; print(socket.EAI_AGAIN)')
 
-# ---- certificates for the control plane ----
-# make_ca NAME; make_cert NAME CA SAN
-make_ca() {
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-		-subj "/CN=ztna live test $1" -addext "basicConstraints=critical,CA:TRUE" \
-		-addext "keyUsage=critical,keyCertSign,cRLSign" -keyout "$dir/$1.key" -out "$dir/$1.pem" 2>/dev/null
-}
-make_cert() {
-	printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
-		"extendedKeyUsage=serverAuth" "subjectAltName=$3" >"$dir/$1.ext"
-	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$1" \
-		-keyout "$dir/$1.key" -out "$dir/$1.csr" 2>/dev/null &&
-		openssl x509 -req -in "$dir/$1.csr" -CA "$dir/$2.pem" -CAkey "$dir/$2.key" -CAcreateserial -days 1 \
-			-extfile "$dir/$1.ext" -out "$dir/$1.pem" 2>/dev/null
-}
-
 # =====================================================================
 # A ztnad that follows a peers file and takes pushes
 # =====================================================================
@@ -424,7 +408,7 @@ check "ztnad exits on SIGTERM; the store still resolves" resolves_to Win-A 100.6
 # =====================================================================
 # A ztnad that polls an HTTPS control plane
 # =====================================================================
-if ! make_ca ca || ! make_cert server ca "IP:127.0.0.1,DNS:localhost"; then
+if ! make_ca "$dir" ca || ! make_cert "$dir" server ca "IP:127.0.0.1,DNS:localhost"; then
 	echo "not ok - openssl could not make the test certificates"
 	exit 1
 fi

@@ -10,25 +10,16 @@ set -eu
 . "$(dirname "$0")/../lib.sh"
 abs_build
 
-dir=$(mktemp -d)
 # The module trusts no store in a world-writable directory (so not in /tmp
-# itself); the directory the daemon creates is 0755 under this one.
-chmod 0755 "$dir"
+# itself): temp_dir's is 0755, and so is the one the daemon creates in it.
+temp_dir
 store=$dir/run/records
 peers=$dir/peers.json
 log=$dir/ztnad.log
 NSS='hosts: files ztna [!UNAVAIL=return] dns'
 pid=
 
-cleanup() {
-	for p in $pid; do
-		kill "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+cleanup() { stop_pids "$pid"; }
 
 logged() {
 	grep -qF -- "$1" "$log"

@@ -436,14 +436,8 @@ apply "ztnad crash-looping on a bad configuration"
 # A control plane refusing the token: tests/harness/cp-server.py over HTTPS with a
 # certificate from a throwaway CA, on loopback in this namespace; the token
 # file holds a stale token.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=cp test CA" \
-	-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-	-keyout "$dir/cp-ca.key" -out "$dir/cp-ca.pem" 2>/dev/null
-printf 'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n' >"$dir/cp.ext"
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=127.0.0.1" \
-	-keyout "$dir/cp.key" -out "$dir/cp.csr" 2>/dev/null
-openssl x509 -req -in "$dir/cp.csr" -CA "$dir/cp-ca.pem" -CAkey "$dir/cp-ca.key" -CAcreateserial -days 2 \
-	-extfile "$dir/cp.ext" -out "$dir/cp.pem" 2>/dev/null
+make_ca "$dir" cp-ca
+make_cert "$dir" cp cp-ca IP:127.0.0.1
 mkdir -p "$dir/cp"
 cp "$peers" "$dir/cp/peers.json"
 echo "current-token-$$" >"$dir/cp/token"

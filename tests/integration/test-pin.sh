@@ -203,20 +203,7 @@ check "the store still holds the good map's domain and ranges: $(published)" \
 	test "$(published)" = "$GOOD_PUBLISHED"
 
 # ---- the control plane ----
-make_ca() {
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-		-subj "/CN=ztna pin test $1" -addext "basicConstraints=critical,CA:TRUE" \
-		-addext "keyUsage=critical,keyCertSign,cRLSign" -keyout "$dir/$1.key" -out "$dir/$1.pem" 2>/dev/null
-}
-make_cert() {
-	printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
-		"extendedKeyUsage=serverAuth" "subjectAltName=$3" >"$dir/$1.ext"
-	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$1" \
-		-keyout "$dir/$1.key" -out "$dir/$1.csr" 2>/dev/null &&
-		openssl x509 -req -in "$dir/$1.csr" -CA "$dir/$2.pem" -CAkey "$dir/$2.key" -CAcreateserial -days 1 \
-			-extfile "$dir/$1.ext" -out "$dir/$1.pem" 2>/dev/null
-}
-if ! make_ca ca || ! make_cert server ca "IP:127.0.0.1"; then
+if ! make_ca "$dir" ca || ! make_cert "$dir" server ca "IP:127.0.0.1"; then
 	not_ok "openssl could not make the test certificates"
 	finish
 fi

@@ -46,21 +46,13 @@ UNITS=$SRC/systemd
 PYTHON=/usr/bin/python3
 NSS='hosts: files ztna [!UNAVAIL=return] dns'
 
-dir=$(mktemp -d)
 # The module trusts no store in a world-writable directory (so not in /tmp
-# itself), and the account test below must be able to reach this one.
-chmod 0755 "$dir"
+# itself), and the account test below must be able to reach this one:
+# temp_dir's is 0755.
+temp_dir
 pids=
-
-cleanup() {
-	for p in $pids; do
-		kill "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+# shellcheck disable=SC2086 # a list of pids
+cleanup() { stop_pids $pids; }
 
 # resolves_in STORE NAME ADDRESS: resolves_to (tests/lib.sh) in the store
 # STORE.
