@@ -27,7 +27,7 @@ NSS_SRC := nss_ztna/nss-ztna.c
 ZTNAD_SRC := ztnad/daemon/ztnad.c ztnad/daemon/paths.c ztnad/daemon/map.c ztnad/daemon/sources.c \
 	ztnad/daemon/verbs.c ztnad/daemon/reload.c ztnad/daemon/fallback.c \
 	ztnad/conf/config.c ztnad/conf/config-keys.c ztnad/conf/config-types.c ztnad/conf/public-suffix.c \
-	ztnad/sources/peers.c ztnad/sources/sync.c ztnad/sources/controlplane.c \
+	ztnad/sources/peers.c ztnad/sources/peers-json.c ztnad/sources/sync.c ztnad/sources/controlplane.c \
 	ztnad/control/control-protocol.c ztnad/control/control-server.c ztnad/control/peer-json.c \
 	ztnad/dns/dns.c ztnad/dns/stub.c ztnad/dns/stub-sockets.c ztnad/dns/stub-tcp.c \
 	ztnad/dns/stub-lifetime.c ztnad/dns/stub-tailnet.c ztnad/dns/cache.c ztnad/dns/blocklist.c \
@@ -44,7 +44,7 @@ ZTNA_SRC := ztnad/cli/ztna.c ztnad/cli/ztna-commands-status.c ztnad/cli/ztna-com
 	ztnad/cli/doctor-agreement.c \
 	ztnad/control/peer-json.c \
 	ztnad/conf/config.c ztnad/conf/config-keys.c ztnad/conf/config-types.c ztnad/conf/public-suffix.c \
-	ztnad/sources/controlplane.c ztnad/sources/peers.c \
+	ztnad/sources/controlplane.c ztnad/sources/peers.c ztnad/sources/peers-json.c \
 	ztnad/common/read-file.c
 HEADERS := $(wildcard shm/*.h nss_ztna/*.h ztnad/*/*.h)
 
@@ -151,7 +151,8 @@ FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined 
 $(B)/fuzz/fuzz-store: tests/fuzz/fuzz-store.c $(SHM_SRC) $(NSS_SRC)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^
-$(B)/fuzz/fuzz-peers: tests/fuzz/fuzz-peers.c ztnad/sources/peers.c ztnad/common/read-file.c ztnad/conf/public-suffix.c $(SHM_SRC)
+$(B)/fuzz/fuzz-peers: tests/fuzz/fuzz-peers.c ztnad/sources/peers.c ztnad/sources/peers-json.c \
+		ztnad/common/read-file.c ztnad/conf/public-suffix.c $(SHM_SRC)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(DAEMON_LIBS) $(PSL_LIBS)
 
@@ -206,7 +207,8 @@ $(B)/bench/bench-push: tests/bench/bench-push.c tests/bench/bench-peers.h
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $<
 
 # The peers reader beside jansson's json_loadb (the tree it replaced).
-$(B)/bench/bench-parse: tests/bench/bench-parse.c ztnad/sources/peers.c ztnad/common/read-file.c ztnad/conf/public-suffix.c $(B)/libshm.a $(HEADERS)
+$(B)/bench/bench-parse: tests/bench/bench-parse.c ztnad/sources/peers.c ztnad/sources/peers-json.c \
+		ztnad/common/read-file.c ztnad/conf/public-suffix.c $(B)/libshm.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ZCFLAGS) -O2 -g -o $@ $(filter %.c %.a,$^) $(ZTNA_LIBS) $(PSL_LIBS)
 
