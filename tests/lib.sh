@@ -61,6 +61,13 @@
 #   make_cert DIR NAME CA SAN  DIR/NAME.pem and .key: a server certificate
 #                           for SAN ("IP:127.0.0.1,DNS:localhost") signed
 #                           by DIR/CA's
+#   start_cp_server CERT MAPDIR ORG [PORT]
+#                           tests/harness/cp-server.py on 127.0.0.1:PORT (a
+#                           free one by default) with CERT.pem and CERT.key,
+#                           serving MAPDIR's map and token for ORG, its
+#                           stderr in MAPDIR/server.err; sets $spid and
+#                           $port, or not ok and finish if it is not up
+#                           within 10 s
 #   resolve ARGS...         getent -s "$NSS" ARGS through the module in $B
 #                           and the store $store (the test sets all three)
 #   resolves_to NAME ADDR   glibc, so, gives ADDR among NAME's addresses
@@ -77,6 +84,8 @@
 # The test's own name for the summary: TEST_NAME (default: the script's).
 
 TEST_NAME=${TEST_NAME:-$(basename "$0" .sh)}
+# tests/harness, beside the folder of the test that sources this.
+t_harness=$(cd "$(dirname "$0")/../harness" 2>/dev/null && pwd) || t_harness=
 
 t_results=$(mktemp "${TMPDIR:-/tmp}/ztna-test-results.XXXXXX") || {
 	echo "$TEST_NAME: mktemp failed" >&2
@@ -335,6 +344,19 @@ make_cert() {
 		-keyout "$1/$2.key" -out "$1/$2.csr" 2>/dev/null &&
 		openssl x509 -req -in "$1/$2.csr" -CA "$1/$3.pem" -CAkey "$1/$3.key" -CAcreateserial -days 2 \
 			-extfile "$1/$2.ext" -out "$1/$2.pem" 2>/dev/null
+}
+
+# start_cp_server CERT MAPDIR ORG [PORT]: an HTTPS control plane.
+start_cp_server() {
+	rm -f "$2/port"
+	/usr/bin/python3 "$t_harness/cp-server.py" --cert "$1.pem" --key "$1.key" --dir "$2" --org "$3" \
+		--port "${4:-0}" --port-file "$2/port" 2>>"$2/server.err" &
+	spid=$!
+	if ! wait_for 10 test -s "$2/port"; then
+		not_ok "cp-server.py did not start: $(cat "$2/server.err")"
+		finish
+	fi
+	port=$(cat "$2/port")
 }
 
 # resolve ARGS...: getent with the hosts line $NSS, the module of $B and

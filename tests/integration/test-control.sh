@@ -16,7 +16,6 @@ abs_build
 ADMIN_GID=4242
 ADMIN_GROUP=ztna-test
 ZTNAD=${ZTNAD:-$B/test/bin/ztnad}
-TESTS=$(cd "$(dirname "$0")/.." && pwd)
 
 # nobody must reach the socket and run the binary from here: 0755.
 temp_dir
@@ -126,19 +125,12 @@ cp "$dir/peers.json" "$dir/cp/peers.json"
 echo "cp-token-$$" >"$dir/cp/token"
 cp "$dir/cp/token" "$dir/token"
 chmod 0600 "$dir/token"
-/usr/bin/python3 "$TESTS/harness/cp-server.py" --cert "$dir/server.pem" --key "$dir/server.key" --dir "$dir/cp" \
-	--org org-test --port-file "$dir/cp-port" 2>"$dir/cp.err" &
-cppid=$!
-i=0
-until [ -s "$dir/cp-port" ]; do
-	i=$((i + 1))
-	[ $i -lt 100 ] || break
-	sleep 0.05
-done
+start_cp_server "$dir/server" "$dir/cp" org-test
+cppid=$spid
 # cpconf NAME TOKEN_FILE: a ztnad.conf naming the control plane.
 cpconf() {
 	printf 'control_url = https://127.0.0.1:%s\norg_id = org-test\ntoken_file = %s\nca_file = %s\ncontrol_socket = %s\n' \
-		"$(cat "$dir/cp-port")" "$2" "$dir/ca.pem" "$sock" >"$dir/$1"
+		"$port" "$2" "$dir/ca.pem" "$sock" >"$dir/$1"
 }
 cpconf cp.conf "$dir/token"
 cpconf notoken.conf "$dir/no-such-token"
@@ -146,7 +138,7 @@ requests() { wc -l <"$dir/cp/requests.log" 2>/dev/null || echo 0; }
 
 exit_is 0 "$B/ztna" -c "$dir/cp.conf" --json dns query Win-A
 grep -qF '"source": "control plane"' "$dir/out" && ok "a name is asked of the control plane" ||
-	fail "not from the control plane: $(cat "$dir/out") $(cat "$dir/err") $(cat "$dir/cp.err")"
+	fail "not from the control plane: $(cat "$dir/out") $(cat "$dir/err") $(cat "$dir/cp/server.err")"
 n=$(requests)
 exit_is 0 "$B/ztna" -c "$dir/cp.conf" dns query 100.64.0.3
 [ "$(cat "$dir/out")" = "100.64.0.3 -> Linux-C.yourorg.zt.net" ] && ok "an address with a control plane: $(cat "$dir/out")" ||

@@ -57,16 +57,7 @@ chmod 0600 "$dir/token"
 
 # start_server [PORT]: the control plane, on PORT or a free one.
 start_server() {
-	rm -f "$dir/port"
-	$PYTHON "$SERVER" --cert "$dir/server.pem" --key "$dir/server.key" --dir "$st" --org "$ORG" \
-		--port "${1:-0}" --port-file "$dir/port" 2>>"$dir/server.err" &
-	spid=$!
-	wait_for 5 test -s "$dir/port" || {
-		echo "FAIL - cp-server.py did not start:"
-		cat "$dir/server.err"
-		exit 1
-	}
-	port=$(cat "$dir/port")
+	start_cp_server "$dir/server" "$st" "$ORG" "$@"
 }
 start_server
 URL=https://127.0.0.1:$port

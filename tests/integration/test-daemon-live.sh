@@ -44,7 +44,6 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 . "$here/tests/lib.sh"
 abs_build
 PYTHON=/usr/bin/python3
-SERVER=$here/tests/harness/cp-server.py
 NSS='hosts: files ztna [!UNAVAIL=return] dns'
 ORG=org-live-1
 RESTARTS=${RESTARTS:-50}
@@ -427,15 +426,7 @@ chmod 0600 "$C/token"
 
 # start_server [PORT]
 start_server() {
-	rm -f "$CP/port"
-	$PYTHON "$SERVER" --cert "$dir/server.pem" --key "$dir/server.key" --dir "$CP" --org "$ORG" \
-		--port "${1:-0}" --port-file "$CP/port" 2>>"$CP/server.err" &
-	spid=$!
-	wait_for 10 test -s "$CP/port" || {
-		echo "not ok - cp-server.py did not start: $(cat "$CP/server.err")"
-		exit 1
-	}
-	port=$(cat "$CP/port")
+	start_cp_server "$dir/server" "$CP" "$ORG" "$@"
 }
 stop_server() {
 	kill "$spid" 2>/dev/null || true

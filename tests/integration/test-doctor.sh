@@ -443,12 +443,10 @@ cp "$peers" "$dir/cp/peers.json"
 echo "current-token-$$" >"$dir/cp/token"
 echo "stale-token" >"$dir/token"
 chmod 0600 "$dir/token"
-$PYTHON "$here/tests/harness/cp-server.py" --cert "$dir/cp.pem" --key "$dir/cp.key" --dir "$dir/cp" --org org-test \
-	--port-file "$dir/cp-port" 2>"$dir/cp.err" &
-cp_pid=$!
-wait_for 10 test -s "$dir/cp-port"
+start_cp_server "$dir/cp" "$dir/cp" org-test
+cp_pid=$spid
 cp "$conf" "$conf.nocp"
-sed -i "/^\[dns\]/i control_url = https://127.0.0.1:$(cat "$dir/cp-port")\norg_id = org-test\ntoken_file = $dir/token\nca_file = $dir/cp-ca.pem" "$conf"
+sed -i "/^\[dns\]/i control_url = https://127.0.0.1:$port\norg_id = org-test\ntoken_file = $dir/token\nca_file = $dir/cp-ca.pem" "$conf"
 systemctl restart ztnad
 control_plane_error() {
 	"$B/ztna" --socket "$sock" --json status 2>/dev/null | $PYTHON -c '

@@ -25,7 +25,6 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 . "$here/tests/lib.sh"
 abs_build
 PYTHON=/usr/bin/python3
-SERVER=$here/tests/harness/cp-server.py
 # Only the module: a name it does not answer is not found, never asked of
 # the network.
 NSS='hosts: ztna'
@@ -34,24 +33,17 @@ ORG=org-pin-1
 no_proxy_env
 need_built ztnad ztna libnss_ztna.so.2
 
-dir=$(mktemp -d)
-chmod 0755 "$dir"
+temp_dir
 zpid=
 spid=
 cleanup() {
-	for p in $zpid $spid; do
-		kill "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
+	stop_pids "$zpid" "$spid"
 	if [ -n "${VERBOSE:-}" ]; then
-		for f in "$dir"/*.log; do
+		for f in "$dir"/*.log "$dir"/cp/server.err; do
 			[ -e "$f" ] && { echo "--- $f"; cat "$f"; }
 		done
 	fi
-	rm -rf "$dir"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
 
 store=$dir/run/records
 sock=$dir/run/control.sock
@@ -213,14 +205,8 @@ printf '%s\n' "$good" >"$CP/peers.json"
 echo "pin-token-$$" >"$CP/token"
 echo "pin-token-$$" >"$dir/token"
 chmod 0600 "$dir/token"
-$PYTHON "$SERVER" --cert "$dir/server.pem" --key "$dir/server.key" --dir "$CP" --org "$ORG" \
-	--port-file "$CP/port" 2>>"$dir/server.log" &
-spid=$!
-wait_for 10 test -s "$CP/port" || {
-	not_ok "cp-server.py did not start: $(cat "$dir/server.log")"
-	finish
-}
-url=https://127.0.0.1:$(cat "$CP/port")
+start_cp_server "$dir/server" "$CP" "$ORG"
+url=https://127.0.0.1:$port
 cp_lines="control_url = $url
 org_id = $ORG
 token_file = $dir/token
