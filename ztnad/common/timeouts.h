@@ -33,7 +33,7 @@
 /* ---- upstream (upstream.c, upstream-tls.c, upstream-plain.c; docs/upstream.md) ---- */
 
 /* T is the upstream_timeout key: its default and bounds are written only
- * in config.c's key table, and every caller passes it (UpstreamConfig's
+ * in config-keys.c's key table, and every caller passes it (UpstreamConfig's
  * timeout_usec, never 0). T also bounds how long a connection may take to
  * open (TCP and TLS), counted from its opening by its own timer alone
  * (upstream-tls.c; a query's attempt, started no earlier, waits for that

@@ -189,7 +189,7 @@ int config_load(const char *path, ZtnadConfig **ret, ConfigError *err);
 ZtnadConfig *config_free(ZtnadConfig *c); /* NULL-safe, returns NULL */
 
 /* What a running ztnad does when a key changes on SIGHUP: each key's row of
- * the key table (config.c) says it, and the daemon fans a reload out by
+ * the key table (config-keys.c) says it, and the daemon fans a reload out by
  * these bits. */
 typedef enum ConfigApply {
         CONFIG_APPLY_RESTART = 1u << 0,   /* kept until the next start */

@@ -4,7 +4,7 @@
  * changes (the DNS service, the peers file watch, the control plane's
  * polling, the control socket), then the peers file read again or the
  * map republished. What each key asks for is its row of the key table
- * (conf/config.c).
+ * (conf/config-keys.c).
  */
 #include <systemd/sd-daemon.h>
 
@@ -46,7 +46,7 @@ void daemon_reload(Daemon *d) {
                 apply = 0;
         } else {
                 /* What each changed key asks for is in its row of the key
-                 * table (conf/config.c); the parts are told here. */
+                 * table (conf/config-keys.c); the parts are told here. */
                 ZtnadConfig *old = d->config;
                 /* Keep what cannot change under a running daemon. */
                 char *keep_store = c->store, *keep_state = c->state_dir, *keep_fallback = c->store_fallback;

@@ -22,7 +22,7 @@
  * (RFC 8767 4) and the stub adds EDE 3 "Stale Answer".
  *
  * Memory is bounded by a byte budget (the cache_size key of ztnad.conf,
- * whose default is written only in config.c's key table) covering entries
+ * whose default is written only in config-keys.c's key table) covering entries
  * and their bookkeeping. When an answer does not
  * fit, entries past their use go first, then the least recently used
  * ones by a CLOCK sweep (readers set a "used" bit, the sweep clears it and
