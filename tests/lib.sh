@@ -68,6 +68,19 @@
 #                           stderr in MAPDIR/server.err; sets $spid and
 #                           $port, or not ok and finish if it is not up
 #                           within 10 s
+#   start_unbound_dot DIR NAME TLS_PORT CERT PLAIN_PORT [RECORD...]
+#                           tests/harness/unbound-dot.sh in the background
+#                           ($! its pid) in DIR/NAME: DoT on TLS_PORT with
+#                           DIR/pki/CERT.pem and .key, plain DNS on
+#                           PLAIN_PORT (none when empty), every query
+#                           logged in DIR/NAME.log, who.example.test TXT
+#                           NAME and each RECORD ("name ttl IN A addr")
+#   show_logs FILE...       with VERBOSE set, each FILE that exists, after
+#                           a "--- FILE" line (for a cleanup function)
+#   jget PATH               a value from the JSON on stdin
+#                           (tests/harness/jget.py)
+#   daemon_field PATH       jget "daemon/PATH" of `ztna --json status` on
+#                           the control socket $sock
 #   resolve ARGS...         getent -s "$NSS" ARGS through the module in $B
 #                           and the store $store (the test sets all three)
 #   resolves_to NAME ADDR   glibc, so, gives ADDR among NAME's addresses
@@ -357,6 +370,38 @@ start_cp_server() {
 		finish
 	fi
 	port=$(cat "$2/port")
+}
+
+# start_unbound_dot DIR NAME TLS_PORT CERT PLAIN_PORT [RECORD...]: an
+# upstream that says who it is.
+start_unbound_dot() {
+	t_d=$1 t_n=$2 t_tls=$3 t_cert=$4 t_plain=$5
+	shift 5
+	{
+		echo "log-queries: yes"
+		echo "local-data: 'who.example.test. 0 IN TXT \"$t_n\"'"
+		for t_l in "$@"; do echo "local-data: \"$t_l\""; done
+	} >"$t_d/$t_n.extra"
+	sh "$t_harness/unbound-dot.sh" run "$t_d/$t_n" "$t_tls" "$t_d/pki/$t_cert.pem" "$t_d/pki/$t_cert.key" \
+		"$t_plain" "$t_d/$t_n.extra" >"$t_d/$t_n.log" 2>&1 &
+}
+
+# show_logs FILE...: the logs, when VERBOSE asks for them.
+show_logs() {
+	[ -n "${VERBOSE:-}" ] || return 0
+	for t_f in "$@"; do
+		[ -e "$t_f" ] || continue
+		echo "--- $t_f"
+		cat "$t_f"
+	done
+}
+
+# jget PATH: keys joined by '/'; "name=X" picks a list's element by name.
+jget() {
+	/usr/bin/python3 "$t_harness/jget.py" "$1"
+}
+daemon_field() {
+	"$B/ztna" --socket "$sock" --json status 2>/dev/null | jget "daemon/$1"
 }
 
 # resolve ARGS...: getent with the hosts line $NSS, the module of $B and

@@ -61,11 +61,7 @@ spid=
 cleanup() {
 	# shellcheck disable=SC2086 # a list of pids
 	stop_pids -KILL $pids $spid
-	if [ -n "${VERBOSE:-}" ]; then
-		for f in "$dir"/*/ztnad*.log "$dir/notify.log"; do
-			[ -e "$f" ] && { echo "--- $f"; cat "$f"; }
-		done
-	fi
+	show_logs "$dir"/*/ztnad*.log "$dir/notify.log"
 }
 
 etc_sums() {
@@ -92,14 +88,7 @@ as_nobody() {
 	setpriv --reuid=65534 --regid=65534 --clear-groups "$@"
 }
 
-# jget PATH: a value from the JSON on stdin (tests/harness/jget.py).
-jget() {
-	$PYTHON "$here/tests/harness/jget.py" "$1"
-}
-# daemon_field PATH: from `ztna --json status`, under "daemon".
-daemon_field() {
-	ztna --json status 2>/dev/null | jget "daemon/$1"
-}
+# jget and daemon_field: tests/lib.sh.
 generation() {
 	daemon_field generation
 }

@@ -83,10 +83,7 @@ cleanup() {
 	[ -n "${nscd_pid:-}" ] && { kill "$nscd_pid" 2>/dev/null || true; }
 	[ -n "${standin:-}" ] && { kill "$standin" 2>/dev/null || true; }
 	[ -n "${cp_pid:-}" ] && { kill "$cp_pid" 2>/dev/null || true; }
-	if [ -n "${VERBOSE:-}" ] && [ -e "$dir/ztnad.log" ]; then
-		echo "--- ztnad.log"
-		cat "$dir/ztnad.log"
-	fi
+	show_logs "$dir/ztnad.log"
 	umount /etc 2>/dev/null || true
 	umount "$dir/host-nsswitch.conf" 2>/dev/null || true
 	umount "$dir/host-resolv.conf" 2>/dev/null || true

@@ -24,7 +24,6 @@ set -eu
 here=$(cd "$(dirname "$0")/../.." && pwd)
 . "$here/tests/lib.sh"
 abs_build
-PYTHON=/usr/bin/python3
 # Only the module: a name it does not answer is not found, never asked of
 # the network.
 NSS='hosts: ztna'
@@ -38,11 +37,7 @@ zpid=
 spid=
 cleanup() {
 	stop_pids "$zpid" "$spid"
-	if [ -n "${VERBOSE:-}" ]; then
-		for f in "$dir"/*.log "$dir"/cp/server.err; do
-			[ -e "$f" ] && { echo "--- $f"; cat "$f"; }
-		done
-	fi
+	show_logs "$dir"/*.log "$dir"/cp/server.err
 }
 
 store=$dir/run/records
@@ -59,12 +54,6 @@ unresolved() {
 }
 ztna() {
 	"$B/ztna" --socket "$sock" "$@"
-}
-jget() {
-	$PYTHON "$here/tests/harness/jget.py" "$1"
-}
-daemon_field() {
-	ztna --json status 2>/dev/null | jget "daemon/$1"
 }
 generation() {
 	daemon_field generation

@@ -69,11 +69,7 @@ tmp=$dir
 pids=()
 cleanup() {
 	stop_pids "${pids[@]}"
-	if [ -n "${VERBOSE:-}" ]; then
-		for f in "$tmp"/*.log "$tmp"/z/ztnad.log; do
-			[ -e "$f" ] && { echo "--- $f"; cat "$f"; }
-		done
-	fi
+	show_logs "$tmp"/*.log "$tmp"/z/ztnad.log
 }
 
 own_resolv_conf "$tmp"
@@ -91,15 +87,8 @@ sh "$root/tests/harness/unbound-dot.sh" certs "$tmp/pki" >/dev/null
 sh "$root/tests/harness/unbound-dot.sh" certs "$tmp/pki2" >/dev/null # another CA
 CA=$tmp/pki/ca.pem
 start_unbound() { # name tls_port plain_port
-	cat >"$tmp/$1.extra" <<-EOF
-		log-queries: yes
-		local-data: 'who.example.test. 0 IN TXT "$1"'
-		local-data: "ads.example.test. 300 IN A 192.0.2.66"
-		local-data: "short.example.test. 1 IN A 192.0.2.11"
-		local-data: "cached.example.test. 300 IN A 192.0.2.10"
-	EOF
-	sh "$root/tests/harness/unbound-dot.sh" run "$tmp/$1" "$2" "$tmp/pki/server.pem" "$tmp/pki/server.key" "$3" \
-		"$tmp/$1.extra" >"$tmp/$1.log" 2>&1 &
+	start_unbound_dot "$tmp" "$1" "$2" server "$3" "ads.example.test. 300 IN A 192.0.2.66" \
+		"short.example.test. 1 IN A 192.0.2.11" "cached.example.test. 300 IN A 192.0.2.10"
 	pids+=("$!")
 }
 start_unbound u0 8859 53

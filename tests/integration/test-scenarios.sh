@@ -76,11 +76,7 @@ tmp=$dir
 pids=()
 cleanup() {
 	stop_pids "${pids[@]}"
-	if [ -n "${VERBOSE:-}" ]; then
-		for f in "$tmp"/*.log "$tmp"/*/ztnad.log; do
-			[ -e "$f" ] && { echo "--- $f"; cat "$f"; }
-		done
-	fi
+	show_logs "$tmp"/*.log "$tmp"/*/ztnad.log
 }
 
 # The namespace's own resolv.conf: the plain DNS server below. ztnad's
@@ -109,16 +105,9 @@ says() {
 sh "$root/tests/harness/unbound-dot.sh" certs "$tmp/pki" >/dev/null
 CA=$tmp/pki/ca.pem
 start_unbound() { # name tls_port cert plain_port
-	cat >"$tmp/$1.extra" <<-EOF
-		log-queries: yes
-		local-data: 'who.example.test. 0 IN TXT "$1"'
-		local-data: "cached.example.test. 300 IN A 192.0.2.10"
-		local-data: "ads.example.test. 300 IN A 192.0.2.66"
-		local-data: "soon-blocked.example.test. 300 IN A 192.0.2.67"
-		local-data: "fallback.example.test. 300 IN A 192.0.2.68"
-	EOF
-	sh "$root/tests/harness/unbound-dot.sh" run "$tmp/$1" "$2" "$tmp/pki/$3.pem" "$tmp/pki/$3.key" "$4" \
-		"$tmp/$1.extra" >"$tmp/$1.log" 2>&1 &
+	start_unbound_dot "$tmp" "$1" "$2" "$3" "$4" "cached.example.test. 300 IN A 192.0.2.10" \
+		"ads.example.test. 300 IN A 192.0.2.66" "soon-blocked.example.test. 300 IN A 192.0.2.67" \
+		"fallback.example.test. 300 IN A 192.0.2.68"
 	pids+=("$!")
 }
 start_unbound u0 8859 server 53
