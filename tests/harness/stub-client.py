@@ -95,6 +95,28 @@ def tcp_read(s):
     return recv_exact(s, n)
 
 
+def tcp_send(s, msg):
+    """Sends msg with its two-byte length, as DNS over TCP frames it."""
+    s.sendall(struct.pack("!H", len(msg)) + msg)
+
+
+def peer_closed(s):
+    """The other end closed (or reset) s without sending anything more; False
+    when data came or the socket's timeout passed first."""
+    try:
+        return s.recv(10) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def tcp_ask(s, msg):
+    """Sends msg framed and returns the next answer on s."""
+    tcp_send(s, msg)
+    return tcp_read(s)
+
+
 def alive(addr, port, what):
     qid, msg = query("win-a.yourorg.zt.net")
     r = udp_exchange(addr, port, msg)
@@ -163,20 +185,15 @@ def malformed(addr, port):
     # the same over TCP: a zero-length frame closes the connection
     s = socket.create_connection((addr, port), timeout=2)
     s.sendall(b"\0\0")
-    try:
-        closed = s.recv(10) == b""
-    except ConnectionResetError:
-        closed = True
+    closed = peer_closed(s)
     report(closed, "TCP: a zero-length message closes the connection")
     s.close()
     s = socket.create_connection((addr, port), timeout=2)
     qid, msg = query("win-a.yourorg.zt.net", edns=False, qdcount=2)
-    s.sendall(struct.pack("!H", len(msg)) + msg)
-    r = tcp_read(s)
+    r = tcp_ask(s, msg)
     report(header(r)["rcode"] == 1 and header(r)["id"] == qid, "TCP: a broken query -> FORMERR, connection kept")
     qid, msg = query("win-a.yourorg.zt.net")
-    s.sendall(struct.pack("!H", len(msg)) + msg)
-    r = tcp_read(s)
+    r = tcp_ask(s, msg)
     report(header(r)["id"] == qid and header(r)["an"] == 1, "TCP: the next query on it is answered")
     s.close()
     alive(addr, port, "broken TCP")
@@ -210,14 +227,11 @@ def pipeline(addr, port):
     report(header(r)["id"] == qid and header(r)["an"] == 1, "TCP: a query sent one byte at a time")
     # half-close after a query: the answer still comes
     qid, msg = query("linux-c.yourorg.zt.net")
-    s.sendall(struct.pack("!H", len(msg)) + msg)
+    tcp_send(s, msg)
     s.shutdown(socket.SHUT_WR)
     r = tcp_read(s)
     report(header(r)["id"] == qid, "TCP: the answer comes after the client's half-close")
-    try:
-        eof = s.recv(10) == b""
-    except ConnectionResetError:
-        eof = True
+    eof = peer_closed(s)
     report(eof, "TCP: then the stub closes")
     s.close()
 
@@ -225,12 +239,7 @@ def pipeline(addr, port):
 def idle(addr, port, max_seconds):
     s = socket.create_connection((addr, port), timeout=max_seconds + 5)
     t0 = time.monotonic()
-    try:
-        closed = s.recv(10) == b""
-    except ConnectionResetError:
-        closed = True
-    except socket.timeout:
-        closed = False
+    closed = peer_closed(s)
     took = time.monotonic() - t0
     report(closed and took <= max_seconds, "TCP: an idle connection is closed after %.1f s" % took)
 
@@ -239,19 +248,13 @@ def limit(addr, port, n):
     held = [socket.create_connection((addr, port), timeout=2) for _ in range(n)]
     time.sleep(0.3)
     extra = socket.create_connection((addr, port), timeout=2)
-    try:
-        refused = extra.recv(10) == b""
-    except ConnectionResetError:
-        refused = True
-    except socket.timeout:
-        refused = False
+    refused = peer_closed(extra)
     report(refused, "TCP: connection %d of a limit of %d is closed at once" % (n + 1, n))
     extra.close()
     answered = 0
     for s in held:
         qid, msg = query("win-a.yourorg.zt.net")
-        s.sendall(struct.pack("!H", len(msg)) + msg)
-        if header(tcp_read(s))["id"] == qid:
+        if header(tcp_ask(s, msg))["id"] == qid:
             answered += 1
     report(answered == n, "TCP: the %d connections within the limit are served" % n)
     for s in held:
@@ -259,8 +262,7 @@ def limit(addr, port, n):
     time.sleep(0.3)
     s = socket.create_connection((addr, port), timeout=2)
     qid, msg = query("win-a.yourorg.zt.net")
-    s.sendall(struct.pack("!H", len(msg)) + msg)
-    report(header(tcp_read(s))["id"] == qid, "TCP: closed connections free their slots")
+    report(header(tcp_ask(s, msg))["id"] == qid, "TCP: closed connections free their slots")
     s.close()
 
 
@@ -293,13 +295,8 @@ def source(src, addr, port):
     s.settimeout(2)
     s.bind((src, 0))
     s.connect((addr, port))
-    s.sendall(struct.pack("!H", len(msg)) + msg)
-    try:
-        closed = s.recv(10) == b""
-    except ConnectionResetError:
-        closed = True
-    except socket.timeout:
-        closed = False
+    tcp_send(s, msg)
+    closed = peer_closed(s)
     report(closed, "TCP from %s (not loopback) -> closed unanswered" % src)
     s.close()
 

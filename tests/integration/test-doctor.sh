@@ -267,6 +267,16 @@ healthy() {
 		not_ok "$1: not healthy: exit $rc, first $first/$first_id: $json"
 	fi
 }
+# healthy_within SECONDS: asks the doctor once a second until it finds
+# nothing (exit 0), $n the seconds that took; 1 if it never did.
+healthy_within() {
+	n=0
+	until doctor && [ "$rc" = 0 ] && [ "$first" = none ]; do
+		n=$((n + 1))
+		[ "$n" -lt "$1" ] || return 1
+		sleep 1
+	done
+}
 # expect CASE LAYER ID EXIT [NAME]: the doctor's first finding.
 expect() {
 	doctor ${5:-}
@@ -527,13 +537,7 @@ if ! eval "$fix" >"$dir/fix.out" 2>&1; then
 fi
 # ztnad binds the freed address on its next attempt (back-off of at most
 # a minute): the doctor is asked once a second until then.
-n=0
-until doctor && [ "$rc" = 0 ] && [ "$first" = none ]; do
-	n=$((n + 1))
-	[ "$n" -lt 70 ] || break
-	sleep 1
-done
-if [ "$rc" = 0 ] && [ "$first" = none ]; then
+if healthy_within 70; then
 	ok "another program on the stub's address, after the fix: healthy after ${n} s"
 else
 	not_ok "another program on the stub's address, after the fix: exit $rc, first $first/$first_id: $json"
@@ -644,13 +648,7 @@ if ! eval "$fix" >"$dir/fix.out" 2>&1; then
 	not_ok "the port-53 fix failed: $fix: $(cat "$dir/fix.out")"
 fi
 wait "$occ53" 2>/dev/null || true
-n=0
-until doctor && [ "$rc" = 0 ] && [ "$first" = none ]; do
-	n=$((n + 1))
-	[ "$n" -lt 70 ] || break
-	sleep 1
-done
-if [ "$rc" = 0 ] && [ "$first" = none ] && printf '%s' "$json" | grep -q '"layer": *"system-dns", *"status": *"ok"'; then
+if healthy_within 70 && printf '%s' "$json" | grep -q '"layer": *"system-dns", *"status": *"ok"'; then
 	ok "port 53 held by another program, after the fix: system-dns ok, healthy after ${n} s"
 else
 	not_ok "port 53 held by another program, after the fix: exit $rc, first $first/$first_id: $json"
