@@ -19,6 +19,8 @@ import ssl
 import struct
 import threading
 
+from dnsframe import recv_exact
+
 
 def answer(query):
     """The A answer to `query`, or None for something that is no query."""
@@ -38,16 +40,6 @@ def answer(query):
     header = struct.pack("!HHHHHH", qid, 0x8000 | 0x0400 | rd, 1, 1, 0, 0)
     rr = struct.pack("!HHHIH", 0xC00C, 1, 1, 300, 4) + bytes([192, 0, 2, 7])
     return header + question + rr
-
-
-def recv_exact(conn, n):
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
 
 
 def serve(conn):

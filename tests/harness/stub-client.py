@@ -30,6 +30,8 @@ import struct
 import sys
 import time
 
+from dnsframe import peer_closed, tcp_ask, tcp_read, tcp_send
+
 failures = 0
 
 
@@ -78,43 +80,6 @@ def udp_exchange(addr, port, msg, timeout=2.0, source=None):
         return None
     finally:
         s.close()
-
-
-def recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        d = s.recv(n - len(buf))
-        if not d:
-            raise EOFError
-        buf += d
-    return buf
-
-
-def tcp_read(s):
-    (n,) = struct.unpack("!H", recv_exact(s, 2))
-    return recv_exact(s, n)
-
-
-def tcp_send(s, msg):
-    """Sends msg with its two-byte length, as DNS over TCP frames it."""
-    s.sendall(struct.pack("!H", len(msg)) + msg)
-
-
-def peer_closed(s):
-    """The other end closed (or reset) s without sending anything more; False
-    when data came or the socket's timeout passed first."""
-    try:
-        return s.recv(10) == b""
-    except ConnectionResetError:
-        return True
-    except socket.timeout:
-        return False
-
-
-def tcp_ask(s, msg):
-    """Sends msg framed and returns the next answer on s."""
-    tcp_send(s, msg)
-    return tcp_read(s)
 
 
 def alive(addr, port, what):
