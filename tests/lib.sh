@@ -236,7 +236,7 @@ need_root() {
 need_built() {
 	for t_f in "$@"; do
 		[ -e "$B/$t_f" ] && continue
-		not_ok "$B/$t_f is missing (make all)"
+		not_ok "$B/$t_f is missing: build it first (make all, and what the test's header names)"
 		finish
 	done
 }

@@ -592,7 +592,7 @@ if wait_for 10 test -s "$CP/port"; then
 		no_answer
 	q $STUB Win-A A +tcp
 	check "dig +tcp @127.0.0.53 Win-A: connection refused" says "refused"
-	unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY CURL_CA_BUNDLE SSL_CERT_FILE SSL_CERT_DIR
+	no_proxy_env
 	out=$("$B/ztna" -c "$tmp/ztna.conf" dns query Win-A 2>&1) && rc=0 || rc=$?
 	check "ztna -c CONF dns query Win-A exits 0 with ztnad stopped" test "$rc" = 0
 	check "... and prints 'Win-A.yourorg.zt.net -> 100.64.0.1' from the control plane" \

@@ -31,25 +31,14 @@
 # Usage: B=build bash tests/integration/test-upstream.sh   (root: ip netns, iptables)
 set -eu
 
-B=${B:-build}
-case $B in
-/*) ;;
-*) B=$(pwd)/$B ;;
-esac
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+. "$HERE/lib.sh"
+abs_build
 HARNESS=$B/test/test-upstream
 PYTHON=/usr/bin/python3
 
-for tool in unbound unbound-checkconf openssl ip iptables; do
-	if ! command -v "$tool" >/dev/null 2>&1; then
-		echo "test-upstream: $tool is missing (apt-get install unbound openssl iproute2 iptables)"
-		exit 1
-	fi
-done
-if [ ! -x "$HARNESS" ]; then
-	echo "test-upstream: $HARNESS is missing (make $HARNESS)"
-	exit 1
-fi
+need_tools unbound unbound-checkconf openssl ip iptables
+need_built test/test-upstream
 
 # Into a namespace of our own first.
 if [ -z "${ZTNA_UPSTREAM_NETNS:-}" ]; then
@@ -62,21 +51,10 @@ if [ -z "${ZTNA_UPSTREAM_NETNS:-}" ]; then
 fi
 ip link set lo up
 
-dir=$(mktemp -d)
+temp_dir
 pids=
-. "$HERE/lib.sh"
-
-cleanup() {
-	for p in $pids; do
-		kill "$p" 2>/dev/null || true
-	done
-	for p in $pids; do
-		wait "$p" 2>/dev/null || true
-	done
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+# shellcheck disable=SC2086 # a list of pids
+cleanup() { stop_pids $pids; }
 
 # Ports: the namespace is ours, so fixed ones are free.
 A_TLS=8853 # unbound A: good certificate, plain DNS on A_PLAIN
