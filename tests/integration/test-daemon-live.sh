@@ -24,6 +24,8 @@
 #      stopped, and says why it cannot when both are gone (exit 3);
 #   4. a cold start with the store gone and the control plane down publishes
 #      the map saved by the earlier run, and only then says READY=1;
+#   8. a bad peers file at start with the control plane down: READY=1
+#      comes once the file is fixed and published;
 #   6. ztnad killed with SIGKILL and restarted 50 times while getent loops
 #      and a long-running getaddrinfo client (Python, in a private mount
 #      namespace with its own nsswitch.conf) resolve tailnet names: not one
@@ -572,6 +574,37 @@ run "$B/ztna" -c "$conf_c" --socket "$sock" dns query Win-A
 check "control plane down too: exit 3" test "$rc" = 3
 check "saying why: $(echo "$err" | tr '\n' ' ' | cut -c1-220)" says "$err" "^ztna: control plane: .*; asking ztnad instead$"
 check "and that ztnad is not there either" says "$err" "^ztna: cannot reach ztnad at $sock: "
+
+# ---- 8. a bad peers file at start, the control plane down: READY=1 once the file is fixed ----
+# Nothing saved and nothing publishable at start, so READY=1 waits; a
+# fixed peers file publishes a map, and that map is what READY=1 waits for,
+# whichever source it came from.
+mkdir -m 0755 "$dir/r"
+R=$dir/r
+printf '{"domain": "yourorg.zt.net", "peers": [' | replace "$R/peers.json"
+chmod 0644 "$R/peers.json"
+cat >"$R/ztnad.conf" <<EOF
+# test-daemon-live: a bad peers file and a control plane that is down
+store = $R/run/records
+state_dir = $R/state
+control_socket = $R/run/control.sock
+peers_file = $R/peers.json
+control_url = https://127.0.0.1:$port
+org_id = $ORG
+token_file = $C/token
+ca_file = $dir/ca.pem
+[dns]
+stub = no
+EOF
+start_ztnad "$R/ztnad.conf" "$R/ztnad.log"
+check "a bad peers file and the control plane down: ztnad keeps running" wait_for 5 grep -q "peers.json" "$R/ztnad.log"
+sleep 0.5
+check "and says no READY=1 while nothing is published" sh -c '! grep -qx "$1 READY=1" "$2"' sh "$zpid" "$dir/notify.log"
+replace "$R/peers.json" <"$A/good.json"
+chmod 0644 "$R/peers.json"
+check "the fixed peers file is published" wait_for 5 grep -q "published generation 1: 2 peers from the peers file" "$R/ztnad.log"
+check "then READY=1 came (pid $zpid), after the map" wait_for 5 ready_after_map "$zpid"
+stop_ztnad TERM
 
 # ---- 4. cold start: no store, no control plane, the saved map ----
 rm -f "$store"

@@ -60,14 +60,14 @@ static int on_heartbeat(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-/* A record source's document (sources.c), published by map.c. With only a
- * control plane and nothing saved, READY=1 waits for the control plane's
- * first map. */
+/* A record source's document (sources.c), published by map.c. When
+ * nothing could be published at start (nothing saved, a bad peers file,
+ * the control plane not answering yet), READY=1 waits for the first map,
+ * whichever source it comes from. */
 static int on_source_document(Daemon *d, SourceKind kind, const char *data, size_t len, const char *origin,
                               char *err, size_t errlen) {
         int r = daemon_apply(d, kind, data, len, origin, err, errlen);
-        if (kind == SOURCE_CONTROL)
-                daemon_notify_ready(d);
+        daemon_notify_ready(d);
         return r;
 }
 
