@@ -1,4 +1,8 @@
 # SPDX-License-Identifier: MIT
+# shellcheck shell=sh
+# Variables set here for the tests to read ($rc, $out, $err, $spid, $port)
+# and read here that the tests set ($store, $sock, $NSS):
+# shellcheck disable=SC2034,SC2154
 #
 # The helpers every shell test shares; sourced, never run:
 #

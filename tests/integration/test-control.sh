@@ -11,6 +11,7 @@ if [ -z "${ZTNA_CONTROL_NS:-}" ]; then
 	ZTNA_CONTROL_NS=1 exec unshare -m --propagation private sh "$0" "$@"
 fi
 
+# shellcheck source=lib.sh
 . "$(dirname "$0")/../lib.sh"
 abs_build
 ADMIN_GID=4242

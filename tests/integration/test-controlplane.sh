@@ -17,6 +17,7 @@
 # Usage: B=build sh tests/integration/test-controlplane.sh
 set -eu
 
+# shellcheck source=lib.sh
 . "$(dirname "$0")/../lib.sh"
 abs_build
 HARNESS=$B/test/test-sync

@@ -43,6 +43,7 @@
 set -eu
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=lib.sh
 . "$here/tests/lib.sh"
 abs_build
 PYTHON=/usr/bin/python3

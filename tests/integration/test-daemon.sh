@@ -7,6 +7,7 @@
 # Usage: B=build sh tests/integration/test-daemon.sh
 set -eu
 
+# shellcheck source=lib.sh
 . "$(dirname "$0")/../lib.sh"
 abs_build
 

@@ -16,6 +16,7 @@
 set -uo pipefail
 
 B=${B:-build}
+# shellcheck source=lib.sh
 . "$(dirname "$0")/../lib.sh"
 
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (the helper refuses other users)"

@@ -18,6 +18,7 @@
 set -eu${DOCTOR_TRACE:+x}
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=lib.sh
 . "$here/tests/lib.sh"
 abs_build
 PYTHON=/usr/bin/python3

@@ -20,6 +20,7 @@ set -uo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build
+# shellcheck source=lib.sh
 . "$root/tests/lib.sh"
 
 if [ "${1-}" != --in-namespace ]; then

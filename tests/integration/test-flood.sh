@@ -18,6 +18,7 @@ set -eu
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
 PYTHON=/usr/bin/python3
+# shellcheck source=lib.sh
 . "$here/tests/lib.sh"
 abs_build
 

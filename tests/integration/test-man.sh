@@ -14,6 +14,7 @@ set -eu
 
 B=${B:-build}
 here=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=lib.sh
 . "$(dirname "$0")/../lib.sh"
 
 dir=$(mktemp -d)

@@ -22,6 +22,7 @@
 set -eu
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=lib.sh
 . "$here/tests/lib.sh"
 abs_build
 # Only the module: a name it does not answer is not found, never asked of

@@ -52,6 +52,7 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=lib.sh
 . "$root/tests/lib.sh"
 abs_build "$root"
 PYTHON=/usr/bin/python3

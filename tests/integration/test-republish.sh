@@ -19,6 +19,7 @@ if [ -z "${ZTNA_REPUBLISH_NS:-}" ]; then
 	ZTNA_REPUBLISH_NS=1 exec unshare -m --propagation private sh "$0" "$@"
 fi
 
+# shellcheck source=lib.sh
 . "$(dirname "$0")/../lib.sh"
 abs_build
 

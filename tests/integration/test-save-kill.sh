@@ -18,6 +18,7 @@ set -eu
 KILLS=${KILLS:-50}
 PYTHON=/usr/bin/python3
 
+# shellcheck source=lib.sh
 . "$(dirname "$0")/../lib.sh"
 abs_build
 

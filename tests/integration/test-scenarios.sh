@@ -47,6 +47,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 TEST_NAME=test-scenarios
+# shellcheck source=lib.sh
 . "$root/tests/lib.sh"
 abs_build "$root"
 PYTHON=/usr/bin/python3

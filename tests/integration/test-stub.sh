@@ -21,6 +21,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build
 TEST_NAME=test-stub
+# shellcheck source=lib.sh
 . "$root/tests/lib.sh"
 
 if [ "${1-}" != --in-namespace ]; then

@@ -40,6 +40,7 @@
 set -euo pipefail
 
 SRC=$(pwd)
+# shellcheck source=lib.sh
 . "$SRC/tests/lib.sh"
 abs_build
 UNITS=$SRC/systemd

@@ -32,6 +32,7 @@
 set -eu
 
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=lib.sh
 . "$HERE/lib.sh"
 abs_build
 HARNESS=$B/test/test-upstream
