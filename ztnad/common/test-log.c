@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/check-run.h"
 
 /* Runs `fn` with stderr sent to a temporary file and returns what it wrote. */
 static char *captured(void (*fn)(void)) {
@@ -77,15 +78,9 @@ END_TEST
 int main(void) {
         Suite *s = suite_create("log");
         TCase *tc = tcase_create("core");
-        SRunner *sr;
-        int failed;
 
         tcase_add_test(tc, test_errno_text);
         tcase_add_test(tc, test_cut);
         suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return check_run(s);
 }

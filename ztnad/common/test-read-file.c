@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/read-file.h"
+#include "common/check-run.h"
 
 static char dir[] = "/tmp/test-read-file.XXXXXX";
 
@@ -196,8 +197,6 @@ END_TEST
 int main(void) {
         Suite *s = suite_create("read-file");
         TCase *tc = tcase_create("core");
-        SRunner *sr;
-        int failed;
 
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, test_plain_and_empty);
@@ -207,9 +206,5 @@ int main(void) {
         tcase_add_test(tc, test_growing);
         tcase_add_test(tc, test_at);
         suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return check_run(s);
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/write-file.h"
+#include "common/check-run.h"
 
 static char dir[64];
 
@@ -96,16 +97,10 @@ END_TEST
 int main(void) {
         Suite *s = suite_create("write-file");
         TCase *tc = tcase_create("atomic");
-        SRunner *sr;
-        int failed;
 
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, test_write_and_replace);
         tcase_add_test(tc, test_failures_leave_nothing);
         suite_add_tcase(s, tc);
-        sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return check_run(s);
 }

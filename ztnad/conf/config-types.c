@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "common/inet-util.h"
+#include "common/quote.h"
 #include "conf/config.h"
 #include "conf/config-internal.h"
 #include "conf/config-keys.h"
@@ -35,38 +36,9 @@ bool config_is_blank(char c) {
         return c == ' ' || c == '\t';
 }
 
-/* `s` (`len` bytes) shown in a message: in double quotes, printable ASCII
- * only (a value must not forge a second log line), cut short. */
+/* `s` (`len` bytes) shown in a message (common/quote.h). */
 const char *config_show(char buf[static SHOW_MAX], const char *s, size_t len) {
-        size_t o = 0;
-
-        buf[o++] = '"';
-        for (size_t i = 0; i < len; i++) {
-                unsigned char c = (unsigned char) s[i];
-                int n;
-
-                /* Room for the longest escape, then "...", '"' and NUL. */
-                if (o + 4 + 5 > SHOW_MAX) {
-                        memcpy(buf + o, "...", 3);
-                        o += 3;
-                        break;
-                }
-                if (c == '"' || c == '\\') {
-                        buf[o++] = '\\';
-                        buf[o++] = (char) c;
-                        continue;
-                }
-                if (c >= 0x20 && c < 0x7f) {
-                        buf[o++] = (char) c;
-                        continue;
-                }
-                n = snprintf(buf + o, SHOW_MAX - o, "\\x%02x", c);
-                assert(n == 4);
-                o += (size_t) n;
-        }
-        buf[o++] = '"';
-        buf[o] = '\0';
-        return buf;
+        return quote_text(buf, SHOW_MAX, s, len);
 }
 
 const char *config_show_str(char buf[static SHOW_MAX], const char *s) {

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/quote.h"
 #include "macro.h"
 #include "sources/peers.h"
 #include "sources/peers-internal.h"
@@ -41,34 +42,9 @@ static void where_format(Where w, char *buf, size_t size) {
                 (void) snprintf(buf + n, size - (size_t) n, "[%zu]", w.sub);
 }
 
-/* A value from the document, quoted for a log line: printable ASCII only
- * (a name with a newline must not forge a second log line), and cut short so
- * a megabyte string does not become a megabyte message. */
+/* A value from the document, quoted for a log line (common/quote.h). */
 const char *peers_quote(char buf[static QUOTE_MAX], const char *s, size_t len) {
-        size_t o = 0;
-
-        buf[o++] = '"';
-        for (size_t i = 0; i < len; i++) {
-                unsigned char c = (unsigned char) s[i];
-
-                /* Room is kept for the longest escape, "...", '"' and NUL. */
-                if (o + 4 > QUOTE_MAX - 5) {
-                        memcpy(buf + o, "...", 3);
-                        o += 3;
-                        break;
-                }
-                if (c == '"' || c == '\\') {
-                        buf[o++] = '\\';
-                        buf[o++] = (char) c;
-                } else if (c >= 0x20 && c < 0x7f)
-                        buf[o++] = (char) c;
-                else
-                        o += (size_t) snprintf(buf + o, 5, "\\x%02x", c);
-        }
-        buf[o++] = '"';
-        buf[o] = '\0';
-        assert(o < QUOTE_MAX);
-        return buf;
+        return quote_text(buf, QUOTE_MAX, s, len);
 }
 
 /* Values are quoted already; the source name and jansson's text (which
