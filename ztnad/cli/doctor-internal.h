@@ -88,7 +88,6 @@ typedef struct Doctor {
         char daemon_err[ERR_MAX];
 
         char store_path[1024];
-        bool store_ok;   /* a snapshot could be read */
         char domain[SHM_DOMAIN_MAX + 1];
         char name[SHM_LABEL_MAX + 2 + SHM_DOMAIN_MAX]; /* followed: NAME or a peer */
         char name_answer[INET6_ADDRSTRLEN];              /* its first address in the store */

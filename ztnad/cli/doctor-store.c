@@ -240,7 +240,6 @@ void doctor_check_store(Doctor *d) {
                 finding_fix(f, "%s", restart);
                 return;
         }
-        d->store_ok = true;
         snprintf(d->domain, sizeof d->domain, "%s", v.domain);
 
         if (v.down) {

@@ -54,6 +54,8 @@ typedef enum FailKind {
 
 /* ---- helpers both connections and their owner use ---- */
 
+/* snprintf() for texts that may be cut on purpose (a server label in a
+ * fixed-size reason): -Wformat-truncation cannot see through it. */
 __attribute__((format(printf, 3, 4))) static inline void upstream_format(char *buf, size_t len, const char *fmt,
                                                                           ...) {
         va_list ap;
